@@ -1,0 +1,97 @@
+"""ferroloop: asyncio's event loop written in Rust.
+
+Use it like uvloop::
+
+    import ferroloop
+    ferroloop.run(main())                  # like asyncio.run(main())
+
+    asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # Python 3.12+
+    with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+        runner.run(main())
+
+    ferroloop.install()                    # every new asyncio loop is a ferroloop.Loop
+
+All the loop's logic lives in the native module ``ferroloop._ferroloop``; this module only
+makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts two coroutine methods.
+"""
+
+from __future__ import annotations
+
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+
+from . import _ferroloop
+from ._ferroloop import Handle, TimerHandle, __version__
+
+__all__ = ("Loop", "EventLoopPolicy", "new_event_loop", "run", "install", "Handle", "TimerHandle")
+
+
+class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
+    """The ferroloop event loop: an ``asyncio.AbstractEventLoop`` with a native core."""
+
+    # asyncio defines these two as coroutines; the work is native, these await it.
+    async def shutdown_asyncgens(self) -> None:
+        """Close every async generator still alive (``asyncio.run`` calls this)."""
+        pending = self._shutdown_asyncgens()
+        if pending is None:
+            return
+        gathered, agens = pending
+        results = await gathered
+        for result, agen in zip(results, agens):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Shut the default executor down, waiting for its threads (up to ``timeout``)."""
+        pending = self._shutdown_default_executor(timeout)
+        if pending is None:
+            return
+        future, thread, timeout = pending
+        try:
+            async with _asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            _warnings.warn("The executor did not finishing joining "
+                           f"its threads within {timeout} seconds.",
+                           RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def __del__(self, _warn=_warnings.warn) -> None:
+        self._warn_unclosed()
+
+
+def new_event_loop() -> Loop:
+    """Return a new ferroloop event loop."""
+    return Loop()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An asyncio event loop policy whose loops are ferroloop loops."""
+
+    def _loop_factory(self) -> Loop:  # type: ignore[override]
+        return Loop()
+
+
+def install() -> None:
+    """Make ferroloop asyncio's default: every new event loop is a ``ferroloop.Loop``."""
+    if _sys.version_info >= (3, 12):
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", DeprecationWarning)
+            _asyncio.set_event_loop_policy(EventLoopPolicy())
+    else:
+        _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug: bool | None = None):
+    """Run coroutine ``main`` on a new ferroloop loop and return its result, like
+    ``asyncio.run``: the loop's async generators and default executor are shut down and
+    the loop closed afterwards."""
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)

@@ -1,0 +1,1771 @@
+//! The loop core: `LoopCore`, the native base of `ferroloop.Loop`.
+//!
+//! One iteration (`run_once`) does what asyncio's `BaseEventLoop._run_once` does:
+//! drop cancelled timers, poll for I/O (releasing the GIL while it waits), move due
+//! timers to the ready queue, then run the callbacks that were ready when the iteration
+//! started. New callbacks scheduled by those run in the next iteration.
+//!
+//! Locking: all mutable state sits behind `std::sync::Mutex`es that are held only for
+//! queue operations. No Python code runs while a lock is held — Python objects taken out
+//! of the state are dropped (and so possibly finalized) after the guard is released —
+//! which keeps re-entrant calls from callbacks (`call_soon` from inside a callback,
+//! `__del__` methods scheduling work) deadlock-free, with or without the GIL.
+
+pub mod reactor;
+pub mod signals;
+pub mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use mio::{Registry, Waker};
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
+};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::PyClassInitializer;
+use pyo3::types::{PyCFunction, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::clock::monotonic;
+use crate::handle::{Handle, TimerHandle};
+use crate::py::{logger, Imports};
+use reactor::{Poller, Ready, Watch, SIGNALS, WAKER};
+use signals::SignalSocket;
+use timers::{TimerHeap, MIN_CANCELLED_TIMER_HANDLES_FRACTION, MIN_SCHEDULED_TIMER_HANDLES};
+
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: never block longer than a day in one poll.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+/// asyncio's `_clock_resolution` for `time.monotonic()` on Linux.
+const CLOCK_RESOLUTION: f64 = 1e-9;
+/// asyncio's `constants.DEBUG_STACK_DEPTH`.
+const DEBUG_STACK_DEPTH: i64 = 10;
+/// While callbacks are ready and no fd is watched, a zero-timeout poll can only find the
+/// waker or the signal socket — both of which only add work that the ready queue already
+/// receives directly — so the loop polls on only one iteration in this many.
+const POLL_EVERY_BUSY_ITERATIONS: u32 = 64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic while it was held; the queues stay consistent
+    // because every critical section only moves references around.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reader and writer callbacks of one watched fd.
+#[derive(Default)]
+struct IoEntry {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl IoEntry {
+    fn watch(&self) -> Watch {
+        Watch {
+            read: self.reader.is_some(),
+            write: self.writer.is_some(),
+        }
+    }
+}
+
+/// Queues shared between the loop thread and `call_soon_threadsafe` callers.
+#[derive(Default)]
+struct Queues {
+    ready: VecDeque<Py<Handle>>,
+    /// The buffer swapped in for `ready` while a batch runs, kept to reuse its capacity.
+    spare: VecDeque<Py<Handle>>,
+    timers: TimerHeap<Py<TimerHandle>>,
+    io: HashMap<RawFd, IoEntry>,
+}
+
+/// Python-level configuration and bookkeeping of the loop.
+#[derive(Default)]
+struct PyState {
+    exception_handler: Option<Py<PyAny>>,
+    task_factory: Option<Py<PyAny>>,
+    default_executor: Option<Py<PyAny>>,
+    asyncgens: Option<Py<PyAny>>,
+    signal_handlers: HashMap<i32, Py<Handle>>,
+    current_handle: Option<Py<Handle>>,
+    /// The depth to restore when coroutine origin tracking is switched off again.
+    origin_tracking_saved_depth: Option<i64>,
+}
+
+/// The native event loop. `ferroloop.Loop` subclasses it together with
+/// `asyncio.AbstractEventLoop`.
+#[pyclass(module = "ferroloop._ferroloop", subclass, frozen)]
+pub struct LoopCore {
+    queues: Mutex<Queues>,
+    pystate: Mutex<PyState>,
+    poller: Mutex<Option<Poller>>,
+    registry: Registry,
+    waker: Waker,
+    signal_socket: Mutex<Option<SignalSocket>>,
+    /// Set while the loop thread is in, or about to enter, a poll that may block.
+    polling: AtomicBool,
+    closed: AtomicBool,
+    stopping: AtomicBool,
+    debug: AtomicBool,
+    /// `threading.get_ident()` of the thread running the loop; 0 when not running.
+    thread_id: AtomicU64,
+    timer_cancelled_count: AtomicUsize,
+    slow_callback_duration: AtomicU64,
+    executor_shutdown_called: AtomicBool,
+    asyncgens_shutdown_called: AtomicBool,
+    busy_iterations_without_poll: AtomicU32,
+}
+
+fn current_thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions and cannot fail. Its value is what
+    // `threading.get_ident()` returns on Linux.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+fn is_timer_cancelled(py: Python<'_>, h: &Py<TimerHandle>) -> bool {
+    h.bind(py).as_super().get().is_cancelled()
+}
+
+fn os_error(e: std::io::Error) -> PyErr {
+    PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string()))
+}
+
+impl LoopCore {
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn is_running_inner(&self) -> bool {
+        self.thread_id.load(Ordering::Acquire) != 0
+    }
+
+    fn debug_on(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    /// asyncio's `_check_thread`, applied in debug mode.
+    fn check_thread(&self) -> PyResult<()> {
+        let tid = self.thread_id.load(Ordering::Acquire);
+        if tid != 0 && tid != current_thread_id() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Called by `TimerHandle.cancel()` for a timer still in the heap.
+    pub fn timer_handle_cancelled(&self) {
+        self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Wakes the loop thread if it may be blocked in a poll.
+    #[inline]
+    fn wake_if_polling(&self) {
+        if self.polling.load(Ordering::SeqCst) {
+            // An error means the eventfd counter is saturated, i.e. a wake-up is pending.
+            let _ = self.waker.wake();
+        }
+    }
+
+    #[inline]
+    fn push_ready(&self, handle: Py<Handle>) {
+        lock(&self.queues).ready.push_back(handle);
+        self.wake_if_polling();
+    }
+
+    /// Runs `callback` checks: cheap ones always, asyncio's full checks in debug mode.
+    fn check_callback(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+    ) -> PyResult<()> {
+        let imports = Imports::get(py)?;
+        let debug = self.debug_on();
+        let callable = callback.is_callable();
+        if (!callable || debug)
+            && (imports.iscoroutine.bind(py).call1((callback,))?.is_truthy()?
+                || (debug
+                    && imports
+                        .iscoroutinefunction
+                        .bind(py)
+                        .call1((callback,))?
+                        .is_truthy()?))
+        {
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
+        }
+        if !callable {
+            return Err(PyTypeError::new_err(format!(
+                "a callable object was expected by {method}(), got {}",
+                callback.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    /// The context a handle runs in: the given one, or a copy of the current context.
+    fn context_for(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        match context {
+            Some(c) if !c.is_none() => Ok(c.unbind()),
+            _ => {
+                // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
+                // or NULL with an exception set, which from_owned_ptr_or_err handles.
+                unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
+                    .map(Bound::unbind)
+            }
+        }
+    }
+
+    /// In debug mode, the stack that scheduled a handle (for error reports).
+    fn source_traceback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if !self.debug_on() {
+            return Ok(None);
+        }
+        let imports = Imports::get(py)?;
+        let frame = imports.getframe.bind(py).call1((0,))?;
+        Ok(Some(imports.extract_stack.bind(py).call1((frame,))?.unbind()))
+    }
+
+    fn new_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let context = Self::context_for(py, context)?;
+        let tb = slf.get().source_traceback(py)?;
+        Py::new(
+            py,
+            Handle::new(
+                callback.unbind(),
+                args.unbind(),
+                context,
+                slf.clone().into_any().unbind(),
+                tb,
+            ),
+        )
+    }
+
+    /// Pulls every signal number from the signal socket and schedules its handler.
+    fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut sigs = Vec::new();
+        if let Some(sock) = lock(&this.signal_socket).as_mut() {
+            sock.drain(&mut sigs);
+        }
+        for sig in sigs {
+            let handler = lock(&this.pystate)
+                .signal_handlers
+                .get(&sig)
+                .map(|h| h.clone_ref(py));
+            if let Some(h) = handler {
+                if h.get().is_cancelled() {
+                    Self::remove_signal_handler_inner(slf, sig)?;
+                } else {
+                    this.push_ready(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules the callbacks of the fds reported ready.
+    fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
+        let mut garbage: Vec<Py<Handle>> = Vec::new();
+        {
+            let mut q = lock(&self.queues);
+            for ev in events {
+                if ev.token == WAKER || ev.token == SIGNALS {
+                    continue;
+                }
+                let fd = ev.token.0 as RawFd;
+                let Some(entry) = q.io.get_mut(&fd) else {
+                    continue;
+                };
+                let old = entry.watch();
+                let mut to_run: [Option<Py<Handle>>; 2] = [None, None];
+                if ev.readable {
+                    if let Some(r) = &entry.reader {
+                        if r.get().is_cancelled() {
+                            garbage.extend(entry.reader.take());
+                        } else {
+                            to_run[0] = Some(r.clone_ref(py));
+                        }
+                    }
+                }
+                if ev.writable {
+                    if let Some(w) = &entry.writer {
+                        if w.get().is_cancelled() {
+                            garbage.extend(entry.writer.take());
+                        } else {
+                            to_run[1] = Some(w.clone_ref(py));
+                        }
+                    }
+                }
+                let new = entry.watch();
+                if new == Watch::default() {
+                    q.io.remove(&fd);
+                }
+                // Level-triggered semantics: re-arm so a still-ready fd is reported again.
+                let res = if old != new {
+                    reactor::update(&self.registry, fd, old, new)
+                } else {
+                    reactor::rearm_watch(&self.registry, fd, new)
+                };
+                if let Err(e) = res {
+                    // The fd was closed behind the loop's back; forget it, as the selector
+                    // would on its next select().
+                    if e.raw_os_error() == Some(libc::EBADF) {
+                        if let Some(entry) = q.io.remove(&fd) {
+                            garbage.extend(entry.reader);
+                            garbage.extend(entry.writer);
+                        }
+                    }
+                }
+                for h in to_run.into_iter().flatten() {
+                    q.ready.push_back(h);
+                }
+            }
+        }
+        drop(garbage);
+        Ok(())
+    }
+
+    /// One loop iteration, as asyncio's `_run_once`.
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+
+        // 1. Drop cancelled timers and work out how long the poll may block.
+        let mut dead_timers = Vec::new();
+        this.polling.store(true, Ordering::SeqCst);
+        let (timeout, watching_fds) = {
+            let mut q = lock(&this.queues);
+            let n = q.timers.len();
+            let cancelled = this.timer_cancelled_count.load(Ordering::Relaxed);
+            if n > MIN_SCHEDULED_TIMER_HANDLES
+                && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+            {
+                dead_timers = q.timers.remove_where(|h| is_timer_cancelled(py, h));
+                this.timer_cancelled_count.store(0, Ordering::Relaxed);
+            } else {
+                while q
+                    .timers
+                    .peek()
+                    .is_some_and(|t| is_timer_cancelled(py, &t.handle))
+                {
+                    dead_timers.extend(q.timers.pop());
+                    let _ = this.timer_cancelled_count.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |c| c.checked_sub(1),
+                    );
+                }
+            }
+            let timeout = if !q.ready.is_empty() || this.stopping.load(Ordering::Acquire) {
+                Some(Duration::ZERO)
+            } else if let Some(t) = q.timers.peek() {
+                let secs = (t.when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                Some(Duration::from_secs_f64(secs))
+            } else {
+                None
+            };
+            (timeout, !q.io.is_empty())
+        };
+        for t in &dead_timers {
+            t.handle.get().unschedule();
+        }
+        drop(dead_timers);
+
+        // 2. Poll for I/O.
+        let busy = timeout == Some(Duration::ZERO);
+        let skip_poll = busy
+            && !watching_fds
+            && this
+                .busy_iterations_without_poll
+                .fetch_add(1, Ordering::Relaxed)
+                < POLL_EVERY_BUSY_ITERATIONS;
+        if skip_poll {
+            this.polling.store(false, Ordering::SeqCst);
+        } else {
+            this.busy_iterations_without_poll
+                .store(0, Ordering::Relaxed);
+            let mut events = Vec::new();
+            let res = {
+                let mut guard = lock(&this.poller);
+                match guard.as_mut() {
+                    None => Ok(()),
+                    Some(poller) if busy => poller.poll(timeout, &mut events),
+                    Some(poller) => py.detach(|| poller.poll(timeout, &mut events)),
+                }
+            };
+            this.polling.store(false, Ordering::SeqCst);
+            match res {
+                Ok(()) => {}
+                // A signal arrived: run Python-level handlers (KeyboardInterrupt for Ctrl-C).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
+                Err(e) => return Err(os_error(e)),
+            }
+            if events.iter().any(|e| e.token == SIGNALS) {
+                Self::dispatch_signals(slf)?;
+            }
+            if events.iter().any(|e| e.token != SIGNALS && e.token != WAKER) {
+                this.dispatch_io(py, &events)?;
+            }
+        }
+
+        // 3. Move due timers to the ready queue and take the batch to run.
+        let mut batch = {
+            let mut q = lock(&this.queues);
+            if !q.timers.is_empty() {
+                let end_time = monotonic() + CLOCK_RESOLUTION;
+                while let Some(t) = q.timers.pop_due(end_time) {
+                    t.handle.get().unschedule();
+                    let h: Py<Handle> = t.handle.into_bound(py).into_super().unbind();
+                    q.ready.push_back(h);
+                }
+            }
+            let mut batch = std::mem::take(&mut q.spare);
+            std::mem::swap(&mut batch, &mut q.ready);
+            batch
+        };
+
+        // 4. Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
+        let debug = this.debug_on();
+        while let Some(h) = batch.pop_front() {
+            let res = if debug {
+                Self::run_handle_debug(slf, &h)
+            } else {
+                h.get().run(h.bind(py).as_any())
+            };
+            if let Err(e) = res {
+                let mut q = lock(&this.queues);
+                while let Some(rest) = batch.pop_back() {
+                    q.ready.push_front(rest);
+                }
+                drop(q);
+                drop(h);
+                return Err(e);
+            }
+            drop(h);
+        }
+        let mut q = lock(&this.queues);
+        if q.spare.capacity() < batch.capacity() {
+            q.spare = batch;
+        }
+        Ok(())
+    }
+
+    /// Runs a handle in debug mode: tracks the current handle and reports slow callbacks.
+    fn run_handle_debug(slf: &Bound<'_, Self>, h: &Py<Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let previous = lock(&this.pystate).current_handle.replace(h.clone_ref(py));
+        drop(previous);
+        let t0 = monotonic();
+        let res = h.get().run(h.bind(py).as_any());
+        let dt = monotonic() - t0;
+        let current = lock(&this.pystate).current_handle.take();
+        drop(current);
+        res?;
+        if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {
+            let cb = h.bind(py).getattr("_callback")?;
+            let task_cls = Imports::get(py)?.task_cls.bind(py);
+            let owner = cb.getattr("__self__").ok();
+            let desc = match owner {
+                Some(o) if o.is_instance(task_cls)? => o.repr()?.unbind(),
+                _ => h.bind(py).str()?.unbind(),
+            };
+            logger(py)?.call_method1(
+                "warning",
+                ("Executing %s took %.3f seconds", desc, dt),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_coroutine_origin_tracking(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+        let imports = Imports::get(py)?;
+        let mut st = lock(&self.pystate);
+        if enabled == st.origin_tracking_saved_depth.is_some() {
+            return Ok(());
+        }
+        if enabled {
+            let depth: i64 = imports
+                .get_coroutine_origin_tracking_depth
+                .bind(py)
+                .call0()?
+                .extract()?;
+            st.origin_tracking_saved_depth = Some(depth);
+            drop(st);
+            imports
+                .set_coroutine_origin_tracking_depth
+                .bind(py)
+                .call1((DEBUG_STACK_DEPTH,))?;
+        } else {
+            let depth = st.origin_tracking_saved_depth.take().unwrap_or(0);
+            drop(st);
+            imports
+                .set_coroutine_origin_tracking_depth
+                .bind(py)
+                .call1((depth,))?;
+        }
+        Ok(())
+    }
+
+    fn check_running(&self, py: Python<'_>) -> PyResult<()> {
+        if self.is_running_inner() {
+            return Err(PyRuntimeError::new_err("This event loop is already running"));
+        }
+        let running = Imports::get(py)?.get_running_loop.bind(py).call0()?;
+        if !running.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
+        Ok(())
+    }
+
+    fn fd_of(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+        // asyncio's selectors._fileobj_to_fd.
+        let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
+            fileobj.extract()?
+        } else {
+            match fileobj.call_method0("fileno") {
+                Ok(v) => v.extract().map_err(|_| {
+                    PyValueError::new_err(format!("Invalid file object: {}", fileobj.repr().map(|r| r.to_string()).unwrap_or_default()))
+                })?,
+                Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(fileobj.py()) => return Err(e),
+                Err(_) => {
+                    return Err(PyValueError::new_err(format!(
+                        "Invalid file object: {}",
+                        fileobj.repr()?
+                    )))
+                }
+            }
+        };
+        if fd < 0 || fd > i32::MAX as i64 {
+            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        }
+        Ok(fd as RawFd)
+    }
+
+    fn add_io(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        let method = if write { "add_writer" } else { "add_reader" };
+        this.check_callback(slf.py(), &callback, method)?;
+        let fd = Self::fd_of(fd)?;
+        let handle = Self::new_handle(slf, callback, args, None)?;
+        let previous = {
+            let mut q = lock(&this.queues);
+            let entry = q.io.entry(fd).or_default();
+            let old = entry.watch();
+            let slot = if write {
+                &mut entry.writer
+            } else {
+                &mut entry.reader
+            };
+            let previous = slot.replace(handle.clone_ref(slf.py()));
+            let new = entry.watch();
+            if let Err(e) = reactor::update(&this.registry, fd, old, new) {
+                let slot = if write {
+                    &mut entry.writer
+                } else {
+                    &mut entry.reader
+                };
+                let mine = std::mem::replace(slot, previous);
+                if entry.watch() == Watch::default() {
+                    q.io.remove(&fd);
+                }
+                drop(q);
+                drop(mine);
+                return Err(os_error(e));
+            }
+            previous
+        };
+        // asyncio cancels the handle it replaces.
+        if let Some(p) = previous {
+            p.bind(slf.py()).call_method0("cancel")?;
+        }
+        Ok(handle)
+    }
+
+    fn remove_io(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
+        let this = slf.get();
+        if this.closed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let fd = Self::fd_of(fd)?;
+        let removed = {
+            let mut q = lock(&this.queues);
+            let Some(entry) = q.io.get_mut(&fd) else {
+                return Ok(false);
+            };
+            let old = entry.watch();
+            let removed = if write {
+                entry.writer.take()
+            } else {
+                entry.reader.take()
+            };
+            let new = entry.watch();
+            if new == Watch::default() {
+                q.io.remove(&fd);
+            }
+            // Failing to deregister a closed fd is harmless: epoll dropped it already.
+            let _ = reactor::update(&this.registry, fd, old, new);
+            removed
+        };
+        match removed {
+            Some(h) => {
+                h.bind(slf.py()).call_method0("cancel")?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn remove_signal_handler_inner(slf: &Bound<'_, Self>, sig: i32) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let (removed, none_left) = {
+            let mut st = lock(&this.pystate);
+            let removed = st.signal_handlers.remove(&sig);
+            (removed, st.signal_handlers.is_empty())
+        };
+        if removed.is_none() {
+            return Ok(false);
+        }
+        drop(removed);
+        let signal_mod = Imports::get(py)?.signal.bind(py);
+        let sigint: i32 = signal_mod.getattr("SIGINT")?.extract()?;
+        let handler = if sig == sigint {
+            signal_mod.getattr("default_int_handler")?
+        } else {
+            signal_mod.getattr("SIG_DFL")?
+        };
+        if let Err(e) = signal_mod.call_method1("signal", (sig, handler)) {
+            if e.is_instance_of::<PyOSError>(py)
+                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
+            {
+                return Err(PyRuntimeError::new_err(format!("sig {sig} cannot be caught")));
+            }
+            return Err(e);
+        }
+        if none_left {
+            if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+                logger(py)?.call_method1("info", ("set_wakeup_fd(-1) failed: %s", e.value(py)))?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// `future.set_result(None)` unless it was cancelled, via asyncio's helper.
+    fn resolve_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        future: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let f = Imports::get(py)?.set_result_unless_cancelled.bind(py);
+        slf.call_method1("call_soon_threadsafe", (f, future, py.None()))?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let (poller, registry, waker) = Poller::new().map_err(os_error)?;
+        let imports = Imports::get(py)?;
+        let debug = py
+            .import("asyncio.coroutines")?
+            .getattr("_is_debug_mode")?
+            .call0()?
+            .is_truthy()?;
+        let _ = imports;
+        Ok(LoopCore {
+            queues: Mutex::new(Queues::default()),
+            pystate: Mutex::new(PyState::default()),
+            poller: Mutex::new(Some(poller)),
+            registry,
+            waker,
+            signal_socket: Mutex::new(None),
+            polling: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(debug),
+            thread_id: AtomicU64::new(0),
+            timer_cancelled_count: AtomicUsize::new(0),
+            slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+            executor_shutdown_called: AtomicBool::new(false),
+            asyncgens_shutdown_called: AtomicBool::new(false),
+            busy_iterations_without_poll: AtomicU32::new(0),
+        })
+    }
+
+    // ----- running and stopping -------------------------------------------------------
+
+    /// Runs the loop until `stop()` is called.
+    fn run_forever(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_running(py)?;
+        let imports = Imports::get(py)?;
+        this.set_coroutine_origin_tracking(py, this.debug_on())?;
+        let old_hooks = imports.get_asyncgen_hooks.bind(py).call0()?;
+        this.thread_id.store(current_thread_id(), Ordering::Release);
+        let result = (|| -> PyResult<()> {
+            let kw = PyDict::new(py);
+            kw.set_item("firstiter", slf.getattr("_asyncgen_firstiter_hook")?)?;
+            kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
+            imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
+            imports.set_running_loop.bind(py).call1((slf,))?;
+            loop {
+                Self::run_once(slf)?;
+                if this.stopping.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+        })();
+        this.stopping.store(false, Ordering::Release);
+        this.thread_id.store(0, Ordering::Release);
+        let r1 = imports.set_running_loop.bind(py).call1((py.None(),));
+        let r2 = this.set_coroutine_origin_tracking(py, false);
+        let r3 = imports
+            .set_asyncgen_hooks
+            .bind(py)
+            .call1(old_hooks.cast::<PyTuple>().map_err(PyErr::from)?);
+        result?;
+        r1?;
+        r2?;
+        r3?;
+        Ok(())
+    }
+
+    /// Runs until `future` (a future or coroutine) is done and returns its result.
+    fn run_until_complete(slf: &Bound<'_, Self>, future: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_running(py)?;
+        let imports = Imports::get(py)?;
+        let new_task = !imports.isfuture.bind(py).call1((future,))?.is_truthy()?;
+        let kw = PyDict::new(py);
+        kw.set_item("loop", slf)?;
+        let fut = imports.ensure_future.bind(py).call((future,), Some(&kw))?;
+        if new_task {
+            // An exception will propagate from here; the task must not warn about it.
+            fut.setattr("_log_destroy_pending", false)?;
+        }
+        let done_cb = wrap_pyfunction!(run_until_complete_cb, py)?;
+        fut.call_method1("add_done_callback", (&done_cb,))?;
+        let res = slf.call_method0("run_forever");
+        let removed = fut.call_method1("remove_done_callback", (&done_cb,));
+        if let Err(e) = res {
+            if new_task
+                && fut.call_method0("done")?.is_truthy()?
+                && !fut.call_method0("cancelled")?.is_truthy()?
+            {
+                // Mark the exception retrieved; the error propagates from run_forever.
+                let _ = fut.call_method0("exception");
+            }
+            return Err(e);
+        }
+        removed?;
+        if !fut.call_method0("done")?.is_truthy()? {
+            return Err(PyRuntimeError::new_err(
+                "Event loop stopped before Future completed.",
+            ));
+        }
+        Ok(fut.call_method0("result")?.unbind())
+    }
+
+    /// Stops the loop after the current iteration.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake_if_polling();
+    }
+
+    fn is_running(&self) -> bool {
+        self.is_running_inner()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the loop: drops pending callbacks, removes signal handlers, shuts the
+    /// default executor down without waiting and releases the epoll and waker fds.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_running_inner() {
+            return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
+        }
+        if this.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if this.debug_on() {
+            logger(py)?.call_method1("debug", ("Close %r", slf))?;
+        }
+        // Signal handlers go first, while the loop still counts as open.
+        let finalizing = py.import("sys")?.call_method0("is_finalizing")?.is_truthy()?;
+        let sigs: Vec<i32> = lock(&this.pystate).signal_handlers.keys().copied().collect();
+        if !finalizing {
+            for sig in sigs {
+                Self::remove_signal_handler_inner(slf, sig)?;
+            }
+        } else if !sigs.is_empty() {
+            let msg = format!(
+                "Closing the loop {} on interpreter shutdown stage, skipping signal handlers removal",
+                slf.repr()?
+            );
+            let imports = Imports::get(py)?;
+            imports
+                .warn
+                .bind(py)
+                .call1((msg, imports.resource_warning.bind(py)))?;
+            let handlers = std::mem::take(&mut lock(&this.pystate).signal_handlers);
+            drop(handlers);
+        }
+        this.closed.store(true, Ordering::Release);
+        let (ready, spare, timers, io) = {
+            let mut q = lock(&this.queues);
+            (
+                std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.spare),
+                q.timers.drain(),
+                std::mem::take(&mut q.io),
+            )
+        };
+        for t in &timers {
+            t.handle.get().unschedule();
+        }
+        drop((ready, spare, timers));
+        for (fd, entry) in &io {
+            let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
+        }
+        drop(io);
+        if let Some(sock) = lock(&this.signal_socket).take() {
+            sock.deregister(&this.registry);
+        }
+        drop(lock(&this.poller).take());
+        this.executor_shutdown_called.store(true, Ordering::Release);
+        let executor = lock(&this.pystate).default_executor.take();
+        if let Some(ex) = executor {
+            let kw = PyDict::new(py);
+            kw.set_item("wait", false)?;
+            ex.bind(py).call_method("shutdown", (), Some(&kw))?;
+        }
+        Ok(())
+    }
+
+    /// Emits asyncio's `ResourceWarning` for a loop garbage-collected while open.
+    fn _warn_unclosed(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let imports = Imports::get(py)?;
+        let kw = PyDict::new(py);
+        kw.set_item("source", slf)?;
+        imports.warn.bind(py).call(
+            (
+                format!("unclosed event loop {}", slf.repr()?),
+                imports.resource_warning.bind(py),
+            ),
+            Some(&kw),
+        )?;
+        if !this.is_running_inner() {
+            Self::close(slf)?;
+        }
+        Ok(())
+    }
+
+    // ----- scheduling -----------------------------------------------------------------
+
+    /// Schedules `callback(*args)` for the next iteration.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+        }
+        this.check_callback(slf.py(), &callback, "call_soon")?;
+        let handle = Self::new_handle(slf, callback, args, context)?;
+        this.push_ready(handle.clone_ref(slf.py()));
+        Ok(handle)
+    }
+
+    /// `call_soon` that may be called from any thread; wakes the loop.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_callback(slf.py(), &callback, "call_soon_threadsafe")?;
+        let handle = Self::new_handle(slf, callback, args, context)?;
+        this.push_ready(handle.clone_ref(slf.py()));
+        Ok(handle)
+    }
+
+    /// Schedules `callback(*args)` to run `delay` seconds from now.
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_later")
+    }
+
+    /// Schedules `callback(*args)` at the absolute loop time `when`.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    /// The loop's clock (`time.monotonic()`).
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    /// A new `asyncio.Future` bound to this loop.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let kw = PyDict::new(py);
+        kw.set_item("loop", slf)?;
+        Ok(Imports::get(py)?
+            .future_cls
+            .bind(py)
+            .call((), Some(&kw))?
+            .unbind())
+    }
+
+    /// Wraps a coroutine in a task (through the task factory, if one is set).
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: &Bound<'_, PyAny>,
+        name: Option<&Bound<'_, PyAny>>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let factory = lock(&this.pystate)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py));
+        let context = context.filter(|c| !c.is_none());
+        let name = name.filter(|n| !n.is_none());
+        let task = match factory {
+            None => {
+                let kw = PyDict::new(py);
+                kw.set_item("loop", slf)?;
+                kw.set_item("name", name)?;
+                kw.set_item("context", context)?;
+                let task = Imports::get(py)?.task_cls.bind(py).call((coro,), Some(&kw))?;
+                if let Ok(tb) = task.getattr("_source_traceback") {
+                    if tb.is_truthy()? {
+                        tb.del_item(-1)?;
+                    }
+                }
+                task
+            }
+            Some(f) => {
+                let task = match context {
+                    None => f.bind(py).call1((slf, coro))?,
+                    Some(ctx) => {
+                        let kw = PyDict::new(py);
+                        kw.set_item("context", ctx)?;
+                        f.bind(py).call((slf, coro), Some(&kw))?
+                    }
+                };
+                if let Some(n) = name {
+                    task.call_method1("set_name", (n,))?;
+                }
+                task
+            }
+        };
+        Ok(task.unbind())
+    }
+
+    #[pyo3(signature = (factory))]
+    fn set_task_factory(&self, factory: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !factory.is_none() && !factory.is_callable() {
+            return Err(PyTypeError::new_err("task factory must be a callable or None"));
+        }
+        let new = (!factory.is_none()).then(|| factory.clone().unbind());
+        let old = std::mem::replace(&mut lock(&self.pystate).task_factory, new);
+        drop(old);
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.pystate)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py))
+    }
+
+    // ----- I/O readiness --------------------------------------------------------------
+
+    /// Calls `callback(*args)` whenever `fd` is readable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, false)
+    }
+
+    /// Calls `callback(*args)` whenever `fd` is writable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, true)
+    }
+
+    /// Stops watching `fd` for reading; True if it was watched.
+    fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, false)
+    }
+
+    /// Stops watching `fd` for writing; True if it was watched.
+    fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, true)
+    }
+
+    // ----- signals --------------------------------------------------------------------
+
+    /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).
+    #[pyo3(signature = (sig, callback, *args))]
+    fn add_signal_handler(
+        slf: &Bound<'_, Self>,
+        sig: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let imports = Imports::get(py)?;
+        if imports.iscoroutine.bind(py).call1((&callback,))?.is_truthy()?
+            || imports
+                .iscoroutinefunction
+                .bind(py)
+                .call1((&callback,))?
+                .is_truthy()?
+        {
+            return Err(PyTypeError::new_err(
+                "coroutines cannot be used with add_signal_handler()",
+            ));
+        }
+        let signal_mod = imports.signal.bind(py);
+        let sig = signals::check_signal(sig, signal_mod)?;
+        this.check_closed()?;
+        let wakeup_fd = {
+            let mut sock = lock(&this.signal_socket);
+            if sock.is_none() {
+                *sock = Some(SignalSocket::new(&this.registry).map_err(os_error)?);
+            }
+            sock.as_ref().map(|s| s.wakeup_fd()).unwrap_or(-1)
+        };
+        // set_wakeup_fd raises ValueError outside the main thread: check that first.
+        if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (wakeup_fd,)) {
+            if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOSError>(py) {
+                return Err(PyRuntimeError::new_err(e.value(py).str()?.unbind()));
+            }
+            return Err(e);
+        }
+        let handle = Self::new_handle(slf, callback, args, None)?;
+        let old = lock(&this.pystate).signal_handlers.insert(sig, handle);
+        drop(old);
+        let noop = wrap_pyfunction!(signals::_sighandler_noop, py)?;
+        let installed = signal_mod
+            .call_method1("signal", (sig, noop))
+            .and_then(|_| signal_mod.call_method1("siginterrupt", (sig, false)));
+        if let Err(e) = installed {
+            let (gone, none_left) = {
+                let mut st = lock(&this.pystate);
+                (st.signal_handlers.remove(&sig), st.signal_handlers.is_empty())
+            };
+            drop(gone);
+            if none_left {
+                if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+                    logger(py)?
+                        .call_method1("info", ("set_wakeup_fd(-1) failed: %s", e2.value(py)))?;
+                }
+            }
+            if e.is_instance_of::<PyOSError>(py)
+                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
+            {
+                return Err(PyRuntimeError::new_err(format!("sig {sig} cannot be caught")));
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes the handler for `sig`; True if one was installed.
+    fn remove_signal_handler(slf: &Bound<'_, Self>, sig: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        let sig = signals::check_signal(sig, Imports::get(py)?.signal.bind(py))?;
+        Self::remove_signal_handler_inner(slf, sig)
+    }
+
+    #[getter]
+    fn _signal_handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (sig, h) in lock(&self.pystate).signal_handlers.iter() {
+            d.set_item(sig, h.clone_ref(py))?;
+        }
+        Ok(d)
+    }
+
+    // ----- executors ------------------------------------------------------------------
+
+    /// Runs `func(*args)` in `executor` (the default thread pool when None) and returns
+    /// an asyncio future for the result.
+    #[pyo3(signature = (executor, func, *args))]
+    fn run_in_executor(
+        slf: &Bound<'_, Self>,
+        executor: &Bound<'_, PyAny>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_callback(py, func, "run_in_executor")?;
+        }
+        let imports = Imports::get(py)?;
+        let executor = if executor.is_none() {
+            if this.executor_shutdown_called.load(Ordering::Acquire) {
+                return Err(PyRuntimeError::new_err("Executor shutdown has been called"));
+            }
+            let existing = lock(&this.pystate)
+                .default_executor
+                .as_ref()
+                .map(|e| e.clone_ref(py));
+            match existing {
+                Some(e) => e.into_bound(py),
+                None => {
+                    let kw = PyDict::new(py);
+                    kw.set_item("thread_name_prefix", "asyncio")?;
+                    let e = imports.thread_pool_executor.bind(py).call((), Some(&kw))?;
+                    lock(&this.pystate).default_executor = Some(e.clone().unbind());
+                    e
+                }
+            }
+        } else {
+            executor.clone()
+        };
+        let mut call_args = vec![func.clone()];
+        call_args.extend(args.iter());
+        let cf = executor.call_method1("submit", PyTuple::new(py, call_args)?)?;
+        let kw = PyDict::new(py);
+        kw.set_item("loop", slf)?;
+        Ok(imports.wrap_future.bind(py).call((cf,), Some(&kw))?.unbind())
+    }
+
+    /// Sets the executor used by `run_in_executor(None, ...)`.
+    fn set_default_executor(&self, executor: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = executor.py();
+        if !executor.is_instance(Imports::get(py)?.thread_pool_executor.bind(py))? {
+            return Err(PyTypeError::new_err(
+                "executor must be ThreadPoolExecutor instance",
+            ));
+        }
+        let old = lock(&self.pystate)
+            .default_executor
+            .replace(executor.clone().unbind());
+        drop(old);
+        Ok(())
+    }
+
+    #[getter]
+    fn _default_executor(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.pystate)
+            .default_executor
+            .as_ref()
+            .map(|e| e.clone_ref(py))
+    }
+
+    /// Starts shutting the default executor down in a helper thread; returns a future
+    /// resolved when its threads are joined (asyncio's `shutdown_default_executor`).
+    #[pyo3(signature = (timeout=None))]
+    fn _shutdown_default_executor(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.executor_shutdown_called.store(true, Ordering::Release);
+        let Some(executor) = lock(&this.pystate)
+            .default_executor
+            .as_ref()
+            .map(|e| e.clone_ref(py))
+        else {
+            return Ok(None);
+        };
+        let future = Self::create_future(slf)?;
+        let loop_ref = slf.clone().unbind();
+        let fut_ref = future.clone_ref(py);
+        let exec_ref = executor.clone_ref(py);
+        let target = PyCFunction::new_closure(py, None, None, move |args, _kw| -> PyResult<()> {
+            let py = args.py();
+            let lp = loop_ref.bind(py);
+            let fut = fut_ref.bind(py);
+            let kw = PyDict::new(py);
+            kw.set_item("wait", true)?;
+            match exec_ref.bind(py).call_method("shutdown", (), Some(&kw)) {
+                Ok(_) => {
+                    if !lp.get().closed.load(Ordering::Acquire) {
+                        Self::resolve_soon_threadsafe(lp, fut)?;
+                    }
+                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => {
+                    if !lp.get().closed.load(Ordering::Acquire)
+                        && !fut.call_method0("cancelled")?.is_truthy()?
+                    {
+                        let setter = fut.getattr("set_exception")?;
+                        lp.call_method1("call_soon_threadsafe", (setter, e.value(py)))?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })?;
+        let kw = PyDict::new(py);
+        kw.set_item("target", target)?;
+        let thread = Imports::get(py)?.thread_cls.bind(py).call((), Some(&kw))?;
+        thread.call_method0("start")?;
+        let result = PyTuple::new(
+            py,
+            [future.into_any(), thread.unbind(), timeout.into_pyobject(py)?.into_any().unbind()],
+        )?;
+        Ok(Some(result.into_any().unbind()))
+    }
+
+    // ----- debug ----------------------------------------------------------------------
+
+    fn get_debug(&self) -> bool {
+        self.debug_on()
+    }
+
+    fn set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        let enabled = enabled.is_truthy()?;
+        this.debug.store(enabled, Ordering::Relaxed);
+        if this.is_running_inner() {
+            let f = slf.getattr("_set_coroutine_origin_tracking")?;
+            slf.call_method1("call_soon_threadsafe", (f, enabled))?;
+        }
+        Ok(())
+    }
+
+    fn _set_coroutine_origin_tracking(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+        self.set_coroutine_origin_tracking(py, enabled)
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed))
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, value: f64) {
+        self.slow_callback_duration
+            .store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug_on()
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        lock(&self.pystate)
+            .current_handle
+            .as_ref()
+            .map(|h| h.clone_ref(py))
+    }
+
+    /// Number of callbacks ready to run (for introspection and tests).
+    #[getter]
+    fn _ready_count(&self) -> usize {
+        lock(&self.queues).ready.len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included.
+    #[getter]
+    fn _timer_count(&self) -> usize {
+        lock(&self.queues).timers.len()
+    }
+
+    // ----- exception handling ---------------------------------------------------------
+
+    fn get_exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.pystate)
+            .exception_handler
+            .as_ref()
+            .map(|h| h.clone_ref(py))
+    }
+
+    fn set_exception_handler(&self, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !handler.is_none() && !handler.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "A callable object or None is expected, got {}",
+                handler.repr()?
+            )));
+        }
+        let new = (!handler.is_none()).then(|| handler.clone().unbind());
+        let old = std::mem::replace(&mut lock(&self.pystate).exception_handler, new);
+        drop(old);
+        Ok(())
+    }
+
+    /// Logs `context` through asyncio's logger, in asyncio's format.
+    fn default_exception_handler(
+        slf: &Bound<'_, Self>,
+        context: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let imports = Imports::get(py)?;
+        let message = match context.get_item("message")? {
+            Some(m) if m.is_truthy()? => m.str()?.to_string(),
+            _ => "Unhandled exception in event loop".to_string(),
+        };
+        let exc_info: Bound<'_, PyAny> = match context.get_item("exception")? {
+            Some(e) if !e.is_none() => {
+                PyTuple::new(py, [e.get_type().into_any(), e.clone(), e.getattr("__traceback__")?])?
+                    .into_any()
+            }
+            _ => pyo3::types::PyBool::new(py, false).to_owned().into_any(),
+        };
+        if !context.contains("source_traceback")? {
+            let current = lock(&this.pystate)
+                .current_handle
+                .as_ref()
+                .map(|h| h.clone_ref(py));
+            if let Some(h) = current {
+                let tb = h.bind(py).getattr("_source_traceback")?;
+                if tb.is_truthy()? {
+                    context.set_item("handle_traceback", tb)?;
+                }
+            }
+        }
+        let mut lines = vec![message];
+        let keys = context.keys();
+        keys.sort()?;
+        for key in keys.iter() {
+            let k = key.str()?.to_string();
+            if k == "message" || k == "exception" {
+                continue;
+            }
+            let value = context.get_item(&key)?.unwrap_or_else(|| py.None().into_bound(py));
+            let text = match k.as_str() {
+                "source_traceback" | "handle_traceback" => {
+                    let tb: String = PyString::new(py, "")
+                        .call_method1(
+                            "join",
+                            (imports.format_list.bind(py).call1((&value,))?,),
+                        )?
+                        .extract()?;
+                    let what = if k == "source_traceback" { "Object" } else { "Handle" };
+                    format!("{what} created at (most recent call last):\n{}", tb.trim_end())
+                }
+                _ => value.repr()?.to_string(),
+            };
+            lines.push(format!("{k}: {text}"));
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("exc_info", exc_info)?;
+        logger(py)?.call_method("error", (lines.join("\n"),), Some(&kw))?;
+        Ok(())
+    }
+
+    /// Reports `context` to the custom exception handler, or the default one.
+    fn call_exception_handler(slf: &Bound<'_, Self>, context: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = slf.py();
+        let handler = lock(&slf.get().pystate)
+            .exception_handler
+            .as_ref()
+            .map(|h| h.clone_ref(py));
+        let fatal = |e: &PyErr| {
+            e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
+        };
+        let log_error = |msg: &str| -> PyResult<()> {
+            let kw = PyDict::new(py);
+            kw.set_item("exc_info", true)?;
+            logger(py)?.call_method("error", (msg,), Some(&kw))?;
+            Ok(())
+        };
+        match handler {
+            None => {
+                if let Err(e) = slf.call_method1("default_exception_handler", (context,)) {
+                    if fatal(&e) {
+                        return Err(e);
+                    }
+                    e.restore(py);
+                    // logging's exc_info=True reads the exception being handled.
+                    let res = with_exception_set(py, || log_error("Exception in default exception handler"));
+                    res?;
+                }
+            }
+            Some(h) => {
+                let run = || -> PyResult<()> {
+                    let mut thing = None;
+                    for key in ["task", "future", "handle"] {
+                        if let Some(v) = context.get_item(key)? {
+                            if !v.is_none() {
+                                thing = Some(v);
+                                break;
+                            }
+                        }
+                    }
+                    let ctx = match thing {
+                        Some(t) if t.hasattr("get_context")? => {
+                            Some(t.call_method0("get_context")?)
+                        }
+                        _ => None,
+                    };
+                    match ctx {
+                        Some(c) if !c.is_none() && c.hasattr("run")? => {
+                            c.call_method1("run", (h.bind(py), slf, context))?;
+                        }
+                        _ => {
+                            h.bind(py).call1((slf, context))?;
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(exc) = run() {
+                    if fatal(&exc) {
+                        return Err(exc);
+                    }
+                    let inner = PyDict::new(py);
+                    inner.set_item("message", "Unhandled error in exception handler")?;
+                    inner.set_item("exception", exc.value(py))?;
+                    inner.set_item("context", context)?;
+                    if let Err(e2) = slf.call_method1("default_exception_handler", (inner,)) {
+                        if fatal(&e2) {
+                            return Err(e2);
+                        }
+                        e2.restore(py);
+                        let res = with_exception_set(py, || {
+                            log_error(
+                                "Exception in default exception handler while handling an \
+                                 unexpected error in custom exception handler",
+                            )
+                        });
+                        res?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- async generators -----------------------------------------------------------
+
+    fn _asyncgen_firstiter_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let imports = Imports::get(py)?;
+        if this.asyncgens_shutdown_called.load(Ordering::Acquire) {
+            let kw = PyDict::new(py);
+            kw.set_item("source", slf)?;
+            imports.warn.bind(py).call(
+                (
+                    format!(
+                        "asynchronous generator {} was scheduled after loop.shutdown_asyncgens() call",
+                        agen.repr()?
+                    ),
+                    imports.resource_warning.bind(py),
+                ),
+                Some(&kw),
+            )?;
+        }
+        Self::asyncgens(slf)?.call_method1("add", (agen,))?;
+        Ok(())
+    }
+
+    fn _asyncgen_finalizer_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::asyncgens(slf)?.call_method1("discard", (agen,))?;
+        if !slf.get().closed.load(Ordering::Acquire) {
+            let create_task = slf.getattr("create_task")?;
+            let aclose = agen.call_method0("aclose")?;
+            slf.call_method1("call_soon_threadsafe", (create_task, aclose))?;
+        }
+        Ok(())
+    }
+
+    /// The live async generators the loop will close on `shutdown_asyncgens()`.
+    #[getter]
+    fn _asyncgens<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::asyncgens(slf)
+    }
+
+    /// Starts closing every live async generator; returns a future done when all are
+    /// closed (None if there is none). `ferroloop.Loop.shutdown_asyncgens` awaits it.
+    fn _shutdown_asyncgens(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.asyncgens_shutdown_called.store(true, Ordering::Release);
+        let set = Self::asyncgens(slf)?;
+        if set.len()? == 0 {
+            return Ok(None);
+        }
+        let agens = PyList::new(py, set.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        set.call_method0("clear")?;
+        let mut tasks = Vec::with_capacity(agens.len());
+        for agen in agens.iter() {
+            let task = Self::create_task(slf, &agen.call_method0("aclose")?, None, None)?;
+            tasks.push(task);
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("return_exceptions", true)?;
+        let gathered = Imports::get(py)?
+            .gather
+            .bind(py)
+            .call(PyTuple::new(py, tasks)?, Some(&kw))?;
+        Ok(Some(PyTuple::new(py, [gathered.into_any(), agens.into_any()])?.into_any().unbind()))
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    fn _check_running(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_running(py)
+    }
+
+    fn _check_thread(&self) -> PyResult<()> {
+        self.check_thread()
+    }
+
+    fn _timer_handle_cancelled(&self, _handle: &Bound<'_, PyAny>) {
+        self.timer_handle_cancelled();
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let cap = |b: bool| if b { "True" } else { "False" };
+        Ok(format!(
+            "<{} running={} closed={} debug={}>",
+            slf.get_type().name()?,
+            cap(this.is_running_inner()),
+            cap(this.closed.load(Ordering::Acquire)),
+            cap(this.debug_on())
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(q) = self.queues.try_lock() {
+            for h in q.ready.iter().chain(q.spare.iter()) {
+                visit.call(h)?;
+            }
+            for entry in q.io.values() {
+                visit.call(&entry.reader)?;
+                visit.call(&entry.writer)?;
+            }
+        }
+        if let Ok(st) = self.pystate.try_lock() {
+            visit.call(&st.exception_handler)?;
+            visit.call(&st.task_factory)?;
+            visit.call(&st.default_executor)?;
+            visit.call(&st.asyncgens)?;
+            visit.call(&st.current_handle)?;
+            for h in st.signal_handlers.values() {
+                visit.call(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let q = self.queues.try_lock().ok().map(|mut q| {
+            (
+                std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.spare),
+                std::mem::take(&mut q.io),
+            )
+        });
+        let st = self
+            .pystate
+            .try_lock()
+            .ok()
+            .map(|mut st| std::mem::take(&mut *st));
+        drop((q, st));
+    }
+}
+
+impl LoopCore {
+    fn schedule_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+        }
+        this.check_callback(py, &callback, method)?;
+        let context = Self::context_for(py, context)?;
+        let tb = this.source_traceback(py)?;
+        let init = PyClassInitializer::from(Handle::new(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            slf.clone().into_any().unbind(),
+            tb,
+        ))
+        .add_subclass(TimerHandle::new(when));
+        let timer = Py::new(py, init)?;
+        lock(&this.queues).timers.push(when, timer.clone_ref(py));
+        this.wake_if_polling();
+        Ok(timer)
+    }
+
+    fn asyncgens<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(s) = lock(&this.pystate).asyncgens.as_ref() {
+            return Ok(s.bind(py).clone());
+        }
+        let set = Imports::get(py)?.weakset.bind(py).call0()?;
+        let mut st = lock(&this.pystate);
+        Ok(st
+            .asyncgens
+            .get_or_insert_with(|| set.unbind())
+            .bind(py)
+            .clone())
+    }
+}
+
+/// Runs `f` while the error fetched from `py` is the exception "being handled", so that
+/// `logging`'s `exc_info=True` reports it, as it does inside an `except` block in Python.
+fn with_exception_set<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
+    let err = PyErr::take(py);
+    match err {
+        None => f(),
+        Some(err) => {
+            let value = err.into_value(py);
+            // SAFETY: the GIL is held; PyErr_SetHandledException takes a borrowed reference
+            // (it increments it) and NULL restores "no exception being handled".
+            unsafe { ffi::PyErr_SetHandledException(value.as_ptr()) };
+            let r = f();
+            // SAFETY: as above, clearing the handled exception.
+            unsafe { ffi::PyErr_SetHandledException(std::ptr::null_mut()) };
+            r
+        }
+    }
+}
+
+/// Done-callback of `run_until_complete`: stops the loop once the future is done,
+/// except when it ended with SystemExit/KeyboardInterrupt (run_forever already raised).
+#[pyfunction]
+pub fn run_until_complete_cb(fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = fut.py();
+    if !fut.call_method0("cancelled")?.is_truthy()? {
+        let exc = fut.call_method0("exception")?;
+        if exc.is_instance_of::<PySystemExit>() || exc.is_instance_of::<PyKeyboardInterrupt>() {
+            return Ok(());
+        }
+    }
+    let lp = match fut.call_method0("get_loop") {
+        Ok(l) => l,
+        Err(_) => fut.getattr("_loop")?,
+    };
+    let _ = py;
+    lp.call_method0("stop")?;
+    Ok(())
+}

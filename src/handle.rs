@@ -1,0 +1,438 @@
+//! `Handle` and `TimerHandle`: a callback scheduled on the loop, with its arguments and
+//! the `contextvars.Context` it runs in.
+//!
+//! These mirror `asyncio.Handle` / `asyncio.TimerHandle`: `cancel()`, `cancelled()`,
+//! `get_context()`, `when()`, and the private attributes (`_callback`, `_args`,
+//! `_cancelled`, `_source_traceback`) that tests and libraries read.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::event_loop::LoopCore;
+use crate::py::Imports;
+
+/// A callable with its positional arguments.
+pub struct Callback {
+    pub func: Py<PyAny>,
+    pub args: Py<PyTuple>,
+}
+
+/// A callback scheduled by `call_soon`, `call_soon_threadsafe`, `add_reader`, ….
+#[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
+pub struct Handle {
+    /// `None` once cancelled: like asyncio, cancelling drops the references.
+    callback: Mutex<Option<Callback>>,
+    context: Mutex<Option<Py<PyAny>>>,
+    loop_: Mutex<Option<Py<PyAny>>>,
+    cancelled: AtomicBool,
+    source_traceback: Option<Py<PyAny>>,
+    /// The repr taken at cancel time in debug mode, as asyncio keeps it.
+    repr_at_cancel: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic happened while it was held; the data
+    // (plain references) is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Handle {
+    /// A new handle; `context` is the context to run in (already copied by the caller).
+    pub fn new(
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        loop_: Py<PyAny>,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> Self {
+        Handle {
+            callback: Mutex::new(Some(Callback { func, args })),
+            context: Mutex::new(Some(context)),
+            loop_: Mutex::new(Some(loop_)),
+            cancelled: AtomicBool::new(false),
+            source_traceback,
+            repr_at_cancel: Mutex::new(None),
+        }
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn loop_obj<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        lock(&self.loop_).as_ref().map(|l| l.bind(py).clone())
+    }
+
+    /// Marks the handle cancelled and drops the callback; returns true on the first call.
+    fn cancel_inner(&self, slf: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.cancelled.swap(true, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let py = slf.py();
+        if let Some(lp) = self.loop_obj(py) {
+            if lp.call_method0("get_debug")?.is_truthy()? {
+                // Keep the callback visible in the repr of a cancelled handle in debug mode.
+                self.cancelled.store(false, Ordering::Release);
+                let r = slf.repr()?.to_string();
+                self.cancelled.store(true, Ordering::Release);
+                *lock(&self.repr_at_cancel) = Some(r);
+            }
+        }
+        let dropped = lock(&self.callback).take();
+        drop(dropped);
+        Ok(true)
+    }
+
+    /// Runs the callback in its context. Exceptions go to the loop's exception handler;
+    /// only `SystemExit` and `KeyboardInterrupt` are returned, as asyncio lets them escape.
+    pub fn run(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        if self.is_cancelled() {
+            return Ok(());
+        }
+        let (func, args) = match &*lock(&self.callback) {
+            Some(cb) => (cb.func.clone_ref(py), cb.args.clone_ref(py)),
+            None => return Ok(()),
+        };
+        let ctx = match &*lock(&self.context) {
+            Some(c) => c.clone_ref(py),
+            None => return Ok(()),
+        };
+        if let Err(err) = call_in_context(py, &ctx, &func, &args) {
+            return self.report_error(slf, err, &func, &args);
+        }
+        Ok(())
+    }
+
+    fn report_error(
+        &self,
+        slf: &Bound<'_, PyAny>,
+        err: PyErr,
+        func: &Py<PyAny>,
+        args: &Py<PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+        {
+            return Err(err);
+        }
+        let Some(lp) = self.loop_obj(py) else {
+            return Ok(());
+        };
+        let debug = lp.call_method0("get_debug")?.is_truthy()?;
+        let source = format_callback(py, func.bind(py), args.bind(py), debug)?;
+        let context = PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {source}"))?;
+        context.set_item("exception", err.value(py))?;
+        context.set_item("handle", slf)?;
+        if let Some(tb) = &self.source_traceback {
+            if tb.bind(py).is_truthy()? {
+                context.set_item("source_traceback", tb)?;
+            }
+        }
+        lp.call_method1("call_exception_handler", (context,))?;
+        Ok(())
+    }
+
+    fn repr_info(&self, slf: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let py = slf.py();
+        let mut info = vec![slf.get_type().name()?.to_string()];
+        if self.is_cancelled() {
+            info.push("cancelled".into());
+        }
+        let cb = lock(&self.callback)
+            .as_ref()
+            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
+        if let Some((func, args)) = cb {
+            let debug = match self.loop_obj(py) {
+                Some(lp) => lp.call_method0("get_debug")?.is_truthy()?,
+                None => false,
+            };
+            info.push(format_callback(py, func.bind(py), args.bind(py), debug)?);
+        }
+        if let Some(tb) = &self.source_traceback {
+            let tb = tb.bind(py);
+            if tb.is_truthy()? {
+                let frame = tb.get_item(-1)?;
+                info.push(format!(
+                    "created at {}:{}",
+                    frame.get_item(0)?.str()?,
+                    frame.get_item(1)?.str()?
+                ));
+            }
+        }
+        Ok(info)
+    }
+}
+
+/// Calls `func(*args)` inside `ctx`, as `ctx.run(func, *args)` would, without building
+/// an argument vector for `Context.run`.
+#[inline]
+pub fn call_in_context(
+    py: Python<'_>,
+    ctx: &Py<PyAny>,
+    func: &Py<PyAny>,
+    args: &Py<PyTuple>,
+) -> PyResult<()> {
+    // SAFETY: all pointers are live references owned by the caller for the duration of
+    // the call and the GIL is held (`py`). PyContext_Enter/Exit are paired: Exit is only
+    // called after a successful Enter. A NULL result means a Python error is set, which
+    // PyErr::fetch takes.
+    unsafe {
+        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let args_ptr = args.as_ptr();
+        let res = if ffi::PyTuple_GET_SIZE(args_ptr) == 0 {
+            ffi::PyObject_CallNoArgs(func.as_ptr())
+        } else {
+            ffi::PyObject_Call(func.as_ptr(), args_ptr, std::ptr::null_mut())
+        };
+        let exit_failed = ffi::PyContext_Exit(ctx.as_ptr()) < 0;
+        if res.is_null() || exit_failed {
+            if !res.is_null() {
+                ffi::Py_DECREF(res);
+            }
+            return Err(PyErr::fetch(py));
+        }
+        ffi::Py_DECREF(res);
+    }
+    Ok(())
+}
+
+/// `asyncio.format_helpers._format_callback_source`, whose signature grew a `debug`
+/// keyword in 3.12.
+pub fn format_callback(
+    py: Python<'_>,
+    func: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+    debug: bool,
+) -> PyResult<String> {
+    let f = Imports::get(py)?.format_callback_source.bind(py);
+    let res = if py.version_info() >= (3, 12) {
+        let kw = PyDict::new(py);
+        kw.set_item("debug", debug)?;
+        f.call((func, args), Some(&kw))?
+    } else {
+        f.call1((func, args))?
+    };
+    Ok(res.str()?.to_string())
+}
+
+#[pymethods]
+impl Handle {
+    /// Cancels the callback; a no-op if it already ran or was cancelled.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cancel_inner(slf.as_any())?;
+        Ok(())
+    }
+
+    /// True once `cancel()` was called.
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    /// The `contextvars.Context` the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.context).as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Runs the callback now (asyncio's `Handle._run`).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().run(slf.as_any())
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.callback).as_ref().map(|c| c.func.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        lock(&self.callback).as_ref().map(|c| c.args.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.loop_obj(py).map(|l| l.unbind())
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        if let Some(r) = &*lock(&slf.get().repr_at_cancel) {
+            return Ok(r.clone());
+        }
+        let info = slf.get().repr_info(slf.as_any())?;
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the GC must never block; a held lock means the handle is in use and
+        // its references are reachable from the running frame anyway.
+        if let Ok(cb) = self.callback.try_lock() {
+            if let Some(cb) = &*cb {
+                visit.call(&cb.func)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        if let Ok(ctx) = self.context.try_lock() {
+            visit.call(&*ctx)?;
+        }
+        if let Ok(lp) = self.loop_.try_lock() {
+            visit.call(&*lp)?;
+        }
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let cb = lock(&self.callback).take();
+        let ctx = lock(&self.context).take();
+        let lp = lock(&self.loop_).take();
+        drop((cb, ctx, lp));
+    }
+}
+
+/// A callback scheduled for a point in time by `call_later` / `call_at`.
+#[pyclass(module = "ferroloop._ferroloop", extends = Handle, frozen)]
+pub struct TimerHandle {
+    when: f64,
+    /// True while the handle sits in the loop's timer heap.
+    scheduled: AtomicBool,
+}
+
+impl TimerHandle {
+    pub fn new(when: f64) -> Self {
+        TimerHandle {
+            when,
+            scheduled: AtomicBool::new(true),
+        }
+    }
+
+    #[inline]
+    pub fn when_value(&self) -> f64 {
+        self.when
+    }
+
+    /// Called by the loop when the handle leaves the timer heap.
+    #[inline]
+    pub fn unschedule(&self) {
+        self.scheduled.store(false, Ordering::Release);
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// The absolute time (in `loop.time()` seconds) at which the callback is due.
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Acquire)
+    }
+
+    /// Cancels the timer; the loop drops cancelled timers from its heap lazily.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let base = slf.as_super();
+        if base.get().cancel_inner(slf.as_any())? && slf.get().scheduled.load(Ordering::Acquire)
+        {
+            if let Some(lp) = base.get().loop_obj(slf.py()) {
+                if let Ok(core) = lp.cast::<LoopCore>() {
+                    core.get().timer_handle_cancelled();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.when.to_bits()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let res = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Le => a <= b || timer_eq(slf, other)?,
+            CompareOp::Gt => a > b,
+            CompareOp::Ge => a >= b || timer_eq(slf, other)?,
+            CompareOp::Eq => timer_eq(slf, other)?,
+            CompareOp::Ne => !timer_eq(slf, other)?,
+        };
+        Ok(pyo3::types::PyBool::new(py, res).to_owned().into_any().unbind())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let base = slf.as_super().get();
+        if let Some(r) = &*lock(&base.repr_at_cancel) {
+            return Ok(r.clone());
+        }
+        let mut info = base.repr_info(slf.as_any())?;
+        let pos = if base.is_cancelled() { 2 } else { 1 };
+        info.insert(pos, format!("when={}", slf.get().when));
+        Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<bool> {
+    if a.is(b) {
+        return Ok(true);
+    }
+    let py = a.py();
+    let (ha, hb) = (a.as_super().get(), b.as_super().get());
+    if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
+        return Ok(false);
+    }
+    let ca = lock(&ha.callback)
+        .as_ref()
+        .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
+    let cb = lock(&hb.callback)
+        .as_ref()
+        .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
+    match (ca, cb) {
+        (None, None) => Ok(true),
+        (Some((fa, aa)), Some((fb, ab))) => {
+            Ok(fa.bind(py).eq(fb.bind(py))? && aa.bind(py).eq(ab.bind(py))?)
+        }
+        _ => Ok(false),
+    }
+}

@@ -1,0 +1,30 @@
+//! ferroloop: asyncio's event loop core written in Rust.
+//!
+//! The crate mirrors asyncio's concepts, one module per concept:
+//!
+//! * [`event_loop`] — the loop core: ready queue, timer heap, reactor (epoll via `mio`),
+//!   signals, executors, async generator hooks and the exception handler API.
+//! * [`handle`] — `Handle` and `TimerHandle`, the scheduled callbacks.
+//! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
+//! * [`py`] — interned Python objects (asyncio functions, modules) looked up once.
+//!
+//! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
+//! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
+
+use pyo3::prelude::*;
+
+pub mod clock;
+pub mod event_loop;
+pub mod handle;
+pub mod py;
+
+/// The native module `ferroloop._ferroloop`.
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::LoopCore>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_class::<handle::TimerHandle>()?;
+    m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Python objects the loop needs, imported once per interpreter.
+//!
+//! Only objects that tests and libraries never patch are cached here. Things that are
+//! commonly patched (asyncio's logger, for instance) are looked up at the time of use.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
+
+/// asyncio and standard library callables used by the loop.
+pub struct Imports {
+    pub set_running_loop: Py<PyAny>,
+    pub get_running_loop: Py<PyAny>,
+    pub future_cls: Py<PyAny>,
+    pub task_cls: Py<PyAny>,
+    pub isfuture: Py<PyAny>,
+    pub ensure_future: Py<PyAny>,
+    pub wrap_future: Py<PyAny>,
+    pub gather: Py<PyAny>,
+    pub iscoroutine: Py<PyAny>,
+    pub iscoroutinefunction: Py<PyAny>,
+    pub extract_stack: Py<PyAny>,
+    pub format_callback_source: Py<PyAny>,
+    pub set_result_unless_cancelled: Py<PyAny>,
+    pub thread_pool_executor: Py<PyAny>,
+    pub get_asyncgen_hooks: Py<PyAny>,
+    pub set_asyncgen_hooks: Py<PyAny>,
+    pub set_coroutine_origin_tracking_depth: Py<PyAny>,
+    pub get_coroutine_origin_tracking_depth: Py<PyAny>,
+    pub getframe: Py<PyAny>,
+    pub weakset: Py<PyAny>,
+    pub warn: Py<PyAny>,
+    pub resource_warning: Py<PyAny>,
+    pub runtime_warning: Py<PyAny>,
+    pub thread_cls: Py<PyAny>,
+    pub format_list: Py<PyAny>,
+    pub signal: Py<PyModule>,
+    pub base_events: Py<PyModule>,
+    pub asyncio_debug_mode: bool,
+}
+
+static IMPORTS: PyOnceLock<Imports> = PyOnceLock::new();
+
+fn attr(module: &Bound<'_, PyModule>, name: &str) -> PyResult<Py<PyAny>> {
+    Ok(module.getattr(name)?.unbind())
+}
+
+impl Imports {
+    /// The interpreter-wide table, imported on first use.
+    pub fn get(py: Python<'_>) -> PyResult<&'static Imports> {
+        IMPORTS.get_or_try_init(py, || {
+            let events = py.import("asyncio.events")?;
+            let asyncio = py.import("asyncio")?;
+            let futures = py.import("asyncio.futures")?;
+            let coroutines = py.import("asyncio.coroutines")?;
+            let format_helpers = py.import("asyncio.format_helpers")?;
+            let cf = py.import("concurrent.futures")?;
+            let sys = py.import("sys")?;
+            let weakref = py.import("weakref")?;
+            let warnings = py.import("warnings")?;
+            let builtins = py.import("builtins")?;
+            let threading = py.import("threading")?;
+            let traceback = py.import("traceback")?;
+            let debug_mode = coroutines.getattr("_is_debug_mode")?.call0()?.is_truthy()?;
+            Ok(Imports {
+                set_running_loop: attr(&events, "_set_running_loop")?,
+                get_running_loop: attr(&events, "_get_running_loop")?,
+                future_cls: attr(&futures, "Future")?,
+                task_cls: attr(&asyncio, "Task")?,
+                isfuture: attr(&futures, "isfuture")?,
+                ensure_future: attr(&asyncio, "ensure_future")?,
+                wrap_future: attr(&futures, "wrap_future")?,
+                gather: attr(&asyncio, "gather")?,
+                iscoroutine: attr(&coroutines, "iscoroutine")?,
+                iscoroutinefunction: attr(&coroutines, "iscoroutinefunction")?,
+                extract_stack: attr(&format_helpers, "extract_stack")?,
+                format_callback_source: attr(&format_helpers, "_format_callback_source")?,
+                set_result_unless_cancelled: attr(&futures, "_set_result_unless_cancelled")?,
+                thread_pool_executor: attr(&cf, "ThreadPoolExecutor")?,
+                get_asyncgen_hooks: attr(&sys, "get_asyncgen_hooks")?,
+                set_asyncgen_hooks: attr(&sys, "set_asyncgen_hooks")?,
+                set_coroutine_origin_tracking_depth: attr(&sys, "set_coroutine_origin_tracking_depth")?,
+                get_coroutine_origin_tracking_depth: attr(&sys, "get_coroutine_origin_tracking_depth")?,
+                getframe: attr(&sys, "_getframe")?,
+                weakset: attr(&weakref, "WeakSet")?,
+                warn: attr(&warnings, "warn")?,
+                resource_warning: attr(&builtins, "ResourceWarning")?,
+                runtime_warning: attr(&builtins, "RuntimeWarning")?,
+                thread_cls: attr(&threading, "Thread")?,
+                format_list: attr(&traceback, "format_list")?,
+                signal: py.import("signal")?.unbind(),
+                base_events: py.import("asyncio.base_events")?.unbind(),
+                asyncio_debug_mode: debug_mode,
+            })
+        })
+    }
+}
+
+/// asyncio's logger as `asyncio.base_events.logger`, looked up at call time so that
+/// `unittest.mock.patch('asyncio.base_events.logger')` sees ferroloop's messages.
+pub fn logger<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    Imports::get(py)?.base_events.bind(py).getattr("logger")
+}
