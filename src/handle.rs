@@ -24,13 +24,37 @@ pub struct Callback {
     pub args: Py<PyTuple>,
 }
 
+/// The references a handle holds; one lock guards them all.
+struct Refs {
+    /// `None` once cancelled: like asyncio, cancelling drops the references.
+    callback: Option<Callback>,
+    context: Option<Py<PyAny>>,
+    loop_: Option<Py<PyAny>>,
+}
+
+impl Drop for Refs {
+    fn drop(&mut self) {
+        // SAFETY: a Handle's references are only dropped while attached to the
+        // interpreter: in its tp_dealloc / tp_clear, or by loop code holding `py`.
+        // Decref'ing directly skips PyO3's deferred-decref check on every handle.
+        let py = unsafe { Python::assume_attached() };
+        if let Some(cb) = self.callback.take() {
+            cb.func.drop_ref(py);
+            cb.args.drop_ref(py);
+        }
+        if let Some(c) = self.context.take() {
+            c.drop_ref(py);
+        }
+        if let Some(l) = self.loop_.take() {
+            l.drop_ref(py);
+        }
+    }
+}
+
 /// A callback scheduled by `call_soon`, `call_soon_threadsafe`, `add_reader`, ….
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
 pub struct Handle {
-    /// `None` once cancelled: like asyncio, cancelling drops the references.
-    callback: Mutex<Option<Callback>>,
-    context: Mutex<Option<Py<PyAny>>>,
-    loop_: Mutex<Option<Py<PyAny>>>,
+    refs: Mutex<Refs>,
     cancelled: AtomicBool,
     source_traceback: Option<Py<PyAny>>,
     /// The repr taken at cancel time in debug mode, as asyncio keeps it.
@@ -53,9 +77,11 @@ impl Handle {
         source_traceback: Option<Py<PyAny>>,
     ) -> Self {
         Handle {
-            callback: Mutex::new(Some(Callback { func, args })),
-            context: Mutex::new(Some(context)),
-            loop_: Mutex::new(Some(loop_)),
+            refs: Mutex::new(Refs {
+                callback: Some(Callback { func, args }),
+                context: Some(context),
+                loop_: Some(loop_),
+            }),
             cancelled: AtomicBool::new(false),
             source_traceback,
             repr_at_cancel: Mutex::new(None),
@@ -68,7 +94,7 @@ impl Handle {
     }
 
     fn loop_obj<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        lock(&self.loop_).as_ref().map(|l| l.bind(py).clone())
+        lock(&self.refs).loop_.as_ref().map(|l| l.bind(py).clone())
     }
 
     /// Marks the handle cancelled and drops the callback; returns true on the first call.
@@ -86,7 +112,7 @@ impl Handle {
                 *lock(&self.repr_at_cancel) = Some(r);
             }
         }
-        let dropped = lock(&self.callback).take();
+        let dropped = lock(&self.refs).callback.take();
         drop(dropped);
         Ok(true)
     }
@@ -98,13 +124,18 @@ impl Handle {
         if self.is_cancelled() {
             return Ok(());
         }
-        let (func, args) = match &*lock(&self.callback) {
-            Some(cb) => (cb.func.clone_ref(py), cb.args.clone_ref(py)),
-            None => return Ok(()),
-        };
-        let ctx = match &*lock(&self.context) {
-            Some(c) => c.clone_ref(py),
-            None => return Ok(()),
+        // Bound (not Py) clones: dropping a Bound decrefs directly, without PyO3's
+        // thread-local check for an attached thread.
+        let (func, args, ctx) = {
+            let refs = lock(&self.refs);
+            match (&refs.callback, &refs.context) {
+                (Some(cb), Some(ctx)) => (
+                    cb.func.bind(py).clone(),
+                    cb.args.bind(py).clone(),
+                    ctx.bind(py).clone(),
+                ),
+                _ => return Ok(()),
+            }
         };
         if let Err(err) = call_in_context(py, &ctx, &func, &args) {
             return self.report_error(slf, err, &func, &args);
@@ -116,8 +147,8 @@ impl Handle {
         &self,
         slf: &Bound<'_, PyAny>,
         err: PyErr,
-        func: &Py<PyAny>,
-        args: &Py<PyTuple>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
         if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
@@ -128,7 +159,7 @@ impl Handle {
             return Ok(());
         };
         let debug = lp.call_method0("get_debug")?.is_truthy()?;
-        let source = format_callback(py, func.bind(py), args.bind(py), debug)?;
+        let source = format_callback(py, func, args, debug)?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
         context.set_item("exception", err.value(py))?;
@@ -148,7 +179,8 @@ impl Handle {
         if self.is_cancelled() {
             info.push("cancelled".into());
         }
-        let cb = lock(&self.callback)
+        let cb = lock(&self.refs)
+            .callback
             .as_ref()
             .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
         if let Some((func, args)) = cb {
@@ -178,9 +210,9 @@ impl Handle {
 #[inline]
 pub fn call_in_context(
     py: Python<'_>,
-    ctx: &Py<PyAny>,
-    func: &Py<PyAny>,
-    args: &Py<PyTuple>,
+    ctx: &Bound<'_, PyAny>,
+    func: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
     // SAFETY: all pointers are live references owned by the caller for the duration of
     // the call and the GIL is held (`py`). PyContext_Enter/Exit are paired: Exit is only
@@ -242,7 +274,7 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.context).as_ref().map(|c| c.clone_ref(py))
+        lock(&self.refs).context.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// Runs the callback now (asyncio's `Handle._run`).
@@ -252,12 +284,12 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.callback).as_ref().map(|c| c.func.clone_ref(py))
+        lock(&self.refs).callback.as_ref().map(|c| c.func.clone_ref(py))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        lock(&self.callback).as_ref().map(|c| c.args.clone_ref(py))
+        lock(&self.refs).callback.as_ref().map(|c| c.args.clone_ref(py))
     }
 
     #[getter]
@@ -291,17 +323,13 @@ impl Handle {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // try_lock: the GC must never block; a held lock means the handle is in use and
         // its references are reachable from the running frame anyway.
-        if let Ok(cb) = self.callback.try_lock() {
-            if let Some(cb) = &*cb {
+        if let Ok(refs) = self.refs.try_lock() {
+            if let Some(cb) = &refs.callback {
                 visit.call(&cb.func)?;
                 visit.call(&cb.args)?;
             }
-        }
-        if let Ok(ctx) = self.context.try_lock() {
-            visit.call(&*ctx)?;
-        }
-        if let Ok(lp) = self.loop_.try_lock() {
-            visit.call(&*lp)?;
+            visit.call(&refs.context)?;
+            visit.call(&refs.loop_)?;
         }
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
@@ -310,10 +338,11 @@ impl Handle {
     }
 
     fn __clear__(&self) {
-        let cb = lock(&self.callback).take();
-        let ctx = lock(&self.context).take();
-        let lp = lock(&self.loop_).take();
-        drop((cb, ctx, lp));
+        let refs = {
+            let mut refs = lock(&self.refs);
+            (refs.callback.take(), refs.context.take(), refs.loop_.take())
+        };
+        drop(refs);
     }
 }
 
@@ -422,10 +451,12 @@ fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<
     if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
         return Ok(false);
     }
-    let ca = lock(&ha.callback)
+    let ca = lock(&ha.refs)
+        .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
-    let cb = lock(&hb.callback)
+    let cb = lock(&hb.refs)
+        .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
     match (ca, cb) {

@@ -75,8 +75,6 @@ impl IoEntry {
 #[derive(Default)]
 struct Queues {
     ready: VecDeque<Py<Handle>>,
-    /// The buffer swapped in for `ready` while a batch runs, kept to reuse its capacity.
-    spare: VecDeque<Py<Handle>>,
     timers: TimerHeap<Py<TimerHandle>>,
     io: HashMap<RawFd, IoEntry>,
 }
@@ -186,9 +184,12 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         method: &str,
     ) -> PyResult<()> {
-        let imports = Imports::get(py)?;
         let debug = self.debug_on();
         let callable = callback.is_callable();
+        if callable && !debug {
+            return Ok(());
+        }
+        let imports = Imports::get(py)?;
         if (!callable || debug)
             && (imports.iscoroutine.bind(py).call1((callback,))?.is_truthy()?
                 || (debug
@@ -242,7 +243,12 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let context = Self::context_for(py, context)?;
-        let tb = slf.get().source_traceback(py)?;
+        let this = slf.get();
+        let tb = if this.debug_on() {
+            this.source_traceback(py)?
+        } else {
+            None
+        };
         Py::new(
             py,
             Handle::new(
@@ -341,38 +347,79 @@ impl LoopCore {
         Ok(())
     }
 
-    /// One loop iteration, as asyncio's `_run_once`.
-    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Drops cancelled timers: all of them when they are more than half of a large heap,
+    /// otherwise those at the top. Returns them, to be released outside the lock.
+    fn sweep_timers(
+        &self,
+        py: Python<'_>,
+        q: &mut Queues,
+    ) -> Vec<timers::Timer<Py<TimerHandle>>> {
+        let n = q.timers.len();
+        let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
+        if n > MIN_SCHEDULED_TIMER_HANDLES
+            && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            self.timer_cancelled_count.store(0, Ordering::Relaxed);
+            return q.timers.remove_where(|h| is_timer_cancelled(py, h));
+        }
+        let mut dead = Vec::new();
+        while q
+            .timers
+            .peek()
+            .is_some_and(|t| is_timer_cancelled(py, &t.handle))
+        {
+            dead.extend(q.timers.pop());
+            let _ = self.timer_cancelled_count.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |c| c.checked_sub(1),
+            );
+        }
+        dead
+    }
+
+    /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
+    fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Py<Handle>>) {
+        if !q.timers.is_empty() {
+            let end_time = monotonic() + CLOCK_RESOLUTION;
+            while let Some(t) = q.timers.pop_due(end_time) {
+                t.handle.get().unschedule();
+                q.ready.push_back(t.handle.into_bound(py).into_super().unbind());
+            }
+        }
+        std::mem::swap(batch, &mut q.ready);
+    }
+
+    /// One loop iteration, as asyncio's `_run_once`. `batch` is an empty buffer owned by
+    /// the caller; the callbacks to run are swapped into it, which keeps the fast path
+    /// (callbacks ready, nothing to poll) down to a single lock and no allocation.
+    fn run_once(slf: &Bound<'_, Self>, batch: &mut VecDeque<Py<Handle>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        debug_assert!(batch.is_empty());
 
-        // 1. Drop cancelled timers and work out how long the poll may block.
-        let mut dead_timers = Vec::new();
-        this.polling.store(true, Ordering::SeqCst);
-        let (timeout, watching_fds) = {
-            let mut q = lock(&this.queues);
-            let n = q.timers.len();
-            let cancelled = this.timer_cancelled_count.load(Ordering::Relaxed);
-            if n > MIN_SCHEDULED_TIMER_HANDLES
-                && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
-            {
-                dead_timers = q.timers.remove_where(|h| is_timer_cancelled(py, h));
-                this.timer_cancelled_count.store(0, Ordering::Relaxed);
-            } else {
-                while q
-                    .timers
-                    .peek()
-                    .is_some_and(|t| is_timer_cancelled(py, &t.handle))
-                {
-                    dead_timers.extend(q.timers.pop());
-                    let _ = this.timer_cancelled_count.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |c| c.checked_sub(1),
-                    );
-                }
-            }
-            let timeout = if !q.ready.is_empty() || this.stopping.load(Ordering::Acquire) {
+        let mut q = lock(&this.queues);
+        let dead_timers = if q.timers.is_empty() {
+            None
+        } else {
+            Some(this.sweep_timers(py, &mut q))
+        };
+        let busy = !q.ready.is_empty() || this.stopping.load(Ordering::Acquire);
+        let skip_poll = busy
+            && q.io.is_empty()
+            && this
+                .busy_iterations_without_poll
+                .fetch_add(1, Ordering::Relaxed)
+                < POLL_EVERY_BUSY_ITERATIONS;
+        if skip_poll {
+            // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
+            Self::take_batch(py, &mut q, batch);
+            drop(q);
+            release_timers(dead_timers);
+        } else {
+            this.busy_iterations_without_poll
+                .store(0, Ordering::Relaxed);
+            let timeout = if busy {
                 Some(Duration::ZERO)
             } else if let Some(t) = q.timers.peek() {
                 let secs = (t.when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
@@ -380,26 +427,10 @@ impl LoopCore {
             } else {
                 None
             };
-            (timeout, !q.io.is_empty())
-        };
-        for t in &dead_timers {
-            t.handle.get().unschedule();
-        }
-        drop(dead_timers);
-
-        // 2. Poll for I/O.
-        let busy = timeout == Some(Duration::ZERO);
-        let skip_poll = busy
-            && !watching_fds
-            && this
-                .busy_iterations_without_poll
-                .fetch_add(1, Ordering::Relaxed)
-                < POLL_EVERY_BUSY_ITERATIONS;
-        if skip_poll {
-            this.polling.store(false, Ordering::SeqCst);
-        } else {
-            this.busy_iterations_without_poll
-                .store(0, Ordering::Relaxed);
+            // Set under the lock: a producer that pushes after we release it sees the
+            // flag (the mutex orders the two) and wakes us.
+            this.polling.store(true, Ordering::SeqCst);
+            drop(q);
             let mut events = Vec::new();
             let res = {
                 let mut guard = lock(&this.poller);
@@ -410,6 +441,7 @@ impl LoopCore {
                 }
             };
             this.polling.store(false, Ordering::SeqCst);
+            release_timers(dead_timers);
             match res {
                 Ok(()) => {}
                 // A signal arrived: run Python-level handlers (KeyboardInterrupt for Ctrl-C).
@@ -422,25 +454,10 @@ impl LoopCore {
             if events.iter().any(|e| e.token != SIGNALS && e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
+            Self::take_batch(py, &mut lock(&this.queues), batch);
         }
 
-        // 3. Move due timers to the ready queue and take the batch to run.
-        let mut batch = {
-            let mut q = lock(&this.queues);
-            if !q.timers.is_empty() {
-                let end_time = monotonic() + CLOCK_RESOLUTION;
-                while let Some(t) = q.timers.pop_due(end_time) {
-                    t.handle.get().unschedule();
-                    let h: Py<Handle> = t.handle.into_bound(py).into_super().unbind();
-                    q.ready.push_back(h);
-                }
-            }
-            let mut batch = std::mem::take(&mut q.spare);
-            std::mem::swap(&mut batch, &mut q.ready);
-            batch
-        };
-
-        // 4. Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
+        // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
         let debug = this.debug_on();
         while let Some(h) = batch.pop_front() {
             let res = if debug {
@@ -448,20 +465,14 @@ impl LoopCore {
             } else {
                 h.get().run(h.bind(py).as_any())
             };
+            h.drop_ref(py);
             if let Err(e) = res {
                 let mut q = lock(&this.queues);
                 while let Some(rest) = batch.pop_back() {
                     q.ready.push_front(rest);
                 }
-                drop(q);
-                drop(h);
                 return Err(e);
             }
-            drop(h);
-        }
-        let mut q = lock(&this.queues);
-        if q.spare.capacity() < batch.capacity() {
-            q.spare = batch;
         }
         Ok(())
     }
@@ -743,8 +754,9 @@ impl LoopCore {
             kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
             imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
             imports.set_running_loop.bind(py).call1((slf,))?;
+            let mut batch = VecDeque::new();
             loop {
-                Self::run_once(slf)?;
+                Self::run_once(slf, &mut batch)?;
                 if this.stopping.load(Ordering::Acquire) {
                     return Ok(());
                 }
@@ -832,7 +844,7 @@ impl LoopCore {
             logger(py)?.call_method1("debug", ("Close %r", slf))?;
         }
         // Signal handlers go first, while the loop still counts as open.
-        let finalizing = py.import("sys")?.call_method0("is_finalizing")?.is_truthy()?;
+        let finalizing = Imports::get(py)?.is_finalizing.bind(py).call0()?.is_truthy()?;
         let sigs: Vec<i32> = lock(&this.pystate).signal_handlers.keys().copied().collect();
         if !finalizing {
             for sig in sigs {
@@ -852,11 +864,10 @@ impl LoopCore {
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
-        let (ready, spare, timers, io) = {
+        let (ready, timers, io) = {
             let mut q = lock(&this.queues);
             (
                 std::mem::take(&mut q.ready),
-                std::mem::take(&mut q.spare),
                 q.timers.drain(),
                 std::mem::take(&mut q.io),
             )
@@ -864,7 +875,7 @@ impl LoopCore {
         for t in &timers {
             t.handle.get().unschedule();
         }
-        drop((ready, spare, timers));
+        drop((ready, timers));
         for (fd, entry) in &io {
             let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
         }
@@ -1628,7 +1639,7 @@ impl LoopCore {
     }
 
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf)
+        Self::run_once(slf, &mut VecDeque::new())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -1645,7 +1656,7 @@ impl LoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(q) = self.queues.try_lock() {
-            for h in q.ready.iter().chain(q.spare.iter()) {
+            for h in q.ready.iter() {
                 visit.call(h)?;
             }
             for entry in q.io.values() {
@@ -1668,11 +1679,7 @@ impl LoopCore {
 
     fn __clear__(&self) {
         let q = self.queues.try_lock().ok().map(|mut q| {
-            (
-                std::mem::take(&mut q.ready),
-                std::mem::take(&mut q.spare),
-                std::mem::take(&mut q.io),
-            )
+            (std::mem::take(&mut q.ready), std::mem::take(&mut q.io))
         });
         let st = self
             .pystate
@@ -1728,6 +1735,14 @@ impl LoopCore {
             .get_or_insert_with(|| set.unbind())
             .bind(py)
             .clone())
+    }
+}
+
+/// Marks timers taken out of the heap as unscheduled and drops them (outside any lock:
+/// dropping a handle can run arbitrary Python code).
+fn release_timers(timers: Option<Vec<timers::Timer<Py<TimerHandle>>>>) {
+    for t in timers.iter().flatten() {
+        t.handle.get().unschedule();
     }
 }
 
