@@ -59,6 +59,8 @@ pub struct Handle {
     source_traceback: Option<Py<PyAny>>,
     /// The repr taken at cancel time in debug mode, as asyncio keeps it.
     repr_at_cancel: Mutex<Option<String>>,
+    /// A plain `Handle`, not the base part of a `TimerHandle` (only those are recycled).
+    plain: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,7 +87,65 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             source_traceback,
             repr_at_cancel: Mutex::new(None),
+            plain: true,
         }
+    }
+
+    /// Whether the loop may reuse this handle for a later `call_soon`: nothing but the
+    /// loop references it (the caller dropped the returned handle), it is a plain
+    /// `Handle` (not a subclass), no weak reference points to it, and it carries no
+    /// debug-mode state.
+    pub fn is_recyclable(&self, obj: &Bound<'_, Handle>) -> bool {
+        if cfg!(Py_GIL_DISABLED) || self.source_traceback.is_some() || self.is_cancelled() {
+            return false;
+        }
+        let ptr = obj.as_ptr();
+        // SAFETY: `obj` is a live object (we hold a reference); reading its refcount,
+        // type and weak-reference list pointer has no side effects. The weaklist slot
+        // lies at `tp_weaklistoffset` bytes into the object when that offset is positive.
+        unsafe {
+            if ffi::Py_REFCNT(ptr) != 1 {
+                return false;
+            }
+            let tp = ffi::Py_TYPE(ptr);
+            if !self.plain {
+                return false;
+            }
+            let offset = (*tp).tp_weaklistoffset;
+            if offset <= 0 {
+                return false;
+            }
+            let weaklist = ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
+            (*weaklist).is_null()
+        }
+    }
+
+    /// Drops the references of a handle about to be recycled (may run `__del__`s, so the
+    /// caller holds no lock).
+    pub fn clear_for_reuse(&self) {
+        let refs = std::mem::replace(
+            &mut *lock(&self.refs),
+            Refs {
+                callback: None,
+                context: None,
+                loop_: None,
+            },
+        );
+        drop(refs);
+    }
+
+    /// Marks the handle as the base of a `TimerHandle`.
+    pub fn for_timer(mut self) -> Self {
+        self.plain = false;
+        self
+    }
+
+    /// Refills a recycled handle for a new `call_soon`.
+    pub fn refill(&self, func: Py<PyAny>, args: Py<PyTuple>, context: Py<PyAny>, loop_: Py<PyAny>) {
+        let mut refs = lock(&self.refs);
+        refs.callback = Some(Callback { func, args });
+        refs.context = Some(context);
+        refs.loop_ = Some(loop_);
     }
 
     #[inline]

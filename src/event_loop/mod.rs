@@ -11,6 +11,7 @@
 //! which keeps re-entrant calls from callbacks (`call_soon` from inside a callback,
 //! `__del__` methods scheduling work) deadlock-free, with or without the GIL.
 
+pub mod fastcall;
 pub mod reactor;
 pub mod signals;
 pub mod timers;
@@ -77,7 +78,13 @@ struct Queues {
     ready: VecDeque<Py<Handle>>,
     timers: TimerHeap<Py<TimerHandle>>,
     io: HashMap<RawFd, IoEntry>,
+    /// Emptied `Handle`s kept for reuse by `call_soon` (see `Handle::is_recyclable`):
+    /// scheduling a callback then costs no allocation, deallocation or GC bookkeeping.
+    pool: Vec<Py<Handle>>,
 }
+
+/// How many recycled handles the loop keeps at most.
+const HANDLE_POOL_SIZE: usize = 1024;
 
 /// Python-level configuration and bookkeeping of the loop.
 #[derive(Default)]
@@ -261,6 +268,49 @@ impl LoopCore {
         )
     }
 
+    /// Creates (or reuses) a handle and appends it to the ready queue.
+    fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.debug_on() {
+            let context = Self::context_for(py, context)?;
+            let mut q = lock(&this.queues);
+            if let Some(h) = q.pool.pop() {
+                h.get().refill(
+                    callback.unbind(),
+                    args.unbind(),
+                    context,
+                    slf.clone().into_any().unbind(),
+                );
+                q.ready.push_back(h.clone_ref(py));
+                drop(q);
+                this.wake_if_polling();
+                return Ok(h);
+            }
+            drop(q);
+            let h = Py::new(
+                py,
+                Handle::new(
+                    callback.unbind(),
+                    args.unbind(),
+                    context,
+                    slf.clone().into_any().unbind(),
+                    None,
+                ),
+            )?;
+            this.push_ready(h.clone_ref(py));
+            return Ok(h);
+        }
+        let h = Self::new_handle(slf, callback, args, context)?;
+        this.push_ready(h.clone_ref(py));
+        Ok(h)
+    }
+
     /// Pulls every signal number from the signal socket and schedules its handler.
     fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
@@ -393,12 +443,29 @@ impl LoopCore {
     /// One loop iteration, as asyncio's `_run_once`. `batch` is an empty buffer owned by
     /// the caller; the callbacks to run are swapped into it, which keeps the fast path
     /// (callbacks ready, nothing to poll) down to a single lock and no allocation.
-    fn run_once(slf: &Bound<'_, Self>, batch: &mut VecDeque<Py<Handle>>) -> PyResult<()> {
+    fn run_once(
+        slf: &Bound<'_, Self>,
+        batch: &mut VecDeque<Py<Handle>>,
+        recycled: &mut Vec<Py<Handle>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         debug_assert!(batch.is_empty());
 
         let mut q = lock(&this.queues);
+        // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
+        // drains the pool as fast as the loop refills it).
+        let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+            std::mem::swap(&mut q.pool, recycled);
+            Vec::new()
+        } else if recycled.is_empty() {
+            Vec::new()
+        } else {
+            let keep = recycled.len().min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
+            q.pool.extend(recycled.drain(..keep));
+            // Beyond the pool's size, handles are freed once the lock is released.
+            recycled.drain(..).collect()
+        };
         let dead_timers = if q.timers.is_empty() {
             None
         } else {
@@ -416,6 +483,7 @@ impl LoopCore {
             Self::take_batch(py, &mut q, batch);
             drop(q);
             release_timers(dead_timers);
+            drop(surplus);
         } else {
             this.busy_iterations_without_poll
                 .store(0, Ordering::Relaxed);
@@ -431,6 +499,7 @@ impl LoopCore {
             // flag (the mutex orders the two) and wakes us.
             this.polling.store(true, Ordering::SeqCst);
             drop(q);
+            drop(surplus);
             let mut events = Vec::new();
             let res = {
                 let mut guard = lock(&this.poller);
@@ -465,7 +534,12 @@ impl LoopCore {
             } else {
                 h.get().run(h.bind(py).as_any())
             };
-            h.drop_ref(py);
+            if h.get().is_recyclable(h.bind(py)) {
+                h.get().clear_for_reuse();
+                recycled.push(h);
+            } else {
+                h.drop_ref(py);
+            }
             if let Err(e) = res {
                 let mut q = lock(&this.queues);
                 while let Some(rest) = batch.pop_back() {
@@ -755,8 +829,9 @@ impl LoopCore {
             imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
             imports.set_running_loop.bind(py).call1((slf,))?;
             let mut batch = VecDeque::new();
+            let mut recycled = Vec::new();
             loop {
-                Self::run_once(slf, &mut batch)?;
+                Self::run_once(slf, &mut batch, &mut recycled)?;
                 if this.stopping.load(Ordering::Acquire) {
                     return Ok(());
                 }
@@ -864,10 +939,11 @@ impl LoopCore {
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
-        let (ready, timers, io) = {
+        let (ready, pool, timers, io) = {
             let mut q = lock(&this.queues);
             (
                 std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.pool),
                 q.timers.drain(),
                 std::mem::take(&mut q.io),
             )
@@ -875,7 +951,7 @@ impl LoopCore {
         for t in &timers {
             t.handle.get().unschedule();
         }
-        drop((ready, timers));
+        drop((ready, pool, timers));
         for (fd, entry) in &io {
             let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
         }
@@ -921,7 +997,7 @@ impl LoopCore {
 
     /// Schedules `callback(*args)` for the next iteration.
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
+    pub fn call_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -933,14 +1009,12 @@ impl LoopCore {
             this.check_thread()?;
         }
         this.check_callback(slf.py(), &callback, "call_soon")?;
-        let handle = Self::new_handle(slf, callback, args, context)?;
-        this.push_ready(handle.clone_ref(slf.py()));
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context)
     }
 
     /// `call_soon` that may be called from any thread; wakes the loop.
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -949,9 +1023,7 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed()?;
         this.check_callback(slf.py(), &callback, "call_soon_threadsafe")?;
-        let handle = Self::new_handle(slf, callback, args, context)?;
-        this.push_ready(handle.clone_ref(slf.py()));
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context)
     }
 
     /// Schedules `callback(*args)` to run `delay` seconds from now.
@@ -1639,7 +1711,7 @@ impl LoopCore {
     }
 
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf, &mut VecDeque::new())
+        Self::run_once(slf, &mut VecDeque::new(), &mut Vec::new())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -1714,7 +1786,8 @@ impl LoopCore {
             context,
             slf.clone().into_any().unbind(),
             tb,
-        ))
+        )
+        .for_timer())
         .add_subclass(TimerHandle::new(when));
         let timer = Py::new(py, init)?;
         lock(&this.queues).timers.push(when, timer.clone_ref(py));

@@ -1,0 +1,5 @@
+//! Exposes PyO3's interpreter cfgs (`Py_3_12`, `Py_GIL_DISABLED`, ...) to this crate, so
+//! code that depends on the target interpreter's build can be compiled conditionally.
+fn main() {
+    pyo3_build_config::use_pyo3_cfgs();
+}
