@@ -6,7 +6,6 @@
 //! `_cancelled`, `_source_traceback`) that tests and libraries read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -17,6 +16,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
 use crate::py::Imports;
+use crate::sync::GilCell;
 
 /// A callable with its positional arguments.
 pub struct Callback {
@@ -54,19 +54,13 @@ impl Drop for Refs {
 /// A callback scheduled by `call_soon`, `call_soon_threadsafe`, `add_reader`, ….
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
 pub struct Handle {
-    refs: Mutex<Refs>,
+    refs: GilCell<Refs>,
     cancelled: AtomicBool,
     source_traceback: Option<Py<PyAny>>,
     /// The repr taken at cancel time in debug mode, as asyncio keeps it.
-    repr_at_cancel: Mutex<Option<String>>,
+    repr_at_cancel: GilCell<Option<String>>,
     /// A plain `Handle`, not the base part of a `TimerHandle` (only those are recycled).
     plain: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic happened while it was held; the data
-    // (plain references) is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Handle {
@@ -79,14 +73,14 @@ impl Handle {
         source_traceback: Option<Py<PyAny>>,
     ) -> Self {
         Handle {
-            refs: Mutex::new(Refs {
+            refs: GilCell::new(Refs {
                 callback: Some(Callback { func, args }),
                 context: Some(context),
                 loop_: Some(loop_),
             }),
             cancelled: AtomicBool::new(false),
             source_traceback,
-            repr_at_cancel: Mutex::new(None),
+            repr_at_cancel: GilCell::new(None),
             plain: true,
         }
     }
@@ -124,7 +118,7 @@ impl Handle {
     /// caller holds no lock).
     pub fn clear_for_reuse(&self) {
         let refs = std::mem::replace(
-            &mut *lock(&self.refs),
+            &mut *self.refs.lock(),
             Refs {
                 callback: None,
                 context: None,
@@ -142,7 +136,7 @@ impl Handle {
 
     /// Refills a recycled handle for a new `call_soon`.
     pub fn refill(&self, func: Py<PyAny>, args: Py<PyTuple>, context: Py<PyAny>, loop_: Py<PyAny>) {
-        let mut refs = lock(&self.refs);
+        let mut refs = self.refs.lock();
         refs.callback = Some(Callback { func, args });
         refs.context = Some(context);
         refs.loop_ = Some(loop_);
@@ -154,7 +148,7 @@ impl Handle {
     }
 
     fn loop_obj<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        lock(&self.refs).loop_.as_ref().map(|l| l.bind(py).clone())
+        self.refs.lock().loop_.as_ref().map(|l| l.bind(py).clone())
     }
 
     /// Marks the handle cancelled and drops the callback; returns true on the first call.
@@ -164,15 +158,19 @@ impl Handle {
         }
         let py = slf.py();
         if let Some(lp) = self.loop_obj(py) {
-            if lp.call_method0("get_debug")?.is_truthy()? {
+            let debug = match lp.cast::<LoopCore>() {
+                Ok(core) => core.get().get_debug(),
+                Err(_) => lp.call_method0("get_debug")?.is_truthy()?,
+            };
+            if debug {
                 // Keep the callback visible in the repr of a cancelled handle in debug mode.
                 self.cancelled.store(false, Ordering::Release);
                 let r = slf.repr()?.to_string();
                 self.cancelled.store(true, Ordering::Release);
-                *lock(&self.repr_at_cancel) = Some(r);
+                *self.repr_at_cancel.lock() = Some(r);
             }
         }
-        let dropped = lock(&self.refs).callback.take();
+        let dropped = self.refs.lock().callback.take();
         drop(dropped);
         Ok(true)
     }
@@ -187,7 +185,7 @@ impl Handle {
         // Bound (not Py) clones: dropping a Bound decrefs directly, without PyO3's
         // thread-local check for an attached thread.
         let (func, args, ctx) = {
-            let refs = lock(&self.refs);
+            let refs = self.refs.lock();
             match (&refs.callback, &refs.context) {
                 (Some(cb), Some(ctx)) => (
                     cb.func.bind(py).clone(),
@@ -239,7 +237,7 @@ impl Handle {
         if self.is_cancelled() {
             info.push("cancelled".into());
         }
-        let cb = lock(&self.refs)
+        let cb = self.refs.lock()
             .callback
             .as_ref()
             .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
@@ -334,7 +332,7 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.refs).context.as_ref().map(|c| c.clone_ref(py))
+        self.refs.lock().context.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// Runs the callback now (asyncio's `Handle._run`).
@@ -344,12 +342,12 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.refs).callback.as_ref().map(|c| c.func.clone_ref(py))
+        self.refs.lock().callback.as_ref().map(|c| c.func.clone_ref(py))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        lock(&self.refs).callback.as_ref().map(|c| c.args.clone_ref(py))
+        self.refs.lock().callback.as_ref().map(|c| c.args.clone_ref(py))
     }
 
     #[getter]
@@ -373,7 +371,7 @@ impl Handle {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        if let Some(r) = &*lock(&slf.get().repr_at_cancel) {
+        if let Some(r) = &*slf.get().repr_at_cancel.lock() {
             return Ok(r.clone());
         }
         let info = slf.get().repr_info(slf.as_any())?;
@@ -383,7 +381,7 @@ impl Handle {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // try_lock: the GC must never block; a held lock means the handle is in use and
         // its references are reachable from the running frame anyway.
-        if let Ok(refs) = self.refs.try_lock() {
+        if let Some(refs) = self.refs.try_lock() {
             if let Some(cb) = &refs.callback {
                 visit.call(&cb.func)?;
                 visit.call(&cb.args)?;
@@ -399,7 +397,7 @@ impl Handle {
 
     fn __clear__(&self) {
         let refs = {
-            let mut refs = lock(&self.refs);
+            let mut refs = self.refs.lock();
             (refs.callback.take(), refs.context.take(), refs.loop_.take())
         };
         drop(refs);
@@ -492,7 +490,7 @@ impl TimerHandle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let base = slf.as_super().get();
-        if let Some(r) = &*lock(&base.repr_at_cancel) {
+        if let Some(r) = &*base.repr_at_cancel.lock() {
             return Ok(r.clone());
         }
         let mut info = base.repr_info(slf.as_any())?;
@@ -511,11 +509,11 @@ fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<
     if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
         return Ok(false);
     }
-    let ca = lock(&ha.refs)
+    let ca = ha.refs.lock()
         .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
-    let cb = lock(&hb.refs)
+    let cb = hb.refs.lock()
         .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));

@@ -7,6 +7,7 @@
 //! * [`handle`] — `Handle` and `TimerHandle`, the scheduled callbacks.
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
 //! * [`py`] — interned Python objects (asyncio functions, modules) looked up once.
+//! * [`sync`] — `GilCell`, the interior mutability used for state guarded by the GIL.
 //!
 //! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
 //! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod event_loop;
 pub mod handle;
 pub mod py;
+pub mod sync;
 
 /// The native module `ferroloop._ferroloop`.
 #[pymodule]

@@ -17,67 +17,84 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::LoopCore;
-use crate::handle::Handle;
 
-type Method = for<'py> fn(
-    &Bound<'py, LoopCore>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyTuple>,
-    Option<Bound<'py, PyAny>>,
-) -> PyResult<Py<Handle>>;
+/// Arguments parsed from a `(fixed..., *args, context=None)` vectorcall.
+struct Parsed<'py> {
+    fixed: [Option<Bound<'py, PyAny>>; 2],
+    rest: Bound<'py, PyTuple>,
+    context: Option<Bound<'py, PyAny>>,
+}
 
-/// Parses `(callback, *args, context=None)` from a vectorcall argument array.
+/// Parses `n_fixed` required positionals, then `*args`, then an optional `context=`.
 ///
 /// # Safety
-/// `slf`, `args[..nargs + len(kwnames)]` and `kwnames` must be the live arguments CPython
-/// passes to a `METH_FASTCALL | METH_KEYWORDS` method, and the thread must be attached.
-unsafe fn dispatch(
+/// `args[..nargs + len(kwnames)]` and `kwnames` must be the live arguments CPython passes
+/// to a `METH_FASTCALL | METH_KEYWORDS` method, and the thread must be attached.
+unsafe fn parse<'py>(
+    py: Python<'py>,
     name: &str,
-    method: Method,
-    slf: *mut ffi::PyObject,
+    fixed_names: &[&str],
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the thread attached.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<Handle>> {
-        // SAFETY: the method descriptor checked that `slf` is a LoopCore instance; all
-        // pointers are borrowed references valid for the duration of the call.
-        unsafe {
-            let slf = Bound::from_borrowed_ptr(py, slf);
-            let slf = slf.cast_unchecked::<LoopCore>();
-            if nargs < 1 {
-                return Err(PyTypeError::new_err(format!(
-                    "{name}() missing 1 required positional argument: 'callback'"
-                )));
-            }
-            let callback = Bound::from_borrowed_ptr(py, *args);
-            let mut context = None;
-            if !kwnames.is_null() {
-                let kwnames = Bound::from_borrowed_ptr(py, kwnames);
-                let kwnames = kwnames.cast::<PyTuple>()?;
-                for (i, key) in kwnames.iter().enumerate() {
-                    let key = key.cast::<PyString>()?;
-                    if key.to_str()? != "context" {
-                        return Err(PyTypeError::new_err(format!(
-                            "{name}() got an unexpected keyword argument '{key}'"
-                        )));
-                    }
-                    context = Some(Bound::from_borrowed_ptr(py, *args.offset(nargs + i as isize)));
-                }
-            }
-            let rest = std::slice::from_raw_parts(args.add(1), (nargs - 1) as usize);
-            let tuple = if rest.is_empty() {
-                PyTuple::empty(py)
-            } else {
-                PyTuple::new(py, rest.iter().map(|&p| Bound::from_borrowed_ptr(py, p)))?
-            };
-            method(slf, callback, tuple, context)
+) -> PyResult<Parsed<'py>> {
+    let n_fixed = fixed_names.len();
+    if (nargs as usize) < n_fixed {
+        let missing = &fixed_names[nargs as usize..];
+        return Err(PyTypeError::new_err(format!(
+            "{name}() missing {} required positional argument{}: {}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            missing
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )));
+    }
+    // SAFETY: guaranteed by the caller; every pointer is a borrowed reference that stays
+    // valid for the duration of the call.
+    unsafe {
+        let mut fixed = [None, None];
+        for (i, slot) in fixed.iter_mut().enumerate().take(n_fixed) {
+            *slot = Some(Bound::from_borrowed_ptr(py, *args.add(i)));
         }
-    }));
-    match result {
-        Ok(Ok(handle)) => handle.into_ptr(),
+        let mut context = None;
+        if !kwnames.is_null() {
+            let kwnames = Bound::from_borrowed_ptr(py, kwnames);
+            let kwnames = kwnames.cast::<PyTuple>()?;
+            for (i, key) in kwnames.iter().enumerate() {
+                let key = key.cast::<PyString>()?;
+                if key.to_str()? != "context" {
+                    return Err(PyTypeError::new_err(format!(
+                        "{name}() got an unexpected keyword argument '{key}'"
+                    )));
+                }
+                context = Some(Bound::from_borrowed_ptr(py, *args.offset(nargs + i as isize)));
+            }
+        }
+        let rest = std::slice::from_raw_parts(args.add(n_fixed), nargs as usize - n_fixed);
+        let rest = if rest.is_empty() {
+            PyTuple::empty(py)
+        } else {
+            PyTuple::new(py, rest.iter().map(|&p| Bound::from_borrowed_ptr(py, p)))?
+        };
+        Ok(Parsed {
+            fixed,
+            rest,
+            context,
+        })
+    }
+}
+
+/// Runs `body` as a CPython method implementation: errors are restored as the pending
+/// exception and a panic becomes `pyo3.PanicException`, never an unwind into C.
+fn guard<F>(py: Python<'_>, body: F) -> *mut ffi::PyObject
+where
+    F: FnOnce() -> PyResult<Py<PyAny>>,
+{
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(obj)) => obj.into_ptr(),
         Ok(Err(err)) => {
             err.restore(py);
             std::ptr::null_mut()
@@ -94,34 +111,60 @@ unsafe fn dispatch(
     }
 }
 
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded verbatim from CPython's METH_FASTCALL|METH_KEYWORDS call.
-    unsafe { dispatch("call_soon", LoopCore::call_soon, slf, args, nargs, kwnames) }
+/// Defines a `METH_FASTCALL | METH_KEYWORDS` function that parses its arguments with
+/// [`parse`] and hands them to `$body`.
+macro_rules! fast_method {
+    ($fn_name:ident, $py_name:literal, [$($fixed:literal),+], $body:expr) => {
+        unsafe extern "C" fn $fn_name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython calls methods with the thread attached.
+            let py = unsafe { Python::assume_attached() };
+            guard(py, || {
+                // SAFETY: the method descriptor checked that `slf` is a LoopCore; the
+                // arguments are forwarded verbatim from CPython's vectorcall.
+                let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+                let slf = unsafe { slf.cast_unchecked::<LoopCore>() };
+                let parsed = unsafe { parse(py, $py_name, &[$($fixed),+], args, nargs, kwnames)? };
+                let body: for<'a, 'py> fn(&'a Bound<'py, LoopCore>, Parsed<'py>) -> PyResult<Py<PyAny>> = $body;
+                body(slf, parsed)
+            })
+        }
+    };
 }
 
-unsafe extern "C" fn call_soon_threadsafe(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded verbatim from CPython's METH_FASTCALL|METH_KEYWORDS call.
-    unsafe {
-        dispatch(
-            "call_soon_threadsafe",
-            LoopCore::call_soon_threadsafe,
-            slf,
-            args,
-            nargs,
-            kwnames,
-        )
-    }
+fn first<'py>(p: &mut Parsed<'py>, i: usize) -> Bound<'py, PyAny> {
+    // parse() filled every fixed slot it was asked for.
+    p.fixed[i].take().expect("parsed positional argument")
 }
+
+fast_method!(call_soon, "call_soon", ["callback"], |slf, mut p| {
+    let cb = first(&mut p, 0);
+    Ok(LoopCore::call_soon(slf, cb, p.rest, p.context)?.into_any())
+});
+
+fast_method!(
+    call_soon_threadsafe,
+    "call_soon_threadsafe",
+    ["callback"],
+    |slf, mut p| {
+        let cb = first(&mut p, 0);
+        Ok(LoopCore::call_soon_threadsafe(slf, cb, p.rest, p.context)?.into_any())
+    }
+);
+
+fast_method!(call_later, "call_later", ["delay", "callback"], |slf, mut p| {
+    let (delay, cb) = (first(&mut p, 0), first(&mut p, 1));
+    Ok(LoopCore::call_later(slf, &delay, cb, p.rest, p.context)?.into_any())
+});
+
+fast_method!(call_at, "call_at", ["when", "callback"], |slf, mut p| {
+    let (when, cb) = (first(&mut p, 0), first(&mut p, 1));
+    Ok(LoopCore::call_at(slf, &when, cb, p.rest, p.context)?.into_any())
+});
 
 fn install_one(
     ty: &Bound<'_, PyType>,
@@ -148,8 +191,8 @@ fn install_one(
     ty.setattr(name.to_str().map_err(|e| PyBaseException::new_err(e.to_string()))?, descr)
 }
 
-/// Replaces the PyO3-generated `call_soon` / `call_soon_threadsafe` of `LoopCore` with
-/// the fast entry points.
+/// Replaces the PyO3-generated scheduling methods of `LoopCore` (`call_soon`,
+/// `call_soon_threadsafe`, `call_later`, `call_at`) with the fast entry points.
 pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     install_one(
         ty,
@@ -162,5 +205,17 @@ pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
         c"call_soon_threadsafe",
         c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), callable from any thread; wakes the loop.",
         call_soon_threadsafe,
+    )?;
+    install_one(
+        ty,
+        c"call_later",
+        c"call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run delay seconds from now.",
+        call_later,
+    )?;
+    install_one(
+        ty,
+        c"call_at",
+        c"call_at(when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when.",
+        call_at,
     )
 }

@@ -35,6 +35,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::clock::monotonic;
 use crate::handle::{Handle, TimerHandle};
 use crate::py::{logger, Imports};
+use crate::sync::GilCell;
 use reactor::{Poller, Ready, Watch, SIGNALS, WAKER};
 use signals::SignalSocket;
 use timers::{TimerHeap, MIN_CANCELLED_TIMER_HANDLES_FRACTION, MIN_SCHEDULED_TIMER_HANDLES};
@@ -103,8 +104,8 @@ struct PyState {
 /// `asyncio.AbstractEventLoop`.
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen)]
 pub struct LoopCore {
-    queues: Mutex<Queues>,
-    pystate: Mutex<PyState>,
+    queues: GilCell<Queues>,
+    pystate: GilCell<PyState>,
     poller: Mutex<Option<Poller>>,
     registry: Registry,
     waker: Waker,
@@ -180,7 +181,7 @@ impl LoopCore {
 
     #[inline]
     fn push_ready(&self, handle: Py<Handle>) {
-        lock(&self.queues).ready.push_back(handle);
+        self.queues.lock().ready.push_back(handle);
         self.wake_if_polling();
     }
 
@@ -279,7 +280,7 @@ impl LoopCore {
         let this = slf.get();
         if !this.debug_on() {
             let context = Self::context_for(py, context)?;
-            let mut q = lock(&this.queues);
+            let mut q = this.queues.lock();
             if let Some(h) = q.pool.pop() {
                 h.get().refill(
                     callback.unbind(),
@@ -320,7 +321,7 @@ impl LoopCore {
             sock.drain(&mut sigs);
         }
         for sig in sigs {
-            let handler = lock(&this.pystate)
+            let handler = this.pystate.lock()
                 .signal_handlers
                 .get(&sig)
                 .map(|h| h.clone_ref(py));
@@ -339,7 +340,7 @@ impl LoopCore {
     fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
         let mut garbage: Vec<Py<Handle>> = Vec::new();
         {
-            let mut q = lock(&self.queues);
+            let mut q = self.queues.lock();
             for ev in events {
                 if ev.token == WAKER || ev.token == SIGNALS {
                     continue;
@@ -452,7 +453,7 @@ impl LoopCore {
         let this = slf.get();
         debug_assert!(batch.is_empty());
 
-        let mut q = lock(&this.queues);
+        let mut q = this.queues.lock();
         // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
         // drains the pool as fast as the loop refills it).
         let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
@@ -474,10 +475,13 @@ impl LoopCore {
         let busy = !q.ready.is_empty() || this.stopping.load(Ordering::Acquire);
         let skip_poll = busy
             && q.io.is_empty()
-            && this
-                .busy_iterations_without_poll
-                .fetch_add(1, Ordering::Relaxed)
-                < POLL_EVERY_BUSY_ITERATIONS;
+            && {
+                // Only the loop thread touches this counter: a plain load and store.
+                let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+                this.busy_iterations_without_poll
+                    .store(n + 1, Ordering::Relaxed);
+                n < POLL_EVERY_BUSY_ITERATIONS
+            };
         if skip_poll {
             // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
             Self::take_batch(py, &mut q, batch);
@@ -523,7 +527,7 @@ impl LoopCore {
             if events.iter().any(|e| e.token != SIGNALS && e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
-            Self::take_batch(py, &mut lock(&this.queues), batch);
+            Self::take_batch(py, &mut this.queues.lock(), batch);
         }
 
         // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
@@ -541,7 +545,7 @@ impl LoopCore {
                 h.drop_ref(py);
             }
             if let Err(e) = res {
-                let mut q = lock(&this.queues);
+                let mut q = this.queues.lock();
                 while let Some(rest) = batch.pop_back() {
                     q.ready.push_front(rest);
                 }
@@ -555,12 +559,12 @@ impl LoopCore {
     fn run_handle_debug(slf: &Bound<'_, Self>, h: &Py<Handle>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let previous = lock(&this.pystate).current_handle.replace(h.clone_ref(py));
+        let previous = this.pystate.lock().current_handle.replace(h.clone_ref(py));
         drop(previous);
         let t0 = monotonic();
         let res = h.get().run(h.bind(py).as_any());
         let dt = monotonic() - t0;
-        let current = lock(&this.pystate).current_handle.take();
+        let current = this.pystate.lock().current_handle.take();
         drop(current);
         res?;
         if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {
@@ -581,8 +585,8 @@ impl LoopCore {
 
     fn set_coroutine_origin_tracking(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
         let imports = Imports::get(py)?;
-        let mut st = lock(&self.pystate);
-        if enabled == st.origin_tracking_saved_depth.is_some() {
+        let saved = self.pystate.lock().origin_tracking_saved_depth;
+        if enabled == saved.is_some() {
             return Ok(());
         }
         if enabled {
@@ -591,19 +595,17 @@ impl LoopCore {
                 .bind(py)
                 .call0()?
                 .extract()?;
-            st.origin_tracking_saved_depth = Some(depth);
-            drop(st);
             imports
                 .set_coroutine_origin_tracking_depth
                 .bind(py)
                 .call1((DEBUG_STACK_DEPTH,))?;
+            self.pystate.lock().origin_tracking_saved_depth = Some(depth);
         } else {
-            let depth = st.origin_tracking_saved_depth.take().unwrap_or(0);
-            drop(st);
             imports
                 .set_coroutine_origin_tracking_depth
                 .bind(py)
-                .call1((depth,))?;
+                .call1((saved.unwrap_or(0),))?;
+            self.pystate.lock().origin_tracking_saved_depth = None;
         }
         Ok(())
     }
@@ -659,7 +661,7 @@ impl LoopCore {
         let fd = Self::fd_of(fd)?;
         let handle = Self::new_handle(slf, callback, args, None)?;
         let previous = {
-            let mut q = lock(&this.queues);
+            let mut q = this.queues.lock();
             let entry = q.io.entry(fd).or_default();
             let old = entry.watch();
             let slot = if write {
@@ -699,7 +701,7 @@ impl LoopCore {
         }
         let fd = Self::fd_of(fd)?;
         let removed = {
-            let mut q = lock(&this.queues);
+            let mut q = this.queues.lock();
             let Some(entry) = q.io.get_mut(&fd) else {
                 return Ok(false);
             };
@@ -730,7 +732,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let (removed, none_left) = {
-            let mut st = lock(&this.pystate);
+            let mut st = this.pystate.lock();
             let removed = st.signal_handlers.remove(&sig);
             (removed, st.signal_handlers.is_empty())
         };
@@ -791,8 +793,8 @@ impl LoopCore {
             .is_truthy()?;
         let _ = imports;
         Ok(LoopCore {
-            queues: Mutex::new(Queues::default()),
-            pystate: Mutex::new(PyState::default()),
+            queues: GilCell::new(Queues::default()),
+            pystate: GilCell::new(PyState::default()),
             poller: Mutex::new(Some(poller)),
             registry,
             waker,
@@ -920,7 +922,7 @@ impl LoopCore {
         }
         // Signal handlers go first, while the loop still counts as open.
         let finalizing = Imports::get(py)?.is_finalizing.bind(py).call0()?.is_truthy()?;
-        let sigs: Vec<i32> = lock(&this.pystate).signal_handlers.keys().copied().collect();
+        let sigs: Vec<i32> = this.pystate.lock().signal_handlers.keys().copied().collect();
         if !finalizing {
             for sig in sigs {
                 Self::remove_signal_handler_inner(slf, sig)?;
@@ -935,12 +937,12 @@ impl LoopCore {
                 .warn
                 .bind(py)
                 .call1((msg, imports.resource_warning.bind(py)))?;
-            let handlers = std::mem::take(&mut lock(&this.pystate).signal_handlers);
+            let handlers = std::mem::take(&mut this.pystate.lock().signal_handlers);
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
         let (ready, pool, timers, io) = {
-            let mut q = lock(&this.queues);
+            let mut q = this.queues.lock();
             (
                 std::mem::take(&mut q.ready),
                 std::mem::take(&mut q.pool),
@@ -961,7 +963,7 @@ impl LoopCore {
         }
         drop(lock(&this.poller).take());
         this.executor_shutdown_called.store(true, Ordering::Release);
-        let executor = lock(&this.pystate).default_executor.take();
+        let executor = this.pystate.lock().default_executor.take();
         if let Some(ex) = executor {
             let kw = PyDict::new(py);
             kw.set_item("wait", false)?;
@@ -1028,7 +1030,7 @@ impl LoopCore {
 
     /// Schedules `callback(*args)` to run `delay` seconds from now.
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -1044,7 +1046,7 @@ impl LoopCore {
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -1086,7 +1088,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let factory = lock(&this.pystate)
+        let factory = this.pystate.lock()
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py));
@@ -1130,13 +1132,13 @@ impl LoopCore {
             return Err(PyTypeError::new_err("task factory must be a callable or None"));
         }
         let new = (!factory.is_none()).then(|| factory.clone().unbind());
-        let old = std::mem::replace(&mut lock(&self.pystate).task_factory, new);
+        let old = std::mem::replace(&mut self.pystate.lock().task_factory, new);
         drop(old);
         Ok(())
     }
 
     fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.pystate)
+        self.pystate.lock()
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py))
@@ -1218,7 +1220,7 @@ impl LoopCore {
             return Err(e);
         }
         let handle = Self::new_handle(slf, callback, args, None)?;
-        let old = lock(&this.pystate).signal_handlers.insert(sig, handle);
+        let old = this.pystate.lock().signal_handlers.insert(sig, handle);
         drop(old);
         let noop = wrap_pyfunction!(signals::_sighandler_noop, py)?;
         let installed = signal_mod
@@ -1226,7 +1228,7 @@ impl LoopCore {
             .and_then(|_| signal_mod.call_method1("siginterrupt", (sig, false)));
         if let Err(e) = installed {
             let (gone, none_left) = {
-                let mut st = lock(&this.pystate);
+                let mut st = this.pystate.lock();
                 (st.signal_handlers.remove(&sig), st.signal_handlers.is_empty())
             };
             drop(gone);
@@ -1255,9 +1257,16 @@ impl LoopCore {
 
     #[getter]
     fn _signal_handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let handlers: Vec<(i32, Py<Handle>)> = self
+            .pystate
+            .lock()
+            .signal_handlers
+            .iter()
+            .map(|(sig, h)| (*sig, h.clone_ref(py)))
+            .collect();
         let d = PyDict::new(py);
-        for (sig, h) in lock(&self.pystate).signal_handlers.iter() {
-            d.set_item(sig, h.clone_ref(py))?;
+        for (sig, h) in handlers {
+            d.set_item(sig, h)?;
         }
         Ok(d)
     }
@@ -1284,7 +1293,7 @@ impl LoopCore {
             if this.executor_shutdown_called.load(Ordering::Acquire) {
                 return Err(PyRuntimeError::new_err("Executor shutdown has been called"));
             }
-            let existing = lock(&this.pystate)
+            let existing = this.pystate.lock()
                 .default_executor
                 .as_ref()
                 .map(|e| e.clone_ref(py));
@@ -1294,7 +1303,8 @@ impl LoopCore {
                     let kw = PyDict::new(py);
                     kw.set_item("thread_name_prefix", "asyncio")?;
                     let e = imports.thread_pool_executor.bind(py).call((), Some(&kw))?;
-                    lock(&this.pystate).default_executor = Some(e.clone().unbind());
+                    let old = this.pystate.lock().default_executor.replace(e.clone().unbind());
+                    drop(old);
                     e
                 }
             }
@@ -1317,7 +1327,7 @@ impl LoopCore {
                 "executor must be ThreadPoolExecutor instance",
             ));
         }
-        let old = lock(&self.pystate)
+        let old = self.pystate.lock()
             .default_executor
             .replace(executor.clone().unbind());
         drop(old);
@@ -1326,7 +1336,7 @@ impl LoopCore {
 
     #[getter]
     fn _default_executor(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.pystate)
+        self.pystate.lock()
             .default_executor
             .as_ref()
             .map(|e| e.clone_ref(py))
@@ -1342,7 +1352,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.executor_shutdown_called.store(true, Ordering::Release);
-        let Some(executor) = lock(&this.pystate)
+        let Some(executor) = this.pystate.lock()
             .default_executor
             .as_ref()
             .map(|e| e.clone_ref(py))
@@ -1390,7 +1400,7 @@ impl LoopCore {
 
     // ----- debug ----------------------------------------------------------------------
 
-    fn get_debug(&self) -> bool {
+    pub fn get_debug(&self) -> bool {
         self.debug_on()
     }
 
@@ -1445,7 +1455,7 @@ impl LoopCore {
 
     #[getter]
     fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
-        lock(&self.pystate)
+        self.pystate.lock()
             .current_handle
             .as_ref()
             .map(|h| h.clone_ref(py))
@@ -1454,19 +1464,19 @@ impl LoopCore {
     /// Number of callbacks ready to run (for introspection and tests).
     #[getter]
     fn _ready_count(&self) -> usize {
-        lock(&self.queues).ready.len()
+        self.queues.lock().ready.len()
     }
 
     /// Number of timers in the heap, cancelled ones included.
     #[getter]
     fn _timer_count(&self) -> usize {
-        lock(&self.queues).timers.len()
+        self.queues.lock().timers.len()
     }
 
     // ----- exception handling ---------------------------------------------------------
 
     fn get_exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.pystate)
+        self.pystate.lock()
             .exception_handler
             .as_ref()
             .map(|h| h.clone_ref(py))
@@ -1480,7 +1490,7 @@ impl LoopCore {
             )));
         }
         let new = (!handler.is_none()).then(|| handler.clone().unbind());
-        let old = std::mem::replace(&mut lock(&self.pystate).exception_handler, new);
+        let old = std::mem::replace(&mut self.pystate.lock().exception_handler, new);
         drop(old);
         Ok(())
     }
@@ -1505,7 +1515,7 @@ impl LoopCore {
             _ => pyo3::types::PyBool::new(py, false).to_owned().into_any(),
         };
         if !context.contains("source_traceback")? {
-            let current = lock(&this.pystate)
+            let current = this.pystate.lock()
                 .current_handle
                 .as_ref()
                 .map(|h| h.clone_ref(py));
@@ -1549,7 +1559,7 @@ impl LoopCore {
     /// Reports `context` to the custom exception handler, or the default one.
     fn call_exception_handler(slf: &Bound<'_, Self>, context: &Bound<'_, PyDict>) -> PyResult<()> {
         let py = slf.py();
-        let handler = lock(&slf.get().pystate)
+        let handler = slf.get().pystate.lock()
             .exception_handler
             .as_ref()
             .map(|h| h.clone_ref(py));
@@ -1727,7 +1737,7 @@ impl LoopCore {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(q) = self.queues.try_lock() {
+        if let Some(q) = self.queues.try_lock() {
             for h in q.ready.iter() {
                 visit.call(h)?;
             }
@@ -1736,7 +1746,7 @@ impl LoopCore {
                 visit.call(&entry.writer)?;
             }
         }
-        if let Ok(st) = self.pystate.try_lock() {
+        if let Some(st) = self.pystate.try_lock() {
             visit.call(&st.exception_handler)?;
             visit.call(&st.task_factory)?;
             visit.call(&st.default_executor)?;
@@ -1750,13 +1760,12 @@ impl LoopCore {
     }
 
     fn __clear__(&self) {
-        let q = self.queues.try_lock().ok().map(|mut q| {
+        let q = self.queues.try_lock().map(|mut q| {
             (std::mem::take(&mut q.ready), std::mem::take(&mut q.io))
         });
         let st = self
             .pystate
             .try_lock()
-            .ok()
             .map(|mut st| std::mem::take(&mut *st));
         drop((q, st));
     }
@@ -1790,7 +1799,7 @@ impl LoopCore {
         .for_timer())
         .add_subclass(TimerHandle::new(when));
         let timer = Py::new(py, init)?;
-        lock(&this.queues).timers.push(when, timer.clone_ref(py));
+        this.queues.lock().timers.push(when, timer.clone_ref(py));
         this.wake_if_polling();
         Ok(timer)
     }
@@ -1798,11 +1807,11 @@ impl LoopCore {
     fn asyncgens<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(s) = lock(&this.pystate).asyncgens.as_ref() {
+        if let Some(s) = this.pystate.lock().asyncgens.as_ref() {
             return Ok(s.bind(py).clone());
         }
         let set = Imports::get(py)?.weakset.bind(py).call0()?;
-        let mut st = lock(&this.pystate);
+        let mut st = this.pystate.lock();
         Ok(st
             .asyncgens
             .get_or_insert_with(|| set.unbind())
