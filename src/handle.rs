@@ -128,6 +128,25 @@ impl Handle {
         drop(refs);
     }
 
+    /// Visits every reference the handle holds, for the garbage collector. Used by the
+    /// handle's own `tp_traverse` and by the loop for timers it holds untracked.
+    pub fn traverse_refs(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the GC must never block; a held guard means the handle is in use and
+        // its references are reachable from the running frame anyway.
+        if let Some(refs) = self.refs.try_lock() {
+            if let Some(cb) = &refs.callback {
+                visit.call(&cb.func)?;
+                visit.call(&cb.args)?;
+            }
+            visit.call(&refs.context)?;
+            visit.call(&refs.loop_)?;
+        }
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
     /// Marks the handle as the base of a `TimerHandle`.
     pub fn for_timer(mut self) -> Self {
         self.plain = false;
@@ -209,8 +228,7 @@ impl Handle {
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
-        {
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(err);
         }
         let Some(lp) = self.loop_obj(py) else {
@@ -237,7 +255,9 @@ impl Handle {
         if self.is_cancelled() {
             info.push("cancelled".into());
         }
-        let cb = self.refs.lock()
+        let cb = self
+            .refs
+            .lock()
             .callback
             .as_ref()
             .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
@@ -342,12 +362,20 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.refs.lock().callback.as_ref().map(|c| c.func.clone_ref(py))
+        self.refs
+            .lock()
+            .callback
+            .as_ref()
+            .map(|c| c.func.clone_ref(py))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.refs.lock().callback.as_ref().map(|c| c.args.clone_ref(py))
+        self.refs
+            .lock()
+            .callback
+            .as_ref()
+            .map(|c| c.args.clone_ref(py))
     }
 
     #[getter]
@@ -379,20 +407,7 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // try_lock: the GC must never block; a held lock means the handle is in use and
-        // its references are reachable from the running frame anyway.
-        if let Some(refs) = self.refs.try_lock() {
-            if let Some(cb) = &refs.callback {
-                visit.call(&cb.func)?;
-                visit.call(&cb.args)?;
-            }
-            visit.call(&refs.context)?;
-            visit.call(&refs.loop_)?;
-        }
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        Ok(())
+        self.traverse_refs(&visit)
     }
 
     fn __clear__(&self) {
@@ -432,6 +447,31 @@ impl TimerHandle {
     }
 }
 
+/// Timers wait in the loop's heap, often by the hundred thousand, and would otherwise be
+/// traversed by every garbage collection that finds them young. While a timer is in the
+/// heap the loop owns it: it is untracked, and the loop's own `tp_traverse` reports the
+/// references it holds (so a cycle through a pending timer and an abandoned loop is still
+/// collected). It is tracked again as it leaves the heap.
+pub fn untrack_scheduled(timer: &Py<TimerHandle>) {
+    // SAFETY: `timer` is a live GC object owned by the caller; untracking an object is
+    // always allowed (and a no-op when it is not tracked).
+    unsafe { ffi::PyObject_GC_UnTrack(timer.as_ptr().cast()) }
+}
+
+/// Tracks a timer again as it leaves the loop's heap (see [`untrack_scheduled`]).
+pub fn retrack_unscheduled(timer: &Py<TimerHandle>) {
+    let ptr = timer.as_ptr();
+    // SAFETY: `timer` is a live GC object; it is tracked only if it is not already, as
+    // PyObject_GC_Track requires.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
+        }
+    }
+}
+
+impl TimerHandle {}
+
 #[pymethods]
 impl TimerHandle {
     /// The absolute time (in `loop.time()` seconds) at which the callback is due.
@@ -452,8 +492,7 @@ impl TimerHandle {
     /// Cancels the timer; the loop drops cancelled timers from its heap lazily.
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let base = slf.as_super();
-        if base.get().cancel_inner(slf.as_any())? && slf.get().scheduled.load(Ordering::Acquire)
-        {
+        if base.get().cancel_inner(slf.as_any())? && slf.get().scheduled.load(Ordering::Acquire) {
             if let Some(lp) = base.get().loop_obj(slf.py()) {
                 if let Ok(core) = lp.cast::<LoopCore>() {
                     core.get().timer_handle_cancelled();
@@ -485,7 +524,10 @@ impl TimerHandle {
             CompareOp::Eq => timer_eq(slf, other)?,
             CompareOp::Ne => !timer_eq(slf, other)?,
         };
-        Ok(pyo3::types::PyBool::new(py, res).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, res)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -509,11 +551,15 @@ fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<
     if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
         return Ok(false);
     }
-    let ca = ha.refs.lock()
+    let ca = ha
+        .refs
+        .lock()
         .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
-    let cb = hb.refs.lock()
+    let cb = hb
+        .refs
+        .lock()
         .callback
         .as_ref()
         .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));

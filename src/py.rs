@@ -80,8 +80,14 @@ impl Imports {
                 thread_pool_executor: attr(&cf, "ThreadPoolExecutor")?,
                 get_asyncgen_hooks: attr(&sys, "get_asyncgen_hooks")?,
                 set_asyncgen_hooks: attr(&sys, "set_asyncgen_hooks")?,
-                set_coroutine_origin_tracking_depth: attr(&sys, "set_coroutine_origin_tracking_depth")?,
-                get_coroutine_origin_tracking_depth: attr(&sys, "get_coroutine_origin_tracking_depth")?,
+                set_coroutine_origin_tracking_depth: attr(
+                    &sys,
+                    "set_coroutine_origin_tracking_depth",
+                )?,
+                get_coroutine_origin_tracking_depth: attr(
+                    &sys,
+                    "get_coroutine_origin_tracking_depth",
+                )?,
                 getframe: attr(&sys, "_getframe")?,
                 is_finalizing: attr(&sys, "is_finalizing")?,
                 weakset: attr(&weakref, "WeakSet")?,

@@ -10,7 +10,7 @@
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyTypeError, PyBaseException};
+use pyo3::exceptions::{PyBaseException, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
@@ -70,7 +70,10 @@ unsafe fn parse<'py>(
                         "{name}() got an unexpected keyword argument '{key}'"
                     )));
                 }
-                context = Some(Bound::from_borrowed_ptr(py, *args.offset(nargs + i as isize)));
+                context = Some(Bound::from_borrowed_ptr(
+                    py,
+                    *args.offset(nargs + i as isize),
+                ));
             }
         }
         let rest = std::slice::from_raw_parts(args.add(n_fixed), nargs as usize - n_fixed);
@@ -156,10 +159,15 @@ fast_method!(
     }
 );
 
-fast_method!(call_later, "call_later", ["delay", "callback"], |slf, mut p| {
-    let (delay, cb) = (first(&mut p, 0), first(&mut p, 1));
-    Ok(LoopCore::call_later(slf, &delay, cb, p.rest, p.context)?.into_any())
-});
+fast_method!(
+    call_later,
+    "call_later",
+    ["delay", "callback"],
+    |slf, mut p| {
+        let (delay, cb) = (first(&mut p, 0), first(&mut p, 1));
+        Ok(LoopCore::call_later(slf, &delay, cb, p.rest, p.context)?.into_any())
+    }
+);
 
 fast_method!(call_at, "call_at", ["when", "callback"], |slf, mut p| {
     let (when, cb) = (first(&mut p, 0), first(&mut p, 1));
@@ -185,10 +193,13 @@ fn install_one(
     }));
     // SAFETY: `ty` is a live type object and `def` lives forever; PyDescr_NewMethod returns
     // a new reference or NULL with an exception set.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))
-    }?;
-    ty.setattr(name.to_str().map_err(|e| PyBaseException::new_err(e.to_string()))?, descr)
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }?;
+    ty.setattr(
+        name.to_str()
+            .map_err(|e| PyBaseException::new_err(e.to_string()))?,
+        descr,
+    )
 }
 
 /// Replaces the PyO3-generated scheduling methods of `LoopCore` (`call_soon`,

@@ -28,12 +28,12 @@ use pyo3::exceptions::{
 };
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::PyClassInitializer;
 use pyo3::types::{PyCFunction, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::PyClassInitializer;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock::monotonic;
-use crate::handle::{Handle, TimerHandle};
+use crate::handle::{retrack_unscheduled, untrack_scheduled, Handle, TimerHandle};
 use crate::py::{logger, Imports};
 use crate::sync::GilCell;
 use reactor::{Poller, Ready, Watch, SIGNALS, WAKER};
@@ -199,7 +199,11 @@ impl LoopCore {
         }
         let imports = Imports::get(py)?;
         if (!callable || debug)
-            && (imports.iscoroutine.bind(py).call1((callback,))?.is_truthy()?
+            && (imports
+                .iscoroutine
+                .bind(py)
+                .call1((callback,))?
+                .is_truthy()?
                 || (debug
                     && imports
                         .iscoroutinefunction
@@ -240,7 +244,9 @@ impl LoopCore {
         }
         let imports = Imports::get(py)?;
         let frame = imports.getframe.bind(py).call1((0,))?;
-        Ok(Some(imports.extract_stack.bind(py).call1((frame,))?.unbind()))
+        Ok(Some(
+            imports.extract_stack.bind(py).call1((frame,))?.unbind(),
+        ))
     }
 
     fn new_handle(
@@ -321,7 +327,9 @@ impl LoopCore {
             sock.drain(&mut sigs);
         }
         for sig in sigs {
-            let handler = this.pystate.lock()
+            let handler = this
+                .pystate
+                .lock()
                 .signal_handlers
                 .get(&sig)
                 .map(|h| h.clone_ref(py));
@@ -400,11 +408,7 @@ impl LoopCore {
 
     /// Drops cancelled timers: all of them when they are more than half of a large heap,
     /// otherwise those at the top. Returns them, to be released outside the lock.
-    fn sweep_timers(
-        &self,
-        py: Python<'_>,
-        q: &mut Queues,
-    ) -> Vec<timers::Timer<Py<TimerHandle>>> {
+    fn sweep_timers(&self, py: Python<'_>, q: &mut Queues) -> Vec<timers::Timer<Py<TimerHandle>>> {
         let n = q.timers.len();
         let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
         if n > MIN_SCHEDULED_TIMER_HANDLES
@@ -435,7 +439,9 @@ impl LoopCore {
             let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some(t) = q.timers.pop_due(end_time) {
                 t.handle.get().unschedule();
-                q.ready.push_back(t.handle.into_bound(py).into_super().unbind());
+                retrack_unscheduled(&t.handle);
+                q.ready
+                    .push_back(t.handle.into_bound(py).into_super().unbind());
             }
         }
         std::mem::swap(batch, &mut q.ready);
@@ -462,7 +468,9 @@ impl LoopCore {
         } else if recycled.is_empty() {
             Vec::new()
         } else {
-            let keep = recycled.len().min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
+            let keep = recycled
+                .len()
+                .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
             q.pool.extend(recycled.drain(..keep));
             // Beyond the pool's size, handles are freed once the lock is released.
             recycled.drain(..).collect()
@@ -472,16 +480,19 @@ impl LoopCore {
         } else {
             Some(this.sweep_timers(py, &mut q))
         };
-        let busy = !q.ready.is_empty() || this.stopping.load(Ordering::Acquire);
-        let skip_poll = busy
-            && q.io.is_empty()
-            && {
-                // Only the loop thread touches this counter: a plain load and store.
-                let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
-                this.busy_iterations_without_poll
-                    .store(n + 1, Ordering::Relaxed);
-                n < POLL_EVERY_BUSY_ITERATIONS
-            };
+        // Time until the first timer, if any: a timer already due makes the iteration as
+        // busy as a ready callback does.
+        let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
+        let busy = !q.ready.is_empty()
+            || this.stopping.load(Ordering::Acquire)
+            || first_timer_in.is_some_and(|dt| dt <= 0.0);
+        let skip_poll = busy && q.io.is_empty() && {
+            // Only the loop thread touches this counter: a plain load and store.
+            let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+            this.busy_iterations_without_poll
+                .store(n + 1, Ordering::Relaxed);
+            n < POLL_EVERY_BUSY_ITERATIONS
+        };
         if skip_poll {
             // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
             Self::take_batch(py, &mut q, batch);
@@ -493,11 +504,9 @@ impl LoopCore {
                 .store(0, Ordering::Relaxed);
             let timeout = if busy {
                 Some(Duration::ZERO)
-            } else if let Some(t) = q.timers.peek() {
-                let secs = (t.when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-                Some(Duration::from_secs_f64(secs))
             } else {
-                None
+                first_timer_in
+                    .map(|dt| Duration::from_secs_f64(dt.clamp(0.0, MAXIMUM_SELECT_TIMEOUT)))
             };
             // Set under the lock: a producer that pushes after we release it sees the
             // flag (the mutex orders the two) and wakes us.
@@ -524,7 +533,10 @@ impl LoopCore {
             if events.iter().any(|e| e.token == SIGNALS) {
                 Self::dispatch_signals(slf)?;
             }
-            if events.iter().any(|e| e.token != SIGNALS && e.token != WAKER) {
+            if events
+                .iter()
+                .any(|e| e.token != SIGNALS && e.token != WAKER)
+            {
                 this.dispatch_io(py, &events)?;
             }
             Self::take_batch(py, &mut this.queues.lock(), batch);
@@ -575,10 +587,7 @@ impl LoopCore {
                 Some(o) if o.is_instance(task_cls)? => o.repr()?.unbind(),
                 _ => h.bind(py).str()?.unbind(),
             };
-            logger(py)?.call_method1(
-                "warning",
-                ("Executing %s took %.3f seconds", desc, dt),
-            )?;
+            logger(py)?.call_method1("warning", ("Executing %s took %.3f seconds", desc, dt))?;
         }
         Ok(())
     }
@@ -612,7 +621,9 @@ impl LoopCore {
 
     fn check_running(&self, py: Python<'_>) -> PyResult<()> {
         if self.is_running_inner() {
-            return Err(PyRuntimeError::new_err("This event loop is already running"));
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
         }
         let running = Imports::get(py)?.get_running_loop.bind(py).call0()?;
         if !running.is_none() {
@@ -630,7 +641,10 @@ impl LoopCore {
         } else {
             match fileobj.call_method0("fileno") {
                 Ok(v) => v.extract().map_err(|_| {
-                    PyValueError::new_err(format!("Invalid file object: {}", fileobj.repr().map(|r| r.to_string()).unwrap_or_default()))
+                    PyValueError::new_err(format!(
+                        "Invalid file object: {}",
+                        fileobj.repr().map(|r| r.to_string()).unwrap_or_default()
+                    ))
                 })?,
                 Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(fileobj.py()) => return Err(e),
                 Err(_) => {
@@ -642,7 +656,9 @@ impl LoopCore {
             }
         };
         if fd < 0 || fd > i32::MAX as i64 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+            return Err(PyValueError::new_err(format!(
+                "Invalid file descriptor: {fd}"
+            )));
         }
         Ok(fd as RawFd)
     }
@@ -751,7 +767,9 @@ impl LoopCore {
             if e.is_instance_of::<PyOSError>(py)
                 && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
             {
-                return Err(PyRuntimeError::new_err(format!("sig {sig} cannot be caught")));
+                return Err(PyRuntimeError::new_err(format!(
+                    "sig {sig} cannot be caught"
+                )));
             }
             return Err(e);
         }
@@ -764,10 +782,7 @@ impl LoopCore {
     }
 
     /// `future.set_result(None)` unless it was cancelled, via asyncio's helper.
-    fn resolve_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        future: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    fn resolve_soon_threadsafe(slf: &Bound<'_, Self>, future: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let f = Imports::get(py)?.set_result_unless_cancelled.bind(py);
         slf.call_method1("call_soon_threadsafe", (f, future, py.None()))?;
@@ -921,8 +936,18 @@ impl LoopCore {
             logger(py)?.call_method1("debug", ("Close %r", slf))?;
         }
         // Signal handlers go first, while the loop still counts as open.
-        let finalizing = Imports::get(py)?.is_finalizing.bind(py).call0()?.is_truthy()?;
-        let sigs: Vec<i32> = this.pystate.lock().signal_handlers.keys().copied().collect();
+        let finalizing = Imports::get(py)?
+            .is_finalizing
+            .bind(py)
+            .call0()?
+            .is_truthy()?;
+        let sigs: Vec<i32> = this
+            .pystate
+            .lock()
+            .signal_handlers
+            .keys()
+            .copied()
+            .collect();
         if !finalizing {
             for sig in sigs {
                 Self::remove_signal_handler_inner(slf, sig)?;
@@ -950,10 +975,8 @@ impl LoopCore {
                 std::mem::take(&mut q.io),
             )
         };
-        for t in &timers {
-            t.handle.get().unschedule();
-        }
-        drop((ready, pool, timers));
+        release_timers(Some(timers));
+        drop((ready, pool));
         for (fd, entry) in &io {
             let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
         }
@@ -1041,7 +1064,14 @@ impl LoopCore {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let delay: f64 = delay.extract()?;
-        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_later")
+        Self::schedule_at(
+            slf,
+            monotonic() + delay,
+            callback,
+            args,
+            context,
+            "call_later",
+        )
     }
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
@@ -1088,7 +1118,9 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let factory = this.pystate.lock()
+        let factory = this
+            .pystate
+            .lock()
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py));
@@ -1100,7 +1132,10 @@ impl LoopCore {
                 kw.set_item("loop", slf)?;
                 kw.set_item("name", name)?;
                 kw.set_item("context", context)?;
-                let task = Imports::get(py)?.task_cls.bind(py).call((coro,), Some(&kw))?;
+                let task = Imports::get(py)?
+                    .task_cls
+                    .bind(py)
+                    .call((coro,), Some(&kw))?;
                 if let Ok(tb) = task.getattr("_source_traceback") {
                     if tb.is_truthy()? {
                         tb.del_item(-1)?;
@@ -1129,7 +1164,9 @@ impl LoopCore {
     #[pyo3(signature = (factory))]
     fn set_task_factory(&self, factory: &Bound<'_, PyAny>) -> PyResult<()> {
         if !factory.is_none() && !factory.is_callable() {
-            return Err(PyTypeError::new_err("task factory must be a callable or None"));
+            return Err(PyTypeError::new_err(
+                "task factory must be a callable or None",
+            ));
         }
         let new = (!factory.is_none()).then(|| factory.clone().unbind());
         let old = std::mem::replace(&mut self.pystate.lock().task_factory, new);
@@ -1138,7 +1175,8 @@ impl LoopCore {
     }
 
     fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.pystate.lock()
+        self.pystate
+            .lock()
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py))
@@ -1191,7 +1229,11 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let imports = Imports::get(py)?;
-        if imports.iscoroutine.bind(py).call1((&callback,))?.is_truthy()?
+        if imports
+            .iscoroutine
+            .bind(py)
+            .call1((&callback,))?
+            .is_truthy()?
             || imports
                 .iscoroutinefunction
                 .bind(py)
@@ -1229,7 +1271,10 @@ impl LoopCore {
         if let Err(e) = installed {
             let (gone, none_left) = {
                 let mut st = this.pystate.lock();
-                (st.signal_handlers.remove(&sig), st.signal_handlers.is_empty())
+                (
+                    st.signal_handlers.remove(&sig),
+                    st.signal_handlers.is_empty(),
+                )
             };
             drop(gone);
             if none_left {
@@ -1241,7 +1286,9 @@ impl LoopCore {
             if e.is_instance_of::<PyOSError>(py)
                 && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
             {
-                return Err(PyRuntimeError::new_err(format!("sig {sig} cannot be caught")));
+                return Err(PyRuntimeError::new_err(format!(
+                    "sig {sig} cannot be caught"
+                )));
             }
             return Err(e);
         }
@@ -1293,7 +1340,9 @@ impl LoopCore {
             if this.executor_shutdown_called.load(Ordering::Acquire) {
                 return Err(PyRuntimeError::new_err("Executor shutdown has been called"));
             }
-            let existing = this.pystate.lock()
+            let existing = this
+                .pystate
+                .lock()
                 .default_executor
                 .as_ref()
                 .map(|e| e.clone_ref(py));
@@ -1303,7 +1352,11 @@ impl LoopCore {
                     let kw = PyDict::new(py);
                     kw.set_item("thread_name_prefix", "asyncio")?;
                     let e = imports.thread_pool_executor.bind(py).call((), Some(&kw))?;
-                    let old = this.pystate.lock().default_executor.replace(e.clone().unbind());
+                    let old = this
+                        .pystate
+                        .lock()
+                        .default_executor
+                        .replace(e.clone().unbind());
                     drop(old);
                     e
                 }
@@ -1316,7 +1369,11 @@ impl LoopCore {
         let cf = executor.call_method1("submit", PyTuple::new(py, call_args)?)?;
         let kw = PyDict::new(py);
         kw.set_item("loop", slf)?;
-        Ok(imports.wrap_future.bind(py).call((cf,), Some(&kw))?.unbind())
+        Ok(imports
+            .wrap_future
+            .bind(py)
+            .call((cf,), Some(&kw))?
+            .unbind())
     }
 
     /// Sets the executor used by `run_in_executor(None, ...)`.
@@ -1327,7 +1384,9 @@ impl LoopCore {
                 "executor must be ThreadPoolExecutor instance",
             ));
         }
-        let old = self.pystate.lock()
+        let old = self
+            .pystate
+            .lock()
             .default_executor
             .replace(executor.clone().unbind());
         drop(old);
@@ -1336,7 +1395,8 @@ impl LoopCore {
 
     #[getter]
     fn _default_executor(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.pystate.lock()
+        self.pystate
+            .lock()
             .default_executor
             .as_ref()
             .map(|e| e.clone_ref(py))
@@ -1352,7 +1412,9 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.executor_shutdown_called.store(true, Ordering::Release);
-        let Some(executor) = this.pystate.lock()
+        let Some(executor) = this
+            .pystate
+            .lock()
             .default_executor
             .as_ref()
             .map(|e| e.clone_ref(py))
@@ -1393,7 +1455,11 @@ impl LoopCore {
         thread.call_method0("start")?;
         let result = PyTuple::new(
             py,
-            [future.into_any(), thread.unbind(), timeout.into_pyobject(py)?.into_any().unbind()],
+            [
+                future.into_any(),
+                thread.unbind(),
+                timeout.into_pyobject(py)?.into_any().unbind(),
+            ],
         )?;
         Ok(Some(result.into_any().unbind()))
     }
@@ -1455,7 +1521,8 @@ impl LoopCore {
 
     #[getter]
     fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
-        self.pystate.lock()
+        self.pystate
+            .lock()
             .current_handle
             .as_ref()
             .map(|h| h.clone_ref(py))
@@ -1476,7 +1543,8 @@ impl LoopCore {
     // ----- exception handling ---------------------------------------------------------
 
     fn get_exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.pystate.lock()
+        self.pystate
+            .lock()
             .exception_handler
             .as_ref()
             .map(|h| h.clone_ref(py))
@@ -1508,14 +1576,21 @@ impl LoopCore {
             _ => "Unhandled exception in event loop".to_string(),
         };
         let exc_info: Bound<'_, PyAny> = match context.get_item("exception")? {
-            Some(e) if !e.is_none() => {
-                PyTuple::new(py, [e.get_type().into_any(), e.clone(), e.getattr("__traceback__")?])?
-                    .into_any()
-            }
+            Some(e) if !e.is_none() => PyTuple::new(
+                py,
+                [
+                    e.get_type().into_any(),
+                    e.clone(),
+                    e.getattr("__traceback__")?,
+                ],
+            )?
+            .into_any(),
             _ => pyo3::types::PyBool::new(py, false).to_owned().into_any(),
         };
         if !context.contains("source_traceback")? {
-            let current = this.pystate.lock()
+            let current = this
+                .pystate
+                .lock()
                 .current_handle
                 .as_ref()
                 .map(|h| h.clone_ref(py));
@@ -1534,17 +1609,23 @@ impl LoopCore {
             if k == "message" || k == "exception" {
                 continue;
             }
-            let value = context.get_item(&key)?.unwrap_or_else(|| py.None().into_bound(py));
+            let value = context
+                .get_item(&key)?
+                .unwrap_or_else(|| py.None().into_bound(py));
             let text = match k.as_str() {
                 "source_traceback" | "handle_traceback" => {
                     let tb: String = PyString::new(py, "")
-                        .call_method1(
-                            "join",
-                            (imports.format_list.bind(py).call1((&value,))?,),
-                        )?
+                        .call_method1("join", (imports.format_list.bind(py).call1((&value,))?,))?
                         .extract()?;
-                    let what = if k == "source_traceback" { "Object" } else { "Handle" };
-                    format!("{what} created at (most recent call last):\n{}", tb.trim_end())
+                    let what = if k == "source_traceback" {
+                        "Object"
+                    } else {
+                        "Handle"
+                    };
+                    format!(
+                        "{what} created at (most recent call last):\n{}",
+                        tb.trim_end()
+                    )
                 }
                 _ => value.repr()?.to_string(),
             };
@@ -1559,7 +1640,10 @@ impl LoopCore {
     /// Reports `context` to the custom exception handler, or the default one.
     fn call_exception_handler(slf: &Bound<'_, Self>, context: &Bound<'_, PyDict>) -> PyResult<()> {
         let py = slf.py();
-        let handler = slf.get().pystate.lock()
+        let handler = slf
+            .get()
+            .pystate
+            .lock()
             .exception_handler
             .as_ref()
             .map(|h| h.clone_ref(py));
@@ -1580,7 +1664,9 @@ impl LoopCore {
                     }
                     e.restore(py);
                     // logging's exc_info=True reads the exception being handled.
-                    let res = with_exception_set(py, || log_error("Exception in default exception handler"));
+                    let res = with_exception_set(py, || {
+                        log_error("Exception in default exception handler")
+                    });
                     res?;
                 }
             }
@@ -1683,7 +1769,8 @@ impl LoopCore {
     fn _shutdown_asyncgens(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
         let py = slf.py();
         let this = slf.get();
-        this.asyncgens_shutdown_called.store(true, Ordering::Release);
+        this.asyncgens_shutdown_called
+            .store(true, Ordering::Release);
         let set = Self::asyncgens(slf)?;
         if set.len()? == 0 {
             return Ok(None);
@@ -1701,7 +1788,11 @@ impl LoopCore {
             .gather
             .bind(py)
             .call(PyTuple::new(py, tasks)?, Some(&kw))?;
-        Ok(Some(PyTuple::new(py, [gathered.into_any(), agens.into_any()])?.into_any().unbind()))
+        Ok(Some(
+            PyTuple::new(py, [gathered.into_any(), agens.into_any()])?
+                .into_any()
+                .unbind(),
+        ))
     }
 
     fn _check_closed(&self) -> PyResult<()> {
@@ -1745,6 +1836,13 @@ impl LoopCore {
                 visit.call(&entry.reader)?;
                 visit.call(&entry.writer)?;
             }
+            // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
+            // reports what they reference.
+            // SAFETY: the garbage collector runs tp_traverse attached to the interpreter.
+            let py = unsafe { Python::assume_attached() };
+            for t in q.timers.iter() {
+                t.handle.bind(py).as_super().get().traverse_refs(&visit)?;
+            }
         }
         if let Some(st) = self.pystate.try_lock() {
             visit.call(&st.exception_handler)?;
@@ -1761,7 +1859,15 @@ impl LoopCore {
 
     fn __clear__(&self) {
         let q = self.queues.try_lock().map(|mut q| {
-            (std::mem::take(&mut q.ready), std::mem::take(&mut q.io))
+            (
+                std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.io),
+                q.timers.drain(),
+            )
+        });
+        let q = q.map(|(ready, io, timers)| {
+            release_timers(Some(timers));
+            (ready, io)
         });
         let st = self
             .pystate
@@ -1789,16 +1895,19 @@ impl LoopCore {
         this.check_callback(py, &callback, method)?;
         let context = Self::context_for(py, context)?;
         let tb = this.source_traceback(py)?;
-        let init = PyClassInitializer::from(Handle::new(
-            callback.unbind(),
-            args.unbind(),
-            context,
-            slf.clone().into_any().unbind(),
-            tb,
+        let init = PyClassInitializer::from(
+            Handle::new(
+                callback.unbind(),
+                args.unbind(),
+                context,
+                slf.clone().into_any().unbind(),
+                tb,
+            )
+            .for_timer(),
         )
-        .for_timer())
         .add_subclass(TimerHandle::new(when));
         let timer = Py::new(py, init)?;
+        untrack_scheduled(&timer);
         this.queues.lock().timers.push(when, timer.clone_ref(py));
         this.wake_if_polling();
         Ok(timer)
@@ -1825,6 +1934,7 @@ impl LoopCore {
 fn release_timers(timers: Option<Vec<timers::Timer<Py<TimerHandle>>>>) {
     for t in timers.iter().flatten() {
         t.handle.get().unschedule();
+        retrack_unscheduled(&t.handle);
     }
 }
 

@@ -141,14 +141,18 @@ mod tests {
         poller
             .poll(Some(Duration::from_millis(100)), &mut out)
             .unwrap();
-        assert!(out.iter().any(|r| r.token == Token(fd as usize) && r.readable));
+        assert!(out
+            .iter()
+            .any(|r| r.token == Token(fd as usize) && r.readable));
         // Not drained: after re-arming, the fd is reported again.
         rearm_watch(&registry, fd, read).unwrap();
         out.clear();
         poller
             .poll(Some(Duration::from_millis(100)), &mut out)
             .unwrap();
-        assert!(out.iter().any(|r| r.token == Token(fd as usize) && r.readable));
+        assert!(out
+            .iter()
+            .any(|r| r.token == Token(fd as usize) && r.readable));
         update(&registry, fd, read, Watch::default()).unwrap();
     }
 

@@ -71,7 +71,9 @@ pub fn check_signal(sig: &Bound<'_, PyAny>, signal_mod: &Bound<'_, PyModule>) ->
     }
     let valid = signal_mod.call_method0("valid_signals")?;
     if !valid.contains(sig)? {
-        return Err(PyValueError::new_err(format!("invalid signal number {sig}")));
+        return Err(PyValueError::new_err(format!(
+            "invalid signal number {sig}"
+        )));
     }
     sig.extract()
 }

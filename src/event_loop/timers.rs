@@ -98,6 +98,11 @@ impl<T> TimerHeap<T> {
         gone
     }
 
+    /// Every timer, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Timer<T>> {
+        self.heap.iter()
+    }
+
     /// Takes every timer out (loop close).
     pub fn drain(&mut self) -> Vec<Timer<T>> {
         std::mem::take(&mut self.heap).into_vec()
@@ -124,7 +129,11 @@ mod tests {
         let mut h = TimerHeap::default();
         h.push(1.0, 1);
         h.push(2.0, 2);
-        assert_eq!(h.pop_due(1.0).map(|t| t.handle), None, "a timer never fires early");
+        assert_eq!(
+            h.pop_due(1.0).map(|t| t.handle),
+            None,
+            "a timer never fires early"
+        );
         assert_eq!(h.pop_due(1.5).map(|t| t.handle), Some(1));
         assert_eq!(h.pop_due(1.5).map(|t| t.handle), None);
         assert_eq!(h.len(), 1);
