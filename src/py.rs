@@ -9,8 +9,7 @@ use pyo3::types::PyModule;
 
 /// asyncio and standard library callables used by the loop.
 pub struct Imports {
-    pub set_running_loop: Py<PyAny>,
-    pub get_running_loop: Py<PyAny>,
+    pub events: Py<PyModule>,
     pub future_cls: Py<PyAny>,
     pub task_cls: Py<PyAny>,
     pub isfuture: Py<PyAny>,
@@ -37,7 +36,6 @@ pub struct Imports {
     pub format_list: Py<PyAny>,
     pub signal: Py<PyModule>,
     pub base_events: Py<PyModule>,
-    pub asyncio_debug_mode: bool,
 }
 
 static IMPORTS: PyOnceLock<Imports> = PyOnceLock::new();
@@ -62,10 +60,8 @@ impl Imports {
             let builtins = py.import("builtins")?;
             let threading = py.import("threading")?;
             let traceback = py.import("traceback")?;
-            let debug_mode = coroutines.getattr("_is_debug_mode")?.call0()?.is_truthy()?;
             Ok(Imports {
-                set_running_loop: attr(&events, "_set_running_loop")?,
-                get_running_loop: attr(&events, "_get_running_loop")?,
+                events: events.clone().unbind(),
                 future_cls: attr(&futures, "Future")?,
                 task_cls: attr(&asyncio, "Task")?,
                 isfuture: attr(&futures, "isfuture")?,
@@ -98,10 +94,16 @@ impl Imports {
                 format_list: attr(&traceback, "format_list")?,
                 signal: py.import("signal")?.unbind(),
                 base_events: py.import("asyncio.base_events")?.unbind(),
-                asyncio_debug_mode: debug_mode,
             })
         })
     }
+}
+
+/// `asyncio.events._set_running_loop` / `_get_running_loop`, looked up at call time (once
+/// per `run_forever`): tests swap in the pure-Python versions, and asyncio's own loop
+/// reads them through the module too.
+pub fn events_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    Imports::get(py)?.events.bind(py).getattr(name)
 }
 
 /// asyncio's logger as `asyncio.base_events.logger`, looked up at call time so that

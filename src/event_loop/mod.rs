@@ -34,7 +34,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock::monotonic;
 use crate::handle::{retrack_unscheduled, untrack_scheduled, Handle, TimerHandle};
-use crate::py::{logger, Imports};
+use crate::py::{events_attr, logger, Imports};
 use crate::sync::GilCell;
 use reactor::{Poller, Ready, Watch, SIGNALS, WAKER};
 use signals::SignalSocket;
@@ -473,7 +473,7 @@ impl LoopCore {
                 .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
             q.pool.extend(recycled.drain(..keep));
             // Beyond the pool's size, handles are freed once the lock is released.
-            recycled.drain(..).collect()
+            std::mem::take(recycled)
         };
         let dead_timers = if q.timers.is_empty() {
             None
@@ -625,7 +625,7 @@ impl LoopCore {
                 "This event loop is already running",
             ));
         }
-        let running = Imports::get(py)?.get_running_loop.bind(py).call0()?;
+        let running = events_attr(py, "_get_running_loop")?.call0()?;
         if !running.is_none() {
             return Err(PyRuntimeError::new_err(
                 "Cannot run the event loop while another loop is running",
@@ -800,13 +800,12 @@ impl LoopCore {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let (poller, registry, waker) = Poller::new().map_err(os_error)?;
-        let imports = Imports::get(py)?;
+        // Read per loop, as asyncio does (PYTHONASYNCIODEBUG or -X dev at creation time).
         let debug = py
             .import("asyncio.coroutines")?
             .getattr("_is_debug_mode")?
             .call0()?
             .is_truthy()?;
-        let _ = imports;
         Ok(LoopCore {
             queues: GilCell::new(Queues::default()),
             pystate: GilCell::new(PyState::default()),
@@ -844,7 +843,7 @@ impl LoopCore {
             kw.set_item("firstiter", slf.getattr("_asyncgen_firstiter_hook")?)?;
             kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
             imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
-            imports.set_running_loop.bind(py).call1((slf,))?;
+            events_attr(py, "_set_running_loop")?.call1((slf,))?;
             let mut batch = VecDeque::new();
             let mut recycled = Vec::new();
             loop {
@@ -856,7 +855,7 @@ impl LoopCore {
         })();
         this.stopping.store(false, Ordering::Release);
         this.thread_id.store(0, Ordering::Release);
-        let r1 = imports.set_running_loop.bind(py).call1((py.None(),));
+        let r1 = events_attr(py, "_set_running_loop").and_then(|f| f.call1((py.None(),)));
         let r2 = this.set_coroutine_origin_tracking(py, false);
         let r3 = imports
             .set_asyncgen_hooks

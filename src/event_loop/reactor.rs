@@ -159,9 +159,12 @@ mod tests {
     #[test]
     fn waker_wakes_a_blocked_poll() {
         let (mut poller, _registry, waker) = Poller::new().unwrap();
+        // The waker must outlive the poll: closing its eventfd would drop the event.
+        let waker = std::sync::Arc::new(waker);
+        let remote = waker.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            waker.wake().unwrap();
+            remote.wake().unwrap();
         });
         let mut out = Vec::new();
         let start = std::time::Instant::now();

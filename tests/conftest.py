@@ -1,0 +1,115 @@
+"""Shared fixtures for ferroloop's loop-core tests.
+
+Every behavioural test takes the ``loop`` (or ``loop_factory``) fixture, which is
+parametrized over ``["asyncio", "ferroloop"]``: stock asyncio is the reference, so a test
+failing only for the ``ferroloop`` param is a ferroloop bug.
+
+Known ferroloop bugs are marked ``@pytest.mark.ferroloop_bug("...")``: that turns into
+``xfail(strict=True)`` for the ferroloop param only (so a fix makes the suite fail until
+the marker is removed), and does nothing for the asyncio param.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import sys
+import warnings
+
+import pytest
+
+import ferroloop
+
+# tests/cpython is a standalone runner for CPython's own asyncio suite, not pytest tests.
+collect_ignore = ["cpython"]
+
+LOOP_NAMES = ["asyncio", "ferroloop"]
+
+# A hung test (a loop that never wakes up) would otherwise hang the whole run.
+PER_TEST_WATCHDOG_SECONDS = 60
+
+
+def _asyncio_factory() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    # The policy is restored around every test (see _restore_policy), so this is stock.
+    assert not isinstance(loop, ferroloop.Loop), "asyncio policy leaked from a test"
+    return loop
+
+
+FACTORIES = {"asyncio": _asyncio_factory, "ferroloop": ferroloop.new_event_loop}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "ferroloop_bug(reason): known ferroloop deviation from asyncio; "
+        "xfail(strict=True) for the ferroloop loop param only",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("ferroloop_bug")
+        if marker is None:
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("loop_factory") == "ferroloop":
+            item.add_marker(
+                pytest.mark.xfail(strict=True, reason="ferroloop bug: " + marker.args[0])
+            )
+
+
+@pytest.fixture(params=LOOP_NAMES)
+def loop_factory(request):
+    """A zero-argument callable returning a new event loop of the param's kind."""
+    return FACTORIES[request.param]
+
+
+@pytest.fixture
+def loop_name(request, loop_factory):
+    return request.node.callspec.params["loop_factory"]
+
+
+@pytest.fixture
+def loop(loop_factory):
+    """A fresh loop, closed after the test."""
+    lp = loop_factory()
+    yield lp
+    if not lp.is_closed() and not lp.is_running():
+        lp.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy():
+    """Tests may install ferroloop's policy or set a current loop; undo that."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(policy)
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    faulthandler.dump_traceback_later(PER_TEST_WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def run_with_timeout(loop, coro, timeout=10.0):
+    """Run ``coro`` on ``loop``; a test bug or loop bug fails instead of hanging."""
+
+    async def guarded():
+        return await asyncio.wait_for(coro, timeout)
+
+    return loop.run_until_complete(guarded())
+
+
+def run_briefly(loop, iterations=1):
+    """Run ``iterations`` loop iterations (a zero-delay stop at the end of each)."""
+    for _ in range(iterations):
+        loop.call_soon(loop.stop)
+        loop.run_forever()

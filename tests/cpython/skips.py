@@ -1,0 +1,44 @@
+"""What tests/cpython/run.py leaves out of CPython's asyncio test suite on ferroloop.
+
+EXCLUDED_MODULES: modules of ``test.test_asyncio`` that test asyncio's own loop implementation
+(its private classes and methods) or no event loop at all, so they tell nothing about ferroloop.
+They are left out of the default module list; naming one on the command line still runs it.
+
+SKIPS: single tests that cannot apply to ferroloop, per module, each with the reason written out
+(e.g. the test asserts on a private attribute of asyncio's own loop class). run.py turns each
+into a unittest skip with that reason and lists it under "skips" in its JSON output. A test
+that fails because ferroloop behaves differently from asyncio is a bug, not a skip.
+
+Test ids are ``TestClass.test_method`` (``type(test).__name__ + "." + test._testMethodName``).
+"""
+
+EXCLUDED_MODULES = {
+    "test_base_events":
+        "drives BaseEventLoop's private machinery (_run_once, _ready, _scheduled, "
+        "_selector, _process_events, _make_*_transport) on TestLoop/BaseEventLoop with mocks",
+    "test_selector_events":
+        "tests BaseSelectorEventLoop and its private _Selector*Transport classes "
+        "on mocked selectors",
+    "test_proactor_events":
+        "tests BaseProactorEventLoop and its private _Proactor*Transport classes "
+        "on a mocked proactor",
+    "test_windows_events":
+        "Windows only (raises SkipTest elsewhere): ProactorEventLoop and IocpProactor",
+    "test_windows_utils":
+        "Windows only (raises SkipTest elsewhere): asyncio.windows_utils pipes and Popen",
+    "test_transports":
+        "tests the asyncio.transports base classes themselves; no event loop is created",
+    "test_protocols":
+        "tests the asyncio.protocols abstract classes themselves; no event loop is created",
+}
+
+# module -> {"TestClass.test_method": "reason"}. A test may exist on some Python versions only.
+SKIPS = {
+    "test_runners": {
+        # 3.12+
+        "RunTests.test_loop_factory_default_event_loop":
+            "asserts that asyncio.EventLoop is asyncio's own SelectorEventLoop; run.py rebinds "
+            "asyncio.EventLoop to ferroloop.Loop so that loop_factory=asyncio.EventLoop runs "
+            "on ferroloop",
+    },
+}

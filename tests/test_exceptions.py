@@ -1,0 +1,270 @@
+"""The exception handler API, errors escaping callbacks, and debug-mode reports."""
+
+import asyncio
+import logging
+import re
+import time
+
+import pytest
+
+from conftest import run_briefly
+
+
+class MyError(Exception):
+    pass
+
+
+class MyBaseException(BaseException):
+    pass
+
+
+def _raiser(exc):
+    def cb():
+        raise exc
+
+    return cb
+
+
+def test_get_set_exception_handler(loop):
+    assert loop.get_exception_handler() is None
+
+    def handler(lp, ctx):
+        pass
+
+    loop.set_exception_handler(handler)
+    assert loop.get_exception_handler() is handler
+    loop.set_exception_handler(None)
+    assert loop.get_exception_handler() is None
+
+
+def test_exception_in_callback_goes_to_handler(loop):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append((lp, ctx)))
+    exc = MyError("in callback")
+    calls = []
+    h = loop.call_soon(_raiser(exc))
+    loop.call_soon(calls.append, "after")
+    loop.call_later(0.001, calls.append, "timer")
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert calls == ["after", "timer"]  # the loop kept running
+    assert len(reports) == 1
+    lp, ctx = reports[0]
+    assert lp is loop
+    assert ctx["message"].startswith("Exception in callback ")
+    assert ctx["exception"] is exc
+    assert ctx["handle"] is h
+
+
+def test_exception_in_timer_callback_goes_to_handler(loop):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    h = loop.call_later(0.001, _raiser(MyError("timer")))
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert [type(c["exception"]) for c in reports] == [MyError]
+    assert reports[0]["handle"] is h
+    assert reports[0]["message"].startswith("Exception in callback ")
+
+
+def test_base_exception_subclass_goes_to_handler(loop):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    calls = []
+    loop.call_soon(_raiser(MyBaseException()))
+    loop.call_soon(calls.append, 1)
+    run_briefly(loop)
+    assert calls == [1]
+    assert [type(c["exception"]) for c in reports] == [MyBaseException]
+
+
+def test_call_exception_handler_directly(loop):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    ctx = {"message": "custom", "extra": 1}
+    loop.call_exception_handler(ctx)
+    assert reports == [ctx]
+
+
+def test_default_exception_handler_logs(loop, caplog):
+    exc = MyError("logged")
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop.call_soon(_raiser(exc))
+        run_briefly(loop)
+    records = [r for r in caplog.records if r.name == "asyncio" and r.levelno == logging.ERROR]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.getMessage().startswith("Exception in callback ")
+    assert "handle: <" in rec.getMessage()
+    assert rec.exc_info is not None and rec.exc_info[1] is exc
+
+
+def test_default_exception_handler_direct_call(loop, caplog):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.default_exception_handler({"message": "hello", "answer": 42})
+        loop.default_exception_handler({})
+    msgs = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert msgs[0] == "hello\nanswer: 42"
+    assert msgs[1] == "Unhandled exception in event loop"
+
+
+def test_call_exception_handler_without_custom_handler_logs(loop, caplog):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        try:
+            raise MyError("x")
+        except MyError as e:
+            loop.call_exception_handler({"message": "msg", "exception": e})
+    rec = [r for r in caplog.records if r.name == "asyncio"][0]
+    assert rec.getMessage() == "msg"
+    assert isinstance(rec.exc_info[1], MyError)
+
+
+def test_failing_custom_handler_is_reported(loop, caplog):
+    def bad_handler(lp, ctx):
+        raise ZeroDivisionError("handler failed")
+
+    loop.set_exception_handler(bad_handler)
+    calls = []
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(_raiser(MyError("original")))
+        loop.call_soon(calls.append, "still running")
+        run_briefly(loop)
+    assert calls == ["still running"]
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    msg = records[0].getMessage()
+    assert msg.startswith("Unhandled error in exception handler")
+    assert "context: {" in msg and "Exception in callback" in msg
+    assert isinstance(records[0].exc_info[1], ZeroDivisionError)
+
+
+def test_handler_exception_keyboard_interrupt_propagates(loop):
+    def handler(lp, ctx):
+        raise KeyboardInterrupt
+
+    loop.set_exception_handler(handler)
+    loop.call_soon(_raiser(MyError()))
+    loop.call_later(5, loop.stop)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert not loop.is_running()
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_fatal_exception_propagates_and_loop_reusable(loop, exc_type):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    calls = []
+    loop.call_soon(calls.append, "before")
+    loop.call_soon(_raiser(exc_type()))
+    loop.call_soon(calls.append, "after")
+    safety = loop.call_later(5, loop.stop)
+    with pytest.raises(exc_type):
+        loop.run_forever()
+    assert calls == ["before"]
+    assert not loop.is_running()
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    # The loop runs again; the callback queued after the failing one still runs.
+    run_briefly(loop)
+    assert calls == ["before", "after"]
+    assert reports == []  # never handed to the exception handler
+    safety.cancel()
+    assert loop.run_until_complete(asyncio.sleep(0, result="again")) == "again"
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_fatal_exception_from_coroutine(loop, exc_type):
+    async def main():
+        await asyncio.sleep(0)
+        raise exc_type()
+
+    with pytest.raises(exc_type):
+        loop.run_until_complete(main())
+    assert loop.run_until_complete(asyncio.sleep(0, result=1)) == 1
+
+
+def test_task_exception_never_retrieved_is_reported(loop):
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+
+    async def fail():
+        raise MyError("unretrieved")
+
+    async def main():
+        asyncio.get_running_loop().create_task(fail())
+        await asyncio.sleep(0.001)
+
+    loop.run_until_complete(main())
+    import gc
+
+    gc.collect()
+    assert any(
+        c["message"] == "Task exception was never retrieved" and isinstance(c["exception"], MyError)
+        for c in reports
+    )
+
+
+def test_debug_source_traceback_in_context(loop):
+    loop.set_debug(True)
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    loop.call_soon(_raiser(MyError()))
+    run_briefly(loop)
+    assert len(reports) == 1
+    tb = reports[0]["source_traceback"]
+    assert any("test_debug_source_traceback_in_context" in frame.name for frame in tb)
+
+
+def test_debug_slow_callback_warning(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    def slow():
+        time.sleep(0.03)
+
+    def fast():
+        pass
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.call_soon(slow)
+        loop.call_soon(fast)
+        run_briefly(loop)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno == logging.WARNING]
+    assert len(msgs) == 1, msgs
+    assert re.match(r"^Executing <Handle .*slow.*> took \d+\.\d{3} seconds$", msgs[0]), msgs[0]
+
+
+def test_no_slow_callback_warning_without_debug(loop, caplog):
+    loop.slow_callback_duration = 0.001
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.call_soon(time.sleep, 0.01)
+        run_briefly(loop)
+    assert [r for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_debug_slow_task_step_warning(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    async def slow_task():
+        time.sleep(0.03)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(slow_task())
+    msgs = [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno == logging.WARNING]
+    assert any(re.match(r"^Executing <Task .*slow_task.*> took \d+\.\d{3} seconds$", m) for m in msgs), msgs
+
+
+def test_debug_mode_enables_coroutine_origin_tracking(loop):
+    import sys
+
+    loop.set_debug(True)
+    before = sys.get_coroutine_origin_tracking_depth()
+
+    async def main():
+        return sys.get_coroutine_origin_tracking_depth()
+
+    inside = loop.run_until_complete(main())
+    assert inside > 0
+    assert sys.get_coroutine_origin_tracking_depth() == before

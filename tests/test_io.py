@@ -1,0 +1,303 @@
+"""add_reader / add_writer / remove_reader / remove_writer on a socket pair."""
+
+import os
+import socket
+
+import pytest
+
+from conftest import run_briefly
+
+
+@pytest.fixture
+def sockpair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _run_until(loop, predicate, timeout=5.0):
+    """Run the loop until predicate() is true (checked every iteration)."""
+    deadline = loop.time() + timeout
+
+    def check():
+        if predicate() or loop.time() > deadline:
+            loop.stop()
+        else:
+            loop.call_soon(check)
+
+    loop.call_soon(check)
+    loop.run_forever()
+    assert predicate(), "condition not reached before timeout"
+
+
+def test_reader_called_when_data_arrives(loop, sockpair):
+    r, w = sockpair
+    got = []
+
+    def on_readable(arg):
+        got.append((arg, r.recv(100)))
+        loop.stop()
+
+    loop.add_reader(r, on_readable, "arg")
+    loop.call_later(0.01, w.send, b"hello")
+    safety = loop.call_later(5, loop.stop)
+    loop.run_forever()
+    safety.cancel()
+    assert got == [("arg", b"hello")]
+    assert loop.remove_reader(r) is True
+
+
+def test_reader_wakes_blocked_loop(loop, sockpair):
+    """The loop blocks in its poll with no timer; data on the fd wakes it."""
+    import threading
+    import time
+
+    r, w = sockpair
+    got = []
+
+    def on_readable():
+        got.append(r.recv(100))
+        loop.stop()
+
+    loop.add_reader(r.fileno(), on_readable)
+    th = threading.Thread(target=lambda: (time.sleep(0.05), w.send(b"x")))
+    th.start()
+    loop.run_forever()
+    th.join()
+    assert got == [b"x"]
+    loop.remove_reader(r.fileno())
+
+
+def test_reader_is_level_triggered(loop, sockpair):
+    r, w = sockpair
+    calls = [0]
+
+    def on_readable():
+        calls[0] += 1  # data is deliberately left unread
+
+    loop.add_reader(r, on_readable)
+    w.send(b"unread")
+    _run_until(loop, lambda: calls[0] >= 5)
+    assert loop.remove_reader(r) is True
+    n = calls[0]
+    run_briefly(loop, 5)
+    assert calls[0] == n  # removed: no more calls
+
+
+def test_reader_stops_when_drained(loop, sockpair):
+    r, w = sockpair
+    calls = []
+
+    def on_readable():
+        calls.append(r.recv(1))  # one byte per call
+
+    loop.add_reader(r, on_readable)
+    w.send(b"abc")
+    _run_until(loop, lambda: len(calls) == 3)
+    run_briefly(loop, 5)
+    # Each call consumed one byte; once drained, no more (spurious) calls.
+    assert calls == [b"a", b"b", b"c"]
+    loop.remove_reader(r)
+
+
+def test_remove_reader_return_values(loop, sockpair):
+    r, _ = sockpair
+    assert loop.remove_reader(r) is False
+    loop.add_reader(r, print)
+    assert loop.remove_reader(r) is True
+    assert loop.remove_reader(r) is False
+    assert loop.remove_writer(r) is False
+    loop.add_writer(r, print)
+    assert loop.remove_reader(r) is False
+    assert loop.remove_writer(r) is True
+    assert loop.remove_writer(r) is False
+
+
+def test_fd_as_int_and_socket_object_are_the_same(loop, sockpair):
+    r, w = sockpair
+    got = []
+    loop.add_reader(r.fileno(), lambda: got.append("int"))
+    # Replacing through the socket object: same fd.
+    loop.add_reader(r, lambda: (got.append("sock"), r.recv(10)))
+    w.send(b"z")
+    _run_until(loop, lambda: bool(got))
+    assert got == ["sock"]
+    assert loop.remove_reader(r.fileno()) is True
+    assert loop.remove_reader(r) is False
+
+
+def test_replacing_reader_cancels_old_handle(loop, sockpair):
+    r, w = sockpair
+    got = []
+    h1 = loop.add_reader(r, got.append, "old")
+    h2 = loop.add_reader(r, lambda: (got.append("new"), r.recv(10)))
+    w.send(b"data")
+    _run_until(loop, lambda: bool(got))
+    assert got == ["new"]
+    if h1 is not None:  # asyncio returns the handle; the docs leave it unspecified
+        assert h1.cancelled()
+        assert not h2.cancelled()
+    loop.remove_reader(r)
+
+
+def test_writer_called_while_writable(loop, sockpair):
+    r, w = sockpair
+    calls = []
+
+    def on_writable(tag):
+        calls.append(tag)
+
+    loop.add_writer(w, on_writable, "w")
+    _run_until(loop, lambda: len(calls) >= 3)
+    assert loop.remove_writer(w) is True
+    n = len(calls)
+    run_briefly(loop, 3)
+    assert len(calls) == n
+    assert set(calls) == {"w"}
+
+
+def test_writer_blocks_when_buffer_full(loop, sockpair):
+    r, w = sockpair
+    # Fill the send buffer.
+    try:
+        while True:
+            w.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    calls = []
+    loop.add_writer(w, lambda: calls.append(1))
+    run_briefly(loop, 3)
+    assert calls == []  # not writable
+    # Drain the other end: the writer fires.
+    try:
+        while True:
+            r.recv(1 << 20)
+    except BlockingIOError:
+        pass
+    _run_until(loop, lambda: bool(calls))
+    loop.remove_writer(w)
+
+
+def test_reader_and_writer_on_same_fd(loop, sockpair):
+    r, w = sockpair
+    events = []
+    loop.add_reader(r, lambda: (events.append("read"), r.recv(100)))
+    loop.add_writer(r, lambda: (events.append("write"), loop.remove_writer(r)))
+    w.send(b"x")
+    _run_until(loop, lambda: "read" in events and "write" in events)
+    # Removing the writer left the reader in place.
+    assert loop.remove_reader(r) is True
+    assert loop.remove_writer(r) is False
+
+
+def test_remove_reader_from_callback(loop, sockpair):
+    r, w = sockpair
+    calls = []
+
+    def on_readable():
+        calls.append(1)
+        loop.remove_reader(r)  # data stays unread
+
+    loop.add_reader(r, on_readable)
+    w.send(b"x")
+    _run_until(loop, lambda: bool(calls))
+    run_briefly(loop, 5)
+    assert calls == [1]
+
+
+def test_reader_on_pipe(loop):
+    rfd, wfd = os.pipe()
+    try:
+        os.set_blocking(rfd, False)
+        got = []
+        loop.add_reader(rfd, lambda: got.append(os.read(rfd, 100)))
+        os.write(wfd, b"pipe")
+        _run_until(loop, lambda: bool(got))
+        assert got == [b"pipe"]
+        assert loop.remove_reader(rfd) is True
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
+def test_reader_sees_eof(loop, sockpair):
+    r, w = sockpair
+    got = []
+
+    def on_readable():
+        data = r.recv(100)
+        got.append(data)
+        if not data:
+            loop.remove_reader(r)
+
+    loop.add_reader(r, on_readable)
+    w.send(b"last")
+    w.shutdown(socket.SHUT_WR)
+    _run_until(loop, lambda: got and got[-1] == b"")
+    assert got[-1] == b""
+    assert b"".join(got) == b"last"
+
+
+def test_many_fds(loop):
+    pairs = [socket.socketpair() for _ in range(50)]
+    try:
+        got = set()
+        for i, (r, w) in enumerate(pairs):
+            r.setblocking(False)
+
+            def cb(i=i, r=r):
+                r.recv(10)
+                got.add(i)
+                loop.remove_reader(r)
+
+            loop.add_reader(r, cb)
+        for _, w in pairs:
+            w.send(b"!")
+        _run_until(loop, lambda: len(got) == 50)
+    finally:
+        for r, w in pairs:
+            r.close()
+            w.close()
+
+
+def test_reader_exception_goes_to_handler(loop, sockpair):
+    r, w = sockpair
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+
+    def on_readable():
+        r.recv(10)
+        loop.remove_reader(r)
+        raise ValueError("reader failed")
+
+    loop.add_reader(r, on_readable)
+    w.send(b"x")
+    _run_until(loop, lambda: bool(reports))
+    assert isinstance(reports[0]["exception"], ValueError)
+    assert reports[0]["message"].startswith("Exception in callback ")
+
+
+def test_fd_closed_then_removed_then_reused(loop):
+    """Closing a watched fd before remove_reader() must not break the fd's next user."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, print)
+    a.close()
+    assert loop.remove_reader(fd) is True
+    b.close()
+    # The next sockets very likely reuse the fd number.
+    c, d = socket.socketpair()
+    try:
+        c.setblocking(False)
+        got = []
+        loop.add_reader(c, lambda: got.append(c.recv(10)))
+        d.send(b"reused")
+        _run_until(loop, lambda: bool(got))
+        assert got == [b"reused"]
+        loop.remove_reader(c)
+    finally:
+        c.close()
+        d.close()

@@ -1,0 +1,228 @@
+"""Signals: add/remove_signal_handler, Ctrl-C while the loop sleeps, Python handlers."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+SIGNALS = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGALRM]
+
+
+@pytest.fixture(autouse=True)
+def _restore_signals():
+    saved = {s: signal.getsignal(s) for s in SIGNALS}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+    signal.set_wakeup_fd(-1)
+
+
+def _kill_later(sig, delay):
+    """Send ``sig`` to this process from another thread after ``delay`` seconds."""
+
+    def worker():
+        time.sleep(delay)
+        os.kill(os.getpid(), sig)
+
+    th = threading.Thread(target=worker, daemon=True)
+    th.start()
+    return th
+
+
+def test_add_signal_handler_runs_on_loop(loop):
+    got = []
+
+    def handler(*args):
+        got.append((args, threading.get_ident()))
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGUSR1, handler, "a", 2)
+    assert signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1)
+    safety = loop.call_later(5, loop.stop)
+    loop.run_forever()
+    safety.cancel()
+    assert got == [(("a", 2), threading.get_ident())]
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_signal_wakes_blocked_loop(loop):
+    """Signal from another thread while the loop blocks in its poll with no timer."""
+    got = []
+    loop.add_signal_handler(signal.SIGUSR2, lambda: (got.append(time.monotonic()), loop.stop()))
+    th = _kill_later(signal.SIGUSR2, 0.05)
+    t0 = time.monotonic()
+    loop.run_forever()
+    th.join()
+    assert got and got[0] - t0 < 2
+    assert loop.remove_signal_handler(signal.SIGUSR2) is True
+
+
+def test_signal_handler_runs_in_loop_not_in_signal_context(loop):
+    """The handler runs as a loop callback: it may schedule, and its errors go to the
+    exception handler."""
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+
+    def handler():
+        loop.call_soon(loop.stop)
+        raise ValueError("from signal handler")
+
+    loop.add_signal_handler(signal.SIGUSR1, handler)
+    loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+    safety = loop.call_later(5, loop.stop)
+    loop.run_forever()
+    safety.cancel()
+    assert [type(c["exception"]) for c in reports] == [ValueError]
+    loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def test_replace_signal_handler(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "first")
+    loop.add_signal_handler(signal.SIGUSR1, lambda: (got.append("second"), loop.stop()))
+    loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+    safety = loop.call_later(5, loop.stop)
+    loop.run_forever()
+    safety.cancel()
+    assert got == ["second"]
+
+
+def test_close_removes_signal_handlers(loop):
+    loop.add_signal_handler(signal.SIGUSR1, print)
+    loop.add_signal_handler(signal.SIGUSR2, print)
+    loop.close()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    assert signal.set_wakeup_fd(-1) == -1  # the loop released the wakeup fd
+
+
+def test_remove_sigint_handler_restores_default_int_handler(loop):
+    loop.add_signal_handler(signal.SIGINT, print)
+    assert loop.remove_signal_handler(signal.SIGINT) is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_add_signal_handler_on_closed_loop(loop):
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.add_signal_handler(signal.SIGUSR1, print)
+
+
+def test_keyboard_interrupt_while_blocked(loop):
+    """Ctrl-C (SIGINT, no loop handler) while the loop sleeps on a far timer raises
+    KeyboardInterrupt out of run_forever; the loop is usable afterwards."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    far = loop.call_later(30, loop.stop)
+    th = _kill_later(signal.SIGINT, 0.1)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    th.join()
+    assert time.monotonic() - t0 < 5
+    assert not loop.is_running()
+    far.cancel()
+    calls = []
+    loop.call_soon(calls.append, "again")
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["again"]
+
+
+def test_keyboard_interrupt_while_blocked_without_timers(loop):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    th = _kill_later(signal.SIGINT, 0.05)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    th.join()
+    assert loop.run_until_complete(_sleep_value(loop)) == "ok"
+
+
+async def _sleep_value(loop):
+    import asyncio
+
+    await asyncio.sleep(0.001)
+    return "ok"
+
+
+def test_keyboard_interrupt_raise_signal_in_callback(loop):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    calls = []
+    loop.call_soon(signal.raise_signal, signal.SIGINT)
+    loop.call_soon(calls.append, "next")
+    safety = loop.call_later(5, loop.stop)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    safety.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["next"]
+
+
+def test_python_signal_handler_runs_while_loop_blocked(loop):
+    """A plain signal.signal() handler runs while the loop blocks in its poll, and can
+    wake the loop with call_soon_threadsafe."""
+    ran = []
+
+    def py_handler(signum, frame):
+        ran.append((signum, threading.get_ident()))
+        loop.call_soon_threadsafe(loop.stop)
+
+    signal.signal(signal.SIGUSR1, py_handler)
+    far = loop.call_later(30, loop.stop)
+    th = _kill_later(signal.SIGUSR1, 0.1)
+    t0 = time.monotonic()
+    loop.run_forever()
+    th.join()
+    far.cancel()
+    assert ran == [(signal.SIGUSR1, threading.get_ident())]
+    assert time.monotonic() - t0 < 5
+
+
+def test_python_signal_handler_exception_propagates(loop):
+    """An exception raised by a Python-level signal handler while the loop is blocked
+    propagates out of run_forever, as it does from asyncio's select()."""
+
+    class Boom(Exception):
+        pass
+
+    def py_handler(signum, frame):
+        raise Boom
+
+    signal.signal(signal.SIGUSR1, py_handler)
+    far = loop.call_later(30, loop.stop)
+    th = _kill_later(signal.SIGUSR1, 0.05)
+    with pytest.raises(Boom):
+        loop.run_forever()
+    th.join()
+    far.cancel()
+    assert not loop.is_running()
+
+
+def test_runner_sigint_cancels_main_task(loop_factory):
+    """asyncio.Runner installs its own SIGINT handler (signal.signal) that cancels the
+    main task: KeyboardInterrupt comes out of runner.run()."""
+    import asyncio
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cancelled = []
+
+    async def main():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    th = _kill_later(signal.SIGINT, 0.1)
+    t0 = time.monotonic()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(main())
+    th.join()
+    assert cancelled == [True]
+    assert time.monotonic() - t0 < 5

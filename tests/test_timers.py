@@ -1,0 +1,196 @@
+"""call_later / call_at: ordering, TimerHandle, cancellation, precision."""
+
+import time
+
+import pytest
+
+DELAYS = [0, 1e-6, 5e-5, 1e-4, 3e-4, 5e-4, 9e-4, 1e-3, 1.5e-3, 2e-3, 3.3e-3, 5e-3, 0.01, 0.02]
+
+
+def test_call_later_order_by_deadline(loop):
+    order = []
+    loop.call_later(0.03, order.append, "c")
+    loop.call_later(0.01, order.append, "a")
+    loop.call_later(0.02, order.append, "b")
+    loop.call_later(0.005, order.append, "first")
+    loop.call_later(0.04, loop.stop)
+    loop.run_forever()
+    assert order == ["first", "a", "b", "c"]
+
+
+def test_call_at_order_and_args(loop):
+    order = []
+    now = loop.time()
+    loop.call_at(now + 0.02, order.append, 2)
+    loop.call_at(now + 0.01, lambda *a: order.append(a), 1, "x")
+    loop.call_at(now + 0.03, loop.stop)
+    loop.run_forever()
+    assert order == [(1, "x"), 2]
+
+
+def test_timer_handle_when(loop):
+    before = loop.time()
+    h = loop.call_later(10, lambda: None)
+    after = loop.time()
+    assert before + 10 <= h.when() <= after + 10
+    w = loop.time() + 5.123456
+    h2 = loop.call_at(w, lambda: None)
+    assert h2.when() == w
+    # TimerHandles order by deadline.
+    assert h2 < h and h > h2 and h2 <= h and h != h2
+    h.cancel()
+    h2.cancel()
+
+
+def test_timer_cancel(loop):
+    calls = []
+    h = loop.call_later(0.01, calls.append, "cancelled")
+    loop.call_later(0.005, calls.append, "kept")
+    h.cancel()
+    assert h.cancelled()
+    loop.call_later(0.03, loop.stop)
+    loop.run_forever()
+    assert calls == ["kept"]
+
+
+def test_timer_cancelled_by_earlier_callback_in_same_iteration(loop):
+    calls = []
+    now = loop.time()
+    h2 = None
+
+    def first():
+        calls.append(1)
+        h2.cancel()
+
+    loop.call_at(now + 0.01, first)
+    h2 = loop.call_at(now + 0.0100001, calls.append, 2)
+    loop.call_at(now + 0.03, loop.stop)
+    time.sleep(0.02)  # both are due by the time the loop looks at them
+    loop.run_forever()
+    assert calls == [1]
+
+
+def test_many_cancelled_timers(loop):
+    """Cancelling most of a large heap (asyncio then rebuilds it) keeps the rest intact."""
+    calls = []
+    handles = [loop.call_later(0.001 + i * 1e-5, calls.append, i) for i in range(1000)]
+    for i, h in enumerate(handles):
+        if i % 10:
+            h.cancel()
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert calls == list(range(0, 1000, 10))
+
+
+def test_negative_delay_runs_asap(loop):
+    calls = []
+    loop.call_later(-1, calls.append, "minus-one")
+    loop.call_later(-5, calls.append, "minus-five")
+    h = loop.call_at(loop.time() - 100, calls.append, "past")
+    assert h.when() < loop.time()
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    # Already-due timers run in deadline order.
+    assert calls == ["past", "minus-five", "minus-one"]
+
+
+def test_call_later_delay_none(loop):
+    with pytest.raises(TypeError, match="delay must not be None"):
+        loop.call_later(None, lambda: None)
+
+
+def test_call_at_when_none(loop):
+    with pytest.raises(TypeError, match="when cannot be None"):
+        loop.call_at(None, lambda: None)
+
+
+def test_call_later_non_number_delay(loop):
+    with pytest.raises(TypeError):
+        loop.call_later("1", lambda: None)
+
+
+def _assert_not_early(records):
+    for delay, when, at_loop_time, at_monotonic in records:
+        assert at_loop_time >= when, f"timer with delay {delay} fired {when - at_loop_time:.9f}s early"
+        assert at_monotonic >= when
+
+
+def test_timers_never_fire_early_all_at_once(loop):
+    records = []
+    handles = {}
+    for n, d in enumerate(DELAYS * 3):
+        def cb(n=n, d=d):
+            records.append((d, handles[n].when(), loop.time(), time.monotonic()))
+        handles[n] = loop.call_later(d, cb)
+    loop.call_later(max(DELAYS) + 0.02, loop.stop)
+    loop.run_forever()
+    assert len(records) == len(DELAYS) * 3
+    _assert_not_early(records)
+
+
+def test_timers_never_fire_early_one_by_one(loop):
+    """Each timer is scheduled from the previous one's callback, so the loop polls with
+    exactly that timer's (often sub-millisecond) timeout."""
+    records = []
+    todo = DELAYS * 5
+
+    def schedule(i):
+        if i == len(todo):
+            loop.stop()
+            return
+        d = todo[i]
+        box = []
+
+        def cb():
+            records.append((d, box[0].when(), loop.time(), time.monotonic()))
+            schedule(i + 1)
+
+        box.append(loop.call_later(d, cb))
+
+    loop.call_soon(schedule, 0)
+    loop.run_forever()
+    assert len(records) == len(todo)
+    _assert_not_early(records)
+
+
+def test_call_at_never_fires_early(loop):
+    records = []
+    todo = [3e-4, 1e-4, 7e-4, 1e-3, 2.5e-3] * 5
+
+    def schedule(i):
+        if i == len(todo):
+            loop.stop()
+            return
+        when = loop.time() + todo[i]
+
+        def cb():
+            records.append((todo[i], when, loop.time(), time.monotonic()))
+            schedule(i + 1)
+
+        loop.call_at(when, cb)
+
+    loop.call_soon(schedule, 0)
+    loop.run_forever()
+    assert len(records) == len(todo)
+    _assert_not_early(records)
+
+
+def test_timer_fires_reasonably_on_time(loop):
+    fired = []
+    start = loop.time()
+    loop.call_later(0.05, lambda: (fired.append(loop.time()), loop.stop()))
+    loop.run_forever()
+    assert 0.05 <= fired[0] - start < 0.5
+
+
+def test_timer_does_not_block_ready_callbacks(loop):
+    """A far timer must not delay callbacks that are ready now."""
+    calls = []
+    far = loop.call_later(30, calls.append, "far")
+    loop.call_soon(calls.append, "soon")
+    t0 = time.monotonic()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == ["soon"]
+    assert time.monotonic() - t0 < 1
+    far.cancel()
