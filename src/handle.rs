@@ -452,21 +452,36 @@ impl TimerHandle {
 /// heap the loop owns it: it is untracked, and the loop's own `tp_traverse` reports the
 /// references it holds (so a cycle through a pending timer and an abandoned loop is still
 /// collected). It is tracked again as it leaves the heap.
-pub fn untrack_scheduled(timer: &Py<TimerHandle>) {
+///
+/// The same goes for the timer's context when it is the copy the loop made for it (nobody
+/// else can reach it): contexts are GC objects too, one per timer.
+pub fn untrack_scheduled(timer: &Bound<'_, TimerHandle>, own_context: bool) {
     // SAFETY: `timer` is a live GC object owned by the caller; untracking an object is
     // always allowed (and a no-op when it is not tracked).
     unsafe { ffi::PyObject_GC_UnTrack(timer.as_ptr().cast()) }
+    if own_context {
+        if let Some(ctx) = &timer.as_super().get().refs.lock().context {
+            // SAFETY: as above; the context was created by the loop for this timer.
+            unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) }
+        }
+    }
 }
 
-/// Tracks a timer again as it leaves the loop's heap (see [`untrack_scheduled`]).
-pub fn retrack_unscheduled(timer: &Py<TimerHandle>) {
-    let ptr = timer.as_ptr();
-    // SAFETY: `timer` is a live GC object; it is tracked only if it is not already, as
+fn track(ptr: *mut ffi::PyObject) {
+    // SAFETY: `ptr` is a live GC object; it is tracked only if it is not already, as
     // PyObject_GC_Track requires.
     unsafe {
         if ffi::PyObject_GC_IsTracked(ptr) == 0 {
             ffi::PyObject_GC_Track(ptr.cast());
         }
+    }
+}
+
+/// Tracks a timer again as it leaves the loop's heap (see [`untrack_scheduled`]).
+pub fn retrack_unscheduled(py: Python<'_>, timer: &Py<TimerHandle>) {
+    track(timer.as_ptr());
+    if let Some(ctx) = &timer.bind(py).as_super().get().refs.lock().context {
+        track(ctx.as_ptr());
     }
 }
 

@@ -439,7 +439,7 @@ impl LoopCore {
             let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some(t) = q.timers.pop_due(end_time) {
                 t.handle.get().unschedule();
-                retrack_unscheduled(&t.handle);
+                retrack_unscheduled(py, &t.handle);
                 q.ready
                     .push_back(t.handle.into_bound(py).into_super().unbind());
             }
@@ -497,7 +497,7 @@ impl LoopCore {
             // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
             Self::take_batch(py, &mut q, batch);
             drop(q);
-            release_timers(dead_timers);
+            release_timers(py, dead_timers);
             drop(surplus);
         } else {
             this.busy_iterations_without_poll
@@ -513,6 +513,14 @@ impl LoopCore {
             this.polling.store(true, Ordering::SeqCst);
             drop(q);
             drop(surplus);
+            if !busy {
+                // A signal that arrived since the last Python code ran would not interrupt
+                // a poll that has not started yet: run its Python-level handler now.
+                if let Err(e) = py.check_signals() {
+                    this.polling.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
             let mut events = Vec::new();
             let res = {
                 let mut guard = lock(&this.poller);
@@ -523,7 +531,7 @@ impl LoopCore {
                 }
             };
             this.polling.store(false, Ordering::SeqCst);
-            release_timers(dead_timers);
+            release_timers(py, dead_timers);
             match res {
                 Ok(()) => {}
                 // A signal arrived: run Python-level handlers (KeyboardInterrupt for Ctrl-C).
@@ -974,7 +982,7 @@ impl LoopCore {
                 std::mem::take(&mut q.io),
             )
         };
-        release_timers(Some(timers));
+        release_timers(py, Some(timers));
         drop((ready, pool));
         for (fd, entry) in &io {
             let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
@@ -1495,6 +1503,12 @@ impl LoopCore {
             .store(value.to_bits(), Ordering::Relaxed);
     }
 
+    /// asyncio's `_clock_resolution`: the resolution of `time.monotonic()`.
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        CLOCK_RESOLUTION
+    }
+
     #[getter]
     fn _debug(&self) -> bool {
         self.debug_on()
@@ -1864,8 +1878,10 @@ impl LoopCore {
                 q.timers.drain(),
             )
         });
+        // SAFETY: the garbage collector runs tp_clear attached to the interpreter.
+        let py = unsafe { Python::assume_attached() };
         let q = q.map(|(ready, io, timers)| {
-            release_timers(Some(timers));
+            release_timers(py, Some(timers));
             (ready, io)
         });
         let st = self
@@ -1892,6 +1908,7 @@ impl LoopCore {
             this.check_thread()?;
         }
         this.check_callback(py, &callback, method)?;
+        let own_context = context.as_ref().is_none_or(|c| c.is_none());
         let context = Self::context_for(py, context)?;
         let tb = this.source_traceback(py)?;
         let init = PyClassInitializer::from(
@@ -1905,8 +1922,9 @@ impl LoopCore {
             .for_timer(),
         )
         .add_subclass(TimerHandle::new(when));
-        let timer = Py::new(py, init)?;
-        untrack_scheduled(&timer);
+        let timer = Bound::new(py, init)?;
+        untrack_scheduled(&timer, own_context);
+        let timer = timer.unbind();
         this.queues.lock().timers.push(when, timer.clone_ref(py));
         this.wake_if_polling();
         Ok(timer)
@@ -1930,10 +1948,10 @@ impl LoopCore {
 
 /// Marks timers taken out of the heap as unscheduled and drops them (outside any lock:
 /// dropping a handle can run arbitrary Python code).
-fn release_timers(timers: Option<Vec<timers::Timer<Py<TimerHandle>>>>) {
+fn release_timers(py: Python<'_>, timers: Option<Vec<timers::Timer<Py<TimerHandle>>>>) {
     for t in timers.iter().flatten() {
         t.handle.get().unschedule();
-        retrack_unscheduled(&t.handle);
+        retrack_unscheduled(py, &t.handle);
     }
 }
 

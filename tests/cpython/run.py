@@ -100,6 +100,22 @@ def load_skips():
     return dict(mod.EXCLUDED_MODULES), {m: dict(t) for m, t in mod.SKIPS.items()}
 
 
+def load_base_loop_modules():
+    """Return (BASE_LOOP_MODULES, its reasons) from skips.py."""
+    spec = importlib.util.spec_from_file_location("_ferroloop_cpython_skips2", HERE / "skips.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return set(mod.BASE_LOOP_MODULES), dict(mod.BASE_LOOP_MODULES)
+
+
+def load_selector_loop_modules():
+    """Return SELECTOR_LOOP_MODULES from skips.py."""
+    spec = importlib.util.spec_from_file_location("_ferroloop_cpython_skips3", HERE / "skips.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(getattr(mod, "SELECTOR_LOOP_MODULES", {}))
+
+
 def available_modules():
     """Names of the test_* modules in this interpreter's test.test_asyncio package."""
     spec = importlib.util.find_spec("test.test_asyncio")
@@ -118,8 +134,11 @@ def normalize(name):
 # Child side: runs one module (in its own process) and streams results as JSON lines.
 # ----------------------------------------------------------------------------------------------
 
-def install_ferroloop():
+def install_ferroloop(module=None):
     """Make every default-loop path of asyncio produce ferroloop loops.
+
+    For the modules in ``skips.BASE_LOOP_MODULES``, ``asyncio.BaseEventLoop()`` (which those
+    tests use as "a plain event loop") makes ferroloop loops too.
 
     Returns a function telling how many ferroloop loops were made through those paths.
     Raises RuntimeError when the substitution does not take.
@@ -153,6 +172,18 @@ def install_ferroloop():
             mod = getattr(asyncio, modname, None)
             if mod is not None and hasattr(mod, "EventLoop"):
                 mod.EventLoop = ferroloop.Loop
+
+    # Modules whose tests take asyncio.BaseEventLoop() as "an event loop" (their mocks only
+    # set attributes that ferroloop does not use).
+    base_loop_modules, _ = load_base_loop_modules()
+    if module in base_loop_modules:
+        asyncio.BaseEventLoop = counted(ferroloop.Loop)
+    # Modules whose generic loop tests are parametrized by asyncio's SelectorEventLoop (one
+    # test class per selector): every one of those classes runs on ferroloop instead.
+    if module in load_selector_loop_modules():
+        def selector_event_loop(selector=None):
+            return counted(ferroloop.Loop)()
+        asyncio.SelectorEventLoop = selector_event_loop
 
     # Check every path, then put the ferroloop policy back.
     def check(what, loop):
@@ -220,7 +251,7 @@ def child_main(job_path):
         ferroloop_loops = lambda: 0
     else:
         try:
-            ferroloop_loops = install_ferroloop()
+            ferroloop_loops = install_ferroloop(module)
         except BaseException:
             emit(event="subst_error", tb=traceback.format_exc())
             sys.exit(3)

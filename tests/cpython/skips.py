@@ -32,8 +32,37 @@ EXCLUDED_MODULES = {
         "tests the asyncio.protocols abstract classes themselves; no event loop is created",
 }
 
+# Modules whose tests create "an event loop" as ``asyncio.BaseEventLoop()`` (with a mocked
+# selector) rather than through the policy; run.py makes that call return a ferroloop loop so
+# the tests exercise ferroloop. Module -> what the tests use the loop for.
+BASE_LOOP_MODULES = {
+    "test_pep492":
+        "BaseTest.setUp builds the loop for every test (async with/for, awaitables, "
+        "coroutine wrappers) as asyncio.BaseEventLoop()",
+    "test_runners":
+        "BaseTest.new_loop builds the loop that asyncio.run/asyncio.Runner drive as "
+        "asyncio.BaseEventLoop(), via a test policy",
+}
+
+# Modules whose generic event loop tests are parametrized by asyncio's own SelectorEventLoop
+# (``create_event_loop()`` returning ``asyncio.SelectorEventLoop(<selector>)``, one class per
+# selector): run.py makes ``asyncio.SelectorEventLoop(...)`` return a ferroloop loop there, so
+# those tests run on ferroloop. Module -> what its loop tests cover.
+SELECTOR_LOOP_MODULES = {
+    "test_events":
+        "EventLoopTestsMixin via EPoll/Poll/SelectEventLoopTests: callbacks, timers, "
+        "readers/writers, signals, run_until_complete, plus the networking API",
+}
+
 # module -> {"TestClass.test_method": "reason"}. A test may exist on some Python versions only.
 SKIPS = {
+    "test_events": {
+        f"{cls}.test_timeout_rounding":
+            "counts calls of loop._run_once by replacing it on the instance and reports "
+            "loop._selector: both are asyncio's private iteration machinery, which ferroloop's "
+            "native run_forever neither calls through Python nor has"
+        for cls in ("EPollEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests")
+    },
     "test_runners": {
         # 3.12+
         "RunTests.test_loop_factory_default_event_loop":
