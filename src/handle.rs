@@ -182,10 +182,9 @@ impl Handle {
                 Err(_) => lp.call_method0("get_debug")?.is_truthy()?,
             };
             if debug {
-                // Keep the callback visible in the repr of a cancelled handle in debug mode.
-                self.cancelled.store(false, Ordering::Release);
+                // As asyncio: keep the repr (cancelled, with its callback) in debug mode,
+                // for messages such as "Executing <Handle ...> took 2.5 seconds".
                 let r = slf.repr()?.to_string();
-                self.cancelled.store(true, Ordering::Release);
                 *self.repr_at_cancel.lock() = Some(r);
             }
         }

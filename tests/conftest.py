@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import os
 import sys
+import threading
 import warnings
 
 import pytest
@@ -26,7 +28,7 @@ collect_ignore = ["cpython"]
 LOOP_NAMES = ["asyncio", "ferroloop"]
 
 # A hung test (a loop that never wakes up) would otherwise hang the whole run.
-PER_TEST_WATCHDOG_SECONDS = 60
+PER_TEST_WATCHDOG_SECONDS = float(os.environ.get("FERROLOOP_TEST_WATCHDOG", "60"))
 
 
 def _asyncio_factory() -> asyncio.AbstractEventLoop:
@@ -72,8 +74,9 @@ def loop_name(request, loop_factory):
 
 @pytest.fixture
 def loop(loop_factory):
-    """A fresh loop, closed after the test."""
+    """A fresh loop in non-debug mode (even under ``-X dev``), closed after the test."""
     lp = loop_factory()
+    lp.set_debug(False)
     yield lp
     if not lp.is_closed() and not lp.is_running():
         lp.close()
@@ -93,10 +96,36 @@ def _restore_policy():
 
 
 @pytest.fixture(autouse=True)
-def _watchdog():
-    faulthandler.dump_traceback_later(PER_TEST_WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)
+def _watchdog(request):
+    """Abort the run, with every thread's stack, if one test hangs.
+
+    A Python timer thread reports through pytest's (suspended) capture; it needs the GIL,
+    which a loop blocked in its poll releases. faulthandler's C-level watchdog is the
+    backstop for a hang that holds the GIL.
+    """
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+
+    def fire():
+        try:
+            if capman is not None:
+                capman.suspend_global_capture(in_=False)
+        finally:
+            sys.stderr.write(
+                f"\n*** watchdog: {request.node.nodeid} still running after "
+                f"{PER_TEST_WATCHDOG_SECONDS}s; thread dump follows, then exit\n"
+            )
+            sys.stderr.flush()
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            sys.stderr.flush()
+            os._exit(70)
+
+    timer = threading.Timer(PER_TEST_WATCHDOG_SECONDS, fire)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(PER_TEST_WATCHDOG_SECONDS + 15, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+    timer.cancel()
 
 
 def run_with_timeout(loop, coro, timeout=10.0):

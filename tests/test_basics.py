@@ -91,3 +91,34 @@ def test_get_running_loop_inside_callback(loop):
     assert seen == [loop]
     # And no running loop once run_forever returned.
     assert asyncio._get_running_loop() is None
+
+
+def test_subclass_with_init_and_overridden_method(loop_factory):
+    """Libraries subclass the loop class; asyncio's machinery then goes through the
+    subclass's overrides."""
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+
+    class MyLoop(base):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+            self.call_soon_calls = 0
+
+        def call_soon(self, callback, *args, context=None):
+            self.call_soon_calls += 1
+            return super().call_soon(callback, *args, context=context)
+
+    lp = MyLoop("tagged")
+    try:
+        async def main():
+            await asyncio.sleep(0)
+            return asyncio.get_running_loop()
+
+        assert lp.run_until_complete(main()) is lp
+        assert lp.tag == "tagged"
+        assert lp.call_soon_calls >= 2  # task steps are scheduled through call_soon
+        assert isinstance(lp, asyncio.AbstractEventLoop)
+    finally:
+        lp.close()

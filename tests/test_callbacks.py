@@ -77,7 +77,7 @@ def test_handle_cancel(loop):
     assert h.cancelled()
     h.cancel()  # idempotent
     assert h.cancelled()
-    assert "cancelled" in repr(h)
+    assert repr(h) == "<Handle cancelled>"
     run_briefly(loop)
     assert calls == ["kept"]
 
@@ -291,3 +291,107 @@ def test_deep_call_soon_chain(loop):
     loop.run_forever()
     assert len(seen) == n + 1
     assert seen[0] == n and seen[-1] == 0
+
+
+def test_call_soon_threadsafe_not_starved_by_busy_loop(loop):
+    got = []
+    spins = [0]
+
+    def spin():
+        spins[0] += 1
+        if got or spins[0] > 5_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    def worker():
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(got.append, time.monotonic())
+
+    th = threading.Thread(target=worker)
+    th.start()
+    t0 = time.monotonic()
+    loop.call_soon(spin)
+    loop.run_forever()
+    th.join()
+    assert got and got[0] - t0 < 1
+
+
+def test_debug_cancelled_handle_repr(loop):
+    loop.set_debug(True)
+
+    def my_callback():
+        pass
+
+    h = loop.call_soon(my_callback)
+    t = loop.call_later(10, my_callback)
+    h.cancel()
+    t.cancel()
+    for handle, cls in ((h, "Handle"), (t, "TimerHandle")):
+        r = repr(handle)
+        assert r.startswith(f"<{cls} cancelled "), r
+        assert "my_callback" in r, r  # debug mode keeps the callback in the repr
+
+
+def test_threadsafe_wakeups_not_lost(loop):
+    """The loop repeatedly goes idle (blocking in its poll, no timer due soon) while
+    another thread keeps calling call_soon_threadsafe: no wake-up may be lost."""
+    n = 2000
+    got = [0]
+
+    def cb():
+        got[0] += 1
+        if got[0] == n:
+            loop.stop()
+
+    def worker():
+        for i in range(n):
+            loop.call_soon_threadsafe(cb)
+            if i % 8 == 0:
+                time.sleep(0.0003)  # let the loop go idle in between
+
+    safety = loop.call_later(15, loop.stop)
+    th = threading.Thread(target=worker)
+    t0 = time.monotonic()
+    th.start()
+    loop.run_forever()
+    th.join()
+    safety.cancel()
+    assert got[0] == n
+    assert time.monotonic() - t0 < 10, "a wake-up was lost: the loop slept until the safety timer"
+
+
+def test_kept_handles_are_not_reused(loop):
+    calls = []
+    kept = [loop.call_soon(calls.append, i) for i in range(5)]
+    run_briefly(loop)
+    # A handle the caller kept still describes its own callback after running...
+    assert kept[0]._callback == calls.append and kept[0]._args == (0,)
+    assert not kept[0].cancelled()
+    # ...and cancelling it late affects nothing scheduled afterwards.
+    for h in kept:
+        h.cancel()
+    new = [loop.call_soon(calls.append, 10 + i) for i in range(5)]
+    assert not any(n is k for n in new for k in kept)
+    run_briefly(loop)
+    assert calls == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
+
+
+def test_dropped_handles_do_not_leak_callbacks(loop):
+    """Handles the caller dropped may be recycled; their callbacks and arguments must
+    still be released once run."""
+    import gc
+    import weakref
+
+    class Arg:
+        pass
+
+    refs = []
+    for _ in range(50):
+        a = Arg()
+        refs.append(weakref.ref(a))
+        loop.call_soon(lambda x: None, a)
+        del a
+    run_briefly(loop, 2)
+    gc.collect()
+    assert all(r() is None for r in refs)

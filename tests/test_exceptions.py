@@ -268,3 +268,19 @@ def test_debug_mode_enables_coroutine_origin_tracking(loop):
     inside = loop.run_until_complete(main())
     assert inside > 0
     assert sys.get_coroutine_origin_tracking_depth() == before
+
+
+def test_exception_handler_runs_in_handle_context(loop, loop_name):
+    import contextvars
+    import sys
+
+    if sys.version_info < (3, 12) and loop_name == "asyncio":
+        pytest.skip("asyncio calls the handler in the handle's context since 3.12")
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(var.get()))
+    ctx = contextvars.Context()
+    ctx.run(var.set, "handle-ctx")
+    loop.call_soon(_raiser(MyError()), context=ctx)
+    run_briefly(loop)
+    assert seen == ["handle-ctx"]

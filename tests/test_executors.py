@@ -222,3 +222,20 @@ def test_close_shuts_default_executor_down(loop):
     assert ex is not None
     loop.close()
     assert ex._shutdown
+
+
+@pytest.mark.skipif(__import__("sys").version_info < (3, 12), reason="timeout= is 3.12+")
+def test_shutdown_default_executor_timeout(loop):
+    release = threading.Event()
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        lp.run_in_executor(None, release.wait, 5)
+        await asyncio.sleep(0.01)
+        with pytest.warns(RuntimeWarning, match="did not finish"):
+            await lp.shutdown_default_executor(timeout=0.05)
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        release.set()

@@ -75,12 +75,6 @@ def test_unclosed_loop_resource_warning(loop_factory):
     assert _open_fds() - before == set()
 
 
-@pytest.mark.ferroloop_bug(
-    "close() keeps 2 fds (the dup'd epoll fd of the mio Registry and the waker "
-    "eventfd) open until the loop object is deallocated; asyncio's close() closes the "
-    "selector and self-pipe immediately (BaseSelectorEventLoop.close -> _close_self_pipe, "
-    "selector.close() in Lib/asyncio/selector_events.py)"
-)
 def test_close_releases_fds_while_loop_still_referenced(loop_factory):
     gc.collect()
     before = _open_fds()
@@ -147,3 +141,24 @@ def test_many_pending_timers_cancelled_then_closed(loop, n):
     loop.run_forever()
     loop.close()
     assert all(h.cancelled() for h in handles)
+
+
+@pytest.mark.parametrize("with_timer", [False, True])
+def test_unclosed_loop_at_interpreter_exit(loop_name, with_timer):
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, ferroloop\n"
+        f"loop = {'asyncio' if loop_name == 'asyncio' else 'ferroloop'}.new_event_loop()\n"
+        + ("loop.call_later(10, print)\n" if with_timer else "")
+    )
+    for flags in ([], ["-W", "always::ResourceWarning"]):
+        proc = subprocess.run(
+            [sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 0
+        assert "Exception ignored" not in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if flags:
+            assert "ResourceWarning: unclosed event loop" in proc.stderr, proc.stderr

@@ -301,3 +301,88 @@ def test_fd_closed_then_removed_then_reused(loop):
     finally:
         c.close()
         d.close()
+
+
+@pytest.mark.parametrize("spin_with", ["call_soon", "call_later0"])
+def test_io_not_starved_by_busy_loop(loop, sockpair, spin_with):
+    """A callback that keeps rescheduling itself must not keep I/O callbacks from
+    running: asyncio polls the selector on every iteration."""
+    r, w = sockpair
+    got = []
+    spins = [0]
+
+    def spin():
+        spins[0] += 1
+        if got or spins[0] > 100_000:
+            loop.stop()
+        elif spin_with == "call_soon":
+            loop.call_soon(spin)
+        else:
+            loop.call_later(0, spin)
+
+    loop.add_reader(r, lambda: got.append(r.recv(10)))
+    w.send(b"ping")
+    loop.call_soon(spin)
+    loop.run_forever()
+    loop.remove_reader(r)
+    assert got == [b"ping"]
+    assert spins[0] < 100, f"reader ran only after {spins[0]} iterations"
+
+
+def test_io_not_starved_by_busy_loop_data_arriving_later(loop, sockpair):
+    import threading
+    import time
+
+    r, w = sockpair
+    got = []
+    spins = [0]
+    sent_at = []
+
+    def spin():
+        spins[0] += 1
+        if got or spins[0] > 2_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    loop.add_reader(r, lambda: got.append(time.monotonic()))
+    th = threading.Thread(target=lambda: (time.sleep(0.05), sent_at.append(time.monotonic()), w.send(b"x")))
+    th.start()
+    loop.call_soon(spin)
+    loop.run_forever()
+    th.join()
+    loop.remove_reader(r)
+    assert got, "reader never ran while the loop was busy"
+    assert got[0] - sent_at[0] < 0.5
+
+
+def test_add_reader_regular_file(loop, tmp_path):
+    """epoll cannot watch regular files: asyncio raises PermissionError (EPERM) and
+    leaves nothing registered."""
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(PermissionError):
+            loop.add_reader(f.fileno(), print)
+        assert loop.remove_reader(f.fileno()) is False
+
+
+def test_add_reader_closed_fd(loop):
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    a.close()
+    b.close()
+    with pytest.raises(OSError):
+        loop.add_reader(fd, print)
+    assert loop.remove_reader(fd) is False
+
+
+def test_failed_add_keeps_other_registrations(loop, sockpair, tmp_path):
+    r, w = sockpair
+    got = []
+    loop.add_reader(r, lambda: got.append(r.recv(10)))
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(OSError):
+            loop.add_writer(f.fileno(), print)
+    w.send(b"ok")
+    _run_until(loop, lambda: bool(got))
+    assert got == [b"ok"]
+    assert loop.remove_reader(r) is True

@@ -226,3 +226,71 @@ def test_runner_sigint_cancels_main_task(loop_factory):
     th.join()
     assert cancelled == [True]
     assert time.monotonic() - t0 < 5
+
+
+def test_signal_handler_not_starved_by_busy_loop(loop):
+    got = []
+    spins = [0]
+
+    def spin():
+        spins[0] += 1
+        if got or spins[0] > 5_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    loop.add_signal_handler(signal.SIGUSR1, lambda: got.append(time.monotonic()))
+    th = _kill_later(signal.SIGUSR1, 0.05)
+    t0 = time.monotonic()
+    loop.call_soon(spin)
+    loop.run_forever()
+    th.join()
+    assert got, "signal handler never ran while the loop was busy"
+    assert got[0] - t0 < 1
+
+
+def test_keyboard_interrupt_while_busy(loop):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    spins = [0]
+
+    def spin():
+        spins[0] += 1
+        if spins[0] > 20_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    th = _kill_later(signal.SIGINT, 0.05)
+    loop.call_soon(spin)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    th.join()
+    assert spins[0] <= 20_000_000
+    assert loop.run_until_complete(_sleep_value(loop)) == "ok"
+
+
+def test_repeated_signals_while_idle(loop):
+    """Signals keep arriving while the loop goes idle between them: each wakes it."""
+    got = []
+    n = 20
+
+    def handler():
+        got.append(time.monotonic())
+        if len(got) == n:
+            loop.stop()
+
+    def worker():
+        for _ in range(n):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.005)  # longer than the loop needs: signals do not coalesce
+
+    loop.add_signal_handler(signal.SIGUSR1, handler)
+    safety = loop.call_later(15, loop.stop)
+    th = threading.Thread(target=worker)
+    t0 = time.monotonic()
+    th.start()
+    loop.run_forever()
+    th.join()
+    safety.cancel()
+    assert len(got) == n
+    assert time.monotonic() - t0 < 10

@@ -270,3 +270,36 @@ def test_deep_task_chain(loop):
         return await done
 
     assert run_with_timeout(loop, main(), timeout=50) == n + 1
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="Python 3.12+")
+def test_eager_task_factory(loop):
+    steps = []
+
+    async def quick():
+        steps.append("ran")
+        return "quick"
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        lp.set_task_factory(asyncio.eager_task_factory)
+        t = lp.create_task(quick())
+        # Ran eagerly, to completion, inside create_task.
+        assert steps == ["ran"] and t.done()
+        return t.result()
+
+    assert run_with_timeout(loop, main()) == "quick"
+
+
+def test_deep_awaiting_task_chain(loop):
+    """100,000 tasks, each creating the next and awaiting it: completion unwinds through
+    100,000 wake-ups without recursion errors or crashes."""
+    n = 100_000
+
+    async def step(i):
+        if i == 0:
+            return 0
+        t = asyncio.get_running_loop().create_task(step(i - 1))
+        return (await t) + 1
+
+    assert run_with_timeout(loop, step(n), timeout=50) == n

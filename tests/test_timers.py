@@ -194,3 +194,22 @@ def test_timer_does_not_block_ready_callbacks(loop):
     assert calls == ["soon"]
     assert time.monotonic() - t0 < 1
     far.cancel()
+
+
+def test_timers_not_starved_by_busy_loop(loop):
+    fired = []
+    spins = [0]
+
+    def spin():
+        spins[0] += 1
+        if fired or spins[0] > 5_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    start = loop.time()
+    loop.call_later(0.02, lambda: fired.append(loop.time()))
+    loop.call_soon(spin)
+    loop.run_forever()
+    assert fired, "timer never fired while the loop was busy"
+    assert 0.02 <= fired[0] - start < 0.5

@@ -107,8 +107,10 @@ pub struct LoopCore {
     queues: GilCell<Queues>,
     pystate: GilCell<PyState>,
     poller: Mutex<Option<Poller>>,
-    registry: Registry,
-    waker: Waker,
+    /// Registration handle of the poller (a dup of its epoll fd); `None` once closed.
+    registry: GilCell<Option<Registry>>,
+    /// The eventfd that wakes a blocked poll; `None` once closed.
+    waker: GilCell<Option<Waker>>,
     signal_socket: Mutex<Option<SignalSocket>>,
     /// Set while the loop thread is in, or about to enter, a poll that may block.
     polling: AtomicBool,
@@ -175,7 +177,9 @@ impl LoopCore {
     fn wake_if_polling(&self) {
         if self.polling.load(Ordering::SeqCst) {
             // An error means the eventfd counter is saturated, i.e. a wake-up is pending.
-            let _ = self.waker.wake();
+            if let Some(waker) = self.waker.lock().as_ref() {
+                let _ = waker.wake();
+            }
         }
     }
 
@@ -347,6 +351,10 @@ impl LoopCore {
     /// Schedules the callbacks of the fds reported ready.
     fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
         let mut garbage: Vec<Py<Handle>> = Vec::new();
+        let registry = self.registry.lock();
+        let Some(registry) = registry.as_ref() else {
+            return Ok(());
+        };
         {
             let mut q = self.queues.lock();
             for ev in events {
@@ -383,9 +391,9 @@ impl LoopCore {
                 }
                 // Level-triggered semantics: re-arm so a still-ready fd is reported again.
                 let res = if old != new {
-                    reactor::update(&self.registry, fd, old, new)
+                    reactor::update(registry, fd, old, new)
                 } else {
-                    reactor::rearm_watch(&self.registry, fd, new)
+                    reactor::rearm_watch(registry, fd, new)
                 };
                 if let Err(e) = res {
                     // The fd was closed behind the loop's back; forget it, as the selector
@@ -695,7 +703,11 @@ impl LoopCore {
             };
             let previous = slot.replace(handle.clone_ref(slf.py()));
             let new = entry.watch();
-            if let Err(e) = reactor::update(&this.registry, fd, old, new) {
+            let res = match this.registry.lock().as_ref() {
+                Some(registry) => reactor::update(registry, fd, old, new),
+                None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+            };
+            if let Err(e) = res {
                 let slot = if write {
                     &mut entry.writer
                 } else {
@@ -740,7 +752,9 @@ impl LoopCore {
                 q.io.remove(&fd);
             }
             // Failing to deregister a closed fd is harmless: epoll dropped it already.
-            let _ = reactor::update(&this.registry, fd, old, new);
+            if let Some(registry) = this.registry.lock().as_ref() {
+                let _ = reactor::update(registry, fd, old, new);
+            }
             removed
         };
         match removed {
@@ -807,6 +821,9 @@ impl LoopCore {
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        // Import what the loop needs now, not lazily: a loop finalized at interpreter exit
+        // must not be the first to import (imports fail during finalization).
+        Imports::get(py)?;
         let (poller, registry, waker) = Poller::new().map_err(os_error)?;
         // Read per loop, as asyncio does (PYTHONASYNCIODEBUG or -X dev at creation time).
         let debug = py
@@ -818,8 +835,8 @@ impl LoopCore {
             queues: GilCell::new(Queues::default()),
             pystate: GilCell::new(PyState::default()),
             poller: Mutex::new(Some(poller)),
-            registry,
-            waker,
+            registry: GilCell::new(Some(registry)),
+            waker: GilCell::new(Some(waker)),
             signal_socket: Mutex::new(None),
             polling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -984,13 +1001,20 @@ impl LoopCore {
         };
         release_timers(py, Some(timers));
         drop((ready, pool));
-        for (fd, entry) in &io {
-            let _ = reactor::update(&this.registry, *fd, entry.watch(), Watch::default());
+        // Release every fd the loop owns now, as asyncio's close() does, even if the loop
+        // object lives on.
+        let registry = this.registry.lock().take();
+        if let Some(registry) = &registry {
+            for (fd, entry) in &io {
+                let _ = reactor::update(registry, *fd, entry.watch(), Watch::default());
+            }
+            if let Some(sock) = lock(&this.signal_socket).take() {
+                sock.deregister(registry);
+            }
         }
         drop(io);
-        if let Some(sock) = lock(&this.signal_socket).take() {
-            sock.deregister(&this.registry);
-        }
+        drop(registry);
+        drop(this.waker.lock().take());
         drop(lock(&this.poller).take());
         this.executor_shutdown_called.store(true, Ordering::Release);
         let executor = this.pystate.lock().default_executor.take();
@@ -1071,14 +1095,8 @@ impl LoopCore {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let delay: f64 = delay.extract()?;
-        Self::schedule_at(
-            slf,
-            monotonic() + delay,
-            callback,
-            args,
-            context,
-            "call_later",
-        )
+        // asyncio's call_later delegates to call_at, whose checks name call_at().
+        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
@@ -1257,7 +1275,11 @@ impl LoopCore {
         let wakeup_fd = {
             let mut sock = lock(&this.signal_socket);
             if sock.is_none() {
-                *sock = Some(SignalSocket::new(&this.registry).map_err(os_error)?);
+                let registry = this.registry.lock();
+                let Some(registry) = registry.as_ref() else {
+                    return Err(PyRuntimeError::new_err("Event loop is closed"));
+                };
+                *sock = Some(SignalSocket::new(registry).map_err(os_error)?);
             }
             sock.as_ref().map(|s| s.wakeup_fd()).unwrap_or(-1)
         };
