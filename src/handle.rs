@@ -318,15 +318,16 @@ pub fn call_in_context(
 }
 
 /// `asyncio.format_helpers._format_callback_source`, whose signature grew a `debug`
-/// keyword in 3.12.
+/// keyword during 3.12's lifetime (absent in 3.12.1, present in 3.13).
 pub fn format_callback(
     py: Python<'_>,
     func: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
     debug: bool,
 ) -> PyResult<String> {
-    let f = Imports::get(py)?.format_callback_source.bind(py);
-    let res = if py.version_info() >= (3, 12) {
+    let imports = Imports::get(py)?;
+    let f = imports.format_callback_source.bind(py);
+    let res = if imports.format_callback_source_takes_debug {
         let kw = PyDict::new(py);
         kw.set_item("debug", debug)?;
         f.call((func, args), Some(&kw))?

@@ -20,6 +20,8 @@ pub struct Imports {
     pub iscoroutinefunction: Py<PyAny>,
     pub extract_stack: Py<PyAny>,
     pub format_callback_source: Py<PyAny>,
+    /// Whether `_format_callback_source` takes `debug=` (3.13+; not 3.12.1).
+    pub format_callback_source_takes_debug: bool,
     pub set_result_unless_cancelled: Py<PyAny>,
     pub thread_pool_executor: Py<PyAny>,
     pub get_asyncgen_hooks: Py<PyAny>,
@@ -72,6 +74,12 @@ impl Imports {
                 iscoroutinefunction: attr(&coroutines, "iscoroutinefunction")?,
                 extract_stack: attr(&format_helpers, "extract_stack")?,
                 format_callback_source: attr(&format_helpers, "_format_callback_source")?,
+                format_callback_source_takes_debug: format_helpers
+                    .getattr("_format_callback_source")?
+                    .getattr("__code__")?
+                    .getattr("co_kwonlyargcount")?
+                    .extract::<usize>()?
+                    > 0,
                 set_result_unless_cancelled: attr(&futures, "_set_result_unless_cancelled")?,
                 thread_pool_executor: attr(&cf, "ThreadPoolExecutor")?,
                 get_asyncgen_hooks: attr(&sys, "get_asyncgen_hooks")?,

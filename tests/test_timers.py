@@ -213,3 +213,49 @@ def test_timers_not_starved_by_busy_loop(loop):
     loop.run_forever()
     assert fired, "timer never fired while the loop was busy"
     assert 0.02 <= fired[0] - start < 0.5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_randomized_timers(loop, seed):
+    """Thousands of timers with random (often equal, sometimes negative) deadlines,
+    a random third cancelled up front and more cancelled or added from callbacks:
+    exactly the live ones fire, in deadline order, never early."""
+    import random
+
+    rng = random.Random(seed)
+    base = loop.time() + 0.005
+    fired = []
+    handles = {}
+    cancelled = set()
+
+    def cb(key):
+        now = loop.time()
+        fired.append((key, handles[key].when(), now))
+        r = rng.random()
+        if r < 0.1:  # cancel a random pending timer
+            victim = rng.choice(list(handles))
+            if victim not in {k for k, _, _ in fired}:
+                handles[victim].cancel()
+                cancelled.add(victim)
+        elif r < 0.2:  # schedule a new one, possibly already due
+            new_key = ("child", key)
+            handles[new_key] = loop.call_at(now + rng.choice([-1, 0, 0.001, 0.003]), cb, new_key)
+
+    for i in range(3000):
+        when = base + rng.choice([0, 0.001, 0.002, rng.random() * 0.03, -0.5])
+        handles[i] = loop.call_at(when, cb, i)
+    for key in rng.sample(range(3000), 1000):
+        handles[key].cancel()
+        cancelled.add(key)
+    loop.call_at(base + 0.1, loop.stop)
+    loop.run_forever()
+
+    fired_keys = [k for k, _, _ in fired]
+    assert len(fired_keys) == len(set(fired_keys))  # each at most once
+    assert set(fired_keys) == set(handles) - cancelled
+    for key, when, now in fired:
+        assert now >= when
+    # Timers that were due together ran in deadline order, except those scheduled
+    # later from a callback (they start a new batch).
+    top = [(k, w) for k, w, _ in fired if not isinstance(k, tuple)]
+    assert [w for _, w in top] == sorted(w for _, w in top)
