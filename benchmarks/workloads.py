@@ -56,8 +56,9 @@ def loop_version(name):
 
 
 def loop_build(name):
-    """Short hash of the loop's compiled extension files (identifies a build,
-    so run.py can warn when a loop was reinstalled in the middle of a run)."""
+    """Fingerprint (name, size, mtime) of the loop package's files: identifies
+    an installed build cheaply, so run.py can warn when a loop was reinstalled
+    in the middle of a run."""
     if name == "asyncio":
         return sys.version.split()[0]
     import hashlib
@@ -69,8 +70,8 @@ def loop_build(name):
     for dirpath, _dirs, files in sorted(os.walk(root)):
         for fn in sorted(files):
             if fn.endswith((".so", ".pyd", ".py")):
-                with open(os.path.join(dirpath, fn), "rb") as f:
-                    h.update(f.read())
+                st = os.stat(os.path.join(dirpath, fn))
+                h.update(f"{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:12]
 
 

@@ -517,8 +517,9 @@ impl TimerHandle {
         Ok(())
     }
 
-    fn __hash__(&self) -> u64 {
-        self.when.to_bits()
+    /// `hash(when)`, as asyncio's TimerHandle.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        pyo3::types::PyFloat::new(py, self.when).hash()
     }
 
     fn __richcmp__(

@@ -104,8 +104,9 @@ def test_closed_loop_is_collected(loop_factory):
 
     async def main():
         await asyncio.sleep(0.001)
-        lp.call_soon(lambda: None)
-        lp.call_later(10, lambda: None)
+        running = asyncio.get_running_loop()
+        running.call_soon(lambda: None)
+        running.call_later(10, lambda: None)
 
     lp.run_until_complete(main())
     lp.close()
@@ -162,3 +163,138 @@ def test_unclosed_loop_at_interpreter_exit(loop_name, with_timer):
         assert "Traceback" not in proc.stderr, proc.stderr
         if flags:
             assert "ResourceWarning: unclosed event loop" in proc.stderr, proc.stderr
+
+
+class _Obj:
+    def method(self):
+        pass
+
+
+def _collected(make):
+    wr = make()
+    gc.collect()
+    gc.collect()
+    return wr() is None
+
+
+def test_cycle_through_fired_timer_is_collected(loop):
+    def make():
+        o = _Obj()
+        o.h = loop.call_later(0, o.method)  # o -> handle -> bound method -> o
+        loop.call_later(0.005, loop.stop)
+        loop.run_forever()
+        return weakref.ref(o)
+
+    assert _collected(make)
+
+
+def test_cycle_through_pending_timer_collected_after_close(loop):
+    def make():
+        o = _Obj()
+        o.h = loop.call_later(100, o.method)
+        loop.close()
+        return weakref.ref(o)
+
+    assert _collected(make)
+
+
+def test_cycle_through_timer_context_is_collected(loop):
+    import contextvars
+
+    var = contextvars.ContextVar("var")
+
+    def make(cancel):
+        o = _Obj()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, o)
+        o.ctx = ctx  # o -> ctx -> o
+        h = loop.call_later(0 if not cancel else 100, o.method, context=ctx)
+        loop.call_later(0.005, loop.stop)
+        loop.run_forever()
+        if cancel:
+            h.cancel()
+            # A cancelled timer may stay in the heap (with its context) until it reaches
+            # the top or the heap is rebuilt, in asyncio too; close() drops it.
+            loop.close()
+        return weakref.ref(o)
+
+    assert _collected(lambda: make(cancel=False))
+    assert _collected(lambda: make(cancel=True))
+
+
+def test_pending_timer_keeps_its_callback_alive(loop):
+    def make():
+        o = _Obj()
+        o.h = loop.call_later(100, o.method)
+        return weakref.ref(o)
+
+    wr = make()
+    gc.collect()
+    assert wr() is not None  # the loop still holds the scheduled timer
+    wr().h.cancel()
+    gc.collect()
+    assert wr() is None
+
+
+def test_unreachable_unclosed_loop_with_pending_timer_is_collected(loop_factory):
+    lp = loop_factory()
+    lp.call_later(100, lp.stop)  # loop -> timer -> bound method -> loop
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    wr = weakref.ref(lp)
+    del lp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+        gc.collect()
+    assert wr() is None
+
+
+class _Rescheduler:
+    """An argument whose finalizer schedules more work on the loop (re-entrancy)."""
+
+    def __init__(self, loop, log, n, how):
+        self.loop, self.log, self.n, self.how = loop, log, n, how
+
+    def __del__(self):
+        self.log.append(self.n)
+        if self.n and not self.loop.is_closed():
+            nxt = _Rescheduler(self.loop, self.log, self.n - 1, self.how)
+            if self.how == "call_soon":
+                self.loop.call_soon(_ignore, nxt)
+            elif self.how == "call_later":
+                self.loop.call_later(0, _ignore, nxt)
+            else:
+                self.loop.call_soon_threadsafe(_ignore, nxt)
+
+
+def _ignore(*args):
+    pass
+
+
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_soon_threadsafe"])
+def test_finalizers_that_schedule_callbacks(loop, how):
+    log = []
+    loop.call_soon(_ignore, _Rescheduler(loop, log, 200, how))
+    deadline = loop.time() + 10
+
+    def check():
+        if len(log) >= 201 or loop.time() > deadline:
+            loop.stop()
+        else:
+            loop.call_soon(check)
+
+    loop.call_soon(check)
+    loop.run_forever()
+    assert log == list(range(200, -1, -1))
+
+
+def test_close_with_finalizers_that_schedule(loop):
+    log = []
+    for how in ("call_soon", "call_later", "call_soon_threadsafe"):
+        loop.call_soon(_ignore, _Rescheduler(loop, log, 5, how))
+        loop.call_later(100, _ignore, _Rescheduler(loop, log, 5, how))
+    loop.close()  # must neither deadlock nor raise
+    gc.collect()
+    assert loop.is_closed()
+    assert sorted(log) == [5] * 6
