@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 
 pub mod clock;
 pub mod event_loop;
+pub mod future;
 pub mod handle;
 pub mod py;
 pub mod sync;
@@ -28,6 +29,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
+    future::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

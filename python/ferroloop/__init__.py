@@ -22,9 +22,12 @@ import sys as _sys
 import warnings as _warnings
 
 from . import _ferroloop
-from ._ferroloop import Handle, TimerHandle, __version__
+from ._ferroloop import Future, Handle, TimerHandle, __version__
 
-__all__ = ("Loop", "EventLoopPolicy", "new_event_loop", "run", "install", "Handle", "TimerHandle")
+__all__ = (
+    "Loop", "EventLoopPolicy", "new_event_loop", "run", "install",
+    "Future", "Handle", "TimerHandle",
+)
 
 
 class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):

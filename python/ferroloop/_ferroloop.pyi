@@ -13,6 +13,11 @@ _T = TypeVar("_T")
 
 __version__: str
 
+class Future(asyncio.Future[_T]):
+    """asyncio.Future implemented in Rust; a subclass of CPython's C ``_asyncio.Future``."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None) -> None: ...
+
 class Handle:
     """A callback scheduled on the loop (asyncio.Handle's API)."""
 

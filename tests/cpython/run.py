@@ -208,6 +208,68 @@ def install_ferroloop(module=None):
     return lambda: created[0]
 
 
+# Test classes parametrized by ferroloop's own implementations, the way CPython parametrizes
+# them by its C and pure-Python ones: module -> {ferroloop class: C-implementation class}.
+# Each ferroloop class subclasses the C one (so it also runs the C-only tests) with the
+# implementation swapped; its outcomes are compared with the C class's stock outcomes.
+MIRRORS = {
+    "test_futures": {
+        "FerroloopFutureTests": "CFutureTests",
+        "FerroloopSubFutureTests": "CSubFutureTests",
+        "FerroloopFutureDoneCallbackTests": "CFutureDoneCallbackTests",
+        "FerroloopSubFutureDoneCallbackTests": "CSubFutureDoneCallbackTests",
+        "FerroloopFutureInheritanceTests": "CFutureInheritanceTests",
+    },
+}
+
+
+def mirror_attrs(module):
+    """What each mirror class overrides: {C class name: {attribute: value}}."""
+    import ferroloop
+
+    if module == "test_futures":
+        future = ferroloop.Future
+
+        class SubFuture(future):
+            pass
+
+        return {
+            "CFutureTests": {"cls": future},
+            "CSubFutureTests": {"cls": SubFuture},
+            "CFutureDoneCallbackTests": {"_new_future": lambda self: future(loop=self.loop)},
+            "CSubFutureDoneCallbackTests": {
+                "_new_future": lambda self: SubFuture(loop=self.loop)},
+            "CFutureInheritanceTests": {"_get_future_cls": lambda self: future},
+        }
+    return {}
+
+
+def add_mirrors(module, mod):
+    """Add the MIRRORS classes of `module` to the imported test module `mod`."""
+    attrs = mirror_attrs(module)
+    for name, c_name in MIRRORS.get(module, {}).items():
+        c_class = getattr(mod, c_name, None)
+        if c_class is None or c_name not in attrs:
+            continue
+        mirror = type(name, (c_class,), dict(attrs[c_name]))
+        mirror.__module__ = mod.__name__
+        setattr(mod, name, mirror)
+
+
+def with_mirrored_stock(stock):
+    """Stock outcomes extended with the MIRRORS classes (each takes its C class's)."""
+    for module, mirrors in MIRRORS.items():
+        tests = stock.get(module)
+        if not tests:
+            continue
+        for name, c_name in mirrors.items():
+            prefix = c_name + "."
+            for tid, outcome in list(tests.items()):
+                if tid.startswith(prefix):
+                    tests[name + "." + tid[len(prefix):]] = outcome
+    return stock
+
+
 def test_id(test):
     return type(test).__name__ + "." + getattr(test, "_testMethodName", str(test))
 
@@ -272,6 +334,8 @@ def child_main(job_path):
         emit(event="import_error", tb=traceback.format_exc())
         sys.exit(4)
 
+    if not job["stock"]:
+        add_mirrors(module, mod)
     tests = list(flatten(unittest.defaultTestLoader.loadTestsFromModule(mod)))
     skips = job["skips"]
     for t in tests:
@@ -570,6 +634,8 @@ def main(argv=None):
         return 2
 
     stock, stock_path = load_stock(args.stock_dir)
+    if stock is not None and not args.stock:
+        stock = with_mirrored_stock(stock)
     if stock is None:
         print("note: no stock outcomes at %s; skipping the comparison" % stock_path)
         if args.fail_under is not None:

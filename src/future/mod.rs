@@ -1,0 +1,913 @@
+//! `ferroloop._ferroloop.Future`: asyncio's `Future` implemented in Rust, whose type is a
+//! subclass of CPython's C `_asyncio.Future` (so `isinstance(f, asyncio.Future)` holds and
+//! libraries that check for it accept it).
+//!
+//! The semantics follow `Lib/asyncio/futures.py` (and the C `_asyncio` module where the two
+//! differ in observable ways, e.g. the iterator's `_asyncio_future_blocking` protocol).
+//! The type machinery and every `unsafe` block live in [`layout`]; this module is safe
+//! Rust on `Bound` references.
+//!
+//! Invariant: the state is in a [`GilCell`]; a guard is never held while Python code can
+//! run (calls, and decrefs: [`layout::Ref`]s taken out of the state are dropped after the
+//! guard is released).
+
+pub mod layout;
+
+use std::ffi::c_int;
+use std::mem;
+
+use pyo3::exceptions::{
+    PyAttributeError, PyDeprecationWarning, PyRuntimeError, PyStopIteration, PyTypeError,
+    PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyModule, PyString, PyTuple, PyType};
+use pyo3::PyTypeInfo;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::sync::GilCell;
+use layout::Ref;
+
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+enum Status {
+    #[default]
+    Pending,
+    Cancelled,
+    Finished,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// `None` until `__init__` ran: the future is "not initialized".
+    loop_: Option<Ref>,
+    status: Status,
+    result: Option<Ref>,
+    exception: Option<Ref>,
+    exception_tb: Option<Ref>,
+    /// `(callback, context)` pairs, in registration order.
+    callbacks: Vec<(Ref, Ref)>,
+    source_tb: Option<Ref>,
+    cancel_msg: Option<Ref>,
+    log_tb: bool,
+    blocking: bool,
+}
+
+/// The Rust state stored in each Future object (see [`layout`]).
+pub struct FutureState {
+    inner: GilCell<Inner>,
+}
+
+/// Arguments of a `METH_FASTCALL | METH_KEYWORDS` call.
+pub struct FastArgs<'py> {
+    pub pos: Vec<Bound<'py, PyAny>>,
+    pub kw: Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>,
+}
+
+/// An exception instance created now (not lazily): a lazy `PyErr` restored outside PyO3's
+/// trampolines would leave its type and arguments in PyO3's deferred-decref pool.
+fn eager<T: PyTypeInfo>(py: Python<'_>, msg: impl for<'a> IntoPyObject<'a>) -> PyErr {
+    match T::type_object(py).call1((msg,)) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+fn opt<'py>(r: &Option<Ref>, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    r.as_ref().map(|r| r.get(py))
+}
+
+fn or_none<'py>(r: Option<Bound<'py, PyAny>>, py: Python<'py>) -> Bound<'py, PyAny> {
+    r.unwrap_or_else(|| py.None().into_bound(py))
+}
+
+impl FutureState {
+    pub(crate) fn new() -> Self {
+        FutureState {
+            inner: GilCell::new(Inner::default()),
+        }
+    }
+
+    /// Visits every reference for the GC; returns the first non-zero visit result.
+    pub(crate) fn visit(&self, mut visit: impl FnMut(&Ref) -> c_int) -> c_int {
+        let Some(g) = self.inner.try_lock() else {
+            return 0;
+        };
+        let singles = [
+            &g.loop_,
+            &g.result,
+            &g.exception,
+            &g.exception_tb,
+            &g.source_tb,
+            &g.cancel_msg,
+        ];
+        for r in singles.into_iter().flatten() {
+            let v = visit(r);
+            if v != 0 {
+                return v;
+            }
+        }
+        for (cb, ctx) in &g.callbacks {
+            for r in [cb, ctx] {
+                let v = visit(r);
+                if v != 0 {
+                    return v;
+                }
+            }
+        }
+        0
+    }
+
+    /// Drops every reference (tp_clear); the future becomes "not initialized".
+    pub(crate) fn clear(&self) {
+        let old = match self.inner.try_lock() {
+            Some(mut g) => mem::take(&mut *g),
+            None => return,
+        };
+        drop(old);
+    }
+
+    fn loop_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        opt(&self.inner.lock().loop_, py)
+            .ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))
+    }
+
+    fn status(&self) -> Status {
+        self.inner.lock().status
+    }
+}
+
+/// asyncio objects used by the future, imported once.
+struct Names {
+    cancelled_error: Py<PyAny>,
+    invalid_state_error: Py<PyAny>,
+    future_repr: Py<PyAny>,
+    pending: Py<PyAny>,
+    cancelled: Py<PyAny>,
+    finished: Py<PyAny>,
+    extract_stack: Py<PyAny>,
+    copy_context: Py<PyAny>,
+    events: Py<PyModule>,
+    is_finalizing: Py<PyAny>,
+    stop_iteration_is_runtime_error: bool,
+    throw_deprecated: bool,
+}
+
+static NAMES: PyOnceLock<Names> = PyOnceLock::new();
+
+fn names(py: Python<'_>) -> PyResult<&'static Names> {
+    NAMES.get_or_try_init(py, || {
+        let exceptions = py.import("asyncio.exceptions")?;
+        let base_futures = py.import("asyncio.base_futures")?;
+        let format_helpers = py.import("asyncio.format_helpers")?;
+        let attr = |m: &Bound<'_, PyModule>, n: &str| m.getattr(n).map(Bound::unbind);
+        Ok(Names {
+            cancelled_error: attr(&exceptions, "CancelledError")?,
+            invalid_state_error: attr(&exceptions, "InvalidStateError")?,
+            future_repr: attr(&base_futures, "_future_repr")?,
+            pending: attr(&base_futures, "_PENDING")?,
+            cancelled: attr(&base_futures, "_CANCELLED")?,
+            finished: attr(&base_futures, "_FINISHED")?,
+            extract_stack: attr(&format_helpers, "extract_stack")?,
+            copy_context: attr(&py.import("contextvars")?, "copy_context")?,
+            events: py.import("asyncio.events")?.unbind(),
+            is_finalizing: attr(&py.import("sys")?, "is_finalizing")?,
+            stop_iteration_is_runtime_error: py.version_info() >= (3, 13),
+            throw_deprecated: py.version_info() >= (3, 12),
+        })
+    })
+}
+
+fn invalid_state(py: Python<'_>, msg: String) -> PyResult<PyErr> {
+    let exc = names(py)?.invalid_state_error.bind(py).call1((msg,))?;
+    Ok(PyErr::from_value(exc))
+}
+
+fn make_cancelled_error<'py>(py: Python<'py>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    let msg = opt(&st.inner.lock().cancel_msg, py);
+    let cls = names(py)?.cancelled_error.bind(py);
+    match msg {
+        Some(m) if !m.is_none() => cls.call1((m,)),
+        _ => cls.call0(),
+    }
+}
+
+/// `asyncio.events.get_event_loop()` as futures.py uses it: the running loop, else the
+/// policy's loop (looked up at call time: tests patch these).
+fn default_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    let events = names(py)?.events.bind(py);
+    let running = events.getattr("_get_running_loop")?.call0()?;
+    if !running.is_none() {
+        return Ok(running);
+    }
+    events
+        .getattr("get_event_loop_policy")?
+        .call0()?
+        .call_method0("get_event_loop")
+}
+
+// ---------------------------------------------------------------------------------------
+// Slots
+// ---------------------------------------------------------------------------------------
+
+pub(crate) fn init(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    if !args.is_empty() {
+        return Err(eager::<PyTypeError>(
+            py,
+            format!(
+                "Future() takes no positional arguments ({} given)",
+                args.len()
+            ),
+        ));
+    }
+    let mut loop_ = None;
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            if k.cast::<PyString>()?.to_str()? == "loop" {
+                loop_ = Some(v);
+            } else {
+                return Err(eager::<PyTypeError>(
+                    py,
+                    format!("Future() got an unexpected keyword argument '{k}'"),
+                ));
+            }
+        }
+    }
+    // Like the C future_init: re-initializing starts from a clean state.
+    let old = mem::take(&mut *st.inner.lock());
+    drop(old);
+    let loop_ = match loop_ {
+        Some(l) if !l.is_none() => l,
+        _ => default_loop(py)?,
+    };
+    st.inner.lock().loop_ = Some(Ref::new(loop_.clone()));
+    if loop_.call_method0("get_debug")?.is_truthy()? {
+        let n = names(py)?;
+        if !n.is_finalizing.bind(py).call0()?.is_truthy()? {
+            let tb = n.extract_stack.bind(py).call0()?;
+            let old = st.inner.lock().source_tb.replace(Ref::new(tb));
+            drop(old);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn repr<'py>(slf: &Bound<'py, PyAny>, _st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    names(slf.py())?.future_repr.bind(slf.py()).call1((slf,))
+}
+
+pub(crate) fn iter<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    st.loop_obj(slf.py())?;
+    let it = FutureIter {
+        fut: GilCell::new(Some(slf.clone().unbind())),
+    };
+    Ok(Bound::new(slf.py(), it)?.into_any())
+}
+
+/// tp_finalize: report an exception that was never retrieved.
+pub(crate) fn finalize(slf: &Bound<'_, PyAny>, st: &FutureState) {
+    let py = slf.py();
+    let (loop_, exc, source_tb) = {
+        let mut g = st.inner.lock();
+        if !g.log_tb {
+            return;
+        }
+        g.log_tb = false;
+        (
+            opt(&g.loop_, py),
+            opt(&g.exception, py),
+            opt(&g.source_tb, py),
+        )
+    };
+    let Some(loop_) = loop_ else { return };
+    let saved = PyErr::take(py);
+    let report = || -> PyResult<()> {
+        let ctx = PyDict::new(py);
+        let name = slf.get_type().name()?;
+        ctx.set_item("message", format!("{name} exception was never retrieved"))?;
+        ctx.set_item("exception", or_none(exc, py))?;
+        ctx.set_item("future", slf)?;
+        if let Some(tb) = source_tb {
+            if tb.is_truthy()? {
+                ctx.set_item("source_traceback", tb)?;
+            }
+        }
+        loop_.call_method1("call_exception_handler", (ctx,))?;
+        Ok(())
+    };
+    if let Err(e) = report() {
+        e.write_unraisable(py, Some(slf));
+    }
+    if let Some(saved) = saved {
+        saved.restore(py);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Methods
+// ---------------------------------------------------------------------------------------
+
+fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
+    let py = slf.py();
+    let (loop_, callbacks) = {
+        let mut g = st.inner.lock();
+        if g.callbacks.is_empty() {
+            return Ok(());
+        }
+        (opt(&g.loop_, py), mem::take(&mut g.callbacks))
+    };
+    let loop_ =
+        loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
+    let call_soon = loop_.getattr("call_soon")?;
+    for (cb, ctx) in callbacks {
+        let kw = PyDict::new(py);
+        kw.set_item("context", ctx.get(py))?;
+        call_soon.call((cb.get(py), slf), Some(&kw))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let (exc, tb, res) = {
+        let mut g = st.inner.lock();
+        match g.status {
+            Status::Cancelled => {
+                drop(g);
+                return Err(PyErr::from_value(make_cancelled_error(py, st)?));
+            }
+            Status::Pending => {
+                drop(g);
+                return Err(invalid_state(py, "Result is not ready.".into())?);
+            }
+            Status::Finished => {}
+        }
+        g.log_tb = false;
+        (
+            opt(&g.exception, py),
+            opt(&g.exception_tb, py),
+            opt(&g.result, py),
+        )
+    };
+    if let Some(exc) = exc {
+        exc.setattr("__traceback__", or_none(tb, py))?;
+        return Err(PyErr::from_value(exc));
+    }
+    Ok(or_none(res, py))
+}
+
+pub(crate) fn exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let exc = {
+        let mut g = st.inner.lock();
+        match g.status {
+            Status::Cancelled => {
+                drop(g);
+                return Err(PyErr::from_value(make_cancelled_error(py, st)?));
+            }
+            Status::Pending => {
+                drop(g);
+                return Err(invalid_state(py, "Exception is not set.".into())?);
+            }
+            Status::Finished => {}
+        }
+        g.log_tb = false;
+        opt(&g.exception, py)
+    };
+    Ok(or_none(exc, py))
+}
+
+fn state_name<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py, PyAny>> {
+    let n = names(py)?;
+    Ok(match s {
+        Status::Pending => n.pending.bind(py).clone(),
+        Status::Cancelled => n.cancelled.bind(py).clone(),
+        Status::Finished => n.finished.bind(py).clone(),
+    })
+}
+
+fn ensure_pending(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
+    let s = st.status();
+    if s != Status::Pending {
+        let py = slf.py();
+        let msg = format!("{}: {}", state_name(py, s)?, slf.repr()?);
+        return Err(invalid_state(py, msg)?);
+    }
+    Ok(())
+}
+
+pub(crate) fn set_result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    ensure_pending(slf, st)?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.status = Status::Finished;
+        g.result.replace(Ref::new(value.clone()))
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    Ok(py.None().into_bound(py))
+}
+
+pub(crate) fn set_exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    exc: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    ensure_pending(slf, st)?;
+    let mut exc = exc.clone();
+    if exc.is_instance_of::<PyType>() {
+        exc = exc.call0()?;
+        ensure_pending(slf, st)?;
+    }
+    if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        return Err(eager::<PyTypeError>(py, "invalid exception object"));
+    }
+    let stop_iteration = py.get_type::<PyStopIteration>();
+    if names(py)?.stop_iteration_is_runtime_error {
+        if exc.is_instance(&stop_iteration)? {
+            let new_exc = py.get_type::<PyRuntimeError>().call1((
+                "StopIteration interacts badly with generators and cannot be raised into a Future",
+            ))?;
+            new_exc.setattr("__cause__", &exc)?;
+            new_exc.setattr("__context__", &exc)?;
+            exc = new_exc;
+        }
+    } else if exc.get_type().is(&stop_iteration) {
+        return Err(eager::<PyTypeError>(
+            py,
+            "StopIteration interacts badly with generators and cannot be raised into a Future",
+        ));
+    }
+    let tb = exc.getattr("__traceback__")?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.status = Status::Finished;
+        (
+            g.exception.replace(Ref::new(exc)),
+            if tb.is_none() {
+                g.exception_tb.take()
+            } else {
+                g.exception_tb.replace(Ref::new(tb))
+            },
+        )
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    st.inner.lock().log_tb = true;
+    Ok(py.None().into_bound(py))
+}
+
+/// Parses `(fn, /, *, context=None)`.
+pub(crate) fn add_done_callback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let mut pos = args.pos.into_iter();
+    let (Some(func), None) = (pos.next(), pos.next()) else {
+        return Err(eager::<PyTypeError>(
+            py,
+            "add_done_callback() takes exactly one positional argument",
+        ));
+    };
+    let mut context = None;
+    for (k, v) in args.kw {
+        if k.to_str()? == "context" {
+            context = Some(v);
+        } else {
+            return Err(eager::<PyTypeError>(
+                py,
+                format!("add_done_callback() got an unexpected keyword argument '{k}'"),
+            ));
+        }
+    }
+    let loop_ = st.loop_obj(py)?;
+    if st.status() != Status::Pending {
+        let kw = PyDict::new(py);
+        kw.set_item("context", or_none(context, py))?;
+        loop_.getattr("call_soon")?.call((func, slf), Some(&kw))?;
+    } else {
+        let ctx = match context {
+            Some(c) if !c.is_none() => c,
+            _ => names(py)?.copy_context.bind(py).call0()?,
+        };
+        st.inner
+            .lock()
+            .callbacks
+            .push((Ref::new(func), Ref::new(ctx)));
+    }
+    Ok(py.None().into_bound(py))
+}
+
+pub(crate) fn remove_done_callback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    func: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    let snapshot: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = st
+        .inner
+        .lock()
+        .callbacks
+        .iter()
+        .map(|(f, c)| (f.get(py), c.get(py)))
+        .collect();
+    let total = snapshot.len();
+    let mut kept = Vec::with_capacity(total);
+    for (f, c) in snapshot {
+        // PyObject_RichCompareBool semantics: identity implies equality.
+        if !(f.is(func) || f.eq(func)?) {
+            kept.push((f, c));
+        }
+    }
+    let removed = total - kept.len();
+    if removed > 0 {
+        let kept: Vec<(Ref, Ref)> = kept
+            .into_iter()
+            .map(|(f, c)| (Ref::new(f), Ref::new(c)))
+            .collect();
+        let old = mem::replace(&mut st.inner.lock().callbacks, kept);
+        drop(old);
+    }
+    Ok(removed.into_pyobject(py)?.into_any())
+}
+
+/// Parses `(msg=None)`.
+pub(crate) fn cancel<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    if args.pos.len() > 1 {
+        return Err(eager::<PyTypeError>(
+            py,
+            "cancel() takes at most 1 argument",
+        ));
+    }
+    let mut msg = args.pos.into_iter().next();
+    for (k, v) in args.kw {
+        if k.to_str()? == "msg" && msg.is_none() {
+            msg = Some(v);
+        } else {
+            return Err(eager::<PyTypeError>(
+                py,
+                format!("cancel() got an unexpected keyword argument '{k}'"),
+            ));
+        }
+    }
+    st.loop_obj(py)?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.log_tb = false;
+        if g.status != Status::Pending {
+            return Ok(false.into_pyobject(py)?.to_owned().into_any());
+        }
+        g.status = Status::Cancelled;
+        match msg {
+            Some(m) if !m.is_none() => g.cancel_msg.replace(Ref::new(m)),
+            _ => g.cancel_msg.take(),
+        }
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    Ok(true.into_pyobject(py)?.to_owned().into_any())
+}
+
+fn py_bool(py: Python<'_>, b: bool) -> Bound<'_, PyAny> {
+    b.into_pyobject(py)
+        .map(|b| b.to_owned().into_any())
+        .unwrap_or_else(|e| match e {})
+}
+
+pub(crate) fn cancelled<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.status() == Status::Cancelled))
+}
+
+pub(crate) fn done<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.status() != Status::Pending))
+}
+
+pub(crate) fn get_loop<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    st.loop_obj(slf.py())
+}
+
+pub(crate) fn make_cancelled_error_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    make_cancelled_error(slf.py(), st)
+}
+
+/// `__del__`, as the C Future has: lets a Python subclass's `__del__` call
+/// `super().__del__()` and still get the "exception was never retrieved" report.
+pub(crate) fn del_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    finalize(slf, st);
+    Ok(slf.py().None().into_bound(slf.py()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Attributes
+// ---------------------------------------------------------------------------------------
+
+pub(crate) fn get_state<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    state_name(slf.py(), st.status())
+}
+
+pub(crate) fn get_blocking<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.inner.lock().blocking))
+}
+
+fn no_delete(py: Python<'_>) -> PyErr {
+    eager::<PyAttributeError>(py, "cannot delete attribute")
+}
+
+pub(crate) fn set_blocking(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let b = value.ok_or_else(|| no_delete(py))?.is_truthy()?;
+    st.inner.lock().blocking = b;
+    Ok(())
+}
+
+pub(crate) fn get_loop_attr<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().loop_, py), py))
+}
+
+pub(crate) fn get_callbacks<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = st
+        .inner
+        .lock()
+        .callbacks
+        .iter()
+        .map(|(f, c)| (f.get(py), c.get(py)))
+        .collect();
+    let list = PyList::empty(py);
+    for (f, c) in items {
+        list.append(PyTuple::new(py, [f, c])?)?;
+    }
+    Ok(list.into_any())
+}
+
+pub(crate) fn get_result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().result, py), py))
+}
+
+pub(crate) fn get_exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().exception, py), py))
+}
+
+pub(crate) fn get_log_traceback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.inner.lock().log_tb))
+}
+
+pub(crate) fn set_log_traceback(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    if value.ok_or_else(|| no_delete(py))?.is_truthy()? {
+        return Err(eager::<PyValueError>(
+            py,
+            "_log_traceback can only be set to False",
+        ));
+    }
+    st.inner.lock().log_tb = false;
+    Ok(())
+}
+
+pub(crate) fn get_source_traceback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().source_tb, py), py))
+}
+
+pub(crate) fn get_cancel_message<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().cancel_msg, py), py))
+}
+
+pub(crate) fn set_cancel_message(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let value = value.ok_or_else(|| no_delete(py))?;
+    let old = if value.is_none() {
+        st.inner.lock().cancel_msg.take()
+    } else {
+        st.inner.lock().cancel_msg.replace(Ref::new(value.clone()))
+    };
+    drop(old);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The iterator returned by __await__ / __iter__
+// ---------------------------------------------------------------------------------------
+
+/// `yield self` until the future is done, then `StopIteration(result)`, like the C
+/// `_asyncio.FutureIter`.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct FutureIter {
+    fut: GilCell<Option<Py<PyAny>>>,
+}
+
+impl FutureIter {
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(fut) = self.fut.lock().as_ref().map(|f| f.bind(py).clone()) else {
+            return Ok(None);
+        };
+        let st = layout::state(&fut).ok_or_else(layout_err)?;
+        {
+            let mut g = st.inner.lock();
+            if g.status == Status::Pending {
+                if !g.blocking {
+                    g.blocking = true;
+                    drop(g);
+                    return Ok(Some(fut.clone().unbind()));
+                }
+                return Err(PyRuntimeError::new_err("await wasn't used with future"));
+            }
+        }
+        let old = self.fut.lock().take();
+        drop(old);
+        let value = result(&fut, st)?;
+        Err(PyStopIteration::new_err((value.unbind(),)))
+    }
+}
+
+fn layout_err() -> PyErr {
+    PyTypeError::new_err("FutureIter over an uninitialized future")
+}
+
+#[pymethods]
+impl FutureIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.step(py)
+    }
+
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match self.step(py)? {
+            Some(v) => Ok(v),
+            None => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let n = args.len();
+        if !(1..=3).contains(&n) {
+            return Err(PyTypeError::new_err(format!(
+                "throw expected at least 1 argument and at most 3, got {n}"
+            )));
+        }
+        if n > 1 && names(py)?.throw_deprecated {
+            PyErr::warn(
+                py,
+                &py.get_type::<PyDeprecationWarning>(),
+                c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+                1,
+            )?;
+        }
+        let typ = args.get_item(0)?;
+        let val = if n > 1 { Some(args.get_item(1)?) } else { None }.filter(|v| !v.is_none());
+        let tb = if n > 2 { Some(args.get_item(2)?) } else { None }.filter(|v| !v.is_none());
+        if let Some(tb) = &tb {
+            if !tb.is_instance_of::<pyo3::types::PyTraceback>() {
+                return Err(PyTypeError::new_err(
+                    "throw() third argument must be a traceback",
+                ));
+            }
+        }
+        let base_exc = py.get_type::<pyo3::exceptions::PyBaseException>();
+        let is_exc_class = typ
+            .cast::<PyType>()
+            .map(|t| t.is_subclass(&base_exc))
+            .unwrap_or(Ok(false))?;
+        let exc = if is_exc_class {
+            match val {
+                Some(v) if v.is_instance(&typ)? => v,
+                Some(v) => match v.cast::<PyTuple>() {
+                    Ok(t) => typ.call1(t.clone())?,
+                    Err(_) => typ.call1((v,))?,
+                },
+                None => typ.call0()?,
+            }
+        } else if typ.is_instance(&base_exc)? {
+            if val.is_some() {
+                return Err(PyTypeError::new_err(
+                    "instance exception may not have a separate value",
+                ));
+            }
+            typ
+        } else {
+            return Err(PyTypeError::new_err(
+                "exceptions must be classes deriving BaseException or instances of such a class",
+            ));
+        };
+        if let Some(tb) = tb {
+            exc.setattr("__traceback__", tb)?;
+        }
+        let old = self.fut.lock().take();
+        drop(old);
+        Err(PyErr::from_value(exc))
+    }
+
+    fn close(&self) {
+        let old = self.fut.lock().take();
+        drop(old);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(g) = self.fut.try_lock() {
+            visit.call(&*g)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = self.fut.try_lock().and_then(|mut g| g.take());
+        drop(old);
+    }
+}
+
+/// Adds `Future` (when the C `_asyncio` module is available) and `FutureIter` to the
+/// native module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FutureIter>()?;
+    if let Some(ty) = layout::create_type(m.py())? {
+        m.add("Future", ty)?;
+    }
+    Ok(())
+}
