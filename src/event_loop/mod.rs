@@ -2000,7 +2000,6 @@ fn with_exception_set<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
 /// except when it ended with SystemExit/KeyboardInterrupt (run_forever already raised).
 #[pyfunction]
 pub fn run_until_complete_cb(fut: &Bound<'_, PyAny>) -> PyResult<()> {
-    let py = fut.py();
     if !fut.call_method0("cancelled")?.is_truthy()? {
         let exc = fut.call_method0("exception")?;
         if exc.is_instance_of::<PySystemExit>() || exc.is_instance_of::<PyKeyboardInterrupt>() {
@@ -2011,7 +2010,6 @@ pub fn run_until_complete_cb(fut: &Bound<'_, PyAny>) -> PyResult<()> {
         Ok(l) => l,
         Err(_) => fut.getattr("_loop")?,
     };
-    let _ = py;
     lp.call_method0("stop")?;
     Ok(())
 }
