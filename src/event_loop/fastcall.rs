@@ -13,8 +13,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::exceptions::{PyBaseException, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
 
@@ -61,26 +62,33 @@ unsafe fn parse<'py>(
         }
         let mut context = None;
         if !kwnames.is_null() {
-            let kwnames = Bound::from_borrowed_ptr(py, kwnames);
-            let kwnames = kwnames.cast::<PyTuple>()?;
-            for (i, key) in kwnames.iter().enumerate() {
-                let key = key.cast::<PyString>()?;
-                if key.to_str()? != "context" {
+            let context_name = intern!(py, "context").as_ptr();
+            for i in 0..ffi::PyTuple_GET_SIZE(kwnames) {
+                let key = ffi::PyTuple_GET_ITEM(kwnames, i);
+                // Keyword names are interned by CPython: the pointer test is the fast path.
+                if key != context_name
+                    && ffi::PyUnicode_CompareWithASCIIString(key, c"context".as_ptr()) != 0
+                {
+                    let key = Bound::from_borrowed_ptr(py, key);
                     return Err(PyTypeError::new_err(format!(
                         "{name}() got an unexpected keyword argument '{key}'"
                     )));
                 }
-                context = Some(Bound::from_borrowed_ptr(
-                    py,
-                    *args.offset(nargs + i as isize),
-                ));
+                context = Some(Bound::from_borrowed_ptr(py, *args.offset(nargs + i)));
             }
         }
-        let rest = std::slice::from_raw_parts(args.add(n_fixed), nargs as usize - n_fixed);
-        let rest = if rest.is_empty() {
+        let n_rest = nargs as usize - n_fixed;
+        let rest = if n_rest == 0 {
             PyTuple::empty(py)
         } else {
-            PyTuple::new(py, rest.iter().map(|&p| Bound::from_borrowed_ptr(py, p)))?
+            let tuple = Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(n_rest as isize))?;
+            for j in 0..n_rest {
+                let item = *args.add(n_fixed + j);
+                ffi::Py_INCREF(item);
+                // Steals the new reference; the tuple is fresh and `j` in range.
+                ffi::PyTuple_SET_ITEM(tuple.as_ptr(), j as isize, item);
+            }
+            tuple.cast_into_unchecked::<PyTuple>()
         };
         Ok(Parsed {
             fixed,
