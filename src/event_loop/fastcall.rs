@@ -12,8 +12,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{PyBaseException, PyTypeError};
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::intern;
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
