@@ -220,11 +220,23 @@ MIRRORS = {
         "FerroloopSubFutureDoneCallbackTests": "CSubFutureDoneCallbackTests",
         "FerroloopFutureInheritanceTests": "CFutureInheritanceTests",
     },
+    "test_tasks": {
+        "FerroloopTask_FerroloopFuture_Tests": "CTask_CFuture_Tests",
+        "FerroloopTask_FerroloopFuture_SubclassTests": "CTask_CFuture_SubclassTests",
+        "FerroloopCurrentLoopTests": "CCurrentLoopTests",
+    },
+    "test_eager_task_factory": {
+        "FerroloopEagerTaskFactoryLoopTests": "CEagerTaskFactoryLoopTests",
+        "FerroloopNonEagerTaskTests": "NonEagerCTaskTests",
+        "FerroloopEagerTaskTests": "EagerCTaskTests",
+    },
 }
 
 
-def mirror_attrs(module):
-    """What each mirror class overrides: {C class name: {attribute: value}}."""
+def mirror_attrs(module, mod):
+    """What each mirror class overrides: {C class name: {attribute: value}}. The key
+    "__decorate__" names a class decorator of the test module to apply again to the mirror
+    (one that wraps the class's Task/Future, which must now wrap ferroloop's)."""
     import ferroloop
 
     if module == "test_futures":
@@ -241,26 +253,56 @@ def mirror_attrs(module):
                 "_new_future": lambda self: SubFuture(loop=self.loop)},
             "CFutureInheritanceTests": {"_get_future_cls": lambda self: future},
         }
+    task = getattr(ferroloop, "Task", None)
+    if task is None:
+        return {}  # ferroloop has no native Task in this build: nothing to mirror
+    if module == "test_tasks":
+        return {
+            "CTask_CFuture_Tests": {"Task": task, "Future": ferroloop.Future},
+            "CTask_CFuture_SubclassTests": {
+                "Task": task, "Future": ferroloop.Future,
+                "__decorate__": getattr(mod, "add_subclass_tests", None)},
+            "CCurrentLoopTests": {"new_task": lambda self, coro: task(coro, loop=self.loop)},
+        }
+    if module == "test_eager_task_factory":
+        return {
+            "CEagerTaskFactoryLoopTests": {"Task": task},
+            "NonEagerCTaskTests": {"Task": task},
+            "EagerCTaskTests": {"Task": task},
+        }
     return {}
 
 
 def add_mirrors(module, mod):
     """Add the MIRRORS classes of `module` to the imported test module `mod`."""
-    attrs = mirror_attrs(module)
+    attrs = mirror_attrs(module, mod)
     for name, c_name in MIRRORS.get(module, {}).items():
         c_class = getattr(mod, c_name, None)
         if c_class is None or c_name not in attrs:
             continue
-        mirror = type(name, (c_class,), dict(attrs[c_name]))
+        overrides = dict(attrs[c_name])
+        decorate = overrides.pop("__decorate__", None)
+        mirror = type(name, (c_class,), overrides)
         mirror.__module__ = mod.__name__
+        if decorate is not None:
+            mirror = decorate(mirror)
         setattr(mod, name, mirror)
 
 
+def mirrors_available(module):
+    """Whether this ferroloop build has the implementation `module`'s mirrors test."""
+    import ferroloop
+
+    needed = "Future" if module == "test_futures" else "Task"
+    return hasattr(ferroloop, needed)
+
+
 def with_mirrored_stock(stock):
-    """Stock outcomes extended with the MIRRORS classes (each takes its C class's)."""
+    """Stock outcomes extended with the MIRRORS classes (each takes its C class's), for the
+    mirrors this ferroloop build can run."""
     for module, mirrors in MIRRORS.items():
         tests = stock.get(module)
-        if not tests:
+        if not tests or not mirrors_available(module):
             continue
         for name, c_name in mirrors.items():
             prefix = c_name + "."
