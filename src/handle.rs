@@ -219,7 +219,7 @@ impl Handle {
         Ok(())
     }
 
-    fn report_error(
+    pub(crate) fn report_error(
         &self,
         slf: &Bound<'_, PyAny>,
         err: PyErr,
@@ -305,6 +305,34 @@ pub fn call_in_context(
         } else {
             ffi::PyObject_Call(func.as_ptr(), args_ptr, std::ptr::null_mut())
         };
+        let exit_failed = ffi::PyContext_Exit(ctx.as_ptr()) < 0;
+        if res.is_null() || exit_failed {
+            if !res.is_null() {
+                ffi::Py_DECREF(res);
+            }
+            return Err(PyErr::fetch(py));
+        }
+        ffi::Py_DECREF(res);
+    }
+    Ok(())
+}
+
+/// Calls `func(arg)` inside `ctx` (one positional argument, no tuple built).
+#[inline]
+pub fn call_in_context1(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    func: &Bound<'_, PyAny>,
+    arg: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY: as in call_in_context; `argv` is a one-element array of a borrowed
+    // reference that outlives the call.
+    unsafe {
+        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let argv = [arg.as_ptr()];
+        let res = ffi::PyObject_Vectorcall(func.as_ptr(), argv.as_ptr(), 1, std::ptr::null_mut());
         let exit_failed = ffi::PyContext_Exit(ctx.as_ptr()) < 0;
         if res.is_null() || exit_failed {
             if !res.is_null() {

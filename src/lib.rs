@@ -8,6 +8,8 @@
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
 //! * [`py`] — interned Python objects (asyncio functions, modules) looked up once.
 //! * [`sync`] — `GilCell`, the interior mutability used for state guarded by the GIL.
+//! * [`future`], [`task`] — native `Future` and `Task`, subtypes of the C `_asyncio` ones
+//!   (not yet used by the loop's `create_future`/`create_task`).
 //!
 //! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
 //! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
@@ -20,6 +22,7 @@ pub mod future;
 pub mod handle;
 pub mod py;
 pub mod sync;
+pub mod task;
 
 /// The native module `ferroloop._ferroloop`.
 #[pymodule]
@@ -30,6 +33,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     future::register(m)?;
+    task::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -3,8 +3,8 @@
 Each round schedules 100,000 chained callbacks, 50,000 timers (half of them cancelled),
 10,000 tasks and a few executor round trips on a fresh loop, then closes it. The resident
 set size settles after a few rounds (the allocators keep their arenas); after that, six more
-rounds may not grow it by more than 3 MB. A leak of one small object per operation
-(~160,000 per round) would add well over 10 MB.
+rounds may not grow it by more than 6 MB (stock asyncio on 3.13 drifts by up to ~3.5 MB).
+A leak of one small object per operation (~160,000 per round) would add well over 10 MB.
 """
 
 import asyncio
@@ -15,7 +15,7 @@ import pytest
 
 ROUNDS_WARMUP = 6
 ROUNDS_MEASURED = 6
-MAX_GROWTH_MB = 3
+MAX_GROWTH_MB = 6
 
 
 def _rss_mb():

@@ -22,11 +22,11 @@ import sys as _sys
 import warnings as _warnings
 
 from . import _ferroloop
-from ._ferroloop import Future, Handle, TimerHandle, __version__
+from ._ferroloop import Future, Handle, Task, TimerHandle, __version__
 
 __all__ = (
     "Loop", "EventLoopPolicy", "new_event_loop", "run", "install",
-    "Future", "Handle", "TimerHandle",
+    "Future", "Task", "Handle", "TimerHandle",
 )
 
 

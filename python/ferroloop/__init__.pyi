@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ._ferroloop import Future as Future, Handle as Handle, LoopCore, TimerHandle as TimerHandle, __version__ as __version__
+from ._ferroloop import Future as Future, Handle as Handle, Task as Task, LoopCore, TimerHandle as TimerHandle, __version__ as __version__
 
 _T = TypeVar("_T")
 

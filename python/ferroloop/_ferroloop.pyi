@@ -18,6 +18,15 @@ class Future(asyncio.Future[_T]):
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None) -> None: ...
 
+class Task(asyncio.Task[_T]):
+    """asyncio.Task implemented in Rust; a subclass of CPython's C ``_asyncio.Task``."""
+
+    def __init__(
+        self, coro: Any, *, loop: asyncio.AbstractEventLoop | None = None,
+        name: str | None = None, context: contextvars.Context | None = None,
+        eager_start: bool = False,
+    ) -> None: ...
+
 class Handle:
     """A callback scheduled on the loop (asyncio.Handle's API)."""
 

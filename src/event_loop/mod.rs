@@ -33,7 +33,9 @@ use pyo3::PyClassInitializer;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock::monotonic;
-use crate::handle::{retrack_unscheduled, untrack_scheduled, Handle, TimerHandle};
+use crate::handle::{
+    call_in_context, call_in_context1, retrack_unscheduled, untrack_scheduled, Handle, TimerHandle,
+};
 use crate::py::{events_attr, logger, Imports};
 use crate::sync::GilCell;
 use reactor::{Poller, Ready, Watch, SIGNALS, WAKER};
@@ -73,10 +75,32 @@ impl IoEntry {
     }
 }
 
+/// `func(arg)` in `context`, scheduled from Rust code.
+pub(crate) struct NativeCall {
+    func: Py<PyAny>,
+    arg: Option<Py<PyAny>>,
+    context: Py<PyAny>,
+}
+
+/// What the ready queue holds.
+pub(crate) enum Job {
+    /// A callback with its Python-visible handle (`call_soon`, timers, readers, signals).
+    Handle(Py<Handle>),
+    /// A callback scheduled from Rust (a future's done-callback): nobody can see or cancel
+    /// it, so no `Handle` object is made for it (see `LoopCore::call_soon_native`).
+    Call(NativeCall),
+}
+
+impl From<Py<Handle>> for Job {
+    fn from(h: Py<Handle>) -> Self {
+        Job::Handle(h)
+    }
+}
+
 /// Queues shared between the loop thread and `call_soon_threadsafe` callers.
 #[derive(Default)]
 struct Queues {
-    ready: VecDeque<Py<Handle>>,
+    ready: VecDeque<Job>,
     timers: TimerHeap<Py<TimerHandle>>,
     io: HashMap<RawFd, IoEntry>,
     /// Emptied `Handle`s kept for reuse by `call_soon` (see `Handle::is_recyclable`):
@@ -185,7 +209,7 @@ impl LoopCore {
 
     #[inline]
     fn push_ready(&self, handle: Py<Handle>) {
-        self.queues.lock().ready.push_back(handle);
+        self.queues.lock().ready.push_back(Job::Handle(handle));
         self.wake_if_polling();
     }
 
@@ -298,7 +322,7 @@ impl LoopCore {
                     context,
                     slf.clone().into_any().unbind(),
                 );
-                q.ready.push_back(h.clone_ref(py));
+                q.ready.push_back(Job::Handle(h.clone_ref(py)));
                 drop(q);
                 this.wake_if_polling();
                 return Ok(h);
@@ -406,7 +430,7 @@ impl LoopCore {
                     }
                 }
                 for h in to_run.into_iter().flatten() {
-                    q.ready.push_back(h);
+                    q.ready.push_back(Job::Handle(h));
                 }
             }
         }
@@ -442,14 +466,14 @@ impl LoopCore {
     }
 
     /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
-    fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Py<Handle>>) {
+    fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Job>) {
         if !q.timers.is_empty() {
             let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some(t) = q.timers.pop_due(end_time) {
                 t.handle.get().unschedule();
                 retrack_unscheduled(py, &t.handle);
                 q.ready
-                    .push_back(t.handle.into_bound(py).into_super().unbind());
+                    .push_back(Job::Handle(t.handle.into_bound(py).into_super().unbind()));
             }
         }
         std::mem::swap(batch, &mut q.ready);
@@ -460,7 +484,7 @@ impl LoopCore {
     /// (callbacks ready, nothing to poll) down to a single lock and no allocation.
     fn run_once(
         slf: &Bound<'_, Self>,
-        batch: &mut VecDeque<Py<Handle>>,
+        batch: &mut VecDeque<Job>,
         recycled: &mut Vec<Py<Handle>>,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -560,18 +584,24 @@ impl LoopCore {
 
         // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
         let debug = this.debug_on();
-        while let Some(h) = batch.pop_front() {
-            let res = if debug {
-                Self::run_handle_debug(slf, &h)
-            } else {
-                h.get().run(h.bind(py).as_any())
+        while let Some(job) = batch.pop_front() {
+            let res = match job {
+                Job::Handle(h) => {
+                    let res = if debug {
+                        Self::run_handle_debug(slf, &h)
+                    } else {
+                        h.get().run(h.bind(py).as_any())
+                    };
+                    if h.get().is_recyclable(h.bind(py)) {
+                        h.get().clear_for_reuse();
+                        recycled.push(h);
+                    } else {
+                        h.drop_ref(py);
+                    }
+                    res
+                }
+                Job::Call(call) => Self::run_native(slf, call),
             };
-            if h.get().is_recyclable(h.bind(py)) {
-                h.get().clear_for_reuse();
-                recycled.push(h);
-            } else {
-                h.drop_ref(py);
-            }
             if let Err(e) = res {
                 let mut q = this.queues.lock();
                 while let Some(rest) = batch.pop_back() {
@@ -581,6 +611,92 @@ impl LoopCore {
             }
         }
         Ok(())
+    }
+
+    /// Runs a `Job::Call`. An error is reported as for a handle (asyncio's message names
+    /// the callback, the context carries a handle): the handle is made only then.
+    fn run_native(slf: &Bound<'_, Self>, call: NativeCall) -> PyResult<()> {
+        let py = slf.py();
+        let NativeCall { func, arg, context } = call;
+        let (func, context) = (func.into_bound(py), context.into_bound(py));
+        let arg = arg.map(|a| a.into_bound(py));
+        let res = match &arg {
+            Some(a) => call_in_context1(py, &context, &func, a),
+            None => call_in_context(py, &context, &func, &PyTuple::empty(py)),
+        };
+        let Err(err) = res else {
+            return Ok(());
+        };
+        let args = PyTuple::new(py, arg)?;
+        let handle = Bound::new(
+            py,
+            Handle::new(
+                func.clone().unbind(),
+                args.clone().unbind(),
+                context.unbind(),
+                slf.clone().into_any().unbind(),
+                None,
+            ),
+        )?;
+        handle
+            .get()
+            .report_error(handle.as_any(), err, &func, &args)
+    }
+
+    /// Schedules `func(arg)` in `context` for the next iteration, as
+    /// `loop.call_soon(func, arg, context=context)` would, without making a `Handle` that
+    /// nobody could see: for callers in this crate that drop the handle (a future's
+    /// done-callbacks). In debug mode a real handle is made, so that slow-callback reports
+    /// and source tracebacks work as for any callback.
+    pub(crate) fn call_soon_native(
+        slf: &Bound<'_, Self>,
+        func: &Bound<'_, PyAny>,
+        arg: Option<&Bound<'_, PyAny>>,
+        context: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+            let args = PyTuple::new(py, arg)?;
+            Self::schedule_soon(slf, func.clone(), args, Some(context.clone()))?;
+            return Ok(());
+        }
+        this.queues.lock().ready.push_back(Job::Call(NativeCall {
+            func: func.clone().unbind(),
+            arg: arg.map(|a| a.clone().unbind()),
+            context: context.clone().unbind(),
+        }));
+        this.wake_if_polling();
+        Ok(())
+    }
+
+    /// The loop to schedule on with `call_soon_native` when `loop_` is a ferroloop loop
+    /// whose `call_soon` is ferroloop's own (not replaced by a subclass or on the instance):
+    /// only then is skipping the Python-level `call_soon` unobservable.
+    pub(crate) fn native_target<'a, 'py>(
+        loop_: &'a Bound<'py, PyAny>,
+    ) -> Option<&'a Bound<'py, LoopCore>> {
+        let core = loop_.cast::<LoopCore>().ok()?;
+        let py = loop_.py();
+        let own = fastcall::call_soon_descriptor(py)?;
+        let found = loop_
+            .get_type()
+            .getattr(pyo3::intern!(py, "call_soon"))
+            .ok()?;
+        if !found.is(own) {
+            return None;
+        }
+        if let Ok(dict) = loop_.getattr(pyo3::intern!(py, "__dict__")) {
+            if dict
+                .contains(pyo3::intern!(py, "call_soon"))
+                .unwrap_or(true)
+            {
+                return None;
+            }
+        }
+        Some(core)
     }
 
     /// Runs a handle in debug mode: tracks the current handle and reports slow callbacks.
@@ -1864,8 +1980,15 @@ impl LoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(q) = self.queues.try_lock() {
-            for h in q.ready.iter() {
-                visit.call(h)?;
+            for job in q.ready.iter() {
+                match job {
+                    Job::Handle(h) => visit.call(h)?,
+                    Job::Call(c) => {
+                        visit.call(&c.func)?;
+                        visit.call(c.arg.as_ref())?;
+                        visit.call(&c.context)?;
+                    }
+                }
             }
             for entry in q.io.values() {
                 visit.call(&entry.reader)?;

@@ -1,5 +1,11 @@
-//! The type object of `ferroloop._ferroloop.Future`, built by hand as a subtype of CPython's
-//! C `_asyncio.Future`, and every `unsafe` operation the native future needs.
+//! The type objects of `ferroloop._ferroloop.Future` and `ferroloop._ferroloop.Task`, built by
+//! hand as subtypes of CPython's C `_asyncio.Future` / `_asyncio.Task`, and every `unsafe`
+//! operation the native future and task need.
+//!
+//! Everything here is generic over the Rust state stored in the object ([`Native`]):
+//! `FutureState` for the Future, `crate::task::TaskState` (a `FutureState` plus the task's
+//! fields) for the Task; each type has its own [`TypeData`] (offset of the state, base
+//! slots). [`state`] finds the `FutureState` of either, so every Future method is shared.
 //!
 //! PyO3 cannot `extends=` a C type whose layout it does not know, so the type is created
 //! with `PyType_FromSpecWithBases`:
@@ -32,7 +38,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use super::{FastArgs, FutureState};
+use super::{FastArgs, FutureIter, FutureState, IterStep};
 
 /// A strong reference held by a future's Rust state. Dropping it decrefs at once (PyO3's
 /// `Py` would defer the decref to its pool: CPython calls our slots without PyO3's
@@ -69,13 +75,34 @@ impl Drop for Ref {
 
 /// The Rust part of each instance, at `TypeData::offset` bytes into the object.
 #[repr(C)]
-struct Slot {
+struct Slot<S> {
     /// Set by `tp_new` once `value` is written, cleared by `tp_dealloc` before dropping it.
     init: bool,
-    value: MaybeUninit<FutureState>,
+    value: MaybeUninit<S>,
 }
 
-struct TypeData {
+/// The Rust state of a native type built by [`create_type`]: `FutureState` for
+/// `ferroloop.Future`, `TaskState` (which embeds a `FutureState`) for `ferroloop.Task`.
+pub trait Native: Sized + 'static {
+    /// The state of a fresh (not yet `__init__`ed) object.
+    fn new_state() -> Self;
+    /// Where the type's [`TypeData`] lives (one per native type).
+    fn type_data() -> &'static OnceLock<TypeData>;
+    /// Visits every strong reference for the GC; returns the first non-zero result.
+    fn visit(&self, visit: &mut dyn FnMut(&Ref) -> c_int) -> c_int;
+    /// Drops every reference (tp_clear).
+    fn clear(&self);
+    /// tp_finalize.
+    fn finalize(slf: &Bound<'_, PyAny>, st: &Self);
+    /// The state the methods of this state type receive for `obj` (the Future methods are
+    /// shared by futures and tasks).
+    fn lookup<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Self> {
+        native::<Self>(obj)
+    }
+}
+
+/// Per-type layout data, written once when the type is created.
+pub struct TypeData {
     /// `ferroloop._ferroloop.Future` (a strong reference, kept for the life of the process).
     ty: *mut ffi::PyTypeObject,
     /// `_asyncio.Future`, kept alive (a strong reference) while its slots are used.
@@ -95,15 +122,58 @@ unsafe impl Sync for TypeData {}
 
 static TYPE: OnceLock<TypeData> = OnceLock::new();
 
-fn data() -> &'static TypeData {
-    // Slots are only reachable through the type, which exists only after `TYPE` is set.
-    TYPE.get().expect("ferroloop Future type initialized")
+fn data<S: Native>() -> &'static TypeData {
+    // Slots are only reachable through the type, which exists only after the data is set.
+    S::type_data()
+        .get()
+        .expect("ferroloop native type initialized")
 }
 
-/// The Rust state of `obj`, if it is an initialized instance of our Future type (or of a
-/// subclass). The state lives as long as the object, so as long as the borrow of `obj`.
+impl Native for FutureState {
+    fn new_state() -> Self {
+        FutureState::new()
+    }
+    fn type_data() -> &'static OnceLock<TypeData> {
+        &TYPE
+    }
+    fn visit(&self, visit: &mut dyn FnMut(&Ref) -> c_int) -> c_int {
+        FutureState::visit(self, visit)
+    }
+    fn clear(&self) {
+        FutureState::clear(self)
+    }
+    fn finalize(slf: &Bound<'_, PyAny>, st: &Self) {
+        super::finalize(slf, st)
+    }
+    fn lookup<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Self> {
+        state(obj)
+    }
+}
+
+/// The Future state of `obj`, if it is an initialized `ferroloop.Future` or
+/// `ferroloop.Task` (or an instance of a subclass). The state lives as long as the
+/// object, so as long as the borrow of `obj`.
 pub fn state<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a FutureState> {
-    let td = TYPE.get()?;
+    use crate::task::TaskState;
+    if is_exact::<TaskState>(obj) {
+        // Saves the failed subtype walk of the Future check on the hot path of tasks.
+        return native::<TaskState>(obj).map(|t| t.future());
+    }
+    native::<FutureState>(obj).or_else(|| native::<TaskState>(obj).map(|t| t.future()))
+}
+
+/// Whether `obj`'s type is exactly the native type of `S` (not a subclass).
+pub fn is_exact<S: Native>(obj: &Bound<'_, PyAny>) -> bool {
+    match S::type_data().get() {
+        // SAFETY: `obj` is alive; reading its type pointer is always valid.
+        Some(td) => unsafe { ffi::Py_TYPE(obj.as_ptr()) == td.ty },
+        None => false,
+    }
+}
+
+/// The state of `obj` if it is an initialized instance of `S`'s type (or a subclass).
+pub fn native<'a, S: Native>(obj: &'a Bound<'_, PyAny>) -> Option<&'a S> {
+    let td = S::type_data().get()?;
     // SAFETY: `obj` is alive; instances of `td.ty` have a `Slot` at `td.offset`, written by
     // `tp_new` before `init` is set and dropped only in `tp_dealloc` (refcount zero, so no
     // borrow of `obj` can exist then).
@@ -111,7 +181,7 @@ pub fn state<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a FutureState> {
         if ffi::PyObject_TypeCheck(obj.as_ptr(), td.ty) == 0 {
             return None;
         }
-        let slot = slot_ptr(td, obj.as_ptr());
+        let slot = slot_ptr::<S>(td, obj.as_ptr());
         if !(*slot).init {
             return None;
         }
@@ -119,20 +189,25 @@ pub fn state<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a FutureState> {
     }
 }
 
-/// Our Future type object, if it was created.
-pub fn future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
-    let td = TYPE.get()?;
+/// The type object of `S`, if it was created.
+pub fn native_type<S: Native>(py: Python<'_>) -> Option<Bound<'_, PyType>> {
+    let td = S::type_data().get()?;
     // SAFETY: `td.ty` is a live type object (we hold a strong reference forever).
     Some(unsafe {
         Bound::from_borrowed_ptr(py, td.ty.cast::<ffi::PyObject>()).cast_into_unchecked()
     })
 }
 
+/// Our Future type object, if it was created.
+pub fn future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
+    native_type::<FutureState>(py)
+}
+
 /// # Safety
-/// `obj` must be an instance of `td.ty` (or a subtype).
-unsafe fn slot_ptr(td: &TypeData, obj: *mut ffi::PyObject) -> *mut Slot {
-    // SAFETY: by the caller; basicsize was computed as `offset + size_of::<Slot>()`.
-    unsafe { obj.cast::<u8>().offset(td.offset).cast::<Slot>() }
+/// `obj` must be an instance of `td.ty` (or a subtype), `td` the data of `S`'s type.
+unsafe fn slot_ptr<S>(td: &TypeData, obj: *mut ffi::PyObject) -> *mut Slot<S> {
+    // SAFETY: by the caller; basicsize was computed as `offset + size_of::<Slot<S>>()`.
+    unsafe { obj.cast::<u8>().offset(td.offset).cast::<Slot<S>>() }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -148,7 +223,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs `body`; errors become the pending exception, a panic becomes `PanicException`.
-fn guard_obj<F>(py: Python<'_>, body: F) -> *mut ffi::PyObject
+pub fn guard_obj<F>(py: Python<'_>, body: F) -> *mut ffi::PyObject
 where
     F: FnOnce() -> PyResult<Py<PyAny>>,
 {
@@ -165,7 +240,7 @@ where
     }
 }
 
-fn guard_int<F>(py: Python<'_>, body: F) -> c_int
+pub fn guard_int<F>(py: Python<'_>, body: F) -> c_int
 where
     F: FnOnce() -> PyResult<()>,
 {
@@ -184,7 +259,7 @@ where
 
 /// Created eagerly: a lazy `PyErr` restored outside PyO3's trampolines would leave its
 /// type and arguments in PyO3's deferred-decref pool.
-fn eager_err(ty: Bound<'_, PyType>, msg: &str) -> PyErr {
+pub fn eager_err(ty: Bound<'_, PyType>, msg: &str) -> PyErr {
     match ty.call1((msg,)) {
         Ok(exc) => PyErr::from_value(exc),
         Err(e) => e,
@@ -194,7 +269,7 @@ fn eager_err(ty: Bound<'_, PyType>, msg: &str) -> PyErr {
 fn not_a_future(py: Python<'_>) -> PyErr {
     eager_err(
         py.get_type::<PyTypeError>(),
-        "expected an initialized ferroloop Future",
+        "expected an initialized ferroloop Future or Task",
     )
 }
 
@@ -202,60 +277,64 @@ fn not_a_future(py: Python<'_>) -> PyErr {
 ///
 /// # Safety
 /// `slf` must be a live object and the thread attached.
-unsafe fn enter<'py>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, PyAny> {
+pub unsafe fn enter<'py>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, PyAny> {
     // SAFETY: by the caller.
     unsafe { Bound::from_borrowed_ptr(py, slf) }
 }
 
-pub type NoArgs = for<'py> fn(&Bound<'py, PyAny>, &FutureState) -> PyResult<Bound<'py, PyAny>>;
-pub type OneArg = for<'py> fn(
+pub type NoArgs<S = FutureState> =
+    for<'py> fn(&Bound<'py, PyAny>, &S) -> PyResult<Bound<'py, PyAny>>;
+pub type OneArg<S = FutureState> =
+    for<'py> fn(&Bound<'py, PyAny>, &S, &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>;
+pub type Fast<S = FutureState> =
+    for<'py> fn(&Bound<'py, PyAny>, &S, FastArgs<'py>) -> PyResult<Bound<'py, PyAny>>;
+pub type Setter<S = FutureState> =
+    for<'py> fn(&Bound<'py, PyAny>, &S, Option<&Bound<'py, PyAny>>) -> PyResult<()>;
+pub type Init<S = FutureState> = for<'py> fn(
     &Bound<'py, PyAny>,
-    &FutureState,
-    &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>>;
-pub type Fast =
-    for<'py> fn(&Bound<'py, PyAny>, &FutureState, FastArgs<'py>) -> PyResult<Bound<'py, PyAny>>;
-pub type Setter =
-    for<'py> fn(&Bound<'py, PyAny>, &FutureState, Option<&Bound<'py, PyAny>>) -> PyResult<()>;
+    &S,
+    &Bound<'py, PyTuple>,
+    Option<&Bound<'py, PyDict>>,
+) -> PyResult<()>;
 
 /// # Safety
 /// CPython slot/method calling convention: `slf` live, thread attached.
-unsafe fn call_noargs(slf: *mut ffi::PyObject, f: NoArgs) -> *mut ffi::PyObject {
+pub unsafe fn call_noargs<S: Native>(slf: *mut ffi::PyObject, f: NoArgs<S>) -> *mut ffi::PyObject {
     // SAFETY: CPython calls slots and methods with the thread attached.
     let py = unsafe { Python::assume_attached() };
     guard_obj(py, || {
         // SAFETY: `slf` is the live receiver.
         let slf = unsafe { enter(py, slf) };
-        let st = state(&slf).ok_or_else(|| not_a_future(py))?;
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
         f(&slf, st).map(Bound::unbind)
     })
 }
 
 /// # Safety
 /// As [`call_noargs`]; `arg` a live borrowed reference.
-unsafe fn call_onearg(
+pub unsafe fn call_onearg<S: Native>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
-    f: OneArg,
+    f: OneArg<S>,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the thread attached.
     let py = unsafe { Python::assume_attached() };
     guard_obj(py, || {
         // SAFETY: `slf` and `arg` are live borrowed references for the call.
         let (slf, arg) = unsafe { (enter(py, slf), Bound::from_borrowed_ptr(py, arg)) };
-        let st = state(&slf).ok_or_else(|| not_a_future(py))?;
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
         f(&slf, st, &arg).map(Bound::unbind)
     })
 }
 
 /// # Safety
 /// `METH_FASTCALL | METH_KEYWORDS` calling convention.
-unsafe fn call_fast(
+pub unsafe fn call_fast<S: Native>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    f: Fast,
+    f: Fast<S>,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the thread attached.
     let py = unsafe { Python::assume_attached() };
@@ -281,92 +360,109 @@ unsafe fn call_fast(
             }
             (slf, fa)
         };
-        let st = state(&slf).ok_or_else(|| not_a_future(py))?;
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
         f(&slf, st, fa).map(Bound::unbind)
     })
 }
 
+/// Defines a `METH_NOARGS` C function calling `$f(&self, &$S)`.
 macro_rules! noargs {
-    ($name:ident, $f:path) => {
+    ($name:ident, $S:ty, $f:path) => {
         unsafe extern "C" fn $name(
-            slf: *mut ffi::PyObject,
-            _unused: *mut ffi::PyObject,
-        ) -> *mut ffi::PyObject {
+            slf: *mut pyo3::ffi::PyObject,
+            _unused: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
             // SAFETY: METH_NOARGS convention, forwarded verbatim.
-            unsafe { call_noargs(slf, $f) }
+            unsafe { $crate::future::layout::call_noargs::<$S>(slf, $f) }
         }
     };
 }
 
+/// Defines a `METH_O` C function calling `$f(&self, &$S, arg)`.
 macro_rules! onearg {
-    ($name:ident, $f:path) => {
+    ($name:ident, $S:ty, $f:path) => {
         unsafe extern "C" fn $name(
-            slf: *mut ffi::PyObject,
-            arg: *mut ffi::PyObject,
-        ) -> *mut ffi::PyObject {
+            slf: *mut pyo3::ffi::PyObject,
+            arg: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
             // SAFETY: METH_O convention, forwarded verbatim.
-            unsafe { call_onearg(slf, arg, $f) }
+            unsafe { $crate::future::layout::call_onearg::<$S>(slf, arg, $f) }
         }
     };
 }
 
+/// Defines a `METH_FASTCALL | METH_KEYWORDS` C function calling `$f(&self, &$S, args)`.
 macro_rules! fast {
-    ($name:ident, $f:path) => {
+    ($name:ident, $S:ty, $f:path) => {
         unsafe extern "C" fn $name(
-            slf: *mut ffi::PyObject,
-            args: *const *mut ffi::PyObject,
-            nargs: ffi::Py_ssize_t,
-            kwnames: *mut ffi::PyObject,
-        ) -> *mut ffi::PyObject {
+            slf: *mut pyo3::ffi::PyObject,
+            args: *const *mut pyo3::ffi::PyObject,
+            nargs: pyo3::ffi::Py_ssize_t,
+            kwnames: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
             // SAFETY: METH_FASTCALL | METH_KEYWORDS convention, forwarded verbatim.
-            unsafe { call_fast(slf, args, nargs, kwnames, $f) }
+            unsafe { $crate::future::layout::call_fast::<$S>(slf, args, nargs, kwnames, $f) }
         }
     };
 }
 
-noargs!(m_result, super::result);
-noargs!(m_exception, super::exception);
-noargs!(m_done, super::done);
-noargs!(m_cancelled, super::cancelled);
-noargs!(m_get_loop, super::get_loop);
-noargs!(m_make_cancelled_error, super::make_cancelled_error_method);
-noargs!(m_del, super::del_method);
-onearg!(m_set_result, super::set_result);
-onearg!(m_set_exception, super::set_exception);
-onearg!(m_remove_done_callback, super::remove_done_callback);
-fast!(m_add_done_callback, super::add_done_callback);
-fast!(m_cancel, super::cancel);
+pub(crate) use {fast, noargs, onearg};
+
+noargs!(m_result, FutureState, super::result);
+noargs!(m_exception, FutureState, super::exception);
+noargs!(m_done, FutureState, super::done);
+noargs!(m_cancelled, FutureState, super::cancelled);
+noargs!(m_get_loop, FutureState, super::get_loop);
+noargs!(
+    m_make_cancelled_error,
+    FutureState,
+    super::make_cancelled_error_method
+);
+noargs!(m_del, FutureState, super::del_method);
+onearg!(m_set_result, FutureState, super::set_result);
+onearg!(m_set_exception, FutureState, super::set_exception);
+onearg!(
+    m_remove_done_callback,
+    FutureState,
+    super::remove_done_callback
+);
+fast!(m_add_done_callback, FutureState, super::add_done_callback);
+fast!(m_cancel, FutureState, super::cancel);
 
 // Slots with a `(self) -> object` shape.
 unsafe extern "C" fn tp_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: reprfunc convention.
-    unsafe { call_noargs(slf, super::repr) }
+    unsafe { call_noargs::<FutureState>(slf, super::repr) }
 }
 
-unsafe extern "C" fn tp_iter(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+/// `__iter__` / `__await__` of futures and tasks.
+///
+/// # Safety
+/// getiterfunc convention: `slf` live, thread attached.
+pub unsafe extern "C" fn tp_iter(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: getiterfunc / am_await convention.
-    unsafe { call_noargs(slf, super::iter) }
+    unsafe { call_noargs::<FutureState>(slf, super::iter) }
 }
 
 /// A getter/setter pair, passed to the getset trampolines as the `closure` pointer.
-struct Accessor {
-    get: NoArgs,
-    set: Option<Setter>,
+struct Accessor<S> {
+    get: NoArgs<S>,
+    set: Option<Setter<S>>,
 }
 
-unsafe extern "C" fn getset_get(
+unsafe extern "C" fn getset_get<S: Native>(
     slf: *mut ffi::PyObject,
     closure: *mut c_void,
 ) -> *mut ffi::PyObject {
-    // SAFETY: `closure` is the leaked `Accessor` installed with this getter; getter
+    // SAFETY: `closure` is the leaked `Accessor<S>` installed with this getter; getter
     // convention otherwise.
     unsafe {
-        let acc = &*(closure as *const Accessor);
-        call_noargs(slf, acc.get)
+        let acc = &*(closure as *const Accessor<S>);
+        call_noargs::<S>(slf, acc.get)
     }
 }
 
-unsafe extern "C" fn getset_set(
+unsafe extern "C" fn getset_set<S: Native>(
     slf: *mut ffi::PyObject,
     value: *mut ffi::PyObject,
     closure: *mut c_void,
@@ -376,7 +472,7 @@ unsafe extern "C" fn getset_set(
     guard_int(py, || {
         // SAFETY: as above; `value` is NULL (delete) or a live borrowed reference.
         let (acc, slf, value) = unsafe {
-            let acc = &*(closure as *const Accessor);
+            let acc = &*(closure as *const Accessor<S>);
             let value = if value.is_null() {
                 None
             } else {
@@ -384,7 +480,7 @@ unsafe extern "C" fn getset_set(
             };
             (acc, enter(py, slf), value)
         };
-        let st = state(&slf).ok_or_else(|| not_a_future(py))?;
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
         match acc.set {
             Some(set) => set(&slf, st, value.as_ref()),
             None => Err(eager_err(
@@ -399,12 +495,12 @@ unsafe extern "C" fn getset_set(
 // Lifecycle slots
 // ---------------------------------------------------------------------------------------
 
-unsafe extern "C" fn tp_new(
+unsafe extern "C" fn tp_new<S: Native>(
     subtype: *mut ffi::PyTypeObject,
     _args: *mut ffi::PyObject,
     _kwds: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let td = data();
+    let td = data::<S>();
     // SAFETY: `subtype` is our type or a subtype (tp_new is only reachable through them,
     // and `tp_new_wrapper` rejects `_asyncio.Future.__new__(ferroloop.Future)`), so the
     // allocation has room for the `Slot` at `td.offset`. tp_alloc zero-fills and returns a
@@ -415,19 +511,24 @@ unsafe extern "C" fn tp_new(
         if obj.is_null() {
             return obj;
         }
-        let slot = slot_ptr(td, obj);
-        ptr::addr_of_mut!((*slot).value).write(MaybeUninit::new(FutureState::new()));
+        let slot = slot_ptr::<S>(td, obj);
+        ptr::addr_of_mut!((*slot).value).write(MaybeUninit::new(S::new_state()));
         (*slot).init = true;
         obj
     }
 }
 
-unsafe extern "C" fn tp_init(
+/// Calls an `__init__` implementation with CPython's `initproc` arguments.
+///
+/// # Safety
+/// initproc convention: live `slf`, `args` a tuple, `kwds` NULL or a dict, attached.
+pub unsafe fn call_init<S: Native>(
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwds: *mut ffi::PyObject,
+    f: Init<S>,
 ) -> c_int {
-    // SAFETY: initproc convention: live `slf`, `args` a tuple, `kwds` NULL or a dict.
+    // SAFETY: by the caller.
     let py = unsafe { Python::assume_attached() };
     guard_int(py, || {
         // SAFETY: as above.
@@ -443,26 +544,35 @@ unsafe extern "C" fn tp_init(
                 kwds,
             )
         };
-        let st = state(&slf).ok_or_else(|| not_a_future(py))?;
-        super::init(&slf, st, &args, kwds.as_ref())
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
+        f(&slf, st, &args, kwds.as_ref())
     })
 }
 
-unsafe extern "C" fn tp_finalize(slf: *mut ffi::PyObject) {
+unsafe extern "C" fn tp_init(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwds: *mut ffi::PyObject,
+) -> c_int {
+    // SAFETY: initproc convention, forwarded verbatim.
+    unsafe { call_init::<FutureState>(slf, args, kwds, super::init) }
+}
+
+unsafe extern "C" fn tp_finalize<S: Native>(slf: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_finalize with the thread attached and `slf` alive (its
     // refcount temporarily raised); the callee saves and restores the current exception.
     let py = unsafe { Python::assume_attached() };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as above.
         let slf = unsafe { enter(py, slf) };
-        if let Some(st) = state(&slf) {
-            super::finalize(&slf, st);
+        if let Some(st) = native::<S>(&slf) {
+            S::finalize(&slf, st);
         }
     }));
 }
 
-unsafe extern "C" fn tp_dealloc(slf: *mut ffi::PyObject) {
-    let td = data();
+unsafe extern "C" fn tp_dealloc<S: Native>(slf: *mut ffi::PyObject) {
+    let td = data::<S>();
     // SAFETY: CPython calls tp_dealloc with refcount zero and the thread attached. Steps:
     // 1. run tp_finalize once (no-op if it already ran, e.g. from a Python subclass's
     //    subtype_dealloc or the GC); it may resurrect the object;
@@ -479,7 +589,7 @@ unsafe extern "C" fn tp_dealloc(slf: *mut ffi::PyObject) {
         let tp = ffi::Py_TYPE(slf);
         ffi::PyObject_GC_UnTrack(slf.cast());
         ffi::PyObject_ClearWeakRefs(slf);
-        let slot = slot_ptr(td, slf);
+        let slot = slot_ptr::<S>(td, slf);
         if (*slot).init {
             (*slot).init = false;
             let value = (*slot).value.as_mut_ptr();
@@ -494,19 +604,19 @@ unsafe extern "C" fn tp_dealloc(slf: *mut ffi::PyObject) {
     }
 }
 
-unsafe extern "C" fn tp_traverse(
+unsafe extern "C" fn tp_traverse<S: Native>(
     slf: *mut ffi::PyObject,
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    let td = data();
+    let td = data::<S>();
     // SAFETY: called by the GC with `slf` alive; `visit`/`arg` are the GC's. Visiting
     // never runs Python code; the state is borrowed with try_lock (never blocks/panics).
     unsafe {
-        let slot = slot_ptr(td, slf);
+        let slot = slot_ptr::<S>(td, slf);
         if (*slot).init {
             let st = (*slot).value.assume_init_ref();
-            let r = st.visit(|r| visit(r.as_ptr(), arg));
+            let r = st.visit(&mut |r| visit(r.as_ptr(), arg));
             if r != 0 {
                 return r;
             }
@@ -525,11 +635,11 @@ unsafe extern "C" fn tp_traverse(
     }
 }
 
-unsafe extern "C" fn tp_clear(slf: *mut ffi::PyObject) -> c_int {
-    let td = data();
+unsafe extern "C" fn tp_clear<S: Native>(slf: *mut ffi::PyObject) -> c_int {
+    let td = data::<S>();
     // SAFETY: called by the GC (or a subtype's clear) with `slf` alive and attached.
     unsafe {
-        let slot = slot_ptr(td, slf);
+        let slot = slot_ptr::<S>(td, slf);
         if (*slot).init {
             let st = (*slot).value.assume_init_ref();
             let _ = catch_unwind(AssertUnwindSafe(|| st.clear()));
@@ -545,7 +655,7 @@ unsafe extern "C" fn tp_clear(slf: *mut ffi::PyObject) -> c_int {
 // Type creation
 // ---------------------------------------------------------------------------------------
 
-fn method(
+pub fn method(
     name: &'static CStr,
     meth: ffi::PyMethodDefPointer,
     flags: c_int,
@@ -559,7 +669,11 @@ fn method(
     }
 }
 
-fn noargs_def(name: &'static CStr, f: ffi::PyCFunction, doc: &'static CStr) -> ffi::PyMethodDef {
+pub fn noargs_def(
+    name: &'static CStr,
+    f: ffi::PyCFunction,
+    doc: &'static CStr,
+) -> ffi::PyMethodDef {
     method(
         name,
         ffi::PyMethodDefPointer { PyCFunction: f },
@@ -568,7 +682,7 @@ fn noargs_def(name: &'static CStr, f: ffi::PyCFunction, doc: &'static CStr) -> f
     )
 }
 
-fn o_def(name: &'static CStr, f: ffi::PyCFunction, doc: &'static CStr) -> ffi::PyMethodDef {
+pub fn o_def(name: &'static CStr, f: ffi::PyCFunction, doc: &'static CStr) -> ffi::PyMethodDef {
     method(
         name,
         ffi::PyMethodDefPointer { PyCFunction: f },
@@ -577,7 +691,7 @@ fn o_def(name: &'static CStr, f: ffi::PyCFunction, doc: &'static CStr) -> ffi::P
     )
 }
 
-fn fast_def(
+pub fn fast_def(
     name: &'static CStr,
     f: ffi::PyCFunctionFastWithKeywords,
     doc: &'static CStr,
@@ -592,27 +706,114 @@ fn fast_def(
     )
 }
 
-fn getset(name: &'static CStr, get: NoArgs, set: Option<Setter>) -> ffi::PyGetSetDef {
-    let acc: &'static Accessor = Box::leak(Box::new(Accessor { get, set }));
+pub fn getset<S: Native>(
+    name: &'static CStr,
+    get: NoArgs<S>,
+    set: Option<Setter<S>>,
+) -> ffi::PyGetSetDef {
+    let acc: &'static Accessor<S> = Box::leak(Box::new(Accessor { get, set }));
     ffi::PyGetSetDef {
         name: name.as_ptr(),
-        get: Some(getset_get),
-        set: Some(getset_set),
+        get: Some(getset_get::<S>),
+        set: Some(getset_set::<S>),
         doc: ptr::null(),
-        closure: (acc as *const Accessor).cast_mut().cast(),
+        closure: (acc as *const Accessor<S>).cast_mut().cast(),
     }
 }
 
-/// Creates `ferroloop._ferroloop.Future` (once per process). Returns `None` when the C
-/// `_asyncio` module is not available.
-pub fn create_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>> {
-    if let Some(ty) = future_type(py) {
+/// `__class_getitem__` (PEP 585), as the C types have.
+pub fn class_getitem_def() -> ffi::PyMethodDef {
+    method(
+        c"__class_getitem__",
+        ffi::PyMethodDefPointer {
+            PyCFunction: ffi::Py_GenericAlias,
+        },
+        ffi::METH_O | ffi::METH_CLASS,
+        c"See PEP 585",
+    )
+}
+
+/// The Future methods shared by `ferroloop.Future` and `ferroloop.Task` (Task adds its
+/// own `set_result`, `set_exception`, `cancel` and `__del__`).
+pub fn shared_future_methods() -> Vec<ffi::PyMethodDef> {
+    vec![
+        noargs_def(c"result", m_result, c"Return the result this future represents."),
+        noargs_def(c"exception", m_exception, c"Return the exception that was set on this future."),
+        fast_def(
+            c"add_done_callback",
+            m_add_done_callback,
+            c"add_done_callback($self, fn, /, *, context=None)\n--\n\nAdd a callback to be run when the future becomes done.",
+        ),
+        o_def(
+            c"remove_done_callback",
+            m_remove_done_callback,
+            c"Remove all instances of a callback from the \"call when done\" list.",
+        ),
+        noargs_def(c"cancelled", m_cancelled, c"Return True if the future was cancelled."),
+        noargs_def(c"done", m_done, c"Return True if the future is done."),
+        noargs_def(c"get_loop", m_get_loop, c"Return the event loop the Future is bound to."),
+        noargs_def(
+            c"_make_cancelled_error",
+            m_make_cancelled_error,
+            c"Create the CancelledError to raise if the Future is cancelled.",
+        ),
+        class_getitem_def(),
+    ]
+}
+
+/// The Future attributes shared by `ferroloop.Future` and `ferroloop.Task`.
+pub fn shared_future_getsets() -> Vec<ffi::PyGetSetDef> {
+    vec![
+        getset::<FutureState>(c"_state", super::get_state, None),
+        getset::<FutureState>(
+            c"_asyncio_future_blocking",
+            super::get_blocking,
+            Some(super::set_blocking),
+        ),
+        getset::<FutureState>(c"_loop", super::get_loop_attr, None),
+        getset::<FutureState>(c"_callbacks", super::get_callbacks, None),
+        getset::<FutureState>(c"_result", super::get_result, None),
+        getset::<FutureState>(c"_exception", super::get_exception, None),
+        getset::<FutureState>(
+            c"_log_traceback",
+            super::get_log_traceback,
+            Some(super::set_log_traceback),
+        ),
+        getset::<FutureState>(c"_source_traceback", super::get_source_traceback, None),
+        getset::<FutureState>(
+            c"_cancel_message",
+            super::get_cancel_message,
+            Some(super::set_cancel_message),
+        ),
+    ]
+}
+
+/// What distinguishes one native type from another in [`create_type`].
+pub struct TypeSpec {
+    /// Attribute of `_asyncio` to subclass (`"Future"` or `"Task"`).
+    pub base: &'static str,
+    /// Fully qualified name (referenced, not copied, by some versions: static storage).
+    pub name: &'static CStr,
+    pub doc: &'static CStr,
+    pub methods: Vec<ffi::PyMethodDef>,
+    pub getsets: Vec<ffi::PyGetSetDef>,
+    /// Further slots: `tp_init`, `tp_repr`, `tp_iter`, `am_await`...
+    pub slots: Vec<ffi::PyType_Slot>,
+}
+
+/// Creates the native type whose state is `S` (once per process), as a subtype of the C
+/// `_asyncio.<spec.base>`. Returns `None` when the C `_asyncio` module is not available.
+pub fn create_type<S: Native>(
+    py: Python<'_>,
+    spec: TypeSpec,
+) -> PyResult<Option<Bound<'_, PyType>>> {
+    if let Some(ty) = native_type::<S>(py) {
         return Ok(Some(ty));
     }
     let Ok(asyncio_c) = py.import("_asyncio") else {
         return Ok(None);
     };
-    let base = asyncio_c.getattr("Future")?.cast_into::<PyType>()?;
+    let base = asyncio_c.getattr(spec.base)?.cast_into::<PyType>()?;
     let base_ptr = base.as_type_ptr();
     // SAFETY: `base_ptr` is a live, ready type object; we only read its slots.
     let (base_size, itemsize, flags, base_dealloc, base_traverse, base_clear) = unsafe {
@@ -626,118 +827,58 @@ pub fn create_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>> {
         )
     };
     let Some(base_dealloc) = base_dealloc else {
-        return Err(PyTypeError::new_err("_asyncio.Future has no tp_dealloc"));
+        return Err(PyTypeError::new_err(format!(
+            "_asyncio.{} has no tp_dealloc",
+            spec.base
+        )));
     };
     if itemsize != 0 || flags & ffi::Py_TPFLAGS_HAVE_GC == 0 {
-        return Err(PyTypeError::new_err(
-            "_asyncio.Future has an unexpected layout",
-        ));
+        return Err(PyTypeError::new_err(format!(
+            "_asyncio.{} has an unexpected layout",
+            spec.base
+        )));
     }
-    let align = align_of::<Slot>() as isize;
+    let align = align_of::<Slot<S>>() as isize;
     let offset = (base_size + align - 1) / align * align;
-    let basicsize = offset as usize + size_of::<Slot>();
+    let basicsize = offset as usize + size_of::<Slot<S>>();
 
-    let methods: &'static mut [ffi::PyMethodDef] = Box::leak(Box::new([
-        noargs_def(c"result", m_result, c"Return the result this future represents."),
-        noargs_def(c"exception", m_exception, c"Return the exception that was set on this future."),
-        o_def(c"set_result", m_set_result, c"Mark the future done and set its result."),
-        o_def(c"set_exception", m_set_exception, c"Mark the future done and set an exception."),
-        fast_def(
-            c"add_done_callback",
-            m_add_done_callback,
-            c"add_done_callback($self, fn, /, *, context=None)\n--\n\nAdd a callback to be run when the future becomes done.",
-        ),
-        o_def(
-            c"remove_done_callback",
-            m_remove_done_callback,
-            c"Remove all instances of a callback from the \"call when done\" list.",
-        ),
-        fast_def(
-            c"cancel",
-            m_cancel,
-            c"cancel($self, /, msg=None)\n--\n\nCancel the future and schedule callbacks.",
-        ),
-        noargs_def(c"cancelled", m_cancelled, c"Return True if the future was cancelled."),
-        noargs_def(c"done", m_done, c"Return True if the future is done."),
-        noargs_def(c"get_loop", m_get_loop, c"Return the event loop the Future is bound to."),
-        noargs_def(
-            c"_make_cancelled_error",
-            m_make_cancelled_error,
-            c"Create the CancelledError to raise if the Future is cancelled.",
-        ),
-        noargs_def(
-            c"__del__",
-            m_del,
-            c"Report an exception that was never retrieved (tp_finalize).",
-        ),
-        method(
-            c"__class_getitem__",
-            ffi::PyMethodDefPointer {
-                PyCFunction: ffi::Py_GenericAlias,
-            },
-            ffi::METH_O | ffi::METH_CLASS,
-            c"See PEP 585",
-        ),
-        ffi::PyMethodDef::zeroed(),
-    ]));
-    let getsets: &'static mut [ffi::PyGetSetDef] = Box::leak(Box::new([
-        getset(c"_state", super::get_state, None),
-        getset(
-            c"_asyncio_future_blocking",
-            super::get_blocking,
-            Some(super::set_blocking),
-        ),
-        getset(c"_loop", super::get_loop_attr, None),
-        getset(c"_callbacks", super::get_callbacks, None),
-        getset(c"_result", super::get_result, None),
-        getset(c"_exception", super::get_exception, None),
-        getset(
-            c"_log_traceback",
-            super::get_log_traceback,
-            Some(super::set_log_traceback),
-        ),
-        getset(c"_source_traceback", super::get_source_traceback, None),
-        getset(
-            c"_cancel_message",
-            super::get_cancel_message,
-            Some(super::set_cancel_message),
-        ),
-        ffi::PyGetSetDef::default(),
-    ]));
-    let doc = c"Future(*, loop=None)\n--\n\nasyncio.Future implemented in Rust (a subclass of _asyncio.Future).";
+    let mut methods = spec.methods;
+    methods.push(ffi::PyMethodDef::zeroed());
+    let methods: &'static mut [ffi::PyMethodDef] = Box::leak(methods.into_boxed_slice());
+    let mut getsets = spec.getsets;
+    getsets.push(ffi::PyGetSetDef::default());
+    let getsets: &'static mut [ffi::PyGetSetDef] = Box::leak(getsets.into_boxed_slice());
 
     let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
-    let mut slots = [
-        slot(ffi::Py_tp_new, tp_new as *mut c_void),
-        slot(ffi::Py_tp_init, tp_init as *mut c_void),
-        slot(ffi::Py_tp_dealloc, tp_dealloc as *mut c_void),
-        slot(ffi::Py_tp_traverse, tp_traverse as *mut c_void),
-        slot(ffi::Py_tp_clear, tp_clear as *mut c_void),
-        slot(ffi::Py_tp_finalize, tp_finalize as *mut c_void),
-        slot(ffi::Py_tp_repr, tp_repr as *mut c_void),
-        slot(ffi::Py_tp_iter, tp_iter as *mut c_void),
-        slot(ffi::Py_am_await, tp_iter as *mut c_void),
+    let mut slots = vec![
+        slot(ffi::Py_tp_new, tp_new::<S> as *mut c_void),
+        slot(ffi::Py_tp_dealloc, tp_dealloc::<S> as *mut c_void),
+        slot(ffi::Py_tp_traverse, tp_traverse::<S> as *mut c_void),
+        slot(ffi::Py_tp_clear, tp_clear::<S> as *mut c_void),
+        slot(ffi::Py_tp_finalize, tp_finalize::<S> as *mut c_void),
         slot(ffi::Py_tp_methods, methods.as_mut_ptr().cast()),
         slot(ffi::Py_tp_getset, getsets.as_mut_ptr().cast()),
-        slot(ffi::Py_tp_doc, doc.as_ptr().cast_mut().cast()),
-        slot(0, ptr::null_mut()),
+        slot(ffi::Py_tp_doc, spec.doc.as_ptr().cast_mut().cast()),
     ];
-    // The name is referenced (not copied) by some versions: give it static storage.
-    static NAME: &CStr = c"ferroloop._ferroloop.Future";
-    let mut spec = ffi::PyType_Spec {
-        name: NAME.as_ptr(),
+    slots.extend(spec.slots);
+    slots.push(slot(0, ptr::null_mut()));
+    let mut tspec = ffi::PyType_Spec {
+        name: spec.name.as_ptr(),
         basicsize: basicsize as c_int,
         itemsize: 0,
         flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC | ffi::Py_TPFLAGS_BASETYPE) as _,
         slots: slots.as_mut_ptr(),
     };
     let bases = PyTuple::new(py, [&base])?;
-    // SAFETY: `spec` and `slots` are valid for the call (CPython copies the slot table;
+    // SAFETY: `tspec` and `slots` are valid for the call (CPython copies the slot table;
     // the method/getset tables and name it keeps pointing to are leaked/static). Returns
     // a new reference or NULL with an exception set.
     let ty = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpecWithBases(&mut spec, bases.as_ptr()))?
-            .cast_into_unchecked::<PyType>()
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyType_FromSpecWithBases(&mut tspec, bases.as_ptr()),
+        )?
+        .cast_into_unchecked::<PyType>()
     };
     let td = TypeData {
         ty: ty.clone().into_ptr().cast(),
@@ -748,9 +889,145 @@ pub fn create_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>> {
         base_traverse,
         base_clear,
     };
-    if TYPE.set(td).is_err() {
+    if S::type_data().set(td).is_err() {
         // Lost a race with another initialization: keep the first type (leak ours).
-        return Ok(future_type(py));
+        return Ok(native_type::<S>(py));
     }
     Ok(Some(ty))
+}
+
+/// Creates `ferroloop._ferroloop.Future` (once per process). Returns `None` when the C
+/// `_asyncio` module is not available.
+pub fn create_future_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>> {
+    let mut methods = shared_future_methods();
+    methods.extend([
+        o_def(
+            c"set_result",
+            m_set_result,
+            c"Mark the future done and set its result.",
+        ),
+        o_def(
+            c"set_exception",
+            m_set_exception,
+            c"Mark the future done and set an exception.",
+        ),
+        fast_def(
+            c"cancel",
+            m_cancel,
+            c"cancel($self, /, msg=None)\n--\n\nCancel the future and schedule callbacks.",
+        ),
+        noargs_def(
+            c"__del__",
+            m_del,
+            c"Report an exception that was never retrieved (tp_finalize).",
+        ),
+    ]);
+    let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
+    create_type::<FutureState>(
+        py,
+        TypeSpec {
+            base: "Future",
+            name: c"ferroloop._ferroloop.Future",
+            doc: c"Future(*, loop=None)\n--\n\nasyncio.Future implemented in Rust (a subclass of _asyncio.Future).",
+            methods,
+            getsets: shared_future_getsets(),
+            slots: vec![
+                slot(ffi::Py_tp_init, tp_init as *mut c_void),
+                slot(ffi::Py_tp_repr, tp_repr as *mut c_void),
+                slot(ffi::Py_tp_iter, tp_iter as *mut c_void),
+                slot(ffi::Py_am_await, tp_iter as *mut c_void),
+            ],
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// FutureIter's hot slots
+// ---------------------------------------------------------------------------------------
+
+/// `tp_iternext` of `FutureIter`, replacing PyO3's: no trampoline, and the
+/// `StopIteration(result)` is raised directly (as the C FutureIter does).
+unsafe extern "C" fn iter_next(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: iternextfunc convention: `slf` is a live FutureIter, attached.
+    let py = unsafe { Python::assume_attached() };
+    let step = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as above; the slot is only installed on the FutureIter type.
+        let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
+        it.get().advance(py)
+    }));
+    match step {
+        Ok(Ok(IterStep::Yield(v))) => v.into_ptr(),
+        Ok(Ok(IterStep::Return(v))) => {
+            // SAFETY: attached; `StopIteration(v)` is created and set (a `None` result is
+            // a bare StopIteration, a tuple result stays one argument).
+            unsafe {
+                if v.is_none() {
+                    ffi::PyErr_SetNone(ffi::PyExc_StopIteration);
+                } else {
+                    let exc = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, v.as_ptr());
+                    if !exc.is_null() {
+                        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, exc);
+                        ffi::Py_DECREF(exc);
+                    }
+                }
+            }
+            ptr::null_mut()
+        }
+        Ok(Ok(IterStep::Exhausted)) => ptr::null_mut(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            ptr::null_mut()
+        }
+        Err(payload) => {
+            PanicException::new_err(panic_message(payload)).restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `am_send` of `FutureIter` (used by `PyIter_Send`, e.g. by tasks and on 3.11 by `await`):
+/// returns the result without raising StopIteration at all.
+unsafe extern "C" fn iter_send(
+    slf: *mut ffi::PyObject,
+    _arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: sendfunc convention: `slf` is a live FutureIter, `result` writable, attached.
+    let py = unsafe { Python::assume_attached() };
+    let step = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as above.
+        let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
+        it.get().advance(py)
+    }));
+    let (status, value) = match step {
+        Ok(Ok(IterStep::Yield(v))) => (ffi::PySendResult::PYGEN_NEXT, v.into_ptr()),
+        Ok(Ok(IterStep::Return(v))) => (ffi::PySendResult::PYGEN_RETURN, v.into_ptr()),
+        Ok(Ok(IterStep::Exhausted)) => (ffi::PySendResult::PYGEN_RETURN, py.None().into_ptr()),
+        Ok(Err(e)) => {
+            e.restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+        Err(payload) => {
+            PanicException::new_err(panic_message(payload)).restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+    };
+    // SAFETY: `result` is writable per the convention.
+    unsafe { *result = value };
+    status
+}
+
+/// Installs the hand-written `tp_iternext` and `am_send` on the `FutureIter` type PyO3 created.
+pub fn install_iter_slots(ty: &Bound<'_, PyType>) {
+    let tp = ty.as_type_ptr();
+    // SAFETY: `tp` is the live heap type PyO3 created for FutureIter (not subclassable);
+    // a heap type's `tp_as_async` points at its own `PyAsyncMethods`. Slots are replaced
+    // before any instance exists, and the type's caches are invalidated.
+    unsafe {
+        (*tp).tp_iternext = Some(iter_next);
+        if !(*tp).tp_as_async.is_null() {
+            (*(*tp).tp_as_async).am_send = Some(iter_send);
+        }
+        ffi::PyType_Modified(tp);
+    }
 }

@@ -30,7 +30,7 @@ use crate::sync::GilCell;
 use layout::Ref;
 
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
-enum Status {
+pub(crate) enum Status {
     #[default]
     Pending,
     Cancelled,
@@ -38,24 +38,28 @@ enum Status {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     /// `None` until `__init__` ran: the future is "not initialized".
-    loop_: Option<Ref>,
-    status: Status,
-    result: Option<Ref>,
-    exception: Option<Ref>,
-    exception_tb: Option<Ref>,
+    pub(crate) loop_: Option<Ref>,
+    pub(crate) status: Status,
+    pub(crate) result: Option<Ref>,
+    pub(crate) exception: Option<Ref>,
+    pub(crate) exception_tb: Option<Ref>,
     /// `(callback, context)` pairs, in registration order.
-    callbacks: Vec<(Ref, Ref)>,
-    source_tb: Option<Ref>,
-    cancel_msg: Option<Ref>,
-    log_tb: bool,
-    blocking: bool,
+    pub(crate) callbacks: Vec<(Ref, Ref)>,
+    pub(crate) source_tb: Option<Ref>,
+    pub(crate) cancel_msg: Option<Ref>,
+    /// The `CancelledError` a task's coroutine raised, re-raised (once) by
+    /// `_make_cancelled_error` so the chain of the cancellation is kept. Futures never set it.
+    pub(crate) cancelled_exc: Option<Ref>,
+    pub(crate) log_tb: bool,
+    pub(crate) blocking: bool,
 }
 
-/// The Rust state stored in each Future object (see [`layout`]).
+/// The Rust state stored in each Future object (see [`layout`]), and the Future part of
+/// each Task object.
 pub struct FutureState {
-    inner: GilCell<Inner>,
+    pub(crate) inner: GilCell<Inner>,
 }
 
 /// Arguments of a `METH_FASTCALL | METH_KEYWORDS` call.
@@ -66,18 +70,18 @@ pub struct FastArgs<'py> {
 
 /// An exception instance created now (not lazily): a lazy `PyErr` restored outside PyO3's
 /// trampolines would leave its type and arguments in PyO3's deferred-decref pool.
-fn eager<T: PyTypeInfo>(py: Python<'_>, msg: impl for<'a> IntoPyObject<'a>) -> PyErr {
+pub(crate) fn eager<T: PyTypeInfo>(py: Python<'_>, msg: impl for<'a> IntoPyObject<'a>) -> PyErr {
     match T::type_object(py).call1((msg,)) {
         Ok(exc) => PyErr::from_value(exc),
         Err(e) => e,
     }
 }
 
-fn opt<'py>(r: &Option<Ref>, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+pub(crate) fn opt<'py>(r: &Option<Ref>, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
     r.as_ref().map(|r| r.get(py))
 }
 
-fn or_none<'py>(r: Option<Bound<'py, PyAny>>, py: Python<'py>) -> Bound<'py, PyAny> {
+pub(crate) fn or_none<'py>(r: Option<Bound<'py, PyAny>>, py: Python<'py>) -> Bound<'py, PyAny> {
     r.unwrap_or_else(|| py.None().into_bound(py))
 }
 
@@ -100,6 +104,7 @@ impl FutureState {
             &g.exception_tb,
             &g.source_tb,
             &g.cancel_msg,
+            &g.cancelled_exc,
         ];
         for r in singles.into_iter().flatten() {
             let v = visit(r);
@@ -127,20 +132,20 @@ impl FutureState {
         drop(old);
     }
 
-    fn loop_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn loop_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         opt(&self.inner.lock().loop_, py)
             .ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))
     }
 
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         self.inner.lock().status
     }
 }
 
 /// asyncio objects used by the future, imported once.
-struct Names {
-    cancelled_error: Py<PyAny>,
-    invalid_state_error: Py<PyAny>,
+pub(crate) struct Names {
+    pub(crate) cancelled_error: Py<PyAny>,
+    pub(crate) invalid_state_error: Py<PyAny>,
     future_repr: Py<PyAny>,
     pending: Py<PyAny>,
     cancelled: Py<PyAny>,
@@ -155,7 +160,7 @@ struct Names {
 
 static NAMES: PyOnceLock<Names> = PyOnceLock::new();
 
-fn names(py: Python<'_>) -> PyResult<&'static Names> {
+pub(crate) fn names(py: Python<'_>) -> PyResult<&'static Names> {
     NAMES.get_or_try_init(py, || {
         let exceptions = py.import("asyncio.exceptions")?;
         let base_futures = py.import("asyncio.base_futures")?;
@@ -178,13 +183,22 @@ fn names(py: Python<'_>) -> PyResult<&'static Names> {
     })
 }
 
-fn invalid_state(py: Python<'_>, msg: String) -> PyResult<PyErr> {
+pub(crate) fn invalid_state(py: Python<'_>, msg: String) -> PyResult<PyErr> {
     let exc = names(py)?.invalid_state_error.bind(py).call1((msg,))?;
     Ok(PyErr::from_value(exc))
 }
 
-fn make_cancelled_error<'py>(py: Python<'py>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
-    let msg = opt(&st.inner.lock().cancel_msg, py);
+pub(crate) fn make_cancelled_error<'py>(
+    py: Python<'py>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (msg, exc) = {
+        let mut g = st.inner.lock();
+        (opt(&g.cancel_msg, py), g.cancelled_exc.take())
+    };
+    if let Some(exc) = exc {
+        return Ok(exc.get(py));
+    }
     let cls = names(py)?.cancelled_error.bind(py);
     match msg {
         Some(m) if !m.is_none() => cls.call1((m,)),
@@ -239,6 +253,16 @@ pub(crate) fn init(
             }
         }
     }
+    init_loop(slf, st, loop_)
+}
+
+/// `Future.__init__(loop=loop)` after argument parsing (also the Future part of a Task's).
+pub(crate) fn init_loop(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    loop_: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
     // Like the C future_init: re-initializing starts from a clean state.
     let old = mem::take(&mut *st.inner.lock());
     drop(old);
@@ -324,30 +348,88 @@ fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> 
     };
     let loop_ =
         loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
-    let call_soon = loop_.getattr("call_soon")?;
     for (cb, ctx) in callbacks {
-        let kw = PyDict::new(py);
-        kw.set_item("context", ctx.get(py))?;
-        call_soon.call((cb.get(py), slf), Some(&kw))?;
+        call_soon(&loop_, &cb.get(py), Some(slf), &ctx.get(py))?;
     }
     Ok(())
+}
+
+/// `loop.call_soon(callback[, arg], context=context)` through vectorcall (no argument
+/// tuple or keyword dict built).
+pub(crate) fn call_soon(
+    loop_: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    arg: Option<&Bound<'_, PyAny>>,
+    context: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // On ferroloop's own loop (with its own call_soon) the callback goes straight into the
+    // ready queue, without a Handle nobody would see.
+    if let Some(core) = crate::event_loop::LoopCore::native_target(loop_) {
+        return crate::event_loop::LoopCore::call_soon_native(core, callback, arg, context);
+    }
+    static NAMES: PyOnceLock<(Py<PyString>, Py<PyTuple>)> = PyOnceLock::new();
+    let py = loop_.py();
+    let (name, kwnames) = NAMES.get_or_try_init(py, || -> PyResult<_> {
+        Ok((
+            PyString::intern(py, "call_soon").unbind(),
+            PyTuple::new(py, ["context"])?.unbind(),
+        ))
+    })?;
+    let mut argv = [
+        loop_.as_ptr(),
+        callback.as_ptr(),
+        context.as_ptr(),
+        context.as_ptr(),
+    ];
+    let nargs = if let Some(a) = arg {
+        argv[2] = a.as_ptr();
+        3
+    } else {
+        2
+    };
+    // SAFETY: every pointer in `argv` is a borrowed reference kept alive by the caller for
+    // the call; the vector holds `nargs` positionals (self first) then one keyword value
+    // named by `kwnames`. Returns a new reference or NULL with an exception set.
+    let res = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyObject_VectorcallMethod(
+                name.as_ptr(),
+                argv.as_ptr(),
+                nargs,
+                kwnames.as_ptr(),
+            ),
+        )
+    };
+    res.map(drop)
 }
 
 pub(crate) fn result<'py>(
     slf: &Bound<'py, PyAny>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
+    result_outcome(slf, st)?.map_err(PyErr::from_value)
+}
+
+/// What `result()` returns (`Ok`) or raises (`Err`, the exception object).
+pub(crate) fn result_outcome<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Result<Bound<'py, PyAny>, Bound<'py, PyAny>>> {
     let py = slf.py();
     let (exc, tb, res) = {
         let mut g = st.inner.lock();
         match g.status {
             Status::Cancelled => {
                 drop(g);
-                return Err(PyErr::from_value(make_cancelled_error(py, st)?));
+                return Ok(Err(make_cancelled_error(py, st)?));
             }
             Status::Pending => {
                 drop(g);
-                return Err(invalid_state(py, "Result is not ready.".into())?);
+                return Ok(Err(invalid_state(py, "Result is not ready.".into())?
+                    .into_value(py)
+                    .into_bound(py)
+                    .into_any()));
             }
             Status::Finished => {}
         }
@@ -360,9 +442,9 @@ pub(crate) fn result<'py>(
     };
     if let Some(exc) = exc {
         exc.setattr("__traceback__", or_none(tb, py))?;
-        return Err(PyErr::from_value(exc));
+        return Ok(Err(exc));
     }
-    Ok(or_none(res, py))
+    Ok(Ok(or_none(res, py)))
 }
 
 pub(crate) fn exception<'py>(
@@ -502,11 +584,21 @@ pub(crate) fn add_done_callback<'py>(
             ));
         }
     }
+    add_done_callback_impl(slf, st, func, context)?;
+    Ok(py.None().into_bound(py))
+}
+
+/// `add_done_callback(func, context=context)` after argument parsing.
+pub(crate) fn add_done_callback_impl<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    func: Bound<'py, PyAny>,
+    context: Option<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
     let loop_ = st.loop_obj(py)?;
     if st.status() != Status::Pending {
-        let kw = PyDict::new(py);
-        kw.set_item("context", or_none(context, py))?;
-        loop_.getattr("call_soon")?.call((func, slf), Some(&kw))?;
+        call_soon(&loop_, &func, Some(slf), &or_none(context, py))?;
     } else {
         let ctx = match context {
             Some(c) if !c.is_none() => c,
@@ -517,7 +609,7 @@ pub(crate) fn add_done_callback<'py>(
             .callbacks
             .push((Ref::new(func), Ref::new(ctx)));
     }
-    Ok(py.None().into_bound(py))
+    Ok(())
 }
 
 pub(crate) fn remove_done_callback<'py>(
@@ -578,12 +670,23 @@ pub(crate) fn cancel<'py>(
             ));
         }
     }
+    let cancelled = cancel_impl(slf, st, msg)?;
+    Ok(py_bool(py, cancelled))
+}
+
+/// `Future.cancel(msg)` after argument parsing (also `super().cancel()` of a Task).
+pub(crate) fn cancel_impl(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    msg: Option<Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let py = slf.py();
     st.loop_obj(py)?;
     let old = {
         let mut g = st.inner.lock();
         g.log_tb = false;
         if g.status != Status::Pending {
-            return Ok(false.into_pyobject(py)?.to_owned().into_any());
+            return Ok(false);
         }
         g.status = Status::Cancelled;
         match msg {
@@ -593,10 +696,10 @@ pub(crate) fn cancel<'py>(
     };
     drop(old);
     schedule_callbacks(slf, st)?;
-    Ok(true.into_pyobject(py)?.to_owned().into_any())
+    Ok(true)
 }
 
-fn py_bool(py: Python<'_>, b: bool) -> Bound<'_, PyAny> {
+pub(crate) fn py_bool(py: Python<'_>, b: bool) -> Bound<'_, PyAny> {
     b.into_pyobject(py)
         .map(|b| b.to_owned().into_any())
         .unwrap_or_else(|e| match e {})
@@ -779,32 +882,52 @@ pub struct FutureIter {
     fut: GilCell<Option<Py<PyAny>>>,
 }
 
+/// What one `__next__` / `send(None)` of a [`FutureIter`] does.
+pub(crate) enum IterStep<'py> {
+    /// `yield fut` (the future is pending).
+    Yield(Bound<'py, PyAny>),
+    /// `return fut.result()`.
+    Return(Bound<'py, PyAny>),
+    /// Already exhausted.
+    Exhausted,
+}
+
 impl FutureIter {
-    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    /// One step, with every exception created eagerly and every reference dropped as a
+    /// `Bound` (this also runs from the hand-written `tp_iternext`/`am_send` slots).
+    pub(crate) fn advance<'py>(&self, py: Python<'py>) -> PyResult<IterStep<'py>> {
         let Some(fut) = self.fut.lock().as_ref().map(|f| f.bind(py).clone()) else {
-            return Ok(None);
+            return Ok(IterStep::Exhausted);
         };
-        let st = layout::state(&fut).ok_or_else(layout_err)?;
+        let st = layout::state(&fut)
+            .ok_or_else(|| eager::<PyTypeError>(py, "FutureIter over an uninitialized future"))?;
         {
             let mut g = st.inner.lock();
             if g.status == Status::Pending {
                 if !g.blocking {
                     g.blocking = true;
                     drop(g);
-                    return Ok(Some(fut.clone().unbind()));
+                    return Ok(IterStep::Yield(fut));
                 }
-                return Err(PyRuntimeError::new_err("await wasn't used with future"));
+                drop(g);
+                return Err(eager::<PyRuntimeError>(py, "await wasn't used with future"));
             }
         }
         let old = self.fut.lock().take();
-        drop(old);
-        let value = result(&fut, st)?;
-        Err(PyStopIteration::new_err((value.unbind(),)))
+        drop(old.map(|o| o.into_bound(py)));
+        match result_outcome(&fut, st)? {
+            Ok(v) => Ok(IterStep::Return(v)),
+            Err(e) => Err(PyErr::from_value(e)),
+        }
     }
-}
 
-fn layout_err() -> PyErr {
-    PyTypeError::new_err("FutureIter over an uninitialized future")
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.advance(py)? {
+            IterStep::Yield(v) => Ok(Some(v.unbind())),
+            IterStep::Return(v) => Err(PyStopIteration::new_err((v.unbind(),))),
+            IterStep::Exhausted => Ok(None),
+        }
+    }
 }
 
 #[pymethods]
@@ -906,7 +1029,8 @@ impl FutureIter {
 /// native module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FutureIter>()?;
-    if let Some(ty) = layout::create_type(m.py())? {
+    layout::install_iter_slots(&m.py().get_type::<FutureIter>());
+    if let Some(ty) = layout::create_future_type(m.py())? {
         m.add("Future", ty)?;
     }
     Ok(())

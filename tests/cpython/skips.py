@@ -56,6 +56,15 @@ SELECTOR_LOOP_MODULES = {
 
 # module -> {"TestClass.test_method": "reason"}. A test may exist on some Python versions only.
 SKIPS = {
+    "test_tasks": {
+        f"FerroloopTask_FerroloopFuture_Tests.{name}":
+            "calls ferroloop.Future.set_result/set_exception unbound on a ferroloop.Task; the Task "
+            "subclasses C asyncio.Task (so isinstance(t, asyncio.Task) holds), so it cannot also "
+            "subclass ferroloop.Future (two native layouts) and the method descriptor rejects it. "
+            "Calling the base's methods unbound on a task is not a documented use of either class."
+        for name in ("test_set_result_causes_invalid_state",
+                     "test_set_exception_causes_invalid_state")
+    },
     "test_events": {
         f"{cls}.test_timeout_rounding":
             "counts calls of loop._run_once by replacing it on the instance and reports "

@@ -1,0 +1,149 @@
+"""ferroloop._ferroloop.Task: asyncio.Task's API, natively, as a subclass of the C asyncio.Task.
+
+Behaviour is checked against asyncio's own Task on both loops (the ``task_cls`` param), so
+asyncio stays the reference. CPython's own Task tests run on it through the mirror classes of
+tests/cpython/run.py (test_tasks, test_eager_task_factory)."""
+
+import asyncio
+import contextvars
+import gc
+import sys
+
+import pytest
+
+from ferroloop import _ferroloop
+
+TASK_CLASSES = {"asyncio.Task": asyncio.Task, "ferroloop.Task": _ferroloop.Task}
+
+
+@pytest.fixture(params=list(TASK_CLASSES))
+def task_cls(request):
+    return TASK_CLASSES[request.param]
+
+
+def test_is_an_asyncio_task(loop):
+    async def coro():
+        return 1
+
+    t = _ferroloop.Task(coro(), loop=loop)
+    assert isinstance(t, asyncio.Task) and isinstance(t, asyncio.Future)
+    assert asyncio.isfuture(t)
+    assert loop.run_until_complete(t) == 1
+
+
+def test_result_exception_and_registration(loop, task_cls):
+    seen = {}
+
+    async def child(x):
+        seen["current"] = asyncio.current_task()
+        seen["all"] = asyncio.all_tasks()
+        await asyncio.sleep(0)
+        if x < 0:
+            raise ValueError(x)
+        return x * 2
+
+    async def main():
+        t = task_cls(child(21), loop=loop)
+        assert await t == 42
+        assert seen["current"] is t and t in seen["all"]
+        bad = task_cls(child(-1), loop=loop)
+        with pytest.raises(ValueError):
+            await bad
+        assert isinstance(bad.exception(), ValueError)
+
+    loop.run_until_complete(task_cls(main(), loop=loop))
+
+
+def test_cancel_with_message_and_uncancel(loop, task_cls):
+    async def main():
+        t = task_cls(asyncio.sleep(10), loop=loop)
+        await asyncio.sleep(0)
+        assert t.cancel("bye") and t.cancelling() == 1
+        with pytest.raises(asyncio.CancelledError) as info:
+            await t
+        assert info.value.args == ("bye",)
+        assert t.cancelled() and t.uncancel() == 0
+
+    loop.run_until_complete(task_cls(main(), loop=loop))
+
+
+def test_names_context_and_stack(loop, task_cls):
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def coro():
+        return var.get()
+
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in-ctx")
+    t = task_cls(coro(), loop=loop, name=123, context=ctx)
+    assert t.get_name() == "123"
+    t.set_name("renamed")
+    assert "renamed" in repr(t)
+    assert t.get_coro() is not None and isinstance(t.get_stack(), list)
+    assert loop.run_until_complete(t) == "in-ctx"
+    unnamed = task_cls(coro(), loop=loop)
+    assert unnamed.get_name().startswith("Task-")
+    loop.run_until_complete(unnamed)
+
+
+def test_bad_yields_and_self_await(loop, task_cls):
+    class Bad:
+        def __await__(self):
+            yield "not a future"
+
+    async def bad():
+        await Bad()
+
+    async def self_await():
+        await asyncio.sleep(0)
+        await holder[0]
+
+    holder = []
+    with pytest.raises(RuntimeError, match="bad yield"):
+        loop.run_until_complete(task_cls(bad(), loop=loop))
+    holder.append(task_cls(self_await(), loop=loop))
+    with pytest.raises(RuntimeError, match="await on itself"):
+        loop.run_until_complete(holder[0])
+
+
+def test_rejects_non_coroutines(loop, task_cls):
+    with pytest.raises(TypeError, match="a coroutine was expected"):
+        task_cls(42, loop=loop)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are 3.12+")
+def test_eager_start(loop, task_cls):
+    async def quick():
+        return "now"
+
+    async def main():
+        t = task_cls(quick(), loop=loop, eager_start=True)
+        assert t.done() and t.result() == "now"
+        # (the C Task's get_coro() crashes here before 3.12.5: CPython gh-122332)
+        if task_cls is _ferroloop.Task or sys.version_info >= (3, 12, 5):
+            assert t.get_coro() is None
+
+    loop.run_until_complete(task_cls(main(), loop=loop))
+
+
+def test_destroyed_pending_is_reported(loop, task_cls):
+    messages = []
+    loop.set_exception_handler(lambda _loop, ctx: messages.append(ctx["message"]))
+
+    async def forever():
+        await loop.create_future()
+
+    t = task_cls(forever(), loop=loop)
+    loop.run_until_complete(asyncio.sleep(0))
+    del t
+    gc.collect()
+    assert "Task was destroyed but it is pending!" in messages
+
+
+def test_long_chain_does_not_recurse(loop):
+    async def chain(n):
+        if n == 0:
+            return 0
+        return 1 + await _ferroloop.Task(chain(n - 1), loop=loop)
+
+    assert loop.run_until_complete(_ferroloop.Task(chain(20000), loop=loop)) == 20000
