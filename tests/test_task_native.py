@@ -147,3 +147,62 @@ def test_long_chain_does_not_recurse(loop):
         return 1 + await _ferroloop.Task(chain(n - 1), loop=loop)
 
     assert loop.run_until_complete(_ferroloop.Task(chain(20000), loop=loop)) == 20000
+
+
+@pytest.mark.parametrize("fut_cls", [asyncio.Future, _ferroloop.Future], ids=["asyncio.Future", "ferroloop.Future"])
+def test_wakeup_is_a_visible_removable_callback(loop, task_cls, fut_cls):
+    # On ferroloop's loop, a ferroloop Task awaiting a ferroloop Future registers its
+    # wake-up natively; Python must still see (and be able to remove or re-add) the bound
+    # task_wakeup builtin, as with the C Task.
+    var = contextvars.ContextVar("var", default=None)
+    fut = fut_cls(loop=loop)
+
+    async def waiter():
+        var.set("mine")
+        r = await fut
+        return r, var.get()
+
+    t = task_cls(waiter(), loop=loop)
+    loop.run_until_complete(asyncio.sleep(0))
+    [(cb, ctx)] = fut._callbacks
+    assert cb.__self__ is t and cb.__name__ == "task_wakeup"
+    assert cb == fut._callbacks[0][0]
+    assert isinstance(ctx, contextvars.Context)
+    assert fut.remove_done_callback(cb) == 1
+    assert not fut._callbacks
+    fut.add_done_callback(cb, context=ctx)
+    fut.add_done_callback(cb, context=ctx)  # the second wake-up finds the task done
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    fut.set_result(7)
+    assert loop.run_until_complete(t) == (7, "mine")
+    loop.run_until_complete(asyncio.sleep(0))
+    assert len(errors) == 1, errors
+    assert errors[0]["message"].startswith("Exception in callback")
+    assert "task_wakeup" in errors[0]["message"]
+    assert isinstance(errors[0]["exception"], asyncio.InvalidStateError)
+
+
+@pytest.mark.parametrize("fut_cls", [asyncio.Future, _ferroloop.Future], ids=["asyncio.Future", "ferroloop.Future"])
+def test_wakeup_runs_in_the_task_context(loop, task_cls, fut_cls):
+    var = contextvars.ContextVar("var", default="outer")
+
+    async def child(fut):
+        var.set("child")
+        await fut
+        return var.get()
+
+    async def main():
+        fut = fut_cls(loop=loop)
+        t = task_cls(child(fut), loop=loop)
+        await asyncio.sleep(0)
+        loop.call_soon(fut.set_result, None)
+        assert await t == "child"
+        assert var.get() == "outer"
+        t2 = task_cls(child(fut_cls(loop=loop)), loop=loop)
+        await asyncio.sleep(0)
+        t2.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t2
+
+    loop.run_until_complete(task_cls(main(), loop=loop))

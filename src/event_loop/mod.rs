@@ -89,6 +89,20 @@ pub(crate) enum Job {
     /// A callback scheduled from Rust (a future's done-callback): nobody can see or cancel
     /// it, so no `Handle` object is made for it (see `LoopCore::call_soon_native`).
     Call(NativeCall),
+    /// A ferroloop Task's step or wake-up, run by calling the Rust step function directly
+    /// (see `LoopCore::call_task_soon`).
+    Task(TaskCall),
+}
+
+/// A step (`wakeup == false`, `arg` = exception to throw in) or a wake-up (`wakeup ==
+/// true`, `arg` = the awaited future) of a ferroloop Task, run in `context` — what
+/// `loop.call_soon(task_step_or_wakeup, arg, context=context)` would run, without the
+/// bound method or the Handle.
+pub(crate) struct TaskCall {
+    pub(crate) task: Py<PyAny>,
+    pub(crate) arg: Option<Py<PyAny>>,
+    pub(crate) context: Py<PyAny>,
+    pub(crate) wakeup: bool,
 }
 
 impl From<Py<Handle>> for Job {
@@ -601,6 +615,7 @@ impl LoopCore {
                     res
                 }
                 Job::Call(call) => Self::run_native(slf, call),
+                Job::Task(call) => Self::run_task(slf, call),
             };
             if let Err(e) = res {
                 let mut q = this.queues.lock();
@@ -627,6 +642,18 @@ impl LoopCore {
         let Err(err) = res else {
             return Ok(());
         };
+        Self::report_native_error(slf, err, func, arg, context)
+    }
+
+    /// Reports the error of a job that had no `Handle`, as the handle's run would have.
+    fn report_native_error<'py>(
+        slf: &Bound<'py, Self>,
+        err: PyErr,
+        func: Bound<'py, PyAny>,
+        arg: Option<Bound<'py, PyAny>>,
+        context: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
         let args = PyTuple::new(py, arg)?;
         let handle = Bound::new(
             py,
@@ -641,6 +668,63 @@ impl LoopCore {
         handle
             .get()
             .report_error(handle.as_any(), err, &func, &args)
+    }
+
+    /// Runs a `Job::Task`: the task's step or wake-up in its context. An unexpected error
+    /// is reported as for a handle of the equivalent bound method.
+    fn run_task(slf: &Bound<'_, Self>, call: TaskCall) -> PyResult<()> {
+        let py = slf.py();
+        let TaskCall {
+            task,
+            arg,
+            context,
+            wakeup,
+        } = call;
+        let (task, context) = (task.into_bound(py), context.into_bound(py));
+        let arg = arg.map(|a| a.into_bound(py));
+        // SAFETY: `context` is a live object; Enter/Exit are paired (Exit only after a
+        // successful Enter); a failure leaves an exception set, which `fetch` takes.
+        let res = unsafe {
+            if ffi::PyContext_Enter(context.as_ptr()) < 0 {
+                Err(PyErr::fetch(py))
+            } else {
+                let r = crate::task::run_job(&task, wakeup, arg.as_ref());
+                if ffi::PyContext_Exit(context.as_ptr()) < 0 {
+                    let e = PyErr::fetch(py);
+                    if let Err(first) = r {
+                        e.set_context(py, Some(first));
+                    }
+                    Err(e)
+                } else {
+                    r
+                }
+            }
+        };
+        let Err(err) = res else {
+            return Ok(());
+        };
+        let func = crate::task::job_callable(&task, wakeup, arg.is_some())?;
+        Self::report_native_error(slf, err, func, arg, context)
+    }
+
+    /// Schedules a step or wake-up of a ferroloop Task for the next iteration, as
+    /// `loop.call_soon(bound_step_or_wakeup, arg, context=context)` would (see
+    /// `call_soon_native`; in debug mode the bound method and a real handle are made).
+    pub(crate) fn call_task_soon(slf: &Bound<'_, Self>, call: TaskCall) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+            let func =
+                crate::task::job_callable(call.task.bind(py), call.wakeup, call.arg.is_some())?;
+            let args = PyTuple::new(py, call.arg.map(|a| a.into_bound(py)))?;
+            Self::schedule_soon(slf, func, args, Some(call.context.into_bound(py)))?;
+            return Ok(());
+        }
+        this.queues.lock().ready.push_back(Job::Task(call));
+        this.wake_if_polling();
+        Ok(())
     }
 
     /// Schedules `func(arg)` in `context` for the next iteration, as
@@ -1985,6 +2069,11 @@ impl LoopCore {
                     Job::Handle(h) => visit.call(h)?,
                     Job::Call(c) => {
                         visit.call(&c.func)?;
+                        visit.call(c.arg.as_ref())?;
+                        visit.call(&c.context)?;
+                    }
+                    Job::Task(c) => {
+                        visit.call(&c.task)?;
                         visit.call(c.arg.as_ref())?;
                         visit.call(&c.context)?;
                     }

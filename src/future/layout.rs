@@ -61,6 +61,15 @@ impl Ref {
     pub fn as_ptr(&self) -> *mut ffi::PyObject {
         self.0.as_ptr()
     }
+
+    /// The strong reference, handed over as a `Bound` (no reference count change).
+    pub fn into_bound(self, py: Python<'_>) -> Bound<'_, PyAny> {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        // SAFETY: we owned a strong reference to a live object; it now belongs to the
+        // `Bound`. `py` proves the thread is attached.
+        unsafe { Bound::from_owned_ptr(py, p) }
+    }
 }
 
 impl Drop for Ref {
@@ -953,7 +962,11 @@ unsafe extern "C" fn iter_next(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     let step = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as above; the slot is only installed on the FutureIter type.
         let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
-        it.get().advance(py)
+        let step = it.get().advance(py);
+        if let Ok(IterStep::Return(_)) = step {
+            super::offer_spare_iter(&it);
+        }
+        step
     }));
     match step {
         Ok(Ok(IterStep::Yield(v))) => v.into_ptr(),
@@ -997,7 +1010,11 @@ unsafe extern "C" fn iter_send(
     let step = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as above.
         let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
-        it.get().advance(py)
+        let step = it.get().advance(py);
+        if let Ok(IterStep::Return(_)) = step {
+            super::offer_spare_iter(&it);
+        }
+        step
     }));
     let (status, value) = match step {
         Ok(Ok(IterStep::Yield(v))) => (ffi::PySendResult::PYGEN_NEXT, v.into_ptr()),

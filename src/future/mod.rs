@@ -37,6 +37,84 @@ pub(crate) enum Status {
     Finished,
 }
 
+/// One done-callback of a future.
+pub(crate) enum Callback {
+    /// `(callback, context)`, as `add_done_callback` registered it.
+    Py(Ref, Ref),
+    /// `(task, context)`: the wake-up of a ferroloop Task awaiting the future, kept as a
+    /// Rust value (the bound `task_wakeup` builtin is only made when Python code looks at
+    /// it or the loop is not ferroloop's).
+    Wakeup(Ref, Ref),
+}
+
+impl Callback {
+    /// The callable Python sees (`_callbacks`, `remove_done_callback`).
+    fn func<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Callback::Py(f, _) => Ok(f.get(py)),
+            Callback::Wakeup(t, _) => crate::task::wakeup_callable(&t.get(py)),
+        }
+    }
+
+    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Callback::Py(_, c) | Callback::Wakeup(_, c) => c.get(py),
+        }
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Callback {
+        match self {
+            Callback::Py(f, c) => Callback::Py(Ref::new(f.get(py)), Ref::new(c.get(py))),
+            Callback::Wakeup(t, c) => Callback::Wakeup(Ref::new(t.get(py)), Ref::new(c.get(py))),
+        }
+    }
+}
+
+/// A future's done-callbacks, in registration order. The first is stored inline (like the
+/// C Future's `fut_callback0`): most futures get exactly one, the awaiting task's wake-up,
+/// which then costs no allocation. Invariant: `rest` is empty while `first` is `None`.
+#[derive(Default)]
+pub(crate) struct Callbacks {
+    first: Option<Callback>,
+    rest: Vec<Callback>,
+}
+
+impl Callbacks {
+    fn from_vec(v: Vec<Callback>) -> Self {
+        let mut it = v.into_iter();
+        let first = it.next();
+        Callbacks {
+            first,
+            rest: it.collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push(&mut self, cb: Callback) {
+        if self.first.is_none() {
+            self.first = Some(cb);
+        } else {
+            self.rest.push(cb);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Callback> {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
+
+impl IntoIterator for Callbacks {
+    type Item = Callback;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Callback>, std::vec::IntoIter<Callback>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Inner {
     /// `None` until `__init__` ran: the future is "not initialized".
@@ -45,8 +123,8 @@ pub(crate) struct Inner {
     pub(crate) result: Option<Ref>,
     pub(crate) exception: Option<Ref>,
     pub(crate) exception_tb: Option<Ref>,
-    /// `(callback, context)` pairs, in registration order.
-    pub(crate) callbacks: Vec<(Ref, Ref)>,
+    /// The done-callbacks, in registration order.
+    pub(crate) callbacks: Callbacks,
     pub(crate) source_tb: Option<Ref>,
     pub(crate) cancel_msg: Option<Ref>,
     /// The `CancelledError` a task's coroutine raised, re-raised (once) by
@@ -112,8 +190,9 @@ impl FutureState {
                 return v;
             }
         }
-        for (cb, ctx) in &g.callbacks {
-            for r in [cb, ctx] {
+        for cb in g.callbacks.iter() {
+            let (Callback::Py(f, c) | Callback::Wakeup(f, c)) = cb;
+            for r in [f, c] {
                 let v = visit(r);
                 if v != 0 {
                     return v;
@@ -210,14 +289,16 @@ pub(crate) fn make_cancelled_error<'py>(
 /// policy's loop (looked up at call time: tests patch these).
 fn default_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     let events = names(py)?.events.bind(py);
-    let running = events.getattr("_get_running_loop")?.call0()?;
+    let running = events
+        .getattr(pyo3::intern!(py, "_get_running_loop"))?
+        .call0()?;
     if !running.is_none() {
         return Ok(running);
     }
     events
-        .getattr("get_event_loop_policy")?
+        .getattr(pyo3::intern!(py, "get_event_loop_policy"))?
         .call0()?
-        .call_method0("get_event_loop")
+        .call_method0(pyo3::intern!(py, "get_event_loop"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -271,7 +352,10 @@ pub(crate) fn init_loop(
         _ => default_loop(py)?,
     };
     st.inner.lock().loop_ = Some(Ref::new(loop_.clone()));
-    if loop_.call_method0("get_debug")?.is_truthy()? {
+    if loop_
+        .call_method0(pyo3::intern!(py, "get_debug"))?
+        .is_truthy()?
+    {
         let n = names(py)?;
         if !n.is_finalizing.bind(py).call0()?.is_truthy()? {
             let tb = n.extract_stack.bind(py).call0()?;
@@ -286,12 +370,51 @@ pub(crate) fn repr<'py>(slf: &Bound<'py, PyAny>, _st: &FutureState) -> PyResult<
     names(slf.py())?.future_repr.bind(slf.py()).call1((slf,))
 }
 
+/// An exhausted iterator kept for reuse (a one-element free list, like the C FutureIter's):
+/// [`offer_spare_iter`] puts an iterator here when it returns its result — it then
+/// references nothing — and [`iter`] takes it once the `await` that used it let it go.
+#[cfg(not(Py_GIL_DISABLED))]
+static SPARE_ITER: GilCell<Option<Py<FutureIter>>> = GilCell::new(None);
+
+/// Offers `it`, which just returned its future's result, for reuse by [`iter`].
+pub(crate) fn offer_spare_iter(it: &Bound<'_, FutureIter>) {
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        let old = SPARE_ITER.lock().replace(it.clone().unbind());
+        drop(old.map(|o| o.into_bound(it.py())));
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    let _ = it;
+}
+
 pub(crate) fn iter<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
-    st.loop_obj(slf.py())?;
+    let py = slf.py();
+    st.loop_obj(py)?;
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        let spare = {
+            let mut g = SPARE_ITER.lock();
+            // SAFETY: the object is alive (we hold a reference); with the GIL held, a
+            // reference count of one means nothing else can reach it (no weakrefs).
+            match g.as_ref() {
+                Some(it) if unsafe { pyo3::ffi::Py_REFCNT(it.as_ptr()) } == 1 => g.take(),
+                _ => None,
+            }
+        };
+        if let Some(it) = spare {
+            let it = it.into_bound(py);
+            let mut f = it.get().fut.lock();
+            if f.is_none() {
+                *f = Some(slf.clone().unbind());
+                drop(f);
+                return Ok(it.into_any());
+            }
+        }
+    }
     let it = FutureIter {
         fut: GilCell::new(Some(slf.clone().unbind())),
     };
-    Ok(Bound::new(slf.py(), it)?.into_any())
+    Ok(Bound::new(py, it)?.into_any())
 }
 
 /// tp_finalize: report an exception that was never retrieved.
@@ -348,9 +471,70 @@ fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> 
     };
     let loop_ =
         loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
-    for (cb, ctx) in callbacks {
-        call_soon(&loop_, &cb.get(py), Some(slf), &ctx.get(py))?;
+    let native = crate::event_loop::LoopCore::native_target(&loop_);
+    for cb in callbacks {
+        match (cb, native) {
+            (Callback::Py(f, c), Some(core)) => crate::event_loop::LoopCore::call_soon_native(
+                core,
+                &f.get(py),
+                Some(slf),
+                &c.get(py),
+            )?,
+            (Callback::Py(f, c), None) => call_soon(&loop_, &f.get(py), Some(slf), &c.get(py))?,
+            (Callback::Wakeup(t, c), _) => {
+                schedule_wakeup(&loop_, native, slf, t.into_bound(py), c.into_bound(py))?
+            }
+        }
     }
+    Ok(())
+}
+
+/// Schedules `task`'s wake-up for the done future `fut`: a native job on ferroloop's own
+/// loop (`native`), else `loop.call_soon(task_wakeup, fut, context=context)`.
+fn schedule_wakeup<'py>(
+    loop_: &Bound<'py, PyAny>,
+    native: Option<&Bound<'py, crate::event_loop::LoopCore>>,
+    fut: &Bound<'py, PyAny>,
+    task: Bound<'py, PyAny>,
+    context: Bound<'py, PyAny>,
+) -> PyResult<()> {
+    match native {
+        Some(core) => crate::event_loop::LoopCore::call_task_soon(
+            core,
+            crate::event_loop::TaskCall {
+                task: task.unbind(),
+                arg: Some(fut.clone().unbind()),
+                context: context.unbind(),
+                wakeup: true,
+            },
+        ),
+        None => call_soon(
+            loop_,
+            &crate::task::wakeup_callable(&task)?,
+            Some(fut),
+            &context,
+        ),
+    }
+}
+
+/// Registers the wake-up of the ferroloop Task `task` (run in `context`) as a done-callback
+/// of `slf`, as `slf.add_done_callback(task_wakeup, context=context)` would.
+pub(crate) fn add_wakeup<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    task: &Bound<'py, PyAny>,
+    context: Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let loop_ = st.loop_obj(py)?;
+    if st.status() != Status::Pending {
+        let native = crate::event_loop::LoopCore::native_target(&loop_);
+        return schedule_wakeup(&loop_, native, slf, task.clone(), context);
+    }
+    st.inner
+        .lock()
+        .callbacks
+        .push(Callback::Wakeup(Ref::new(task.clone()), Ref::new(context)));
     Ok(())
 }
 
@@ -540,7 +724,7 @@ pub(crate) fn set_exception<'py>(
             "StopIteration interacts badly with generators and cannot be raised into a Future",
         ));
     }
-    let tb = exc.getattr("__traceback__")?;
+    let tb = exc.getattr(pyo3::intern!(py, "__traceback__"))?;
     let old = {
         let mut g = st.inner.lock();
         g.status = Status::Finished;
@@ -607,7 +791,7 @@ pub(crate) fn add_done_callback_impl<'py>(
         st.inner
             .lock()
             .callbacks
-            .push((Ref::new(func), Ref::new(ctx)));
+            .push(Callback::Py(Ref::new(func), Ref::new(ctx)));
     }
     Ok(())
 }
@@ -619,28 +803,25 @@ pub(crate) fn remove_done_callback<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
     st.loop_obj(py)?;
-    let snapshot: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = st
+    let snapshot: Vec<Callback> = st
         .inner
         .lock()
         .callbacks
         .iter()
-        .map(|(f, c)| (f.get(py), c.get(py)))
+        .map(|cb| cb.clone_ref(py))
         .collect();
     let total = snapshot.len();
     let mut kept = Vec::with_capacity(total);
-    for (f, c) in snapshot {
+    for cb in snapshot {
+        let f = cb.func(py)?;
         // PyObject_RichCompareBool semantics: identity implies equality.
         if !(f.is(func) || f.eq(func)?) {
-            kept.push((f, c));
+            kept.push(cb);
         }
     }
     let removed = total - kept.len();
     if removed > 0 {
-        let kept: Vec<(Ref, Ref)> = kept
-            .into_iter()
-            .map(|(f, c)| (Ref::new(f), Ref::new(c)))
-            .collect();
-        let old = mem::replace(&mut st.inner.lock().callbacks, kept);
+        let old = mem::replace(&mut st.inner.lock().callbacks, Callbacks::from_vec(kept));
         drop(old);
     }
     Ok(removed.into_pyobject(py)?.into_any())
@@ -786,16 +967,16 @@ pub(crate) fn get_callbacks<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = st
+    let items: Vec<Callback> = st
         .inner
         .lock()
         .callbacks
         .iter()
-        .map(|(f, c)| (f.get(py), c.get(py)))
+        .map(|cb| cb.clone_ref(py))
         .collect();
     let list = PyList::empty(py);
-    for (f, c) in items {
-        list.append(PyTuple::new(py, [f, c])?)?;
+    for cb in items {
+        list.append(PyTuple::new(py, [cb.func(py)?, cb.context(py)])?)?;
     }
     Ok(list.into_any())
 }

@@ -7,9 +7,14 @@
 //! of the state is a [`FutureState`] and every Future method is the Future's own code; the
 //! type is built by [`layout::create_type`] like the Future's.
 //!
-//! Stepping never recurses on the native stack: each step is scheduled with
-//! `loop.call_soon` (a bound C function per step, like the C Task's step wrapper), and the
-//! wake-up callback registered on the awaited future runs one step.
+//! Stepping never recurses on the native stack: each step is scheduled for the next loop
+//! iteration, and the wake-up registered on the awaited future runs one step. On
+//! ferroloop's own loop (see `LoopCore::native_target`) a step or wake-up is a
+//! `Job::Task` in the ready queue that calls [`step`]/[`wakeup`] directly; elsewhere it is
+//! `loop.call_soon(bound_builtin, ...)`, like the C Task's step wrapper. Awaiting a
+//! ferroloop Future or Task registers the wake-up as a Rust value
+//! (`future::Callback::Wakeup`); the bound `task_wakeup` builtin is made only when Python
+//! code looks at `_callbacks` / `remove_done_callback`, or for another loop's `call_soon`.
 //!
 //! Exceptions that the step inspects are handled as objects taken out of the error
 //! indicator (never as a dropped `PyErr`: CPython calls these functions without PyO3's
@@ -299,6 +304,46 @@ fn bound_fn<'py>(
     }
 }
 
+/// The `task_wakeup` builtin bound to `task` (what C shows in a future's `_callbacks`).
+pub(crate) fn wakeup_callable<'py>(task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    bound_fn(task, defs().wakeup)
+}
+
+/// The builtin a [`crate::event_loop::TaskCall`] stands for: the wake-up, or the step
+/// (taking the exception to throw in when `has_arg`).
+pub(crate) fn job_callable<'py>(
+    task: &Bound<'py, PyAny>,
+    wakeup: bool,
+    has_arg: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let d = defs();
+    bound_fn(
+        task,
+        match (wakeup, has_arg) {
+            (true, _) => d.wakeup,
+            (false, true) => d.step_exc,
+            (false, false) => d.step,
+        },
+    )
+}
+
+/// Runs a [`crate::event_loop::TaskCall`] (the caller entered the task's context): what
+/// calling [`job_callable`] with `arg` does, without the builtin.
+pub(crate) fn run_job(
+    task: &Bound<'_, PyAny>,
+    wakeup: bool,
+    arg: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = task.py();
+    let ts = layout::native::<TaskState>(task)
+        .ok_or_else(|| eager::<PyTypeError>(py, "expected an initialized ferroloop Task"))?;
+    if wakeup {
+        self::wakeup(task, ts, arg.cloned())
+    } else {
+        step(task, ts, arg.cloned())
+    }
+}
+
 /// Schedules a step of `task` (throwing `exc` into the coroutine if given).
 fn call_step_soon(
     task: &Bound<'_, PyAny>,
@@ -308,6 +353,17 @@ fn call_step_soon(
     let py = task.py();
     let loop_ = ts.fut.loop_obj(py)?;
     let ctx = ts.context(py);
+    if let Some(core) = crate::event_loop::LoopCore::native_target(&loop_) {
+        return crate::event_loop::LoopCore::call_task_soon(
+            core,
+            crate::event_loop::TaskCall {
+                task: task.clone().unbind(),
+                arg: exc.map(|e| e.clone().unbind()),
+                context: ctx.unbind(),
+                wakeup: false,
+            },
+        );
+    }
     match exc {
         None => future::call_soon(&loop_, &bound_fn(task, defs().step)?, None, &ctx),
         Some(e) => future::call_soon(&loop_, &bound_fn(task, defs().step_exc)?, Some(e), &ctx),
@@ -513,7 +569,7 @@ fn step_impl<'py>(
                 Err(err) => {
                     let stop = py.get_type::<pyo3::exceptions::PyStopIteration>();
                     if is_instance_of_exc(&err, stop.as_any()) {
-                        Outcome::Return(err.getattr("value")?)
+                        Outcome::Return(err.getattr(pyo3::intern!(py, "value"))?)
                     } else {
                         Outcome::Raise(err)
                     }
@@ -693,15 +749,14 @@ fn handle_yield<'py>(
                     runtime_error(py, format!("Task cannot await on itself: {}", task.repr()?))?;
                 return call_step_soon(task, ts, Some(&e));
             }
-            let wake = bound_fn(task, defs().wakeup)?;
             match native {
                 Some(rst) => {
                     rst.inner.lock().blocking = false;
-                    future::add_done_callback_impl(&result, rst, wake, Some(ctx))?;
+                    future::add_wakeup(&result, rst, task, ctx)?;
                 }
                 None => {
                     result.setattr("_asyncio_future_blocking", false)?;
-                    add_done_callback_method(&result, &wake, &ctx)?;
+                    add_done_callback_method(&result, &wakeup_callable(task)?, &ctx)?;
                 }
             }
             let old = ts.inner.lock().fut_waiter.replace(Ref::new(result.clone()));
@@ -873,7 +928,9 @@ fn init<'py>(
 }
 
 fn ffi_is_running(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
-    loop_.call_method0("is_running")?.is_truthy()
+    loop_
+        .call_method0(pyo3::intern!(loop_.py(), "is_running"))?
+        .is_truthy()
 }
 
 /// 3.12+ `eager_start=True` on a running loop: the first step runs now, inside
