@@ -10,7 +10,9 @@ use pyo3::types::PyModule;
 /// asyncio and standard library callables used by the loop.
 pub struct Imports {
     pub events: Py<PyModule>,
+    /// `ferroloop.Future`: what `loop.create_future()` returns.
     pub future_cls: Py<PyAny>,
+    /// `ferroloop.Task`: what `loop.create_task()` makes without a task factory.
     pub task_cls: Py<PyAny>,
     pub isfuture: Py<PyAny>,
     pub ensure_future: Py<PyAny>,
@@ -51,6 +53,7 @@ impl Imports {
     pub fn get(py: Python<'_>) -> PyResult<&'static Imports> {
         IMPORTS.get_or_try_init(py, || {
             let events = py.import("asyncio.events")?;
+            let native = py.import("ferroloop._ferroloop")?;
             let asyncio = py.import("asyncio")?;
             let futures = py.import("asyncio.futures")?;
             let coroutines = py.import("asyncio.coroutines")?;
@@ -64,8 +67,8 @@ impl Imports {
             let traceback = py.import("traceback")?;
             Ok(Imports {
                 events: events.clone().unbind(),
-                future_cls: attr(&futures, "Future")?,
-                task_cls: attr(&asyncio, "Task")?,
+                future_cls: attr(&native, "Future")?,
+                task_cls: attr(&native, "Task")?,
                 isfuture: attr(&futures, "isfuture")?,
                 ensure_future: attr(&asyncio, "ensure_future")?,
                 wrap_future: attr(&futures, "wrap_future")?,

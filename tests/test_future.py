@@ -159,3 +159,21 @@ def test_repr(loop, future_cls):
     assert repr(fut).endswith("pending>")
     fut.set_result(7)
     assert "finished result=7" in repr(fut)
+
+
+def test_done_callback_added_after_completion_runs_in_current_context(loop, future_cls):
+    """A callback added to an already-done future, without context=, runs in a copy of
+    the current context (asyncio copies it; ferroloop's native scheduling must too)."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    fut = future_cls(loop=loop)
+    fut.set_result(1)
+    seen = []
+    token = var.set("at-add")
+    try:
+        fut.add_done_callback(lambda f: seen.append((f.result(), var.get())))
+    finally:
+        var.reset(token)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert seen == [(1, "at-add")]

@@ -747,10 +747,12 @@ impl LoopCore {
             Self::schedule_soon(slf, func.clone(), args, Some(context.clone()))?;
             return Ok(());
         }
+        // `context=None` means a copy of the current context, as for call_soon.
+        let context = Self::context_for(py, Some(context.clone()))?;
         this.queues.lock().ready.push_back(Job::Call(NativeCall {
             func: func.clone().unbind(),
             arg: arg.map(|a| a.clone().unbind()),
-            context: context.clone().unbind(),
+            context,
         }));
         this.wake_if_polling();
         Ok(())
