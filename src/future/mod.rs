@@ -834,6 +834,16 @@ pub(crate) fn cancel<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    let msg = parse_cancel_args(py, args)?;
+    let cancelled = cancel_impl(slf, st, msg)?;
+    Ok(py_bool(py, cancelled))
+}
+
+/// The `msg` of `cancel(msg=None)` (Future's and Task's).
+pub(crate) fn parse_cancel_args<'py>(
+    py: Python<'py>,
+    args: FastArgs<'py>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     if args.pos.len() > 1 {
         return Err(eager::<PyTypeError>(
             py,
@@ -851,8 +861,7 @@ pub(crate) fn cancel<'py>(
             ));
         }
     }
-    let cancelled = cancel_impl(slf, st, msg)?;
-    Ok(py_bool(py, cancelled))
+    Ok(msg)
 }
 
 /// `Future.cancel(msg)` after argument parsing (also `super().cancel()` of a Task).

@@ -1075,24 +1075,7 @@ fn cancel<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    if args.pos.len() > 1 {
-        return Err(eager::<PyTypeError>(
-            py,
-            "cancel() takes at most 1 argument",
-        ));
-    }
-    let mut msg = args.pos.into_iter().next();
-    for (k, v) in args.kw {
-        if k.to_str()? == "msg" && msg.is_none() {
-            msg = Some(v);
-        } else {
-            return Err(eager::<PyTypeError>(
-                py,
-                format!("cancel() got an unexpected keyword argument '{k}'"),
-            ));
-        }
-    }
-    let msg = or_none(msg, py);
+    let msg = or_none(future::parse_cancel_args(py, args)?, py);
     {
         let mut g = ts.fut.inner.lock();
         g.log_tb = false;
