@@ -291,20 +291,16 @@ impl LoopCore {
         ))
     }
 
+    /// A new handle running `callback(*args)` in `context` (with the scheduling stack in
+    /// debug mode).
     fn new_handle(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
+        context: Py<PyAny>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let context = Self::context_for(py, context)?;
-        let this = slf.get();
-        let tb = if this.debug_on() {
-            this.source_traceback(py)?
-        } else {
-            None
-        };
+        let tb = slf.get().source_traceback(py)?;
         Py::new(
             py,
             Handle::new(
@@ -326,8 +322,8 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
+        let context = Self::context_for(py, context)?;
         if !this.debug_on() {
-            let context = Self::context_for(py, context)?;
             let mut q = this.queues.lock();
             if let Some(h) = q.pool.pop() {
                 h.get().refill(
@@ -342,18 +338,6 @@ impl LoopCore {
                 return Ok(h);
             }
             drop(q);
-            let h = Py::new(
-                py,
-                Handle::new(
-                    callback.unbind(),
-                    args.unbind(),
-                    context,
-                    slf.clone().into_any().unbind(),
-                    None,
-                ),
-            )?;
-            this.push_ready(h.clone_ref(py));
-            return Ok(h);
         }
         let h = Self::new_handle(slf, callback, args, context)?;
         this.push_ready(h.clone_ref(py));
@@ -893,7 +877,7 @@ impl LoopCore {
         let method = if write { "add_writer" } else { "add_reader" };
         this.check_callback(slf.py(), &callback, method)?;
         let fd = Self::fd_of(fd)?;
-        let handle = Self::new_handle(slf, callback, args, None)?;
+        let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         let previous = {
             let mut q = this.queues.lock();
             let entry = q.io.entry(fd).or_default();
@@ -1492,7 +1476,7 @@ impl LoopCore {
             }
             return Err(e);
         }
-        let handle = Self::new_handle(slf, callback, args, None)?;
+        let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         let old = this.pystate.lock().signal_handlers.insert(sig, handle);
         drop(old);
         let noop = wrap_pyfunction!(signals::_sighandler_noop, py)?;
