@@ -282,6 +282,56 @@ impl Handle {
     }
 }
 
+/// Runs `body` with `ctx` entered as the current context: `ctx.run(...)` without the
+/// call. An error from leaving the context wins, with the body's error as its context.
+#[inline(always)]
+pub fn with_context<R>(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    body: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    // SAFETY: `ctx` is a live object and the thread is attached (`py`); Exit is only
+    // called after a successful Enter. A failure leaves an exception set, which `fetch`
+    // takes.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let res = body();
+    // SAFETY: as above, pairing the successful Enter.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
+        let err = PyErr::fetch(py);
+        if let Err(first) = res {
+            err.set_context(py, Some(first));
+        }
+        return Err(err);
+    }
+    res
+}
+
+/// `func(*argv)` through vectorcall (no argument tuple), discarding the result.
+#[inline(always)]
+pub fn vectorcall(
+    py: Python<'_>,
+    func: &Bound<'_, PyAny>,
+    argv: &[*mut ffi::PyObject],
+) -> PyResult<()> {
+    // SAFETY: `argv` holds borrowed references the caller keeps alive for the call; the
+    // result is a new reference (released here) or NULL with an exception set.
+    unsafe {
+        let res = ffi::PyObject_Vectorcall(
+            func.as_ptr(),
+            argv.as_ptr(),
+            argv.len(),
+            std::ptr::null_mut(),
+        );
+        if res.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::Py_DECREF(res);
+    }
+    Ok(())
+}
+
 /// Calls `func(*args)` inside `ctx`, as `ctx.run(func, *args)` would, without building
 /// an argument vector for `Context.run`.
 #[inline]
@@ -291,58 +341,22 @@ pub fn call_in_context(
     func: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
-    // SAFETY: all pointers are live references owned by the caller for the duration of
-    // the call and the GIL is held (`py`). PyContext_Enter/Exit are paired: Exit is only
-    // called after a successful Enter. A NULL result means a Python error is set, which
-    // PyErr::fetch takes.
-    unsafe {
-        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
-            return Err(PyErr::fetch(py));
+    // SAFETY: `args` is a live tuple (the macro reads its size field).
+    let no_args = unsafe { ffi::PyTuple_GET_SIZE(args.as_ptr()) } == 0;
+    with_context(py, ctx, || {
+        if no_args {
+            return vectorcall(py, func, &[]);
         }
-        let args_ptr = args.as_ptr();
-        let res = if ffi::PyTuple_GET_SIZE(args_ptr) == 0 {
-            ffi::PyObject_CallNoArgs(func.as_ptr())
-        } else {
-            ffi::PyObject_Call(func.as_ptr(), args_ptr, std::ptr::null_mut())
-        };
-        let exit_failed = ffi::PyContext_Exit(ctx.as_ptr()) < 0;
-        if res.is_null() || exit_failed {
-            if !res.is_null() {
-                ffi::Py_DECREF(res);
+        // SAFETY: `func` and `args` are live; a NULL result means an exception is set.
+        unsafe {
+            let res = ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), std::ptr::null_mut());
+            if res.is_null() {
+                return Err(PyErr::fetch(py));
             }
-            return Err(PyErr::fetch(py));
+            ffi::Py_DECREF(res);
         }
-        ffi::Py_DECREF(res);
-    }
-    Ok(())
-}
-
-/// Calls `func(arg)` inside `ctx` (one positional argument, no tuple built).
-#[inline]
-pub fn call_in_context1(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    func: &Bound<'_, PyAny>,
-    arg: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    // SAFETY: as in call_in_context; `argv` is a one-element array of a borrowed
-    // reference that outlives the call.
-    unsafe {
-        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        let argv = [arg.as_ptr()];
-        let res = ffi::PyObject_Vectorcall(func.as_ptr(), argv.as_ptr(), 1, std::ptr::null_mut());
-        let exit_failed = ffi::PyContext_Exit(ctx.as_ptr()) < 0;
-        if res.is_null() || exit_failed {
-            if !res.is_null() {
-                ffi::Py_DECREF(res);
-            }
-            return Err(PyErr::fetch(py));
-        }
-        ffi::Py_DECREF(res);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `asyncio.format_helpers._format_callback_source`, whose signature grew a `debug`

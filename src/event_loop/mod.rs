@@ -34,7 +34,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock::monotonic;
 use crate::handle::{
-    call_in_context, call_in_context1, retrack_unscheduled, untrack_scheduled, Handle, TimerHandle,
+    call_in_context, retrack_unscheduled, untrack_scheduled, vectorcall, with_context, Handle,
+    TimerHandle,
 };
 use crate::py::{events_attr, logger, Imports};
 use crate::sync::GilCell;
@@ -620,7 +621,7 @@ impl LoopCore {
         let (func, context) = (func.into_bound(py), context.into_bound(py));
         let arg = arg.map(|a| a.into_bound(py));
         let res = match &arg {
-            Some(a) => call_in_context1(py, &context, &func, a),
+            Some(a) => with_context(py, &context, || vectorcall(py, &func, &[a.as_ptr()])),
             None => call_in_context(py, &context, &func, &PyTuple::empty(py)),
         };
         let Err(err) = res else {
@@ -666,24 +667,9 @@ impl LoopCore {
         } = call;
         let (task, context) = (task.into_bound(py), context.into_bound(py));
         let arg = arg.map(|a| a.into_bound(py));
-        // SAFETY: `context` is a live object; Enter/Exit are paired (Exit only after a
-        // successful Enter); a failure leaves an exception set, which `fetch` takes.
-        let res = unsafe {
-            if ffi::PyContext_Enter(context.as_ptr()) < 0 {
-                Err(PyErr::fetch(py))
-            } else {
-                let r = crate::task::run_job(&task, wakeup, arg.as_ref());
-                if ffi::PyContext_Exit(context.as_ptr()) < 0 {
-                    let e = PyErr::fetch(py);
-                    if let Err(first) = r {
-                        e.set_context(py, Some(first));
-                    }
-                    Err(e)
-                } else {
-                    r
-                }
-            }
-        };
+        let res = with_context(py, &context, || {
+            crate::task::run_job(&task, wakeup, arg.as_ref())
+        });
         let Err(err) = res else {
             return Ok(());
         };
