@@ -8,17 +8,16 @@
 //! same Rust code as the PyO3 method.
 
 use std::ffi::{c_int, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{PyBaseException, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
+use crate::future::layout::guard_obj;
 
 /// Arguments parsed from a `(fixed..., *args, context=None)` vectorcall.
 struct Parsed<'py> {
@@ -99,30 +98,6 @@ unsafe fn parse<'py>(
     }
 }
 
-/// Runs `body` as a CPython method implementation: errors are restored as the pending
-/// exception and a panic becomes `pyo3.PanicException`, never an unwind into C.
-fn guard<F>(py: Python<'_>, body: F) -> *mut ffi::PyObject
-where
-    F: FnOnce() -> PyResult<Py<PyAny>>,
-{
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(obj)) => obj.into_ptr(),
-        Ok(Err(err)) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic in ferroloop".to_string());
-            PanicException::new_err(msg).restore(py);
-            std::ptr::null_mut()
-        }
-    }
-}
-
 /// Defines a `METH_FASTCALL | METH_KEYWORDS` function that parses its arguments with
 /// [`parse`] and hands them to `$body`.
 macro_rules! fast_method {
@@ -135,7 +110,7 @@ macro_rules! fast_method {
         ) -> *mut ffi::PyObject {
             // SAFETY: CPython calls methods with the thread attached.
             let py = unsafe { Python::assume_attached() };
-            guard(py, || {
+            guard_obj(py, || {
                 // SAFETY: the method descriptor checked that `slf` is a LoopCore; the
                 // arguments are forwarded verbatim from CPython's vectorcall.
                 let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };

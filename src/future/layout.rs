@@ -228,10 +228,12 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic in ferroloop Future".to_string())
+        .unwrap_or_else(|| "panic in ferroloop".to_string())
 }
 
-/// Runs `body`; errors become the pending exception, a panic becomes `PanicException`.
+/// Runs `body` as a CPython slot or method implementation: errors become the pending
+/// exception and a panic becomes `PanicException`, never an unwind into C. Shared by every
+/// hand-written entry point (the Future/Task slots and the loop's fast methods).
 pub fn guard_obj<F>(py: Python<'_>, body: F) -> *mut ffi::PyObject
 where
     F: FnOnce() -> PyResult<Py<PyAny>>,
