@@ -29,6 +29,7 @@ pub mod task;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     event_loop::fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
+    event_loop::dispatch::record_own_methods(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;

@@ -177,3 +177,68 @@ def test_done_callback_added_after_completion_runs_in_current_context(loop, futu
         var.reset(token)
     loop.run_until_complete(asyncio.sleep(0))
     assert seen == [(1, "at-add")]
+
+
+# --- loop methods the native paths would skip -------------------------------------------
+# On ferroloop's loop, done-callbacks and task steps go straight to the ready queue and the
+# debug flag is read natively. That must stop as soon as those methods are replaced, on the
+# instance or on the class, the way tests and instrumentation replace them.
+
+
+def test_patched_call_soon_on_the_instance_is_used(loop):
+    calls = []
+    original = loop.call_soon
+
+    def spy(callback, *args, context=None):
+        calls.append(callback)
+        return original(callback, *args, context=context)
+
+    loop.call_soon = spy
+    fut = loop.create_future()
+    fut.add_done_callback(lambda f: None)
+    fut.set_result(1)
+    assert len(calls) == 1
+    del loop.call_soon  # back to the class's method
+    loop.run_until_complete(asyncio.sleep(0))
+
+    async def child():
+        return 2
+
+    # Task steps go through the (patched) call_soon as well.
+    loop.call_soon = spy
+    calls.clear()
+    task = loop.create_task(child())
+    assert calls and loop.run_until_complete(task) == 2
+
+
+def test_patched_call_soon_on_the_class_is_used(loop):
+    calls = []
+    cls = type(loop)
+    original = cls.call_soon
+    own = "call_soon" in vars(cls)
+
+    def spy(self, callback, *args, context=None):
+        calls.append(callback)
+        return original(self, callback, *args, context=context)
+
+    cls.call_soon = spy
+    try:
+        fut = loop.create_future()
+        fut.add_done_callback(lambda f: None)
+        fut.set_result(1)
+        assert len(calls) == 1
+    finally:
+        if own:
+            cls.call_soon = original
+        else:
+            del cls.call_soon
+    assert cls.call_soon is original
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_patched_get_debug_is_used(loop):
+    loop.get_debug = lambda: True
+    fut = loop.create_future()
+    assert fut._source_traceback, "Future() asks loop.get_debug() for a source traceback"
+    loop.get_debug = lambda: False
+    assert not loop.create_future()._source_traceback

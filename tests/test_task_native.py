@@ -206,3 +206,126 @@ def test_wakeup_runs_in_the_task_context(loop, task_cls, fut_cls):
             await t2
 
     loop.run_until_complete(task_cls(main(), loop=loop))
+
+
+def _task_weakset():
+    """asyncio's registry of tasks, the WeakSet behind all_tasks()."""
+    import _asyncio
+
+    registry = getattr(_asyncio, "_scheduled_tasks", None)
+    return _asyncio._all_tasks if registry is None else registry
+
+
+def test_registry_holds_pending_tasks_only_while_needed(loop, task_cls):
+    # ferroloop takes a task out of asyncio's registry when it finishes (all_tasks() skips
+    # done tasks either way); a task destroyed while pending is removed by the WeakSet's
+    # own callback. Either way the registry does not grow with finished work.
+    registry = _task_weakset()
+    gc.collect()
+    before = len(registry)
+
+    async def child(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def main():
+        tasks = [task_cls(child(i), loop=loop) for i in range(200)]
+        assert set(tasks) <= asyncio.all_tasks()
+        assert sum(await asyncio.gather(*tasks)) == sum(range(200))
+        assert not set(tasks) & asyncio.all_tasks()
+        return tasks
+
+    tasks = loop.run_until_complete(task_cls(main(), loop=loop))
+    assert all(t.done() for t in tasks)
+    del tasks
+    gc.collect()
+    assert len(registry) == before
+
+    async def forever():
+        await loop.create_future()
+
+    pending = [task_cls(forever(), loop=loop) for _ in range(50)]
+    loop.run_until_complete(asyncio.sleep(0))
+    assert len(registry) == before + 50
+    loop.set_exception_handler(lambda *_: None)  # "destroyed but pending" reports
+    del pending
+    gc.collect()
+    assert len(registry) == before
+
+
+def test_registry_defers_removals_while_iterated(loop, task_cls):
+    # A task that finishes while another thread iterates the registry (as all_tasks() does)
+    # must not change the set's size under the iterator.
+    registry = _task_weakset()
+
+    async def child():
+        await asyncio.sleep(0)
+
+    async def main():
+        tasks = [task_cls(child(), loop=loop) for _ in range(20)]
+        await asyncio.sleep(0)
+        it = iter(registry)  # an open iteration, like a paused list(all_tasks)
+        first = next(it)
+        await asyncio.gather(*tasks)
+        rest = list(it)  # no "Set changed size during iteration"
+        assert first is not None and len(rest) >= 0
+        del it
+        assert not set(tasks) & asyncio.all_tasks()
+        if task_cls is _ferroloop.Task:
+            # The removals deferred during the iteration were committed when it ended.
+            assert not set(tasks) & set(registry)
+
+    loop.run_until_complete(task_cls(main(), loop=loop))
+
+
+def test_default_names_count_up(loop, task_cls):
+    async def noop():
+        pass
+
+    tasks = [task_cls(noop(), loop=loop) for _ in range(3)]
+    numbers = [int(t.get_name().removeprefix("Task-")) for t in tasks]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
+    assert tasks[0].get_name().startswith("Task-")
+    loop.run_until_complete(asyncio.gather(*tasks))
+
+
+def test_step_refuses_while_another_task_is_current(loop, task_cls):
+    errors = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    other = object()
+
+    async def child():
+        return 1
+
+    t = task_cls(child(), loop=loop)
+    asyncio.tasks._enter_task(loop, other)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert [type(e["exception"]) for e in errors] == [RuntimeError]
+    assert "Cannot enter into task" in str(errors[0]["exception"])
+    assert asyncio.tasks._current_tasks.get(loop) is other  # left in place
+    asyncio.tasks._leave_task(loop, other)
+    assert not t.done()  # its step was refused (and is lost, as with the C Task)
+    t._log_destroy_pending = False
+    t.get_coro().close()
+
+
+def test_leaving_checks_the_current_task(loop, task_cls):
+    errors = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    other = object()
+
+    async def swapper():
+        me = asyncio.current_task()
+        asyncio.tasks._leave_task(loop, me)
+        asyncio.tasks._enter_task(loop, other)
+        return 5
+
+    t = task_cls(swapper(), loop=loop)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert t.done() and t.result() == 5
+    assert [type(e["exception"]) for e in errors] == [RuntimeError]
+    assert "does not match the current task" in str(errors[0]["exception"])
+    assert asyncio.tasks._current_tasks.get(loop) is other  # put back
+    asyncio.tasks._leave_task(loop, other)

@@ -11,6 +11,7 @@
 //! which keeps re-entrant calls from callbacks (`call_soon` from inside a callback,
 //! `__del__` methods scheduling work) deadlock-free, with or without the GIL.
 
+pub mod dispatch;
 pub mod fastcall;
 pub mod reactor;
 pub mod signals;
@@ -163,6 +164,9 @@ pub struct LoopCore {
     executor_shutdown_called: AtomicBool,
     asyncgens_shutdown_called: AtomicBool,
     busy_iterations_without_poll: AtomicU32,
+    /// Set once an instance attribute shadows a method the fast paths skip (see
+    /// [`dispatch`]); from then on this loop always takes the Python-level calls.
+    shadowed: AtomicBool,
 }
 
 fn current_thread_id() -> u64 {
@@ -735,24 +739,45 @@ impl LoopCore {
         loop_: &'a Bound<'py, PyAny>,
     ) -> Option<&'a Bound<'py, LoopCore>> {
         let core = loop_.cast::<LoopCore>().ok()?;
-        let py = loop_.py();
-        let own = fastcall::call_soon_descriptor(py)?;
-        let found = loop_
-            .get_type()
-            .getattr(pyo3::intern!(py, "call_soon"))
-            .ok()?;
-        if !found.is(own) {
+        if core.get().shadowed.load(Ordering::Relaxed) {
             return None;
         }
-        if let Ok(dict) = loop_.getattr(pyo3::intern!(py, "__dict__")) {
-            if dict
-                .contains(pyo3::intern!(py, "call_soon"))
-                .unwrap_or(true)
+        let py = loop_.py();
+        let own = dispatch::own_methods(py)?;
+        dispatch::class_attr_is(loop_, pyo3::intern!(py, "call_soon"), &own.call_soon)
+            .then_some(core)
+    }
+
+    /// `loop_.get_debug()`, read from the flag when `loop_` is a ferroloop loop whose
+    /// `get_debug` is ferroloop's own.
+    pub(crate) fn debug_of(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = loop_.py();
+        if let (Ok(core), Some(own)) = (loop_.cast::<LoopCore>(), dispatch::own_methods(py)) {
+            if !core.get().shadowed.load(Ordering::Relaxed)
+                && dispatch::class_attr_is(loop_, pyo3::intern!(py, "get_debug"), &own.get_debug)
             {
-                return None;
+                return Ok(core.get().debug_on());
             }
         }
-        Some(core)
+        loop_
+            .call_method0(pyo3::intern!(py, "get_debug"))?
+            .is_truthy()
+    }
+
+    fn generic_setattr(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: *mut ffi::PyObject,
+    ) -> PyResult<()> {
+        if dispatch::shadows_fast_path(name) {
+            slf.get().shadowed.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: `slf` and `name` are live; `value` is live or NULL (deletion), which is
+        // PyObject_GenericSetAttr's contract; it returns -1 with an exception set on error.
+        if unsafe { ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value) } < 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
     }
 
     /// Runs a handle in debug mode: tracks the current handle and reports slow callbacks.
@@ -1020,6 +1045,7 @@ impl LoopCore {
             executor_shutdown_called: AtomicBool::new(false),
             asyncgens_shutdown_called: AtomicBool::new(false),
             busy_iterations_without_poll: AtomicU32::new(0),
+            shadowed: AtomicBool::new(false),
         })
     }
 
@@ -1295,6 +1321,9 @@ impl LoopCore {
     /// A new `asyncio.Future` bound to this loop.
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        if let Some(fut) = crate::future::new_for_loop(slf.as_any()) {
+            return Ok(fut?.unbind());
+        }
         let kw = PyDict::new(py);
         kw.set_item("loop", slf)?;
         Ok(Imports::get(py)?
@@ -1325,17 +1354,24 @@ impl LoopCore {
         let name = name.filter(|n| !n.is_none());
         let task = match factory {
             None => {
-                let kw = PyDict::new(py);
-                kw.set_item("loop", slf)?;
-                kw.set_item("name", name)?;
-                kw.set_item("context", context)?;
-                let task = Imports::get(py)?
-                    .task_cls
-                    .bind(py)
-                    .call((coro,), Some(&kw))?;
-                if let Ok(tb) = task.getattr("_source_traceback") {
-                    if tb.is_truthy()? {
-                        tb.del_item(-1)?;
+                let task = match crate::task::new_for_loop(slf.as_any(), coro, name, context) {
+                    Some(task) => task?,
+                    None => {
+                        let kw = PyDict::new(py);
+                        kw.set_item("loop", slf)?;
+                        kw.set_item("name", name)?;
+                        kw.set_item("context", context)?;
+                        Imports::get(py)?
+                            .task_cls
+                            .bind(py)
+                            .call((coro,), Some(&kw))?
+                    }
+                };
+                if this.debug_on() {
+                    if let Ok(tb) = task.getattr(pyo3::intern!(py, "_source_traceback")) {
+                        if tb.is_truthy()? {
+                            tb.del_item(-1)?;
+                        }
                     }
                 }
                 task
@@ -1669,6 +1705,20 @@ impl LoopCore {
 
     pub fn get_debug(&self) -> bool {
         self.debug_on()
+    }
+
+    /// Generic attribute assignment that notes when an instance attribute shadows a
+    /// method the fast paths skip (see [`dispatch`]).
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::generic_setattr(slf, name, value.as_ptr())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        Self::generic_setattr(slf, name, std::ptr::null_mut())
     }
 
     fn set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {

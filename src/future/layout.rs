@@ -207,6 +207,23 @@ pub fn native_type<S: Native>(py: Python<'_>) -> Option<Bound<'_, PyType>> {
     })
 }
 
+/// A new, uninitialized instance of `S`'s own type (what `S()` would get from `tp_new`,
+/// before `__init__`): lets the loop build its futures and tasks without a Python call.
+pub fn new_exact<S: Native>(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let td = S::type_data().get().ok_or_else(|| {
+        eager_err(
+            py.get_type::<pyo3::exceptions::PyRuntimeError>(),
+            "type not created",
+        )
+    })?;
+    // SAFETY: `td.ty` is `S`'s type (live forever); tp_new ignores its arguments and
+    // returns a new reference or NULL with an exception set.
+    unsafe {
+        let obj = tp_new::<S>(td.ty, ptr::null_mut(), ptr::null_mut());
+        Bound::from_owned_ptr_or_err(py, obj)
+    }
+}
+
 /// Our Future type object, if it was created.
 pub fn future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
     native_type::<FutureState>(py)

@@ -230,7 +230,6 @@ pub(crate) struct Names {
     cancelled: Py<PyAny>,
     finished: Py<PyAny>,
     extract_stack: Py<PyAny>,
-    copy_context: Py<PyAny>,
     events: Py<PyModule>,
     is_finalizing: Py<PyAny>,
     stop_iteration_is_runtime_error: bool,
@@ -253,7 +252,6 @@ pub(crate) fn names(py: Python<'_>) -> PyResult<&'static Names> {
             cancelled: attr(&base_futures, "_CANCELLED")?,
             finished: attr(&base_futures, "_FINISHED")?,
             extract_stack: attr(&format_helpers, "extract_stack")?,
-            copy_context: attr(&py.import("contextvars")?, "copy_context")?,
             events: py.import("asyncio.events")?.unbind(),
             is_finalizing: attr(&py.import("sys")?, "is_finalizing")?,
             stop_iteration_is_runtime_error: py.version_info() >= (3, 13),
@@ -337,6 +335,20 @@ pub(crate) fn init(
     init_loop(slf, st, loop_)
 }
 
+/// `ferroloop.Future(loop=loop_)` without a Python-level call; `None` when the Future
+/// type does not exist (then the caller calls the class).
+pub(crate) fn new_for_loop<'py>(loop_: &Bound<'py, PyAny>) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let py = loop_.py();
+    layout::future_type(py)?;
+    Some((|| {
+        let fut = layout::new_exact::<FutureState>(py)?;
+        let st = layout::state(&fut)
+            .ok_or_else(|| eager::<PyRuntimeError>(py, "ferroloop.Future lost its state"))?;
+        init_loop(&fut, st, Some(loop_.clone()))?;
+        Ok(fut)
+    })())
+}
+
 /// `Future.__init__(loop=loop)` after argument parsing (also the Future part of a Task's).
 pub(crate) fn init_loop(
     slf: &Bound<'_, PyAny>,
@@ -352,10 +364,7 @@ pub(crate) fn init_loop(
         _ => default_loop(py)?,
     };
     st.inner.lock().loop_ = Some(Ref::new(loop_.clone()));
-    if loop_
-        .call_method0(pyo3::intern!(py, "get_debug"))?
-        .is_truthy()?
-    {
+    if crate::event_loop::LoopCore::debug_of(&loop_)? {
         let n = names(py)?;
         if !n.is_finalizing.bind(py).call0()?.is_truthy()? {
             let tb = n.extract_stack.bind(py).call0()?;
@@ -786,7 +795,8 @@ pub(crate) fn add_done_callback_impl<'py>(
     } else {
         let ctx = match context {
             Some(c) if !c.is_none() => c,
-            _ => names(py)?.copy_context.bind(py).call0()?,
+            // SAFETY: attached; a new reference or NULL with an exception set.
+            _ => unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent())? },
         };
         st.inner
             .lock()

@@ -23,6 +23,7 @@
 use std::ffi::{c_int, CStr};
 use std::mem;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{
@@ -40,6 +41,8 @@ use crate::future::layout::{
 use crate::future::{self, eager, opt, or_none, py_bool, FastArgs, FutureState, Status};
 use crate::sync::GilCell;
 
+mod registry;
+
 #[derive(Default)]
 struct TaskInner {
     coro: Option<Ref>,
@@ -51,6 +54,8 @@ struct TaskInner {
     must_cancel: bool,
     log_destroy_pending: bool,
     num_cancels_requested: i64,
+    /// The weak reference that registers the pending task with asyncio (see [`registry`]).
+    registered: Option<Ref>,
 }
 
 /// The Rust state stored in each Task object: the Future's state plus the Task's.
@@ -72,6 +77,10 @@ impl TaskState {
 
 static TYPE: OnceLock<TypeData> = OnceLock::new();
 
+/// Numbers the default names `Task-{n}`: one counter per process, like the C Task's
+/// (Python-implemented tasks count separately, in `asyncio.tasks._task_name_counter`).
+static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 impl Native for TaskState {
     fn new_state() -> Self {
         TaskState {
@@ -90,7 +99,7 @@ impl Native for TaskState {
         let Some(g) = self.inner.try_lock() else {
             return 0;
         };
-        for r in [&g.coro, &g.context, &g.fut_waiter, &g.name]
+        for r in [&g.coro, &g.context, &g.fut_waiter, &g.name, &g.registered]
             .into_iter()
             .flatten()
         {
@@ -126,7 +135,6 @@ struct Names {
     task_repr: Py<PyAny>,
     task_get_stack: Py<PyAny>,
     task_print_stack: Py<PyAny>,
-    name_counter: Py<PyAny>,
     /// 3.12+: `eager_start` and `get_context`.
     eager: bool,
     /// 3.13+: `uncancel()` down to zero clears `_must_cancel`.
@@ -138,7 +146,6 @@ static NAMES: PyOnceLock<Names> = PyOnceLock::new();
 fn names(py: Python<'_>) -> PyResult<&'static Names> {
     NAMES.get_or_try_init(py, || {
         let c = py.import("_asyncio")?;
-        let tasks = py.import("asyncio.tasks")?;
         let base_tasks = py.import("asyncio.base_tasks")?;
         let coroutines = py.import("asyncio.coroutines")?;
         let attr = |m: &Bound<'_, PyModule>, n: &str| m.getattr(n).map(Bound::unbind);
@@ -160,7 +167,6 @@ fn names(py: Python<'_>) -> PyResult<&'static Names> {
             task_repr: attr(&base_tasks, "_task_repr")?,
             task_get_stack: attr(&base_tasks, "_task_get_stack")?,
             task_print_stack: attr(&base_tasks, "_task_print_stack")?,
-            name_counter: attr(&tasks, "_task_name_counter")?,
             eager,
             uncancel_resets: py.version_info() >= (3, 13),
         })
@@ -430,45 +436,121 @@ unsafe extern "C" fn m_wakeup(
 // ---------------------------------------------------------------------------------------
 
 /// `_enter_task(loop, task)` as the C Task does it (`enter_task` in `_asynciomodule.c`,
-/// 3.11–3.13): on the module's `_current_tasks` dict, without a call.
+/// 3.11–3.13) on the module's `_current_tasks` dict, without a call: one `setdefault`
+/// both checks that no task is current and makes this one current.
 fn enter_task(
     current: &Bound<'_, PyDict>,
     loop_: &Bound<'_, PyAny>,
     task: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    if let Some(other) = current.get_item(loop_)? {
-        return Err(eager::<PyRuntimeError>(
-            task.py(),
-            format!(
-                "Cannot enter into task {} while another task {} is being executed.",
-                task.repr()?,
-                other.repr()?
-            ),
-        ));
-    }
-    current.set_item(loop_, task)
+    let py = task.py();
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: all three are live and `current` is a dict; PyDict_SetDefault returns a
+    // borrowed reference (the value now stored) or NULL with an exception set. It is
+    // compared, then turned into a strong reference before any Python code runs.
+    let other = unsafe {
+        let now = ffi::PyDict_SetDefault(current.as_ptr(), loop_.as_ptr(), task.as_ptr());
+        if now.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        if now == task.as_ptr() {
+            return Ok(());
+        }
+        Bound::from_borrowed_ptr(py, now)
+    };
+    #[cfg(Py_GIL_DISABLED)]
+    // SAFETY: as above, but PyDict_SetDefaultRef stores a new reference in `now`.
+    let other = unsafe {
+        let mut now = ptr::null_mut();
+        if ffi::PyDict_SetDefaultRef(current.as_ptr(), loop_.as_ptr(), task.as_ptr(), &mut now) < 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+        let now = Bound::from_owned_ptr(py, now);
+        if now.is(task) {
+            return Ok(());
+        }
+        now
+    };
+    Err(eager::<PyRuntimeError>(
+        py,
+        format!(
+            "Cannot enter into task {} while another task {} is being executed.",
+            task.repr()?,
+            other.repr()?
+        ),
+    ))
 }
 
-/// `_leave_task(loop, task)` as the C Task does it.
+/// `_leave_task(loop, task)` as the C Task does it: one `pop`, putting back what was there
+/// if it was not `task`.
 fn leave_task(
     current: &Bound<'_, PyDict>,
     loop_: &Bound<'_, PyAny>,
     task: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = task.py();
-    let item = current.get_item(loop_)?;
-    if !item.as_ref().is_some_and(|i| i.is(task)) {
-        let item = or_none(item, py);
-        return Err(eager::<PyRuntimeError>(
-            py,
-            format!(
-                "Leaving task {} does not match the current task {}.",
-                task.repr()?,
-                item.repr()?
-            ),
-        ));
+    let item = dict_pop(current, loop_)?;
+    if item.as_ref().is_some_and(|i| i.is(task)) {
+        return Ok(());
     }
-    current.del_item(loop_)
+    if let Some(i) = &item {
+        current.set_item(loop_, i)?;
+    }
+    let item = or_none(item, py);
+    Err(eager::<PyRuntimeError>(
+        py,
+        format!(
+            "Leaving task {} does not match the current task {}.",
+            task.repr()?,
+            item.repr()?
+        ),
+    ))
+}
+
+#[cfg(not(Py_3_13))]
+extern "C" {
+    /// `dict.pop(key, default)` (exported by CPython 3.11 and 3.12; 3.13 made it public
+    /// as `PyDict_Pop`): a new reference, `default` when absent, NULL with an exception set.
+    fn _PyDict_Pop(
+        dict: *mut ffi::PyObject,
+        key: *mut ffi::PyObject,
+        default: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+}
+
+/// Removes `key` from `dict` with a single lookup, returning its value if it was there.
+fn dict_pop<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = dict.py();
+    #[cfg(Py_3_13)]
+    {
+        let mut out = ptr::null_mut();
+        // SAFETY: `dict` is a dict and `key` live; PyDict_Pop stores a new reference (or
+        // NULL when absent) in `out` and returns 1 / 0, or -1 with an exception set.
+        match unsafe { ffi::PyDict_Pop(dict.as_ptr(), key.as_ptr(), &mut out) } {
+            -1 => Err(PyErr::fetch(py)),
+            // SAFETY: a new reference when the key was present.
+            1 => Ok(Some(unsafe { Bound::from_owned_ptr(py, out) })),
+            _ => Ok(None),
+        }
+    }
+    #[cfg(not(Py_3_13))]
+    {
+        // A private sentinel: nothing else can be stored under the loop.
+        let absent = py.NotImplemented();
+        // SAFETY: `dict` is a dict, `key` and `absent` live; a new reference or NULL with
+        // an exception set.
+        let v = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                _PyDict_Pop(dict.as_ptr(), key.as_ptr(), absent.as_ptr()),
+            )?
+        };
+        Ok((!v.is(&absent)).then_some(v))
+    }
 }
 
 /// `Task.__step`: `_enter_task`, one step, `_leave_task`.
@@ -482,7 +564,7 @@ fn step<'py>(
     let loop_ = ts.fut.loop_obj(py)?;
     let current = n.current_tasks.bind(py);
     enter_task(current, &loop_, task)?;
-    let r = step_impl(task, ts, exc);
+    let r = step_impl(task, ts, exc).and_then(|()| unregister_if_done(py, ts));
     let l = leave_task(current, &loop_, task);
     match (r, l) {
         (Ok(()), l) => l,
@@ -877,6 +959,50 @@ fn init<'py>(
             "Task() missing required argument 'coro' (pos 1)",
         ));
     };
+    init_with(slf, ts, coro, loop_, name, context, eager_start)
+}
+
+/// `ferroloop.Task(coro, loop=loop_, name=name, context=context)` without a Python-level
+/// call (no keyword dict, no argument parsing); `None` when the Task type does not exist
+/// (then the caller calls the class).
+pub(crate) fn new_for_loop<'py>(
+    loop_: &Bound<'py, PyAny>,
+    coro: &Bound<'py, PyAny>,
+    name: Option<&Bound<'py, PyAny>>,
+    context: Option<&Bound<'py, PyAny>>,
+) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let py = loop_.py();
+    TYPE.get()?;
+    Some((|| {
+        let task = layout::new_exact::<TaskState>(py)?;
+        let ts = TaskState::lookup(&task)
+            .ok_or_else(|| eager::<PyRuntimeError>(py, "ferroloop.Task lost its state"))?;
+        init_with(
+            &task,
+            ts,
+            coro.clone(),
+            Some(loop_.clone()),
+            name.cloned(),
+            context.cloned(),
+            false,
+        )?;
+        Ok(task)
+    })())
+}
+
+/// `Task.__init__` after argument parsing; `loop.create_task()` calls it directly on a
+/// new instance (see [`new_for_loop`]).
+pub(crate) fn init_with<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+    coro: Bound<'py, PyAny>,
+    loop_: Option<Bound<'py, PyAny>>,
+    name: Option<Bound<'py, PyAny>>,
+    context: Option<Bound<'py, PyAny>>,
+    eager_start: bool,
+) -> PyResult<()> {
+    let py = slf.py();
+    let n = names(py)?;
     future::init_loop(slf, &ts.fut, loop_.filter(|l| !l.is_none()))?;
 
     // SAFETY: `coro` is live.
@@ -902,7 +1028,7 @@ fn init<'py>(
                 (Some(nm.str()?.into_any()), 0)
             }
         }
-        _ => (None, n.name_counter.bind(py).call0()?.extract::<u64>()?),
+        _ => (None, TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1),
     };
     let old = mem::replace(
         &mut *ts.inner.lock(),
@@ -915,6 +1041,7 @@ fn init<'py>(
             must_cancel: false,
             log_destroy_pending: true,
             num_cancels_requested: 0,
+            registered: None,
         },
     );
     drop(old);
@@ -923,8 +1050,33 @@ fn init<'py>(
         return eager_start_task(slf, ts);
     }
     call_step_soon(slf, ts, None)?;
-    vcall(n.register_task.bind(py), &[slf.as_ptr()])?;
-    Ok(())
+    register_pending(slf, ts)
+}
+
+/// Registers a pending task with asyncio (`_register_task`).
+fn register_pending(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
+    let py = task.py();
+    match registry::get(py) {
+        Some(reg) => {
+            let wr = reg.register(task)?;
+            let old = ts.inner.lock().registered.replace(wr);
+            drop(old);
+            Ok(())
+        }
+        None => vcall(names(py)?.register_task.bind(py), &[task.as_ptr()]).map(drop),
+    }
+}
+
+/// Takes a task that just finished out of asyncio's registry.
+fn unregister_if_done(py: Python<'_>, ts: &TaskState) -> PyResult<()> {
+    if ts.fut.status() == Status::Pending {
+        return Ok(());
+    }
+    let wr = ts.inner.lock().registered.take();
+    match (wr, registry::get(py)) {
+        (Some(wr), Some(reg)) => reg.unregister(py, wr),
+        _ => Ok(()),
+    }
 }
 
 fn ffi_is_running(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -972,7 +1124,7 @@ fn eager_start_task(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
         chain(Err(PyErr::from_value(fetch_exc(py))));
     }
     if ts.fut.status() == Status::Pending {
-        chain(n.register_task.bind(py).call1((task,)).map(drop));
+        chain(register_pending(task, ts));
     } else {
         let old = ts.inner.lock().coro.take();
         drop(old);

@@ -1,0 +1,80 @@
+//! When the Rust fast paths may bypass a loop method.
+//!
+//! Futures and tasks bound to ferroloop's loop skip two Python-level calls that asyncio
+//! makes: `loop.call_soon(...)` (a task step or done-callback becomes a native job) and
+//! `loop.get_debug()` (read from the loop's flag). That is only unobservable while those
+//! attributes still resolve to ferroloop's own methods: a subclass may override them, a
+//! test may patch the class (`mock.patch.object(Loop, "call_soon")`) or the instance
+//! (`loop.call_soon = Mock()`).
+//!
+//! The check runs once per completion or step, so it must be cheap: the class attribute is
+//! looked up through CPython's method cache (`_PyType_Lookup`, the lookup behind every
+//! `obj.attr`, invalidated by any change to the class or its bases), and an instance
+//! attribute of one of these names is noticed when it is set (`LoopCore.__setattr__`)
+//! instead of searching the instance `__dict__` every time.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyType};
+
+/// The methods whose Python-level call the fast paths skip.
+pub(crate) struct OwnMethods {
+    pub call_soon: Py<PyAny>,
+    pub get_debug: Py<PyAny>,
+}
+
+static OWN: PyOnceLock<OwnMethods> = PyOnceLock::new();
+
+/// Records `LoopCore`'s own `call_soon` and `get_debug` descriptors (after the fast
+/// `call_soon` entry point was installed).
+pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    let dict = ty.getattr("__dict__")?;
+    let own = OwnMethods {
+        call_soon: dict.get_item("call_soon")?.unbind(),
+        get_debug: dict.get_item("get_debug")?.unbind(),
+    };
+    let _ = OWN.set(py, own);
+    Ok(())
+}
+
+pub(crate) fn own_methods(py: Python<'_>) -> Option<&OwnMethods> {
+    OWN.get(py)
+}
+
+/// Whether an instance attribute called `name` would shadow a method the fast paths skip.
+pub(crate) fn shadows_fast_path(name: &Bound<'_, PyString>) -> bool {
+    matches!(name.to_str(), Ok("call_soon" | "get_debug"))
+}
+
+#[cfg(not(Py_GIL_DISABLED))]
+extern "C" {
+    /// CPython's MRO lookup through the type attribute cache (exported by every CPython
+    /// 3.x, not part of the limited API): a borrowed reference or NULL, never raises.
+    fn _PyType_Lookup(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// Whether `type(obj).<name>` is exactly `own`, the way attribute lookup on the class
+/// would find it.
+#[inline]
+pub(crate) fn class_attr_is(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    own: &Py<PyAny>,
+) -> bool {
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        // SAFETY: `obj` and `name` are live, `name` is a str; attached (GIL held), so the
+        // borrowed result is only compared, never dereferenced.
+        unsafe { _PyType_Lookup(ffi::Py_TYPE(obj.as_ptr()), name.as_ptr()) == own.as_ptr() }
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        // The borrowed result of _PyType_Lookup is not safe without the GIL.
+        obj.get_type()
+            .getattr(name)
+            .map(|found| found.is(own.bind(obj.py())))
+            .unwrap_or(false)
+    }
+}
