@@ -329,3 +329,21 @@ def test_leaving_checks_the_current_task(loop, task_cls):
     assert "does not match the current task" in str(errors[0]["exception"])
     assert asyncio.tasks._current_tasks.get(loop) is other  # put back
     asyncio.tasks._leave_task(loop, other)
+
+
+def test_destroyed_pending_task_leaves_all_tasks_even_if_kept(loop, task_cls):
+    # The exception handler keeps the dying task (resurrecting it); it must still be gone
+    # from all_tasks(), as with the C Task, whose weak reference the GC clears first.
+    kept = []
+    loop.set_exception_handler(lambda _loop, ctx: kept.append(ctx.get("task")))
+
+    async def kill_me():
+        await loop.create_future()  # only the future's callback references the task
+
+    t = task_cls(kill_me(), loop=loop)
+    assert asyncio.all_tasks(loop) == {t}
+    loop.run_until_complete(asyncio.sleep(0))
+    del t
+    gc.collect()
+    assert kept and kept[0] is not None and not kept[0].done()
+    assert asyncio.all_tasks(loop) == set()

@@ -55,7 +55,7 @@ struct TaskInner {
     log_destroy_pending: bool,
     num_cancels_requested: i64,
     /// The weak reference that registers the pending task with asyncio (see [`registry`]).
-    registered: Option<Ref>,
+    registered: Option<registry::Registration>,
 }
 
 /// The Rust state stored in each Task object: the Future's state plus the Task's.
@@ -99,7 +99,7 @@ impl Native for TaskState {
         let Some(g) = self.inner.try_lock() else {
             return 0;
         };
-        for r in [&g.coro, &g.context, &g.fut_waiter, &g.name, &g.registered]
+        for r in [&g.coro, &g.context, &g.fut_waiter, &g.name]
             .into_iter()
             .flatten()
         {
@@ -564,7 +564,8 @@ fn step<'py>(
     let loop_ = ts.fut.loop_obj(py)?;
     let current = n.current_tasks.bind(py);
     enter_task(current, &loop_, task)?;
-    let r = step_impl(task, ts, exc).and_then(|()| unregister_if_done(py, ts));
+    let r = step_impl(task, ts, exc);
+    unregister_if_done(ts);
     let l = leave_task(current, &loop_, task);
     match (r, l) {
         (Ok(()), l) => l,
@@ -1058,8 +1059,8 @@ fn register_pending(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
     let py = task.py();
     match registry::get(py) {
         Some(reg) => {
-            let wr = reg.register(task)?;
-            let old = ts.inner.lock().registered.replace(wr);
+            let registration = reg.register(task)?;
+            let old = ts.inner.lock().registered.replace(registration);
             drop(old);
             Ok(())
         }
@@ -1068,14 +1069,10 @@ fn register_pending(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
 }
 
 /// Takes a task that just finished out of asyncio's registry.
-fn unregister_if_done(py: Python<'_>, ts: &TaskState) -> PyResult<()> {
-    if ts.fut.status() == Status::Pending {
-        return Ok(());
-    }
-    let wr = ts.inner.lock().registered.take();
-    match (wr, registry::get(py)) {
-        (Some(wr), Some(reg)) => reg.unregister(py, wr),
-        _ => Ok(()),
+fn unregister_if_done(ts: &TaskState) {
+    if ts.fut.status() != Status::Pending {
+        let registration = ts.inner.lock().registered.take();
+        drop(registration);
     }
 }
 
@@ -1138,6 +1135,11 @@ fn eager_start_task(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
 
 fn finalize(slf: &Bound<'_, PyAny>, ts: &TaskState) {
     let py = slf.py();
+    // A dying task leaves asyncio's registry before its finalizer reports it, as the C
+    // Task's weak reference is cleared before the GC runs finalizers: the exception
+    // handler may keep (resurrect) the task, and all_tasks() must no longer list it.
+    let registration = ts.inner.lock().registered.take();
+    drop(registration);
     let report = {
         let g = ts.inner.lock();
         g.log_destroy_pending && ts.fut.status() == Status::Pending
