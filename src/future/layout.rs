@@ -98,7 +98,7 @@ pub trait Native: Sized + 'static {
     /// Where the type's [`TypeData`] lives (one per native type).
     fn type_data() -> &'static OnceLock<TypeData>;
     /// Visits every strong reference for the GC; returns the first non-zero result.
-    fn visit(&self, visit: &mut dyn FnMut(&Ref) -> c_int) -> c_int;
+    fn visit<F: FnMut(&Ref) -> c_int>(&self, visit: &mut F) -> c_int;
     /// Drops every reference (tp_clear).
     fn clear(&self);
     /// tp_finalize.
@@ -145,7 +145,7 @@ impl Native for FutureState {
     fn type_data() -> &'static OnceLock<TypeData> {
         &TYPE
     }
-    fn visit(&self, visit: &mut dyn FnMut(&Ref) -> c_int) -> c_int {
+    fn visit<F: FnMut(&Ref) -> c_int>(&self, visit: &mut F) -> c_int {
         FutureState::visit(self, visit)
     }
     fn clear(&self) {

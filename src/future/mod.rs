@@ -171,6 +171,7 @@ impl FutureState {
     }
 
     /// Visits every reference for the GC; returns the first non-zero visit result.
+    #[inline]
     pub(crate) fn visit(&self, mut visit: impl FnMut(&Ref) -> c_int) -> c_int {
         let Some(g) = self.inner.try_lock() else {
             return 0;

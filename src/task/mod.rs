@@ -91,7 +91,7 @@ impl Native for TaskState {
     fn type_data() -> &'static OnceLock<TypeData> {
         &TYPE
     }
-    fn visit(&self, visit: &mut dyn FnMut(&Ref) -> c_int) -> c_int {
+    fn visit<F: FnMut(&Ref) -> c_int>(&self, visit: &mut F) -> c_int {
         let r = self.fut.visit(&mut *visit);
         if r != 0 {
             return r;
