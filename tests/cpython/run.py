@@ -84,7 +84,7 @@ CORE_MODULES = [
     "test_locks", "test_queues", "test_context", "test_pep492", "test_runners",
     "test_timeouts", "test_waitfor", "test_threads", "test_taskgroups",
 ]
-# To join CORE_MODULES once ferroloop has its own Future/Task (run them by name until then).
+# The native Future/Task modules, run by name (tests/run_all.sh) next to CORE_MODULES.
 NEXT_CORE_MODULES = ["test_futures", "test_futures2", "test_tasks", "test_eager_task_factory"]
 
 RUN_ID = "__run__"          # pseudo-test for failures not attributable to one test
