@@ -1,6 +1,7 @@
 """Wrong arguments and wrong threads: the errors asyncio raises, with its messages."""
 
 import asyncio
+import gc
 import signal
 import threading
 
@@ -231,6 +232,26 @@ def test_run_until_complete_coroutine_function_not_called(loop):
 def test_create_task_non_coroutine(loop):
     with pytest.raises(TypeError):
         loop.create_task(123)
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_create_task_bad_arguments(loop):
+    async def coro():
+        return 1
+
+    for call in (
+        lambda: loop.create_task(),
+        lambda: loop.create_task(coro(), coro()),
+        lambda: loop.create_task(coro(), nmae="x"),
+        lambda: loop.create_task(coro(), coro=coro()),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    gc.collect()  # the rejected coroutines (never awaited: warned about, and ignored here)
+    # The keyword forms asyncio accepts.
+    task = loop.create_task(coro=coro(), name="by-keyword", context=None)
+    assert task.get_name() == "by-keyword"
+    assert loop.run_until_complete(task) == 1
 
 
 def test_call_soon_unknown_keyword(loop):

@@ -158,6 +158,63 @@ fast_method!(call_at, "call_at", ["when", "callback"], |slf, mut p| {
     Ok(LoopCore::call_at(slf, &when, cb, p.rest, p.context)?.into_any())
 });
 
+/// `create_task(coro, *, name=None, context=None)`: once per task, so it skips PyO3's
+/// generic keyword extraction too.
+unsafe extern "C" fn create_task(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guard_obj(py, || {
+        // SAFETY: the method descriptor checked that `slf` is a LoopCore; `args` holds
+        // `nargs` positionals then one value per name in `kwnames`, all borrowed for the
+        // call.
+        let (slf, mut coro, mut name, mut context) = unsafe {
+            let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
+            if nargs > 1 {
+                return Err(PyTypeError::new_err(format!(
+                    "create_task() takes 1 positional argument but {nargs} were given"
+                )));
+            }
+            let coro = (nargs == 1).then(|| Bound::from_borrowed_ptr(py, *args));
+            (slf, coro, None, None)
+        };
+        if !kwnames.is_null() {
+            // SAFETY: as above; `kwnames` is a tuple of str.
+            let kwnames = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
+            for (i, key) in kwnames.try_iter()?.enumerate() {
+                // SAFETY: as above; the value for keyword `i` follows the positionals.
+                let value =
+                    unsafe { Bound::from_borrowed_ptr(py, *args.offset(nargs + i as isize)) };
+                let key = key?;
+                let slot = match key.cast::<pyo3::types::PyString>()?.to_str()? {
+                    "name" => &mut name,
+                    "context" => &mut context,
+                    "coro" if coro.is_none() => &mut coro,
+                    "coro" => {
+                        return Err(PyTypeError::new_err(
+                            "create_task() got multiple values for argument 'coro'",
+                        ))
+                    }
+                    other => {
+                        return Err(PyTypeError::new_err(format!(
+                            "create_task() got an unexpected keyword argument '{other}'"
+                        )))
+                    }
+                };
+                *slot = Some(value);
+            }
+        }
+        let coro = coro.ok_or_else(|| {
+            PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
+        })?;
+        LoopCore::create_task(&slf, &coro, name.as_ref(), context.as_ref())
+    })
+}
+
 /// The `call_soon` descriptor installed on `LoopCore` (to tell whether a loop's
 /// `call_soon` is still ferroloop's own).
 static CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -198,8 +255,9 @@ fn install_one(
     )
 }
 
-/// Replaces the PyO3-generated scheduling methods of `LoopCore` (`call_soon`,
-/// `call_soon_threadsafe`, `call_later`, `call_at`) with the fast entry points.
+/// Replaces the PyO3-generated methods of `LoopCore` that run once per callback or task
+/// (`call_soon`, `call_soon_threadsafe`, `call_later`, `call_at`, `create_task`) with the
+/// fast entry points.
 pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     install_one(
         ty,
@@ -218,6 +276,12 @@ pub fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
         c"call_later",
         c"call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run delay seconds from now.",
         call_later,
+    )?;
+    install_one(
+        ty,
+        c"create_task",
+        c"create_task(coro, *, name=None, context=None)\n--\n\nSchedule the execution of a coroutine object in a task; return the task.",
+        create_task,
     )?;
     install_one(
         ty,
