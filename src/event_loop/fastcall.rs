@@ -13,7 +13,6 @@ use pyo3::exceptions::{PyBaseException, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
@@ -215,15 +214,6 @@ unsafe extern "C" fn create_task(
     })
 }
 
-/// The `call_soon` descriptor installed on `LoopCore` (to tell whether a loop's
-/// `call_soon` is still ferroloop's own).
-static CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// The installed `LoopCore.call_soon` descriptor, once the module is initialized.
-pub fn call_soon_descriptor(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
-    CALL_SOON.get(py).map(|d| d.bind(py))
-}
-
 fn install_one(
     ty: &Bound<'_, PyType>,
     name: &'static CStr,
@@ -245,9 +235,6 @@ fn install_one(
     // a new reference or NULL with an exception set.
     let descr =
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }?;
-    if name == c"call_soon" {
-        let _ = CALL_SOON.set(py, descr.clone().unbind());
-    }
     ty.setattr(
         name.to_str()
             .map_err(|e| PyBaseException::new_err(e.to_string()))?,
