@@ -13,10 +13,14 @@
 //! attribute of one of these names is noticed when it is set (`LoopCore.__setattr__`)
 //! instead of searching the instance `__dict__` every time.
 
+use std::sync::atomic::Ordering;
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
+
+use super::LoopCore;
 
 /// The methods whose Python-level call the fast paths skip.
 pub(crate) struct OwnMethods {
@@ -39,8 +43,20 @@ pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
     Ok(())
 }
 
-pub(crate) fn own_methods(py: Python<'_>) -> Option<&OwnMethods> {
-    OWN.get(py)
+/// `loop_` as ferroloop's loop if `loop_.<name>` still resolves to ferroloop's own method
+/// (`pick` chooses it from [`OwnMethods`]): not shadowed on the instance, not replaced on
+/// the class or by a subclass. Otherwise the caller must make the Python-level call.
+pub(crate) fn unpatched<'a, 'py>(
+    loop_: &'a Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+    pick: fn(&OwnMethods) -> &Py<PyAny>,
+) -> Option<&'a Bound<'py, LoopCore>> {
+    let core = loop_.cast::<LoopCore>().ok()?;
+    if core.get().shadowed.load(Ordering::Relaxed) {
+        return None;
+    }
+    let own = OWN.get(loop_.py())?;
+    class_attr_is(loop_, name, pick(own)).then_some(core)
 }
 
 /// Whether an instance attribute called `name` would shadow a method the fast paths skip.
@@ -58,11 +74,7 @@ extern "C" {
 /// Whether `type(obj).<name>` is exactly `own`, the way attribute lookup on the class
 /// would find it.
 #[inline]
-pub(crate) fn class_attr_is(
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyString>,
-    own: &Py<PyAny>,
-) -> bool {
+fn class_attr_is(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, own: &Py<PyAny>) -> bool {
     #[cfg(not(Py_GIL_DISABLED))]
     {
         // SAFETY: `obj` and `name` are live, `name` is a str; attached (GIL held), so the

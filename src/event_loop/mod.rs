@@ -738,30 +738,20 @@ impl LoopCore {
     pub(crate) fn native_target<'a, 'py>(
         loop_: &'a Bound<'py, PyAny>,
     ) -> Option<&'a Bound<'py, LoopCore>> {
-        let core = loop_.cast::<LoopCore>().ok()?;
-        if core.get().shadowed.load(Ordering::Relaxed) {
-            return None;
-        }
-        let py = loop_.py();
-        let own = dispatch::own_methods(py)?;
-        dispatch::class_attr_is(loop_, pyo3::intern!(py, "call_soon"), &own.call_soon)
-            .then_some(core)
+        dispatch::unpatched(loop_, pyo3::intern!(loop_.py(), "call_soon"), |o| {
+            &o.call_soon
+        })
     }
 
     /// `loop_.get_debug()`, read from the flag when `loop_` is a ferroloop loop whose
     /// `get_debug` is ferroloop's own.
     pub(crate) fn debug_of(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = loop_.py();
-        if let (Ok(core), Some(own)) = (loop_.cast::<LoopCore>(), dispatch::own_methods(py)) {
-            if !core.get().shadowed.load(Ordering::Relaxed)
-                && dispatch::class_attr_is(loop_, pyo3::intern!(py, "get_debug"), &own.get_debug)
-            {
-                return Ok(core.get().debug_on());
-            }
+        let name = pyo3::intern!(py, "get_debug");
+        match dispatch::unpatched(loop_, name, |o| &o.get_debug) {
+            Some(core) => Ok(core.get().debug_on()),
+            None => loop_.call_method0(name)?.is_truthy(),
         }
-        loop_
-            .call_method0(pyo3::intern!(py, "get_debug"))?
-            .is_truthy()
     }
 
     fn generic_setattr(
