@@ -15,7 +15,8 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
-use crate::py::Imports;
+use crate::names::Names;
+use crate::pyo::call::call_in_context;
 use crate::sync::GilCell;
 
 /// A callable with its positional arguments.
@@ -282,83 +283,6 @@ impl Handle {
     }
 }
 
-/// Runs `body` with `ctx` entered as the current context: `ctx.run(...)` without the
-/// call. An error from leaving the context wins, with the body's error as its context.
-#[inline(always)]
-pub fn with_context<R>(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    body: impl FnOnce() -> PyResult<R>,
-) -> PyResult<R> {
-    // SAFETY: `ctx` is a live object and the thread is attached (`py`); Exit is only
-    // called after a successful Enter. A failure leaves an exception set, which `fetch`
-    // takes.
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let res = body();
-    // SAFETY: as above, pairing the successful Enter.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
-        let err = PyErr::fetch(py);
-        if let Err(first) = res {
-            err.set_context(py, Some(first));
-        }
-        return Err(err);
-    }
-    res
-}
-
-/// `func(*argv)` through vectorcall (no argument tuple), discarding the result.
-#[inline(always)]
-pub fn vectorcall(
-    py: Python<'_>,
-    func: &Bound<'_, PyAny>,
-    argv: &[*mut ffi::PyObject],
-) -> PyResult<()> {
-    // SAFETY: `argv` holds borrowed references the caller keeps alive for the call; the
-    // result is a new reference (released here) or NULL with an exception set.
-    unsafe {
-        let res = ffi::PyObject_Vectorcall(
-            func.as_ptr(),
-            argv.as_ptr(),
-            argv.len(),
-            std::ptr::null_mut(),
-        );
-        if res.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        ffi::Py_DECREF(res);
-    }
-    Ok(())
-}
-
-/// Calls `func(*args)` inside `ctx`, as `ctx.run(func, *args)` would, without building
-/// an argument vector for `Context.run`.
-#[inline]
-pub fn call_in_context(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    func: &Bound<'_, PyAny>,
-    args: &Bound<'_, PyTuple>,
-) -> PyResult<()> {
-    // SAFETY: `args` is a live tuple (the macro reads its size field).
-    let no_args = unsafe { ffi::PyTuple_GET_SIZE(args.as_ptr()) } == 0;
-    with_context(py, ctx, || {
-        if no_args {
-            return vectorcall(py, func, &[]);
-        }
-        // SAFETY: `func` and `args` are live; a NULL result means an exception is set.
-        unsafe {
-            let res = ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), std::ptr::null_mut());
-            if res.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            ffi::Py_DECREF(res);
-        }
-        Ok(())
-    })
-}
-
 /// `asyncio.format_helpers._format_callback_source`, whose signature grew a `debug`
 /// keyword during 3.12's lifetime (absent in 3.12.1, present in 3.13).
 pub fn format_callback(
@@ -367,7 +291,7 @@ pub fn format_callback(
     args: &Bound<'_, PyTuple>,
     debug: bool,
 ) -> PyResult<String> {
-    let imports = Imports::get(py)?;
+    let imports = Names::get(py)?;
     let f = imports.format_callback_source.bind(py);
     let res = if imports.format_callback_source_takes_debug {
         let kw = PyDict::new(py);

@@ -2,14 +2,17 @@
 //!
 //! The crate mirrors asyncio's concepts, one module per concept:
 //!
-//! * [`event_loop`] — the loop core: ready queue, timer heap, reactor (epoll via `mio`),
-//!   signals, executors, async generator hooks and the exception handler API.
+//! * [`event_loop`] — the loop core (`LoopCore`), one file per concern: running, scheduling,
+//!   the ready queue, I/O, timers, signals, executors, async generator hooks, the
+//!   exception handler API, debug mode.
 //! * [`handle`] — `Handle` and `TimerHandle`, the scheduled callbacks.
+//! * [`future`], [`task`] — native `Future` and `Task`, subtypes of the C `_asyncio` ones;
+//!   what the loop's `create_future` / `create_task` return.
+//! * [`pyo`] — the CPython glue below PyO3's safe API: contexts, vectorcall, `Ref`, the
+//!   native type builder, the panic guard.
+//! * [`names`] — the one table of interned Python objects (asyncio functions, modules).
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
-//! * [`py`] — interned Python objects (asyncio functions, modules) looked up once.
 //! * [`sync`] — `GilCell`, the interior mutability used for state guarded by the GIL.
-//! * [`future`], [`task`] — native `Future` and `Task`, subtypes of the C `_asyncio` ones
-//!   (not yet used by the loop's `create_future`/`create_task`).
 //!
 //! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
 //! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
@@ -20,7 +23,8 @@ pub mod clock;
 pub mod event_loop;
 pub mod future;
 pub mod handle;
-pub mod py;
+pub mod names;
+pub mod pyo;
 pub mod sync;
 pub mod task;
 

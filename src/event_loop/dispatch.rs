@@ -90,3 +90,21 @@ fn class_attr_is(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, own: &Py<Py
             .unwrap_or(false)
     }
 }
+
+impl LoopCore {
+    pub(super) fn generic_setattr(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: *mut ffi::PyObject,
+    ) -> PyResult<()> {
+        if shadows_fast_path(name) {
+            slf.get().shadowed.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: `slf` and `name` are live; `value` is live or NULL (deletion), which is
+        // PyObject_GenericSetAttr's contract; it returns -1 with an exception set on error.
+        if unsafe { ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value) } < 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+}

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 use super::LoopCore;
-use crate::future::layout::guard_obj;
+use crate::pyo::panic::guard_obj;
 
 /// Arguments parsed from a `(fixed..., *args, context=None)` vectorcall.
 struct Parsed<'py> {

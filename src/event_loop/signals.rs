@@ -11,11 +11,14 @@ use std::os::unix::net::UnixStream;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyInt;
+use pyo3::types::{PyDict, PyInt, PyTuple};
 
 use super::reactor::SIGNALS;
+use super::{lock, os_error, LoopCore};
+use crate::handle::Handle;
+use crate::names::{logger, Names};
 
 /// The socket pair whose write end is `signal.set_wakeup_fd`'s target.
 pub struct SignalSocket {
@@ -83,3 +86,173 @@ pub fn check_signal(sig: &Bound<'_, PyAny>, signal_mod: &Bound<'_, PyModule>) ->
 #[pyfunction]
 #[pyo3(signature = (*_args))]
 pub fn _sighandler_noop(_args: &Bound<'_, pyo3::types::PyTuple>) {}
+
+impl LoopCore {
+    /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).
+    pub(super) fn add_signal_handler(
+        slf: &Bound<'_, Self>,
+        sig: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let imports = Names::get(py)?;
+        if imports
+            .iscoroutine
+            .bind(py)
+            .call1((&callback,))?
+            .is_truthy()?
+            || imports
+                .iscoroutinefunction
+                .bind(py)
+                .call1((&callback,))?
+                .is_truthy()?
+        {
+            return Err(PyTypeError::new_err(
+                "coroutines cannot be used with add_signal_handler()",
+            ));
+        }
+        let signal_mod = imports.signal.bind(py);
+        let sig = check_signal(sig, signal_mod)?;
+        this.check_closed()?;
+        let wakeup_fd = {
+            let mut sock = lock(&this.signal_socket);
+            if sock.is_none() {
+                let registry = this.registry.lock();
+                let Some(registry) = registry.as_ref() else {
+                    return Err(PyRuntimeError::new_err("Event loop is closed"));
+                };
+                *sock = Some(SignalSocket::new(registry).map_err(os_error)?);
+            }
+            sock.as_ref().map(|s| s.wakeup_fd()).unwrap_or(-1)
+        };
+        // set_wakeup_fd raises ValueError outside the main thread: check that first.
+        if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (wakeup_fd,)) {
+            if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOSError>(py) {
+                return Err(PyRuntimeError::new_err(e.value(py).str()?.unbind()));
+            }
+            return Err(e);
+        }
+        let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
+        let old = this.pystate.lock().signal_handlers.insert(sig, handle);
+        drop(old);
+        let noop = wrap_pyfunction!(_sighandler_noop, py)?;
+        let installed = signal_mod
+            .call_method1("signal", (sig, noop))
+            .and_then(|_| signal_mod.call_method1("siginterrupt", (sig, false)));
+        if let Err(e) = installed {
+            let (gone, none_left) = {
+                let mut st = this.pystate.lock();
+                (
+                    st.signal_handlers.remove(&sig),
+                    st.signal_handlers.is_empty(),
+                )
+            };
+            drop(gone);
+            if none_left {
+                if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+                    logger(py)?
+                        .call_method1("info", ("set_wakeup_fd(-1) failed: %s", e2.value(py)))?;
+                }
+            }
+            if e.is_instance_of::<PyOSError>(py)
+                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
+            {
+                return Err(PyRuntimeError::new_err(format!(
+                    "sig {sig} cannot be caught"
+                )));
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes the handler for `sig`; True if one was installed.
+    pub(super) fn remove_signal_handler(
+        slf: &Bound<'_, Self>,
+        sig: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let sig = check_signal(sig, Names::get(py)?.signal.bind(py))?;
+        Self::remove_signal_handler_inner(slf, sig)
+    }
+
+    pub(super) fn remove_signal_handler_inner(slf: &Bound<'_, Self>, sig: i32) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let (removed, none_left) = {
+            let mut st = this.pystate.lock();
+            let removed = st.signal_handlers.remove(&sig);
+            (removed, st.signal_handlers.is_empty())
+        };
+        if removed.is_none() {
+            return Ok(false);
+        }
+        drop(removed);
+        let signal_mod = Names::get(py)?.signal.bind(py);
+        let sigint: i32 = signal_mod.getattr("SIGINT")?.extract()?;
+        let handler = if sig == sigint {
+            signal_mod.getattr("default_int_handler")?
+        } else {
+            signal_mod.getattr("SIG_DFL")?
+        };
+        if let Err(e) = signal_mod.call_method1("signal", (sig, handler)) {
+            if e.is_instance_of::<PyOSError>(py)
+                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
+            {
+                return Err(PyRuntimeError::new_err(format!(
+                    "sig {sig} cannot be caught"
+                )));
+            }
+            return Err(e);
+        }
+        if none_left {
+            if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+                logger(py)?.call_method1("info", ("set_wakeup_fd(-1) failed: %s", e.value(py)))?;
+            }
+        }
+        Ok(true)
+    }
+
+    pub(super) fn signal_handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let handlers: Vec<(i32, Py<Handle>)> = self
+            .pystate
+            .lock()
+            .signal_handlers
+            .iter()
+            .map(|(sig, h)| (*sig, h.clone_ref(py)))
+            .collect();
+        let d = PyDict::new(py);
+        for (sig, h) in handlers {
+            d.set_item(sig, h)?;
+        }
+        Ok(d)
+    }
+
+    /// Pulls every signal number from the signal socket and schedules its handler.
+    pub(super) fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut sigs = Vec::new();
+        if let Some(sock) = lock(&this.signal_socket).as_mut() {
+            sock.drain(&mut sigs);
+        }
+        for sig in sigs {
+            let handler = this
+                .pystate
+                .lock()
+                .signal_handlers
+                .get(&sig)
+                .map(|h| h.clone_ref(py));
+            if let Some(h) = handler {
+                if h.get().is_cancelled() {
+                    Self::remove_signal_handler_inner(slf, sig)?;
+                } else {
+                    this.push_ready(h);
+                }
+            }
+        }
+        Ok(())
+    }
+}

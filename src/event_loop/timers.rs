@@ -4,6 +4,13 @@
 //! of the heap is popped, and when more than half of a large heap is cancelled the heap
 //! is rebuilt without them.
 
+use std::sync::atomic::Ordering;
+
+use pyo3::prelude::*;
+
+use super::{LoopCore, Queues};
+use crate::handle::{retrack_unscheduled, TimerHandle};
+
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`: below this size the heap is never rebuilt.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 /// asyncio's `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
@@ -212,6 +219,57 @@ impl<T> TimerHeap<T> {
             i = best;
         }
         self.heap[i] = e;
+    }
+}
+
+pub(super) fn is_timer_cancelled(py: Python<'_>, h: &Py<TimerHandle>) -> bool {
+    h.bind(py).as_super().get().is_cancelled()
+}
+
+/// Marks timers taken out of the heap as unscheduled and drops them (outside any lock:
+/// dropping a handle can run arbitrary Python code).
+pub(super) fn release_timers(py: Python<'_>, timers: Option<Vec<Timer<Py<TimerHandle>>>>) {
+    for t in timers.iter().flatten() {
+        t.handle.get().unschedule();
+        retrack_unscheduled(py, &t.handle);
+    }
+}
+
+impl LoopCore {
+    /// Called by `TimerHandle.cancel()` for a timer still in the heap.
+    pub(crate) fn timer_handle_cancelled(&self) {
+        self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops cancelled timers: all of them when they are more than half of a large heap,
+    /// otherwise those at the top. Returns them, to be released outside the lock.
+    pub(super) fn sweep_timers(
+        &self,
+        py: Python<'_>,
+        q: &mut Queues,
+    ) -> Vec<Timer<Py<TimerHandle>>> {
+        let n = q.timers.len();
+        let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
+        if n > MIN_SCHEDULED_TIMER_HANDLES
+            && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            self.timer_cancelled_count.store(0, Ordering::Relaxed);
+            return q.timers.remove_where(|h| is_timer_cancelled(py, h));
+        }
+        let mut dead = Vec::new();
+        while q
+            .timers
+            .peek()
+            .is_some_and(|t| is_timer_cancelled(py, &t.handle))
+        {
+            dead.extend(q.timers.pop());
+            let _ = self.timer_cancelled_count.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |c| c.checked_sub(1),
+            );
+        }
+        dead
     }
 }
 

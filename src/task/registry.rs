@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PySet};
 
-use crate::future::layout::Ref;
+use crate::pyo::Ref;
 
 /// The parts of asyncio's task `WeakSet` that registration touches.
 pub(crate) struct Registry {

@@ -1,15 +1,22 @@
-//! Python objects the loop needs, imported once per interpreter.
+//! The one table of Python objects ferroloop uses: asyncio's functions, classes and
+//! constants, imported once per interpreter (the loop, futures and tasks share it).
 //!
 //! Only objects that tests and libraries never patch are cached here. Things that are
-//! commonly patched (asyncio's logger, for instance) are looked up at the time of use.
+//! commonly patched (asyncio's logger, `events._get_running_loop`, ...) are looked up at
+//! the time of use, through [`events_attr`] and [`logger`].
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyModule;
+use pyo3::types::{PyDict, PyModule};
 
-/// asyncio and standard library callables used by the loop.
-pub struct Imports {
+/// asyncio and standard library objects, imported once.
+pub struct Names {
+    // ----- modules ------------------------------------------------------------------
     pub events: Py<PyModule>,
+    pub signal: Py<PyModule>,
+    pub base_events: Py<PyModule>,
+
+    // ----- the loop -----------------------------------------------------------------
     /// `ferroloop.Future`: what `loop.create_future()` returns.
     pub future_cls: Py<PyAny>,
     /// `ferroloop.Task`: what `loop.create_task()` makes without a task factory.
@@ -38,26 +45,62 @@ pub struct Imports {
     pub runtime_warning: Py<PyAny>,
     pub thread_cls: Py<PyAny>,
     pub format_list: Py<PyAny>,
-    pub signal: Py<PyModule>,
-    pub base_events: Py<PyModule>,
+
+    // ----- futures ------------------------------------------------------------------
+    pub cancelled_error: Py<PyAny>,
+    pub invalid_state_error: Py<PyAny>,
+    pub future_repr: Py<PyAny>,
+    /// `base_futures._PENDING`, `_CANCELLED`, `_FINISHED`: the values of `Future._state`.
+    pub state_pending: Py<PyAny>,
+    pub state_cancelled: Py<PyAny>,
+    pub state_finished: Py<PyAny>,
+    /// 3.13+: `set_exception(StopIteration)` raises a RuntimeError chained to it.
+    pub stop_iteration_is_runtime_error: bool,
+    /// 3.12+: the `(type, exc, tb)` signature of `throw()` is deprecated.
+    pub throw_deprecated: bool,
+
+    // ----- tasks --------------------------------------------------------------------
+    pub register_task: Py<PyAny>,
+    /// `_asyncio._current_tasks`, the `{loop: task}` dict behind `current_task()`.
+    pub current_tasks: Py<PyDict>,
+    pub swap_current_task: Option<Py<PyAny>>,
+    pub register_eager_task: Option<Py<PyAny>>,
+    pub unregister_eager_task: Option<Py<PyAny>>,
+    pub task_repr: Py<PyAny>,
+    pub task_get_stack: Py<PyAny>,
+    pub task_print_stack: Py<PyAny>,
+    /// 3.12+: `eager_start` and `get_context`.
+    pub eager_tasks: bool,
+    /// 3.13+: `uncancel()` down to zero clears `_must_cancel`.
+    pub uncancel_resets: bool,
 }
 
-static IMPORTS: PyOnceLock<Imports> = PyOnceLock::new();
+static NAMES: PyOnceLock<Names> = PyOnceLock::new();
 
 fn attr(module: &Bound<'_, PyModule>, name: &str) -> PyResult<Py<PyAny>> {
     Ok(module.getattr(name)?.unbind())
 }
 
-impl Imports {
+/// The interpreter-wide table, imported on first use.
+#[inline]
+pub fn names(py: Python<'_>) -> PyResult<&'static Names> {
+    Names::get(py)
+}
+
+impl Names {
     /// The interpreter-wide table, imported on first use.
-    pub fn get(py: Python<'_>) -> PyResult<&'static Imports> {
-        IMPORTS.get_or_try_init(py, || {
+    pub fn get(py: Python<'_>) -> PyResult<&'static Names> {
+        NAMES.get_or_try_init(py, || {
             let events = py.import("asyncio.events")?;
             let native = py.import("ferroloop._ferroloop")?;
             let asyncio = py.import("asyncio")?;
             let futures = py.import("asyncio.futures")?;
             let coroutines = py.import("asyncio.coroutines")?;
             let format_helpers = py.import("asyncio.format_helpers")?;
+            let exceptions = py.import("asyncio.exceptions")?;
+            let base_futures = py.import("asyncio.base_futures")?;
+            let base_tasks = py.import("asyncio.base_tasks")?;
+            let c_asyncio = py.import("_asyncio")?;
             let cf = py.import("concurrent.futures")?;
             let sys = py.import("sys")?;
             let weakref = py.import("weakref")?;
@@ -65,8 +108,19 @@ impl Imports {
             let builtins = py.import("builtins")?;
             let threading = py.import("threading")?;
             let traceback = py.import("traceback")?;
-            Ok(Imports {
+            let eager_tasks = py.version_info() >= (3, 12);
+            let eager_attr = |n: &str| -> PyResult<Option<Py<PyAny>>> {
+                if eager_tasks {
+                    Ok(Some(attr(&c_asyncio, n)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            Ok(Names {
                 events: events.clone().unbind(),
+                signal: py.import("signal")?.unbind(),
+                base_events: py.import("asyncio.base_events")?.unbind(),
+
                 future_cls: attr(&native, "Future")?,
                 task_cls: attr(&native, "Task")?,
                 isfuture: attr(&futures, "isfuture")?,
@@ -103,8 +157,29 @@ impl Imports {
                 runtime_warning: attr(&builtins, "RuntimeWarning")?,
                 thread_cls: attr(&threading, "Thread")?,
                 format_list: attr(&traceback, "format_list")?,
-                signal: py.import("signal")?.unbind(),
-                base_events: py.import("asyncio.base_events")?.unbind(),
+
+                cancelled_error: attr(&exceptions, "CancelledError")?,
+                invalid_state_error: attr(&exceptions, "InvalidStateError")?,
+                future_repr: attr(&base_futures, "_future_repr")?,
+                state_pending: attr(&base_futures, "_PENDING")?,
+                state_cancelled: attr(&base_futures, "_CANCELLED")?,
+                state_finished: attr(&base_futures, "_FINISHED")?,
+                stop_iteration_is_runtime_error: py.version_info() >= (3, 13),
+                throw_deprecated: py.version_info() >= (3, 12),
+
+                register_task: attr(&c_asyncio, "_register_task")?,
+                current_tasks: c_asyncio
+                    .getattr("_current_tasks")?
+                    .cast_into::<PyDict>()?
+                    .unbind(),
+                swap_current_task: eager_attr("_swap_current_task")?,
+                register_eager_task: eager_attr("_register_eager_task")?,
+                unregister_eager_task: eager_attr("_unregister_eager_task")?,
+                task_repr: attr(&base_tasks, "_task_repr")?,
+                task_get_stack: attr(&base_tasks, "_task_get_stack")?,
+                task_print_stack: attr(&base_tasks, "_task_print_stack")?,
+                eager_tasks,
+                uncancel_resets: py.version_info() >= (3, 13),
             })
         })
     }
@@ -114,11 +189,11 @@ impl Imports {
 /// per `run_forever`): tests swap in the pure-Python versions, and asyncio's own loop
 /// reads them through the module too.
 pub fn events_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    Imports::get(py)?.events.bind(py).getattr(name)
+    Names::get(py)?.events.bind(py).getattr(name)
 }
 
 /// asyncio's logger as `asyncio.base_events.logger`, looked up at call time so that
 /// `unittest.mock.patch('asyncio.base_events.logger')` sees ferroloop's messages.
 pub fn logger<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    Imports::get(py)?.base_events.bind(py).getattr("logger")
+    Names::get(py)?.base_events.bind(py).getattr("logger")
 }

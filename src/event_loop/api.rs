@@ -1,0 +1,430 @@
+//! The Python face of `LoopCore`: the one `#[pymethods]` block, in the order of
+//! `asyncio.AbstractEventLoop`, each method delegating to the file of its concern (see the
+//! table in [`super`]). Getters and one-line checks are answered here.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::{LoopCore, CLOCK_RESOLUTION};
+use crate::clock::monotonic;
+use crate::handle::{Handle, TimerHandle};
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Self::create(py)
+    }
+
+    // ----- running and stopping -------------------------------------------------------
+
+    /// Runs the loop until `stop()` is called.
+    #[pyo3(name = "run_forever")]
+    fn py_run_forever(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_forever(slf)
+    }
+
+    /// Runs until `future` (a future or coroutine) is done and returns its result.
+    #[pyo3(name = "run_until_complete")]
+    fn py_run_until_complete(
+        slf: &Bound<'_, Self>,
+        future: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run_until_complete(slf, future)
+    }
+
+    /// Stops the loop after the current iteration.
+    #[pyo3(name = "stop")]
+    fn py_stop(&self) {
+        self.stop()
+    }
+
+    fn is_running(&self) -> bool {
+        self.is_running_inner()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the loop: drops pending callbacks, removes signal handlers, shuts the
+    /// default executor down without waiting and releases the epoll and waker fds.
+    #[pyo3(name = "close")]
+    fn py_close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::close(slf)
+    }
+
+    /// Starts closing every live async generator; returns a future done when all are
+    /// closed (None if there is none). `ferroloop.Loop.shutdown_asyncgens` awaits it.
+    fn _shutdown_asyncgens(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        Self::shutdown_asyncgens(slf)
+    }
+
+    /// Starts shutting the default executor down in a helper thread; returns a future
+    /// resolved when its threads are joined (asyncio's `shutdown_default_executor`).
+    #[pyo3(signature = (timeout=None))]
+    fn _shutdown_default_executor(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        Self::shutdown_default_executor(slf, timeout)
+    }
+
+    /// Emits asyncio's `ResourceWarning` for a loop garbage-collected while open.
+    fn _warn_unclosed(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::warn_unclosed(slf)
+    }
+
+    // ----- scheduling (the hot ones are replaced by `fastcall`'s entry points) ---------
+
+    fn _timer_handle_cancelled(&self, _handle: &Bound<'_, PyAny>) {
+        self.timer_handle_cancelled();
+    }
+
+    /// Schedules `callback(*args)` for the next iteration.
+    #[pyo3(name = "call_soon", signature = (callback, *args, context=None))]
+    fn py_call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Self::call_soon(slf, callback, args, context)
+    }
+
+    /// Schedules `callback(*args)` to run `delay` seconds from now.
+    #[pyo3(name = "call_later", signature = (delay, callback, *args, context=None))]
+    fn py_call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        Self::call_later(slf, delay, callback, args, context)
+    }
+
+    /// Schedules `callback(*args)` at the absolute loop time `when`.
+    #[pyo3(name = "call_at", signature = (when, callback, *args, context=None))]
+    fn py_call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        Self::call_at(slf, when, callback, args, context)
+    }
+
+    /// The loop's clock (`time.monotonic()`).
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    /// A new `asyncio.Future` bound to this loop.
+    #[pyo3(name = "create_future")]
+    fn py_create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::create_future(slf)
+    }
+
+    /// Wraps a coroutine in a task (through the task factory, if one is set).
+    #[pyo3(name = "create_task", signature = (coro, *, name=None, context=None))]
+    fn py_create_task(
+        slf: &Bound<'_, Self>,
+        coro: &Bound<'_, PyAny>,
+        name: Option<&Bound<'_, PyAny>>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::create_task(slf, coro, name, context)
+    }
+
+    #[pyo3(name = "set_task_factory", signature = (factory))]
+    fn py_set_task_factory(&self, factory: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_task_factory(factory)
+    }
+
+    #[pyo3(name = "get_task_factory")]
+    fn py_get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_task_factory(py)
+    }
+
+    // ----- methods for running in threads ---------------------------------------------
+
+    /// `call_soon` that may be called from any thread; wakes the loop.
+    #[pyo3(name = "call_soon_threadsafe", signature = (callback, *args, context=None))]
+    fn py_call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Self::call_soon_threadsafe(slf, callback, args, context)
+    }
+
+    /// Runs `func(*args)` in `executor` (the default thread pool when None) and returns
+    /// an asyncio future for the result.
+    #[pyo3(name = "run_in_executor", signature = (executor, func, *args))]
+    fn py_run_in_executor(
+        slf: &Bound<'_, Self>,
+        executor: &Bound<'_, PyAny>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run_in_executor(slf, executor, func, args)
+    }
+
+    /// Sets the executor used by `run_in_executor(None, ...)`.
+    #[pyo3(name = "set_default_executor")]
+    fn py_set_default_executor(&self, executor: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_default_executor(executor)
+    }
+
+    #[getter]
+    fn _default_executor(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.default_executor(py)
+    }
+
+    // ----- ready-based callback registration ------------------------------------------
+
+    /// Calls `callback(*args)` whenever `fd` is readable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, false)
+    }
+
+    /// Stops watching `fd` for reading; True if it was watched.
+    fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, false)
+    }
+
+    /// Calls `callback(*args)` whenever `fd` is writable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, true)
+    }
+
+    /// Stops watching `fd` for writing; True if it was watched.
+    fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, true)
+    }
+
+    // ----- signals --------------------------------------------------------------------
+
+    /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).
+    #[pyo3(name = "add_signal_handler", signature = (sig, callback, *args))]
+    fn py_add_signal_handler(
+        slf: &Bound<'_, Self>,
+        sig: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_signal_handler(slf, sig, callback, args)
+    }
+
+    /// Removes the handler for `sig`; True if one was installed.
+    #[pyo3(name = "remove_signal_handler")]
+    fn py_remove_signal_handler(slf: &Bound<'_, Self>, sig: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_signal_handler(slf, sig)
+    }
+
+    #[getter]
+    fn _signal_handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.signal_handlers(py)
+    }
+
+    // ----- error handlers -------------------------------------------------------------
+
+    #[pyo3(name = "set_exception_handler")]
+    fn py_set_exception_handler(&self, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_exception_handler(handler)
+    }
+
+    #[pyo3(name = "get_exception_handler")]
+    fn py_get_exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_exception_handler(py)
+    }
+
+    /// Logs `context` through asyncio's logger, in asyncio's format.
+    #[pyo3(name = "default_exception_handler")]
+    fn py_default_exception_handler(
+        slf: &Bound<'_, Self>,
+        context: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        Self::default_exception_handler(slf, context)
+    }
+
+    /// Reports `context` to the custom exception handler, or the default one.
+    #[pyo3(name = "call_exception_handler")]
+    fn py_call_exception_handler(
+        slf: &Bound<'_, Self>,
+        context: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        Self::call_exception_handler(slf, context)
+    }
+
+    // ----- debug flag management ------------------------------------------------------
+
+    pub fn get_debug(&self) -> bool {
+        self.debug_on()
+    }
+
+    #[pyo3(name = "set_debug")]
+    fn py_set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::set_debug(slf, enabled)
+    }
+
+    fn _set_coroutine_origin_tracking(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+        self.set_coroutine_origin_tracking(py, enabled)
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed))
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, value: f64) {
+        self.slow_callback_duration
+            .store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    // ----- async generators -----------------------------------------------------------
+
+    fn _asyncgen_firstiter_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::asyncgen_firstiter_hook(slf, agen)
+    }
+
+    fn _asyncgen_finalizer_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::asyncgen_finalizer_hook(slf, agen)
+    }
+
+    /// The live async generators the loop will close on `shutdown_asyncgens()`.
+    #[getter]
+    fn _asyncgens<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::asyncgens(slf)
+    }
+
+    // ----- BaseEventLoop's private attributes that tests and libraries read -------------
+
+    /// asyncio's `_clock_resolution`: the resolution of `time.monotonic()`.
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        CLOCK_RESOLUTION
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug_on()
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.pystate
+            .lock()
+            .current_handle
+            .as_ref()
+            .map(|h| h.clone_ref(py))
+    }
+
+    /// Number of callbacks ready to run (for introspection and tests).
+    #[getter]
+    fn _ready_count(&self) -> usize {
+        self.queues.lock().ready.len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included.
+    #[getter]
+    fn _timer_count(&self) -> usize {
+        self.queues.lock().timers.len()
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    fn _check_running(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_running(py)
+    }
+
+    fn _check_thread(&self) -> PyResult<()> {
+        self.check_thread()
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf, &mut VecDeque::new(), &mut Vec::new())
+    }
+
+    // ----- object protocol ------------------------------------------------------------
+
+    /// Generic attribute assignment that notes when an instance attribute shadows a
+    /// method the fast paths skip (see [`super::dispatch`]).
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::generic_setattr(slf, name, value.as_ptr())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        Self::generic_setattr(slf, name, std::ptr::null_mut::<ffi::PyObject>())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let cap = |b: bool| if b { "True" } else { "False" };
+        Ok(format!(
+            "<{} running={} closed={} debug={}>",
+            slf.get_type().name()?,
+            cap(this.is_running_inner()),
+            cap(this.closed.load(Ordering::Acquire)),
+            cap(this.debug_on())
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.traverse(visit)
+    }
+
+    fn __clear__(&self) {
+        self.clear()
+    }
+}

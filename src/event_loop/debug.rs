@@ -1,0 +1,95 @@
+//! Debug mode: `set_debug`, coroutine origin tracking, source tracebacks of handles and
+//! slow-callback reports.
+
+use std::sync::atomic::Ordering;
+
+use pyo3::prelude::*;
+
+use super::LoopCore;
+use crate::clock::monotonic;
+use crate::handle::Handle;
+use crate::names::{logger, Names};
+
+/// asyncio's `constants.DEBUG_STACK_DEPTH`.
+pub(super) const DEBUG_STACK_DEPTH: i64 = 10;
+
+impl LoopCore {
+    pub(super) fn set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let this = slf.get();
+        let enabled = enabled.is_truthy()?;
+        this.debug.store(enabled, Ordering::Relaxed);
+        if this.is_running_inner() {
+            let f = slf.getattr("_set_coroutine_origin_tracking")?;
+            slf.call_method1("call_soon_threadsafe", (f, enabled))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_coroutine_origin_tracking(
+        &self,
+        py: Python<'_>,
+        enabled: bool,
+    ) -> PyResult<()> {
+        let imports = Names::get(py)?;
+        let saved = self.pystate.lock().origin_tracking_saved_depth;
+        if enabled == saved.is_some() {
+            return Ok(());
+        }
+        if enabled {
+            let depth: i64 = imports
+                .get_coroutine_origin_tracking_depth
+                .bind(py)
+                .call0()?
+                .extract()?;
+            imports
+                .set_coroutine_origin_tracking_depth
+                .bind(py)
+                .call1((DEBUG_STACK_DEPTH,))?;
+            self.pystate.lock().origin_tracking_saved_depth = Some(depth);
+        } else {
+            imports
+                .set_coroutine_origin_tracking_depth
+                .bind(py)
+                .call1((saved.unwrap_or(0),))?;
+            self.pystate.lock().origin_tracking_saved_depth = None;
+        }
+        Ok(())
+    }
+
+    /// In debug mode, the stack that scheduled a handle (for error reports).
+    pub(super) fn source_traceback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if !self.debug_on() {
+            return Ok(None);
+        }
+        let imports = Names::get(py)?;
+        let frame = imports.getframe.bind(py).call1((0,))?;
+        Ok(Some(
+            imports.extract_stack.bind(py).call1((frame,))?.unbind(),
+        ))
+    }
+
+    /// Runs a handle in debug mode: tracks the current handle and reports slow callbacks.
+    pub(super) fn run_handle_debug(slf: &Bound<'_, Self>, h: &Py<Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let previous = this.pystate.lock().current_handle.replace(h.clone_ref(py));
+        drop(previous);
+        let t0 = monotonic();
+        let res = h.get().run(h.bind(py).as_any());
+        let dt = monotonic() - t0;
+        let current = this.pystate.lock().current_handle.take();
+        drop(current);
+        res?;
+        if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {
+            let cb = h.bind(py).getattr("_callback")?;
+            let task_cls = Names::get(py)?.task_cls.bind(py);
+            let owner = cb.getattr("__self__").ok();
+            let desc = match owner {
+                Some(o) if o.is_instance(task_cls)? => o.repr()?.unbind(),
+                _ => h.bind(py).str()?.unbind(),
+            };
+            logger(py)?.call_method1("warning", ("Executing %s took %.3f seconds", desc, dt))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! Running the loop: `run_forever`, `run_until_complete`, one iteration (`run_once`),
+//! `stop` and `close`.
+//!
+//! One iteration (`run_once`) does what asyncio's `BaseEventLoop._run_once` does: drop
+//! cancelled timers, poll for I/O (releasing the GIL while it waits), move due timers to
+//! the ready queue, then run the callbacks that were ready when the iteration started.
+//! New callbacks scheduled by those run in the next iteration.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::reactor::{self, Watch, SIGNALS, WAKER};
+use super::ready::Job;
+use super::schedule::HANDLE_POOL_SIZE;
+use super::timers::release_timers;
+use super::{current_thread_id, lock, os_error, LoopCore, Queues};
+use super::{CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, POLL_EVERY_BUSY_ITERATIONS};
+use crate::clock::monotonic;
+use crate::handle::{retrack_unscheduled, Handle};
+use crate::names::{events_attr, logger, Names};
+
+impl LoopCore {
+    /// Runs the loop until `stop()` is called.
+    pub(super) fn run_forever(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_running(py)?;
+        let imports = Names::get(py)?;
+        this.set_coroutine_origin_tracking(py, this.debug_on())?;
+        let old_hooks = imports.get_asyncgen_hooks.bind(py).call0()?;
+        this.thread_id.store(current_thread_id(), Ordering::Release);
+        let result = (|| -> PyResult<()> {
+            let kw = PyDict::new(py);
+            kw.set_item("firstiter", slf.getattr("_asyncgen_firstiter_hook")?)?;
+            kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
+            imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
+            events_attr(py, "_set_running_loop")?.call1((slf,))?;
+            let mut batch = VecDeque::new();
+            let mut recycled = Vec::new();
+            loop {
+                Self::run_once(slf, &mut batch, &mut recycled)?;
+                if this.stopping.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+        })();
+        this.stopping.store(false, Ordering::Release);
+        this.thread_id.store(0, Ordering::Release);
+        let r1 = events_attr(py, "_set_running_loop").and_then(|f| f.call1((py.None(),)));
+        let r2 = this.set_coroutine_origin_tracking(py, false);
+        let r3 = imports
+            .set_asyncgen_hooks
+            .bind(py)
+            .call1(old_hooks.cast::<PyTuple>().map_err(PyErr::from)?);
+        result?;
+        r1?;
+        r2?;
+        r3?;
+        Ok(())
+    }
+
+    /// Runs until `future` (a future or coroutine) is done and returns its result.
+    pub(super) fn run_until_complete(
+        slf: &Bound<'_, Self>,
+        future: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_running(py)?;
+        let imports = Names::get(py)?;
+        let new_task = !imports.isfuture.bind(py).call1((future,))?.is_truthy()?;
+        let kw = PyDict::new(py);
+        kw.set_item("loop", slf)?;
+        let fut = imports.ensure_future.bind(py).call((future,), Some(&kw))?;
+        if new_task {
+            // An exception will propagate from here; the task must not warn about it.
+            fut.setattr("_log_destroy_pending", false)?;
+        }
+        let done_cb = wrap_pyfunction!(run_until_complete_cb, py)?;
+        fut.call_method1("add_done_callback", (&done_cb,))?;
+        let res = slf.call_method0("run_forever");
+        let removed = fut.call_method1("remove_done_callback", (&done_cb,));
+        if let Err(e) = res {
+            if new_task
+                && fut.call_method0("done")?.is_truthy()?
+                && !fut.call_method0("cancelled")?.is_truthy()?
+            {
+                // Mark the exception retrieved; the error propagates from run_forever.
+                let _ = fut.call_method0("exception");
+            }
+            return Err(e);
+        }
+        removed?;
+        if !fut.call_method0("done")?.is_truthy()? {
+            return Err(PyRuntimeError::new_err(
+                "Event loop stopped before Future completed.",
+            ));
+        }
+        Ok(fut.call_method0("result")?.unbind())
+    }
+
+    pub(super) fn check_running(&self, py: Python<'_>) -> PyResult<()> {
+        if self.is_running_inner() {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        let running = events_attr(py, "_get_running_loop")?.call0()?;
+        if !running.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
+    pub(super) fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Job>) {
+        if !q.timers.is_empty() {
+            let end_time = monotonic() + CLOCK_RESOLUTION;
+            while let Some(t) = q.timers.pop_due(end_time) {
+                t.handle.get().unschedule();
+                retrack_unscheduled(py, &t.handle);
+                q.ready
+                    .push_back(Job::Handle(t.handle.into_bound(py).into_super().unbind()));
+            }
+        }
+        std::mem::swap(batch, &mut q.ready);
+    }
+
+    /// One loop iteration, as asyncio's `_run_once`. `batch` is an empty buffer owned by
+    /// the caller; the callbacks to run are swapped into it, which keeps the fast path
+    /// (callbacks ready, nothing to poll) down to a single lock and no allocation.
+    pub(super) fn run_once(
+        slf: &Bound<'_, Self>,
+        batch: &mut VecDeque<Job>,
+        recycled: &mut Vec<Py<Handle>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        debug_assert!(batch.is_empty());
+
+        let mut q = this.queues.lock();
+        // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
+        // drains the pool as fast as the loop refills it).
+        let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+            std::mem::swap(&mut q.pool, recycled);
+            Vec::new()
+        } else if recycled.is_empty() {
+            Vec::new()
+        } else {
+            let keep = recycled
+                .len()
+                .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
+            q.pool.extend(recycled.drain(..keep));
+            // Beyond the pool's size, handles are freed once the lock is released.
+            std::mem::take(recycled)
+        };
+        let dead_timers = if q.timers.is_empty() {
+            None
+        } else {
+            Some(this.sweep_timers(py, &mut q))
+        };
+        // Time until the first timer, if any: a timer already due makes the iteration as
+        // busy as a ready callback does.
+        let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
+        let busy = !q.ready.is_empty()
+            || this.stopping.load(Ordering::Acquire)
+            || first_timer_in.is_some_and(|dt| dt <= 0.0);
+        let skip_poll = busy && q.io.is_empty() && {
+            // Only the loop thread touches this counter: a plain load and store.
+            let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+            this.busy_iterations_without_poll
+                .store(n + 1, Ordering::Relaxed);
+            n < POLL_EVERY_BUSY_ITERATIONS
+        };
+        if skip_poll {
+            // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
+            Self::take_batch(py, &mut q, batch);
+            drop(q);
+            release_timers(py, dead_timers);
+            drop(surplus);
+        } else {
+            this.busy_iterations_without_poll
+                .store(0, Ordering::Relaxed);
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else {
+                first_timer_in
+                    .map(|dt| Duration::from_secs_f64(dt.clamp(0.0, MAXIMUM_SELECT_TIMEOUT)))
+            };
+            // Set under the lock: a producer that pushes after we release it sees the
+            // flag (the mutex orders the two) and wakes us.
+            this.polling.store(true, Ordering::SeqCst);
+            drop(q);
+            drop(surplus);
+            if !busy {
+                // A signal that arrived since the last Python code ran would not interrupt
+                // a poll that has not started yet: run its Python-level handler now.
+                if let Err(e) = py.check_signals() {
+                    this.polling.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+            let mut events = Vec::new();
+            let res = {
+                let mut guard = lock(&this.poller);
+                match guard.as_mut() {
+                    None => Ok(()),
+                    Some(poller) if busy => poller.poll(timeout, &mut events),
+                    Some(poller) => py.detach(|| poller.poll(timeout, &mut events)),
+                }
+            };
+            this.polling.store(false, Ordering::SeqCst);
+            release_timers(py, dead_timers);
+            match res {
+                Ok(()) => {}
+                // A signal arrived: run Python-level handlers (KeyboardInterrupt for Ctrl-C).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
+                Err(e) => return Err(os_error(e)),
+            }
+            if events.iter().any(|e| e.token == SIGNALS) {
+                Self::dispatch_signals(slf)?;
+            }
+            if events
+                .iter()
+                .any(|e| e.token != SIGNALS && e.token != WAKER)
+            {
+                this.dispatch_io(py, &events)?;
+            }
+            Self::take_batch(py, &mut this.queues.lock(), batch);
+        }
+
+        // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
+        let debug = this.debug_on();
+        while let Some(job) = batch.pop_front() {
+            let res = match job {
+                Job::Handle(h) => {
+                    let res = if debug {
+                        Self::run_handle_debug(slf, &h)
+                    } else {
+                        h.get().run(h.bind(py).as_any())
+                    };
+                    if h.get().is_recyclable(h.bind(py)) {
+                        h.get().clear_for_reuse();
+                        recycled.push(h);
+                    } else {
+                        h.drop_ref(py);
+                    }
+                    res
+                }
+                Job::Call(call) => Self::run_native(slf, call),
+                Job::Task(call) => Self::run_task(slf, call),
+            };
+            if let Err(e) = res {
+                let mut q = this.queues.lock();
+                while let Some(rest) = batch.pop_back() {
+                    q.ready.push_front(rest);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the loop after the current iteration.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake_if_polling();
+    }
+
+    /// Closes the loop: drops pending callbacks, removes signal handlers, shuts the
+    /// default executor down without waiting and releases the epoll and waker fds.
+    pub(super) fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_running_inner() {
+            return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
+        }
+        if this.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if this.debug_on() {
+            logger(py)?.call_method1("debug", ("Close %r", slf))?;
+        }
+        // Signal handlers go first, while the loop still counts as open.
+        let finalizing = Names::get(py)?
+            .is_finalizing
+            .bind(py)
+            .call0()?
+            .is_truthy()?;
+        let sigs: Vec<i32> = this
+            .pystate
+            .lock()
+            .signal_handlers
+            .keys()
+            .copied()
+            .collect();
+        if !finalizing {
+            for sig in sigs {
+                Self::remove_signal_handler_inner(slf, sig)?;
+            }
+        } else if !sigs.is_empty() {
+            let msg = format!(
+                "Closing the loop {} on interpreter shutdown stage, skipping signal handlers removal",
+                slf.repr()?
+            );
+            let imports = Names::get(py)?;
+            imports
+                .warn
+                .bind(py)
+                .call1((msg, imports.resource_warning.bind(py)))?;
+            let handlers = std::mem::take(&mut this.pystate.lock().signal_handlers);
+            drop(handlers);
+        }
+        this.closed.store(true, Ordering::Release);
+        let (ready, pool, timers, io) = {
+            let mut q = this.queues.lock();
+            (
+                std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.pool),
+                q.timers.drain(),
+                std::mem::take(&mut q.io),
+            )
+        };
+        release_timers(py, Some(timers));
+        drop((ready, pool));
+        // Release every fd the loop owns now, as asyncio's close() does, even if the loop
+        // object lives on.
+        let registry = this.registry.lock().take();
+        if let Some(registry) = &registry {
+            for (fd, entry) in &io {
+                let _ = reactor::update(registry, *fd, entry.watch(), Watch::default());
+            }
+            if let Some(sock) = lock(&this.signal_socket).take() {
+                sock.deregister(registry);
+            }
+        }
+        drop(io);
+        drop(registry);
+        drop(this.waker.lock().take());
+        drop(lock(&this.poller).take());
+        this.executor_shutdown_called.store(true, Ordering::Release);
+        let executor = this.pystate.lock().default_executor.take();
+        if let Some(ex) = executor {
+            let kw = PyDict::new(py);
+            kw.set_item("wait", false)?;
+            ex.bind(py).call_method("shutdown", (), Some(&kw))?;
+        }
+        Ok(())
+    }
+
+    /// Emits asyncio's `ResourceWarning` for a loop garbage-collected while open.
+    pub(super) fn warn_unclosed(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let imports = Names::get(py)?;
+        let kw = PyDict::new(py);
+        kw.set_item("source", slf)?;
+        imports.warn.bind(py).call(
+            (
+                format!("unclosed event loop {}", slf.repr()?),
+                imports.resource_warning.bind(py),
+            ),
+            Some(&kw),
+        )?;
+        if !this.is_running_inner() {
+            Self::close(slf)?;
+        }
+        Ok(())
+    }
+}
+
+/// Done-callback of `run_until_complete`: stops the loop once the future is done,
+/// except when it ended with SystemExit/KeyboardInterrupt (run_forever already raised).
+#[pyfunction]
+pub fn run_until_complete_cb(fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !fut.call_method0("cancelled")?.is_truthy()? {
+        let exc = fut.call_method0("exception")?;
+        if exc.is_instance_of::<PySystemExit>() || exc.is_instance_of::<PyKeyboardInterrupt>() {
+            return Ok(());
+        }
+    }
+    let lp = match fut.call_method0("get_loop") {
+        Ok(l) => l,
+        Err(_) => fut.getattr("_loop")?,
+    };
+    lp.call_method0("stop")?;
+    Ok(())
+}

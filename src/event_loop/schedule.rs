@@ -1,0 +1,224 @@
+//! Scheduling callbacks: `call_soon`, `call_soon_threadsafe`, `call_later`, `call_at`, and
+//! the pool of recycled handles that keeps `call_soon` free of allocations.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::PyClassInitializer;
+
+use super::ready::Job;
+use super::LoopCore;
+use crate::clock::monotonic;
+use crate::handle::{untrack_scheduled, Handle, TimerHandle};
+use crate::names::Names;
+
+/// How many recycled handles the loop keeps at most.
+pub(super) const HANDLE_POOL_SIZE: usize = 1024;
+
+impl LoopCore {
+    /// Schedules `callback(*args)` for the next iteration.
+    pub(crate) fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+        }
+        this.check_callback(slf.py(), &callback, "call_soon")?;
+        Self::schedule_soon(slf, callback, args, context)
+    }
+
+    /// `call_soon` that may be called from any thread; wakes the loop.
+    pub(crate) fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        this.check_callback(slf.py(), &callback, "call_soon_threadsafe")?;
+        Self::schedule_soon(slf, callback, args, context)
+    }
+
+    /// Schedules `callback(*args)` to run `delay` seconds from now.
+    pub(crate) fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        // asyncio's call_later delegates to call_at, whose checks name call_at().
+        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_at")
+    }
+
+    /// Schedules `callback(*args)` at the absolute loop time `when`.
+    pub(crate) fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    /// Runs `callback` checks: cheap ones always, asyncio's full checks in debug mode.
+    pub(super) fn check_callback(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+    ) -> PyResult<()> {
+        let debug = self.debug_on();
+        let callable = callback.is_callable();
+        if callable && !debug {
+            return Ok(());
+        }
+        let imports = Names::get(py)?;
+        if (!callable || debug)
+            && (imports
+                .iscoroutine
+                .bind(py)
+                .call1((callback,))?
+                .is_truthy()?
+                || (debug
+                    && imports
+                        .iscoroutinefunction
+                        .bind(py)
+                        .call1((callback,))?
+                        .is_truthy()?))
+        {
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
+        }
+        if !callable {
+            return Err(PyTypeError::new_err(format!(
+                "a callable object was expected by {method}(), got {}",
+                callback.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    /// The context a handle runs in: the given one, or a copy of the current context.
+    pub(super) fn context_for(
+        py: Python<'_>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        match context {
+            Some(c) if !c.is_none() => Ok(c.unbind()),
+            _ => {
+                // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
+                // or NULL with an exception set, which from_owned_ptr_or_err handles.
+                unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
+                    .map(Bound::unbind)
+            }
+        }
+    }
+
+    /// A new handle running `callback(*args)` in `context` (with the scheduling stack in
+    /// debug mode).
+    pub(super) fn new_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Py<PyAny>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let tb = slf.get().source_traceback(py)?;
+        Py::new(
+            py,
+            Handle::new(
+                callback.unbind(),
+                args.unbind(),
+                context,
+                slf.clone().into_any().unbind(),
+                tb,
+            ),
+        )
+    }
+
+    /// Creates (or reuses) a handle and appends it to the ready queue.
+    pub(super) fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let context = Self::context_for(py, context)?;
+        if !this.debug_on() {
+            let mut q = this.queues.lock();
+            if let Some(h) = q.pool.pop() {
+                h.get().refill(
+                    callback.unbind(),
+                    args.unbind(),
+                    context,
+                    slf.clone().into_any().unbind(),
+                );
+                q.ready.push_back(Job::Handle(h.clone_ref(py)));
+                drop(q);
+                this.wake_if_polling();
+                return Ok(h);
+            }
+            drop(q);
+        }
+        let h = Self::new_handle(slf, callback, args, context)?;
+        this.push_ready(h.clone_ref(py));
+        Ok(h)
+    }
+
+    pub(super) fn schedule_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug_on() {
+            this.check_thread()?;
+        }
+        this.check_callback(py, &callback, method)?;
+        let own_context = context.as_ref().is_none_or(|c| c.is_none());
+        let context = Self::context_for(py, context)?;
+        let tb = this.source_traceback(py)?;
+        let init = PyClassInitializer::from(
+            Handle::new(
+                callback.unbind(),
+                args.unbind(),
+                context,
+                slf.clone().into_any().unbind(),
+                tb,
+            )
+            .for_timer(),
+        )
+        .add_subclass(TimerHandle::new(when));
+        let timer = Bound::new(py, init)?;
+        untrack_scheduled(&timer, own_context);
+        let timer = timer.unbind();
+        this.queues.lock().timers.push(when, timer.clone_ref(py));
+        this.wake_if_polling();
+        Ok(timer)
+    }
+}

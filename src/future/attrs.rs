@@ -1,0 +1,136 @@
+//! The Future's private attributes, as the C Future exposes them (`_state`, `_loop`,
+//! `_callbacks`, `_result`, `_exception`, `_log_traceback`, ...).
+
+use pyo3::exceptions::{PyAttributeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::*;
+use crate::pyo::Ref;
+
+pub(crate) fn get_state<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    state_name(slf.py(), st.status())
+}
+
+pub(crate) fn get_blocking<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.inner.lock().blocking))
+}
+
+pub(super) fn no_delete(py: Python<'_>) -> PyErr {
+    eager::<PyAttributeError>(py, "cannot delete attribute")
+}
+
+pub(crate) fn set_blocking(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let b = value.ok_or_else(|| no_delete(py))?.is_truthy()?;
+    st.inner.lock().blocking = b;
+    Ok(())
+}
+
+pub(crate) fn get_loop_attr<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().loop_, py), py))
+}
+
+pub(crate) fn get_callbacks<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let items: Vec<Callback> = st
+        .inner
+        .lock()
+        .callbacks
+        .iter()
+        .map(|cb| cb.clone_ref(py))
+        .collect();
+    let list = PyList::empty(py);
+    for cb in items {
+        list.append(PyTuple::new(py, [cb.func(py)?, cb.context(py)])?)?;
+    }
+    Ok(list.into_any())
+}
+
+pub(crate) fn get_result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().result, py), py))
+}
+
+pub(crate) fn get_exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().exception, py), py))
+}
+
+pub(crate) fn get_log_traceback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.inner.lock().log_tb))
+}
+
+pub(crate) fn set_log_traceback(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    if value.ok_or_else(|| no_delete(py))?.is_truthy()? {
+        return Err(eager::<PyValueError>(
+            py,
+            "_log_traceback can only be set to False",
+        ));
+    }
+    st.inner.lock().log_tb = false;
+    Ok(())
+}
+
+pub(crate) fn get_source_traceback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().source_tb, py), py))
+}
+
+pub(crate) fn get_cancel_message<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&st.inner.lock().cancel_msg, py), py))
+}
+
+pub(crate) fn set_cancel_message(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let value = value.ok_or_else(|| no_delete(py))?;
+    let old = if value.is_none() {
+        st.inner.lock().cancel_msg.take()
+    } else {
+        st.inner.lock().cancel_msg.replace(Ref::new(value.clone()))
+    };
+    drop(old);
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Done-callbacks: `add_done_callback`, `remove_done_callback`, and scheduling them on the
+//! loop when the future completes (a native job on ferroloop's own loop).
+
+use std::mem;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple};
+
+use super::*;
+use crate::pyo::native_type::methods::FastArgs;
+use crate::pyo::Ref;
+
+pub(super) fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
+    let py = slf.py();
+    let (loop_, callbacks) = {
+        let mut g = st.inner.lock();
+        if g.callbacks.is_empty() {
+            return Ok(());
+        }
+        (opt(&g.loop_, py), mem::take(&mut g.callbacks))
+    };
+    let loop_ =
+        loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
+    let native = crate::event_loop::LoopCore::native_target(&loop_);
+    for cb in callbacks {
+        match (cb, native) {
+            (Callback::Py(f, c), Some(core)) => crate::event_loop::LoopCore::call_soon_native(
+                core,
+                &f.get(py),
+                Some(slf),
+                &c.get(py),
+            )?,
+            (Callback::Py(f, c), None) => call_soon(&loop_, &f.get(py), Some(slf), &c.get(py))?,
+            (Callback::Wakeup(t, c), _) => {
+                schedule_wakeup(&loop_, native, slf, t.into_bound(py), c.into_bound(py))?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Schedules `task`'s wake-up for the done future `fut`: a native job on ferroloop's own
+/// loop (`native`), else `loop.call_soon(task_wakeup, fut, context=context)`.
+pub(super) fn schedule_wakeup<'py>(
+    loop_: &Bound<'py, PyAny>,
+    native: Option<&Bound<'py, crate::event_loop::LoopCore>>,
+    fut: &Bound<'py, PyAny>,
+    task: Bound<'py, PyAny>,
+    context: Bound<'py, PyAny>,
+) -> PyResult<()> {
+    match native {
+        Some(core) => crate::event_loop::LoopCore::call_task_soon(
+            core,
+            crate::event_loop::TaskCall {
+                task: task.unbind(),
+                arg: Some(fut.clone().unbind()),
+                context: context.unbind(),
+                wakeup: true,
+            },
+        ),
+        None => call_soon(
+            loop_,
+            &crate::task::wakeup_callable(&task)?,
+            Some(fut),
+            &context,
+        ),
+    }
+}
+
+/// Registers the wake-up of the ferroloop Task `task` (run in `context`) as a done-callback
+/// of `slf`, as `slf.add_done_callback(task_wakeup, context=context)` would.
+pub(crate) fn add_wakeup<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    task: &Bound<'py, PyAny>,
+    context: Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let loop_ = st.loop_obj(py)?;
+    if st.status() != Status::Pending {
+        let native = crate::event_loop::LoopCore::native_target(&loop_);
+        return schedule_wakeup(&loop_, native, slf, task.clone(), context);
+    }
+    st.inner
+        .lock()
+        .callbacks
+        .push(Callback::Wakeup(Ref::new(task.clone()), Ref::new(context)));
+    Ok(())
+}
+
+/// `loop.call_soon(callback[, arg], context=context)` through vectorcall (no argument
+/// tuple or keyword dict built).
+pub(crate) fn call_soon(
+    loop_: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    arg: Option<&Bound<'_, PyAny>>,
+    context: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // On ferroloop's own loop (with its own call_soon) the callback goes straight into the
+    // ready queue, without a Handle nobody would see.
+    if let Some(core) = crate::event_loop::LoopCore::native_target(loop_) {
+        return crate::event_loop::LoopCore::call_soon_native(core, callback, arg, context);
+    }
+    static NAMES: PyOnceLock<(Py<PyString>, Py<PyTuple>)> = PyOnceLock::new();
+    let py = loop_.py();
+    let (name, kwnames) = NAMES.get_or_try_init(py, || -> PyResult<_> {
+        Ok((
+            PyString::intern(py, "call_soon").unbind(),
+            PyTuple::new(py, ["context"])?.unbind(),
+        ))
+    })?;
+    let mut argv = [
+        loop_.as_ptr(),
+        callback.as_ptr(),
+        context.as_ptr(),
+        context.as_ptr(),
+    ];
+    let nargs = if let Some(a) = arg {
+        argv[2] = a.as_ptr();
+        3
+    } else {
+        2
+    };
+    // SAFETY: every pointer in `argv` is a borrowed reference kept alive by the caller for
+    // the call; the vector holds `nargs` positionals (self first) then one keyword value
+    // named by `kwnames`. Returns a new reference or NULL with an exception set.
+    let res = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyObject_VectorcallMethod(
+                name.as_ptr(),
+                argv.as_ptr(),
+                nargs,
+                kwnames.as_ptr(),
+            ),
+        )
+    };
+    res.map(drop)
+}
+
+/// Parses `(fn, /, *, context=None)`.
+pub(crate) fn add_done_callback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let mut pos = args.pos.into_iter();
+    let (Some(func), None) = (pos.next(), pos.next()) else {
+        return Err(eager::<PyTypeError>(
+            py,
+            "add_done_callback() takes exactly one positional argument",
+        ));
+    };
+    let mut context = None;
+    for (k, v) in args.kw {
+        if k.to_str()? == "context" {
+            context = Some(v);
+        } else {
+            return Err(eager::<PyTypeError>(
+                py,
+                format!("add_done_callback() got an unexpected keyword argument '{k}'"),
+            ));
+        }
+    }
+    add_done_callback_impl(slf, st, func, context)?;
+    Ok(py.None().into_bound(py))
+}
+
+/// `add_done_callback(func, context=context)` after argument parsing.
+pub(crate) fn add_done_callback_impl<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    func: Bound<'py, PyAny>,
+    context: Option<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let loop_ = st.loop_obj(py)?;
+    if st.status() != Status::Pending {
+        call_soon(&loop_, &func, Some(slf), &or_none(context, py))?;
+    } else {
+        let ctx = match context {
+            Some(c) if !c.is_none() => c,
+            // SAFETY: attached; a new reference or NULL with an exception set.
+            _ => unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent())? },
+        };
+        st.inner
+            .lock()
+            .callbacks
+            .push(Callback::Py(Ref::new(func), Ref::new(ctx)));
+    }
+    Ok(())
+}
+
+pub(crate) fn remove_done_callback<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    func: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    let snapshot: Vec<Callback> = st
+        .inner
+        .lock()
+        .callbacks
+        .iter()
+        .map(|cb| cb.clone_ref(py))
+        .collect();
+    let total = snapshot.len();
+    let mut kept = Vec::with_capacity(total);
+    for cb in snapshot {
+        let f = cb.func(py)?;
+        // PyObject_RichCompareBool semantics: identity implies equality.
+        if !(f.is(func) || f.eq(func)?) {
+            kept.push(cb);
+        }
+    }
+    let removed = total - kept.len();
+    if removed > 0 {
+        let old = mem::replace(&mut st.inner.lock().callbacks, Callbacks::from_vec(kept));
+        drop(old);
+    }
+    Ok(removed.into_pyobject(py)?.into_any())
+}

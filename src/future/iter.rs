@@ -1,0 +1,211 @@
+//! `FutureIter`: the iterator `__await__` / `__iter__` return, with a one-element free list.
+
+use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::*;
+use crate::names::names;
+use crate::sync::GilCell;
+
+/// An exhausted iterator kept for reuse (a one-element free list, like the C FutureIter's):
+/// [`offer_spare_iter`] puts an iterator here when it returns its result — it then
+/// references nothing — and [`iter`] takes it once the `await` that used it let it go.
+#[cfg(not(Py_GIL_DISABLED))]
+static SPARE_ITER: GilCell<Option<Py<FutureIter>>> = GilCell::new(None);
+
+/// Offers `it`, which just returned its future's result, for reuse by [`iter`].
+pub(crate) fn offer_spare_iter(it: &Bound<'_, FutureIter>) {
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        let old = SPARE_ITER.lock().replace(it.clone().unbind());
+        drop(old.map(|o| o.into_bound(it.py())));
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    let _ = it;
+}
+
+pub(crate) fn iter<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        let spare = {
+            let mut g = SPARE_ITER.lock();
+            // SAFETY: the object is alive (we hold a reference); with the GIL held, a
+            // reference count of one means nothing else can reach it (no weakrefs).
+            match g.as_ref() {
+                Some(it) if unsafe { pyo3::ffi::Py_REFCNT(it.as_ptr()) } == 1 => g.take(),
+                _ => None,
+            }
+        };
+        if let Some(it) = spare {
+            let it = it.into_bound(py);
+            let mut f = it.get().fut.lock();
+            if f.is_none() {
+                *f = Some(slf.clone().unbind());
+                drop(f);
+                return Ok(it.into_any());
+            }
+        }
+    }
+    let it = FutureIter {
+        fut: GilCell::new(Some(slf.clone().unbind())),
+    };
+    Ok(Bound::new(py, it)?.into_any())
+}
+
+// ---------------------------------------------------------------------------------------
+// The iterator returned by __await__ / __iter__
+// ---------------------------------------------------------------------------------------
+
+/// `yield self` until the future is done, then `StopIteration(result)`, like the C
+/// `_asyncio.FutureIter`.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct FutureIter {
+    fut: GilCell<Option<Py<PyAny>>>,
+}
+
+/// What one `__next__` / `send(None)` of a [`FutureIter`] does.
+pub(crate) enum IterStep<'py> {
+    /// `yield fut` (the future is pending).
+    Yield(Bound<'py, PyAny>),
+    /// `return fut.result()`.
+    Return(Bound<'py, PyAny>),
+    /// Already exhausted.
+    Exhausted,
+}
+
+impl FutureIter {
+    /// One step, with every exception created eagerly and every reference dropped as a
+    /// `Bound` (this also runs from the hand-written `tp_iternext`/`am_send` slots).
+    pub(crate) fn advance<'py>(&self, py: Python<'py>) -> PyResult<IterStep<'py>> {
+        let Some(fut) = self.fut.lock().as_ref().map(|f| f.bind(py).clone()) else {
+            return Ok(IterStep::Exhausted);
+        };
+        let st = layout::state(&fut)
+            .ok_or_else(|| eager::<PyTypeError>(py, "FutureIter over an uninitialized future"))?;
+        {
+            let mut g = st.inner.lock();
+            if g.status == Status::Pending {
+                if !g.blocking {
+                    g.blocking = true;
+                    drop(g);
+                    return Ok(IterStep::Yield(fut));
+                }
+                drop(g);
+                return Err(eager::<PyRuntimeError>(py, "await wasn't used with future"));
+            }
+        }
+        let old = self.fut.lock().take();
+        drop(old.map(|o| o.into_bound(py)));
+        match result_outcome(&fut, st)? {
+            Ok(v) => Ok(IterStep::Return(v)),
+            Err(e) => Err(PyErr::from_value(e)),
+        }
+    }
+
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.advance(py)? {
+            IterStep::Yield(v) => Ok(Some(v.unbind())),
+            IterStep::Return(v) => Err(PyStopIteration::new_err((v.unbind(),))),
+            IterStep::Exhausted => Ok(None),
+        }
+    }
+}
+
+#[pymethods]
+impl FutureIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.step(py)
+    }
+
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match self.step(py)? {
+            Some(v) => Ok(v),
+            None => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let n = args.len();
+        if !(1..=3).contains(&n) {
+            return Err(PyTypeError::new_err(format!(
+                "throw expected at least 1 argument and at most 3, got {n}"
+            )));
+        }
+        if n > 1 && names(py)?.throw_deprecated {
+            PyErr::warn(
+                py,
+                &py.get_type::<PyDeprecationWarning>(),
+                c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+                1,
+            )?;
+        }
+        let typ = args.get_item(0)?;
+        let val = if n > 1 { Some(args.get_item(1)?) } else { None }.filter(|v| !v.is_none());
+        let tb = if n > 2 { Some(args.get_item(2)?) } else { None }.filter(|v| !v.is_none());
+        if let Some(tb) = &tb {
+            if !tb.is_instance_of::<pyo3::types::PyTraceback>() {
+                return Err(PyTypeError::new_err(
+                    "throw() third argument must be a traceback",
+                ));
+            }
+        }
+        let base_exc = py.get_type::<pyo3::exceptions::PyBaseException>();
+        let is_exc_class = typ
+            .cast::<PyType>()
+            .map(|t| t.is_subclass(&base_exc))
+            .unwrap_or(Ok(false))?;
+        let exc = if is_exc_class {
+            match val {
+                Some(v) if v.is_instance(&typ)? => v,
+                Some(v) => match v.cast::<PyTuple>() {
+                    Ok(t) => typ.call1(t.clone())?,
+                    Err(_) => typ.call1((v,))?,
+                },
+                None => typ.call0()?,
+            }
+        } else if typ.is_instance(&base_exc)? {
+            if val.is_some() {
+                return Err(PyTypeError::new_err(
+                    "instance exception may not have a separate value",
+                ));
+            }
+            typ
+        } else {
+            return Err(PyTypeError::new_err(
+                "exceptions must be classes deriving BaseException or instances of such a class",
+            ));
+        };
+        if let Some(tb) = tb {
+            exc.setattr("__traceback__", tb)?;
+        }
+        let old = self.fut.lock().take();
+        drop(old);
+        Err(PyErr::from_value(exc))
+    }
+
+    fn close(&self) {
+        let old = self.fut.lock().take();
+        drop(old);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(g) = self.fut.try_lock() {
+            visit.call(&*g)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = self.fut.try_lock().and_then(|mut g| g.take());
+        drop(old);
+    }
+}

@@ -1,0 +1,263 @@
+//! Completing a future and reading its outcome: `result`, `exception`, `set_result`,
+//! `set_exception`, `cancel`, `cancelled`, `done`.
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use super::*;
+use crate::names::names;
+use crate::pyo::native_type::methods::FastArgs;
+use crate::pyo::Ref;
+
+pub(crate) fn result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    result_outcome(slf, st)?.map_err(PyErr::from_value)
+}
+
+/// What `result()` returns (`Ok`) or raises (`Err`, the exception object).
+pub(crate) fn result_outcome<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Result<Bound<'py, PyAny>, Bound<'py, PyAny>>> {
+    let py = slf.py();
+    let (exc, tb, res) = {
+        let mut g = st.inner.lock();
+        match g.status {
+            Status::Cancelled => {
+                drop(g);
+                return Ok(Err(make_cancelled_error(py, st)?));
+            }
+            Status::Pending => {
+                drop(g);
+                return Ok(Err(invalid_state(py, "Result is not ready.".into())?
+                    .into_value(py)
+                    .into_bound(py)
+                    .into_any()));
+            }
+            Status::Finished => {}
+        }
+        g.log_tb = false;
+        (
+            opt(&g.exception, py),
+            opt(&g.exception_tb, py),
+            opt(&g.result, py),
+        )
+    };
+    if let Some(exc) = exc {
+        exc.setattr("__traceback__", or_none(tb, py))?;
+        return Ok(Err(exc));
+    }
+    Ok(Ok(or_none(res, py)))
+}
+
+pub(crate) fn exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let exc = {
+        let mut g = st.inner.lock();
+        match g.status {
+            Status::Cancelled => {
+                drop(g);
+                return Err(PyErr::from_value(make_cancelled_error(py, st)?));
+            }
+            Status::Pending => {
+                drop(g);
+                return Err(invalid_state(py, "Exception is not set.".into())?);
+            }
+            Status::Finished => {}
+        }
+        g.log_tb = false;
+        opt(&g.exception, py)
+    };
+    Ok(or_none(exc, py))
+}
+
+pub(super) fn state_name<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py, PyAny>> {
+    let n = names(py)?;
+    Ok(match s {
+        Status::Pending => n.state_pending.bind(py).clone(),
+        Status::Cancelled => n.state_cancelled.bind(py).clone(),
+        Status::Finished => n.state_finished.bind(py).clone(),
+    })
+}
+
+pub(super) fn ensure_pending(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
+    let s = st.status();
+    if s != Status::Pending {
+        let py = slf.py();
+        let msg = format!("{}: {}", state_name(py, s)?, slf.repr()?);
+        return Err(invalid_state(py, msg)?);
+    }
+    Ok(())
+}
+
+pub(crate) fn set_result<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    ensure_pending(slf, st)?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.status = Status::Finished;
+        g.result.replace(Ref::new(value.clone()))
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    Ok(py.None().into_bound(py))
+}
+
+pub(crate) fn set_exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    exc: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    ensure_pending(slf, st)?;
+    let mut exc = exc.clone();
+    if exc.is_instance_of::<PyType>() {
+        exc = exc.call0()?;
+        ensure_pending(slf, st)?;
+    }
+    if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        return Err(eager::<PyTypeError>(py, "invalid exception object"));
+    }
+    let stop_iteration = py.get_type::<PyStopIteration>();
+    if names(py)?.stop_iteration_is_runtime_error {
+        if exc.is_instance(&stop_iteration)? {
+            let new_exc = py.get_type::<PyRuntimeError>().call1((
+                "StopIteration interacts badly with generators and cannot be raised into a Future",
+            ))?;
+            new_exc.setattr("__cause__", &exc)?;
+            new_exc.setattr("__context__", &exc)?;
+            exc = new_exc;
+        }
+    } else if exc.get_type().is(&stop_iteration) {
+        return Err(eager::<PyTypeError>(
+            py,
+            "StopIteration interacts badly with generators and cannot be raised into a Future",
+        ));
+    }
+    let tb = exc.getattr(pyo3::intern!(py, "__traceback__"))?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.status = Status::Finished;
+        (
+            g.exception.replace(Ref::new(exc)),
+            if tb.is_none() {
+                g.exception_tb.take()
+            } else {
+                g.exception_tb.replace(Ref::new(tb))
+            },
+        )
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    st.inner.lock().log_tb = true;
+    Ok(py.None().into_bound(py))
+}
+
+/// Parses `(msg=None)`.
+pub(crate) fn cancel<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let msg = parse_cancel_args(py, args)?;
+    let cancelled = cancel_impl(slf, st, msg)?;
+    Ok(py_bool(py, cancelled))
+}
+
+/// The `msg` of `cancel(msg=None)` (Future's and Task's).
+pub(crate) fn parse_cancel_args<'py>(
+    py: Python<'py>,
+    args: FastArgs<'py>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if args.pos.len() > 1 {
+        return Err(eager::<PyTypeError>(
+            py,
+            "cancel() takes at most 1 argument",
+        ));
+    }
+    let mut msg = args.pos.into_iter().next();
+    for (k, v) in args.kw {
+        if k.to_str()? == "msg" && msg.is_none() {
+            msg = Some(v);
+        } else {
+            return Err(eager::<PyTypeError>(
+                py,
+                format!("cancel() got an unexpected keyword argument '{k}'"),
+            ));
+        }
+    }
+    Ok(msg)
+}
+
+/// `Future.cancel(msg)` after argument parsing (also `super().cancel()` of a Task).
+pub(crate) fn cancel_impl(
+    slf: &Bound<'_, PyAny>,
+    st: &FutureState,
+    msg: Option<Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let py = slf.py();
+    st.loop_obj(py)?;
+    let old = {
+        let mut g = st.inner.lock();
+        g.log_tb = false;
+        if g.status != Status::Pending {
+            return Ok(false);
+        }
+        g.status = Status::Cancelled;
+        match msg {
+            Some(m) if !m.is_none() => g.cancel_msg.replace(Ref::new(m)),
+            _ => g.cancel_msg.take(),
+        }
+    };
+    drop(old);
+    schedule_callbacks(slf, st)?;
+    Ok(true)
+}
+
+pub(crate) fn cancelled<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.status() == Status::Cancelled))
+}
+
+pub(crate) fn done<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), st.status() != Status::Pending))
+}
+
+pub(crate) fn get_loop<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    st.loop_obj(slf.py())
+}
+
+pub(crate) fn make_cancelled_error_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    make_cancelled_error(slf.py(), st)
+}
+
+/// `__del__`, as the C Future has: lets a Python subclass's `__del__` call
+/// `super().__del__()` and still get the "exception was never retrieved" report.
+pub(crate) fn del_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+) -> PyResult<Bound<'py, PyAny>> {
+    finalize(slf, st);
+    Ok(slf.py().None().into_bound(slf.py()))
+}

@@ -1,0 +1,81 @@
+//! Exceptions as objects, taken out of the error indicator without materializing a
+//! `PyErr` (code that CPython calls outside PyO3's bookkeeping of attached threads would
+//! otherwise defer the decrefs of a dropped `PyErr` to PyO3's pool).
+
+use std::ptr;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::panic::eager;
+
+/// Takes the raised exception out of the error indicator, as an object with its
+/// `__traceback__` set. Must only be called with an exception set.
+pub fn fetch_exc(py: Python<'_>) -> Bound<'_, PyAny> {
+    #[cfg(Py_3_12)]
+    // SAFETY: attached; returns a new reference (NULL only if no exception is set).
+    let p = unsafe { ffi::PyErr_GetRaisedException() };
+    #[cfg(not(Py_3_12))]
+    // SAFETY: attached; Fetch hands over three (possibly NULL) new references, Normalize
+    // makes `v` an instance, and the traceback is attached to it before `t`/`tb` are
+    // released.
+    let p = unsafe {
+        let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        ffi::PyErr_Fetch(&mut t, &mut v, &mut tb);
+        ffi::PyErr_NormalizeException(&mut t, &mut v, &mut tb);
+        if !tb.is_null() && !v.is_null() {
+            ffi::PyException_SetTraceback(v, tb);
+        }
+        ffi::Py_XDECREF(t);
+        ffi::Py_XDECREF(tb);
+        v
+    };
+    if p.is_null() {
+        return eager::<pyo3::exceptions::PySystemError>(py, "error return without exception set")
+            .into_value(py)
+            .into_bound(py)
+            .into_any();
+    }
+    // SAFETY: `p` is a new reference to a live exception object.
+    unsafe { Bound::from_owned_ptr(py, p) }
+}
+
+/// A new reference returned by a C API call, or the exception it raised (as an object).
+///
+/// # Safety
+/// `p` must be a new reference or NULL with an exception set; attached.
+pub unsafe fn take<'py>(
+    py: Python<'py>,
+    p: *mut ffi::PyObject,
+) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {
+    if p.is_null() {
+        Err(fetch_exc(py))
+    } else {
+        // SAFETY: by the caller.
+        Ok(unsafe { Bound::from_owned_ptr(py, p) })
+    }
+}
+
+pub fn is_instance_of_exc(exc: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: both are live; PyErr_GivenExceptionMatches never raises.
+    unsafe { ffi::PyErr_GivenExceptionMatches(exc.as_ptr(), ty.as_ptr()) != 0 }
+}
+
+/// Runs `f` while the error fetched from `py` is the exception "being handled", so that
+/// `logging`'s `exc_info=True` reports it, as it does inside an `except` block in Python.
+pub fn with_exception_set<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
+    let err = PyErr::take(py);
+    match err {
+        None => f(),
+        Some(err) => {
+            let value = err.into_value(py);
+            // SAFETY: the GIL is held; PyErr_SetHandledException takes a borrowed reference
+            // (it increments it) and NULL restores "no exception being handled".
+            unsafe { ffi::PyErr_SetHandledException(value.as_ptr()) };
+            let r = f();
+            // SAFETY: as above, clearing the handled exception.
+            unsafe { ffi::PyErr_SetHandledException(std::ptr::null_mut()) };
+            r
+        }
+    }
+}

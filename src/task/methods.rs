@@ -1,0 +1,366 @@
+//! The Task's own methods and attributes (the Future's are shared), and its type object.
+
+use std::ffi::{c_int, CStr};
+
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyModule, PyString, PyType};
+
+use super::*;
+use crate::future::layout;
+use crate::future::{self, eager, opt, or_none, py_bool, Status};
+use crate::names::names;
+use crate::pyo::native_type::methods::{
+    call_init, call_noargs, fast, fast_def, getset, noargs, noargs_def, o_def, onearg, FastArgs,
+};
+use crate::pyo::native_type::{self, TypeSpec};
+use crate::pyo::Ref;
+
+pub(super) unsafe extern "C" fn tp_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: reprfunc convention.
+    unsafe { call_noargs::<TaskState>(slf, repr) }
+}
+
+pub(super) unsafe extern "C" fn tp_init(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwds: *mut ffi::PyObject,
+) -> c_int {
+    // SAFETY: initproc convention, forwarded verbatim.
+    unsafe { call_init::<TaskState>(slf, args, kwds, init) }
+}
+
+// ---------------------------------------------------------------------------------------
+// Methods
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn none(py: Python<'_>) -> Bound<'_, PyAny> {
+    py.None().into_bound(py)
+}
+
+pub(super) fn set_result<'py>(
+    slf: &Bound<'py, PyAny>,
+    _ts: &TaskState,
+    _v: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Err(eager::<PyRuntimeError>(
+        slf.py(),
+        "Task does not support set_result() operation",
+    ))
+}
+
+pub(super) fn set_exception<'py>(
+    slf: &Bound<'py, PyAny>,
+    _ts: &TaskState,
+    _v: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Err(eager::<PyRuntimeError>(
+        slf.py(),
+        "Task does not support set_exception() operation",
+    ))
+}
+
+/// Parses `(msg=None)`.
+pub(super) fn cancel<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let msg = or_none(future::parse_cancel_args(py, args)?, py);
+    {
+        let mut g = ts.fut.inner.lock();
+        g.log_tb = false;
+        if g.status != Status::Pending {
+            return Ok(py_bool(py, false));
+        }
+    }
+    let waiter = {
+        let mut g = ts.inner.lock();
+        g.num_cancels_requested += 1;
+        opt(&g.fut_waiter, py)
+    };
+    if let Some(w) = waiter {
+        if w.call_method1("cancel", (&msg,))?.is_truthy()? {
+            // Leave `_fut_waiter`: it may be a task that ignores the cancellation.
+            return Ok(py_bool(py, true));
+        }
+    }
+    ts.inner.lock().must_cancel = true;
+    let old = if msg.is_none() {
+        ts.fut.inner.lock().cancel_msg.take()
+    } else {
+        ts.fut.inner.lock().cancel_msg.replace(Ref::new(msg))
+    };
+    drop(old);
+    Ok(py_bool(py, true))
+}
+
+pub(super) fn cancelling<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let n = ts.inner.lock().num_cancels_requested;
+    Ok(n.into_pyobject(slf.py())?.into_any())
+}
+
+pub(super) fn uncancel<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let resets = names(slf.py())?.uncancel_resets;
+    let n = {
+        let mut g = ts.inner.lock();
+        if g.num_cancels_requested > 0 {
+            g.num_cancels_requested -= 1;
+            if resets && g.num_cancels_requested == 0 {
+                g.must_cancel = false;
+            }
+        }
+        g.num_cancels_requested
+    };
+    Ok(n.into_pyobject(slf.py())?.into_any())
+}
+
+pub(super) fn get_coro<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&ts.inner.lock().coro, py), py))
+}
+
+pub(super) fn get_context<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(ts.context(slf.py()))
+}
+
+pub(super) fn get_name<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let (name, counter) = {
+        let g = ts.inner.lock();
+        (opt(&g.name, py), g.counter)
+    };
+    if let Some(name) = name {
+        return Ok(name);
+    }
+    if counter == 0 {
+        // Not initialized.
+        return Ok(none(py));
+    }
+    let name = PyString::new(py, &format!("Task-{counter}")).into_any();
+    let old = ts.inner.lock().name.replace(Ref::new(name.clone()));
+    drop(old);
+    Ok(name)
+}
+
+pub(super) fn set_name<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = if value.is_exact_instance_of::<PyString>() {
+        value.clone()
+    } else {
+        value.str()?.into_any()
+    };
+    let old = ts.inner.lock().name.replace(Ref::new(value));
+    drop(old);
+    Ok(none(slf.py()))
+}
+
+/// Parses `(*, limit=None, file=None)` (`file` only when `with_file`).
+pub(super) fn stack_args<'py>(
+    py: Python<'py>,
+    args: FastArgs<'py>,
+    what: &str,
+    with_file: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    if !args.pos.is_empty() {
+        return Err(eager::<PyTypeError>(
+            py,
+            format!("{what}() takes no positional arguments"),
+        ));
+    }
+    let (mut limit, mut file) = (none(py), none(py));
+    for (k, v) in args.kw {
+        match k.to_str()? {
+            "limit" => limit = v,
+            "file" if with_file => file = v,
+            other => {
+                return Err(eager::<PyTypeError>(
+                    py,
+                    format!("{what}() got an unexpected keyword argument '{other}'"),
+                ))
+            }
+        }
+    }
+    Ok((limit, file))
+}
+
+pub(super) fn get_stack<'py>(
+    slf: &Bound<'py, PyAny>,
+    _ts: &TaskState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let (limit, _) = stack_args(py, args, "get_stack", false)?;
+    names(py)?.task_get_stack.bind(py).call1((slf, limit))
+}
+
+pub(super) fn print_stack<'py>(
+    slf: &Bound<'py, PyAny>,
+    _ts: &TaskState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let (limit, file) = stack_args(py, args, "print_stack", true)?;
+    names(py)?
+        .task_print_stack
+        .bind(py)
+        .call1((slf, limit, file))
+}
+
+pub(super) fn del_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    finalize(slf, ts);
+    Ok(none(slf.py()))
+}
+
+// Attributes.
+
+pub(super) fn get_log_destroy_pending<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), ts.inner.lock().log_destroy_pending))
+}
+
+pub(super) fn set_log_destroy_pending(
+    slf: &Bound<'_, PyAny>,
+    ts: &TaskState,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let Some(v) = value else {
+        return Err(eager::<PyAttributeError>(
+            slf.py(),
+            "can't delete attribute",
+        ));
+    };
+    let b = v.is_truthy()?;
+    ts.inner.lock().log_destroy_pending = b;
+    Ok(())
+}
+
+pub(super) fn get_must_cancel<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(py_bool(slf.py(), ts.inner.lock().must_cancel))
+}
+
+pub(super) fn get_fut_waiter<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    Ok(or_none(opt(&ts.inner.lock().fut_waiter, py), py))
+}
+
+noargs!(m_cancelling, TaskState, cancelling);
+noargs!(m_uncancel, TaskState, uncancel);
+noargs!(m_get_coro, TaskState, get_coro);
+noargs!(m_get_context, TaskState, get_context);
+noargs!(m_get_name, TaskState, get_name);
+noargs!(m_del, TaskState, del_method);
+onearg!(m_set_name, TaskState, set_name);
+onearg!(m_set_result, TaskState, set_result);
+onearg!(m_set_exception, TaskState, set_exception);
+fast!(m_cancel, TaskState, cancel);
+fast!(m_get_stack, TaskState, get_stack);
+fast!(m_print_stack, TaskState, print_stack);
+
+pub(super) fn doc(s: &'static CStr) -> &'static CStr {
+    s
+}
+
+/// Creates `ferroloop._ferroloop.Task` and adds it to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    if layout::future_type(py).is_none() {
+        return Ok(()); // no C `_asyncio`
+    }
+    let mut methods = layout::shared_future_methods();
+    methods.extend([
+        o_def(c"set_result", m_set_result, doc(c"Not supported by tasks.")),
+        o_def(c"set_exception", m_set_exception, doc(c"Not supported by tasks.")),
+        fast_def(
+            c"cancel",
+            m_cancel,
+            c"cancel($self, /, msg=None)\n--\n\nRequest that this task cancel itself.",
+        ),
+        noargs_def(c"cancelling", m_cancelling, c"Return the count of the task's cancellation requests."),
+        noargs_def(c"uncancel", m_uncancel, c"Decrement the task's count of cancellation requests."),
+        noargs_def(c"get_coro", m_get_coro, c"Return the coroutine object wrapped by the task."),
+        noargs_def(c"get_name", m_get_name, c"Return the task's name."),
+        o_def(c"set_name", m_set_name, c"Set the task's name."),
+        fast_def(
+            c"get_stack",
+            m_get_stack,
+            c"get_stack($self, /, *, limit=None)\n--\n\nReturn the list of stack frames for this task's coroutine.",
+        ),
+        fast_def(
+            c"print_stack",
+            m_print_stack,
+            c"print_stack($self, /, *, limit=None, file=None)\n--\n\nPrint the stack or traceback for this task's coroutine.",
+        ),
+        noargs_def(c"__del__", m_del, c"Report a pending task or an unretrieved exception."),
+    ]);
+    if py.version_info() >= (3, 12) {
+        methods.push(noargs_def(
+            c"get_context",
+            m_get_context,
+            c"Return the contextvars.Context the task runs in.",
+        ));
+    }
+    let mut getsets = layout::shared_future_getsets();
+    getsets.extend([
+        getset::<TaskState>(
+            c"_log_destroy_pending",
+            get_log_destroy_pending,
+            Some(set_log_destroy_pending),
+        ),
+        getset::<TaskState>(c"_must_cancel", get_must_cancel, None),
+        getset::<TaskState>(c"_coro", get_coro, None),
+        getset::<TaskState>(c"_fut_waiter", get_fut_waiter, None),
+    ]);
+    let slot = |slot: c_int, pfunc: *mut std::ffi::c_void| ffi::PyType_Slot { slot, pfunc };
+    let ty: Option<Bound<'_, PyType>> = native_type::create_type::<TaskState>(
+        py,
+        TypeSpec {
+            base: "Task",
+            name: c"ferroloop._ferroloop.Task",
+            doc: c"Task(coro, *, loop=None, name=None, context=None, eager_start=False)\n--\n\nasyncio.Task implemented in Rust (a subclass of _asyncio.Task).",
+            methods,
+            getsets,
+            slots: vec![
+                slot(ffi::Py_tp_init, tp_init as *mut _),
+                slot(ffi::Py_tp_repr, tp_repr as *mut _),
+                slot(ffi::Py_tp_iter, layout::tp_iter as *mut _),
+                slot(ffi::Py_am_await, layout::tp_iter as *mut _),
+            ],
+        },
+    )?;
+    if let Some(ty) = ty {
+        m.add("Task", ty)?;
+    }
+    Ok(())
+}
