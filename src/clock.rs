@@ -7,14 +7,8 @@
 /// Seconds on the monotonic clock, with nanosecond resolution.
 #[inline]
 pub fn monotonic() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux,
-    // so clock_gettime cannot fail here.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    let (sec, nsec) = crate::sys::monotonic_timespec();
+    sec as f64 + nsec as f64 * 1e-9
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
@@ -16,8 +15,10 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
 use crate::names::Names;
+use crate::pyo::attached::in_owner_drop;
 use crate::pyo::call::call_in_context;
-use crate::sync::GilCell;
+use crate::pyo::object::{gc_track, gc_untrack, is_unshared_without_weakrefs};
+use crate::pyo::GilCell;
 
 /// A callable with its positional arguments.
 pub struct Callback {
@@ -35,10 +36,10 @@ struct Refs {
 
 impl Drop for Refs {
     fn drop(&mut self) {
-        // SAFETY: a Handle's references are only dropped while attached to the
-        // interpreter: in its tp_dealloc / tp_clear, or by loop code holding `py`.
-        // Decref'ing directly skips PyO3's deferred-decref check on every handle.
-        let py = unsafe { Python::assume_attached() };
+        // A Handle's references are only dropped while attached to the interpreter: in its
+        // tp_dealloc / tp_clear, or by loop code holding `py`. Decref'ing directly skips
+        // PyO3's deferred-decref check on every handle.
+        let py = in_owner_drop();
         if let Some(cb) = self.callback.take() {
             cb.func.drop_ref(py);
             cb.args.drop_ref(py);
@@ -94,25 +95,8 @@ impl Handle {
         if cfg!(Py_GIL_DISABLED) || self.source_traceback.is_some() || self.is_cancelled() {
             return false;
         }
-        let ptr = obj.as_ptr();
-        // SAFETY: `obj` is a live object (we hold a reference); reading its refcount,
-        // type and weak-reference list pointer has no side effects. The weaklist slot
-        // lies at `tp_weaklistoffset` bytes into the object when that offset is positive.
-        unsafe {
-            if ffi::Py_REFCNT(ptr) != 1 {
-                return false;
-            }
-            let tp = ffi::Py_TYPE(ptr);
-            if !self.plain {
-                return false;
-            }
-            let offset = (*tp).tp_weaklistoffset;
-            if offset <= 0 {
-                return false;
-            }
-            let weaklist = ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
-            (*weaklist).is_null()
-        }
+        // Nothing but the loop references it, and no weak reference points to it.
+        self.plain && is_unshared_without_weakrefs(obj.as_any())
     }
 
     /// Drops the references of a handle about to be recycled (may run `__del__`s, so the
@@ -422,36 +406,22 @@ impl TimerHandle {
 /// The same goes for the timer's context when it is the copy the loop made for it (nobody
 /// else can reach it): contexts are GC objects too, one per timer.
 pub fn untrack_scheduled(timer: &Bound<'_, TimerHandle>, own_context: bool) {
-    // SAFETY: `timer` is a live GC object owned by the caller; untracking an object is
-    // always allowed (and a no-op when it is not tracked).
-    unsafe { ffi::PyObject_GC_UnTrack(timer.as_ptr().cast()) }
+    gc_untrack(timer.as_any());
     if own_context {
         if let Some(ctx) = &timer.as_super().get().refs.lock().context {
-            // SAFETY: as above; the context was created by the loop for this timer.
-            unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) }
-        }
-    }
-}
-
-fn track(ptr: *mut ffi::PyObject) {
-    // SAFETY: `ptr` is a live GC object; it is tracked only if it is not already, as
-    // PyObject_GC_Track requires.
-    unsafe {
-        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-            ffi::PyObject_GC_Track(ptr.cast());
+            // The context was created by the loop for this timer.
+            gc_untrack(ctx.bind(timer.py()));
         }
     }
 }
 
 /// Tracks a timer again as it leaves the loop's heap (see [`untrack_scheduled`]).
 pub fn retrack_unscheduled(py: Python<'_>, timer: &Py<TimerHandle>) {
-    track(timer.as_ptr());
+    gc_track(timer.bind(py).as_any());
     if let Some(ctx) = &timer.bind(py).as_super().get().refs.lock().context {
-        track(ctx.as_ptr());
+        gc_track(ctx.bind(py));
     }
 }
-
-impl TimerHandle {}
 
 #[pymethods]
 impl TimerHandle {

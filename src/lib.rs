@@ -8,14 +8,19 @@
 //! * [`handle`] — `Handle` and `TimerHandle`, the scheduled callbacks.
 //! * [`future`], [`task`] — native `Future` and `Task`, subtypes of the C `_asyncio` ones;
 //!   what the loop's `create_future` / `create_task` return.
-//! * [`pyo`] — the CPython glue below PyO3's safe API: contexts, vectorcall, `Ref`, the
-//!   native type builder, the panic guard.
+//! * [`pyo`] — the CPython glue below PyO3's safe API: `GilCell`, contexts, vectorcall,
+//!   `Ref`, the native type builder, the panic guard. With [`sys`], the only place
+//!   `unsafe` is allowed.
 //! * [`names`] — the one table of interned Python objects (asyncio functions, modules).
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
-//! * [`sync`] — `GilCell`, the interior mutability used for state guarded by the GIL.
+//! * [`sys`] — thin libc wrappers.
 //!
 //! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
 //! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
+
+// `unsafe` lives in `pyo` (the CPython glue) and `sys` (libc wrappers) only.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use pyo3::prelude::*;
 
@@ -24,15 +29,18 @@ pub mod event_loop;
 pub mod future;
 pub mod handle;
 pub mod names;
+#[allow(unsafe_code)]
 pub mod pyo;
-pub mod sync;
+
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod task;
 
 /// The native module `ferroloop._ferroloop`.
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
-    event_loop::fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
+    event_loop::fastcall::install(m.py())?;
     event_loop::dispatch::record_own_methods(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;

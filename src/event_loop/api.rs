@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -401,11 +400,11 @@ impl LoopCore {
         name: &Bound<'_, PyString>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        Self::generic_setattr(slf, name, value.as_ptr())
+        Self::generic_setattr(slf, name, Some(value))
     }
 
     fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
-        Self::generic_setattr(slf, name, std::ptr::null_mut::<ffi::PyObject>())
+        Self::generic_setattr(slf, name, None)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -424,7 +423,7 @@ impl LoopCore {
         self.traverse(visit)
     }
 
-    fn __clear__(&self) {
-        self.clear()
+    fn __clear__(&self, py: Python<'_>) {
+        self.clear(py)
     }
 }

@@ -15,12 +15,12 @@
 
 use std::sync::atomic::Ordering;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use super::LoopCore;
+use crate::pyo::object::{class_attr_is, generic_setattr};
 
 /// The methods whose Python-level call the fast paths skip.
 pub(crate) struct OwnMethods {
@@ -64,47 +64,17 @@ pub(crate) fn shadows_fast_path(name: &Bound<'_, PyString>) -> bool {
     matches!(name.to_str(), Ok("call_soon" | "get_debug"))
 }
 
-#[cfg(not(Py_GIL_DISABLED))]
-extern "C" {
-    /// CPython's MRO lookup through the type attribute cache (exported by every CPython
-    /// 3.x, not part of the limited API): a borrowed reference or NULL, never raises.
-    fn _PyType_Lookup(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
-}
-
-/// Whether `type(obj).<name>` is exactly `own`, the way attribute lookup on the class
-/// would find it.
-#[inline]
-fn class_attr_is(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, own: &Py<PyAny>) -> bool {
-    #[cfg(not(Py_GIL_DISABLED))]
-    {
-        // SAFETY: `obj` and `name` are live, `name` is a str; attached (GIL held), so the
-        // borrowed result is only compared, never dereferenced.
-        unsafe { _PyType_Lookup(ffi::Py_TYPE(obj.as_ptr()), name.as_ptr()) == own.as_ptr() }
-    }
-    #[cfg(Py_GIL_DISABLED)]
-    {
-        // The borrowed result of _PyType_Lookup is not safe without the GIL.
-        obj.get_type()
-            .getattr(name)
-            .map(|found| found.is(own.bind(obj.py())))
-            .unwrap_or(false)
-    }
-}
-
 impl LoopCore {
+    /// `object.__setattr__` / `object.__delattr__` (`value` `None`), noting when an
+    /// instance attribute shadows a method the fast paths skip.
     pub(super) fn generic_setattr(
         slf: &Bound<'_, Self>,
         name: &Bound<'_, PyString>,
-        value: *mut ffi::PyObject,
+        value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if shadows_fast_path(name) {
             slf.get().shadowed.store(true, Ordering::Relaxed);
         }
-        // SAFETY: `slf` and `name` are live; `value` is live or NULL (deletion), which is
-        // PyObject_GenericSetAttr's contract; it returns -1 with an exception set on error.
-        if unsafe { ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value) } < 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        Ok(())
+        generic_setattr(slf.as_any(), name, value)
     }
 }

@@ -58,7 +58,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handle::{Handle, TimerHandle};
 use crate::names::Names;
-use crate::sync::GilCell;
+use crate::pyo::attached::in_traverse;
+use crate::pyo::GilCell;
 use io::IoEntry;
 use reactor::Poller;
 use signals::SignalSocket;
@@ -132,10 +133,9 @@ pub struct LoopCore {
     shadowed: AtomicBool,
 }
 
+/// What `threading.get_ident()` returns for the calling thread.
 fn current_thread_id() -> u64 {
-    // SAFETY: pthread_self has no preconditions and cannot fail. Its value is what
-    // `threading.get_ident()` returns on Linux.
-    unsafe { libc::pthread_self() as u64 }
+    crate::sys::thread_id()
 }
 
 fn os_error(e: std::io::Error) -> PyErr {
@@ -226,8 +226,7 @@ impl LoopCore {
             }
             // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
             // reports what they reference.
-            // SAFETY: the garbage collector runs tp_traverse attached to the interpreter.
-            let py = unsafe { Python::assume_attached() };
+            let py = in_traverse(&visit);
             for t in q.timers.iter() {
                 t.handle.bind(py).as_super().get().traverse_refs(&visit)?;
             }
@@ -246,7 +245,7 @@ impl LoopCore {
     }
 
     /// tp_clear: drops everything the loop references.
-    fn clear(&self) {
+    fn clear(&self, py: Python<'_>) {
         let q = self.queues.try_lock().map(|mut q| {
             (
                 std::mem::take(&mut q.ready),
@@ -254,8 +253,6 @@ impl LoopCore {
                 q.timers.drain(),
             )
         });
-        // SAFETY: the garbage collector runs tp_clear attached to the interpreter.
-        let py = unsafe { Python::assume_attached() };
         let q = q.map(|(ready, io, timers)| {
             release_timers(py, Some(timers));
             (ready, io)

@@ -2,7 +2,6 @@
 //! the pool of recycled handles that keeps `call_soon` free of allocations.
 
 use pyo3::exceptions::PyTypeError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyClassInitializer;
@@ -12,6 +11,7 @@ use super::LoopCore;
 use crate::clock::monotonic;
 use crate::handle::{untrack_scheduled, Handle, TimerHandle};
 use crate::names::Names;
+use crate::pyo::context::copy_current;
 
 /// How many recycled handles the loop keeps at most.
 pub(super) const HANDLE_POOL_SIZE: usize = 1024;
@@ -123,12 +123,7 @@ impl LoopCore {
     ) -> PyResult<Py<PyAny>> {
         match context {
             Some(c) if !c.is_none() => Ok(c.unbind()),
-            _ => {
-                // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
-                // or NULL with an exception set, which from_owned_ptr_or_err handles.
-                unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
-                    .map(Bound::unbind)
-            }
+            _ => copy_current(py).map(Bound::unbind),
         }
     }
 

@@ -9,6 +9,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
 
 use super::*;
+use crate::pyo::call::call_method_kw;
+use crate::pyo::context::copy_current;
 use crate::pyo::native_type::methods::FastArgs;
 use crate::pyo::Ref;
 
@@ -92,11 +94,11 @@ pub(crate) fn add_wakeup<'py>(
 
 /// `loop.call_soon(callback[, arg], context=context)` through vectorcall (no argument
 /// tuple or keyword dict built).
-pub(crate) fn call_soon(
-    loop_: &Bound<'_, PyAny>,
-    callback: &Bound<'_, PyAny>,
-    arg: Option<&Bound<'_, PyAny>>,
-    context: &Bound<'_, PyAny>,
+pub(crate) fn call_soon<'py>(
+    loop_: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+    arg: Option<&Bound<'py, PyAny>>,
+    context: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
     // On ferroloop's own loop (with its own call_soon) the callback goes straight into the
     // ready queue, without a Handle nobody would see.
@@ -111,33 +113,12 @@ pub(crate) fn call_soon(
             PyTuple::new(py, ["context"])?.unbind(),
         ))
     })?;
-    let mut argv = [
-        loop_.as_ptr(),
-        callback.as_ptr(),
-        context.as_ptr(),
-        context.as_ptr(),
-    ];
-    let nargs = if let Some(a) = arg {
-        argv[2] = a.as_ptr();
-        3
-    } else {
-        2
-    };
-    // SAFETY: every pointer in `argv` is a borrowed reference kept alive by the caller for
-    // the call; the vector holds `nargs` positionals (self first) then one keyword value
-    // named by `kwnames`. Returns a new reference or NULL with an exception set.
-    let res = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            pyo3::ffi::PyObject_VectorcallMethod(
-                name.as_ptr(),
-                argv.as_ptr(),
-                nargs,
-                kwnames.as_ptr(),
-            ),
-        )
-    };
-    res.map(drop)
+    let (name, kwnames) = (name.bind(py), kwnames.bind(py));
+    match arg {
+        Some(a) => call_method_kw(loop_, name, &[callback, a], kwnames, &[context]),
+        None => call_method_kw(loop_, name, &[callback], kwnames, &[context]),
+    }
+    .map(drop)
 }
 
 /// Parses `(fn, /, *, context=None)`.
@@ -183,8 +164,7 @@ pub(crate) fn add_done_callback_impl<'py>(
     } else {
         let ctx = match context {
             Some(c) if !c.is_none() => c,
-            // SAFETY: attached; a new reference or NULL with an exception set.
-            _ => unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent())? },
+            _ => copy_current(py)?,
         };
         st.inner
             .lock()

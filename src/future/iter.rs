@@ -7,7 +7,9 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::*;
 use crate::names::names;
-use crate::sync::GilCell;
+use crate::pyo::iter::{IterStep, NativeIter};
+use crate::pyo::object::refcnt;
+use crate::pyo::GilCell;
 
 /// An exhausted iterator kept for reuse (a one-element free list, like the C FutureIter's):
 /// [`offer_spare_iter`] puts an iterator here when it returns its result — it then
@@ -33,10 +35,10 @@ pub(crate) fn iter<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<B
     {
         let spare = {
             let mut g = SPARE_ITER.lock();
-            // SAFETY: the object is alive (we hold a reference); with the GIL held, a
-            // reference count of one means nothing else can reach it (no weakrefs).
+            // With the GIL held, a reference count of one means nothing else can reach it
+            // (no weakrefs).
             match g.as_ref() {
-                Some(it) if unsafe { pyo3::ffi::Py_REFCNT(it.as_ptr()) } == 1 => g.take(),
+                Some(it) if refcnt(it.bind(py).as_any()) == 1 => g.take(),
                 _ => None,
             }
         };
@@ -67,14 +69,16 @@ pub struct FutureIter {
     fut: GilCell<Option<Py<PyAny>>>,
 }
 
-/// What one `__next__` / `send(None)` of a [`FutureIter`] does.
-pub(crate) enum IterStep<'py> {
-    /// `yield fut` (the future is pending).
-    Yield(Bound<'py, PyAny>),
-    /// `return fut.result()`.
-    Return(Bound<'py, PyAny>),
-    /// Already exhausted.
-    Exhausted,
+/// The hand-written `tp_iternext` / `am_send` slots (see [`crate::pyo::iter`]) run this.
+impl NativeIter for FutureIter {
+    #[inline]
+    fn advance<'py>(it: &Bound<'py, Self>) -> PyResult<IterStep<'py>> {
+        let step = it.get().advance(it.py());
+        if let Ok(IterStep::Return(_)) = step {
+            offer_spare_iter(it);
+        }
+        step
+    }
 }
 
 impl FutureIter {

@@ -2,24 +2,20 @@
 //! [`crate::pyo::native_type`]), and the hand-written slots of `FutureIter`.
 
 use std::ffi::{c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
 use std::sync::OnceLock;
 
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::{FutureIter, FutureState, IterStep};
+use super::FutureState;
 use crate::pyo::native_type::methods::{
-    call_init, call_noargs, class_getitem_def, enter, fast, fast_def, getset, noargs, noargs_def,
-    o_def, onearg,
+    class_getitem_def, fast, fast_def, getset, init_slot, noargs, noargs_def, o_def, onearg,
+    unary_slot,
 };
 use crate::pyo::native_type::{
     create_type, is_exact, native, native_type, Native, TypeData, TypeSpec,
 };
-use crate::pyo::panic::panic_message;
 use crate::pyo::Ref;
 
 static TYPE: OnceLock<TypeData> = OnceLock::new();
@@ -83,29 +79,10 @@ onearg!(
 fast!(m_add_done_callback, FutureState, super::add_done_callback);
 fast!(m_cancel, FutureState, super::cancel);
 
-// Slots with a `(self) -> object` shape.
-unsafe extern "C" fn tp_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: reprfunc convention.
-    unsafe { call_noargs::<FutureState>(slf, super::repr) }
-}
-
-/// `__iter__` / `__await__` of futures and tasks.
-///
-/// # Safety
-/// getiterfunc convention: `slf` live, thread attached.
-pub unsafe extern "C" fn tp_iter(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: getiterfunc / am_await convention.
-    unsafe { call_noargs::<FutureState>(slf, super::iter) }
-}
-
-unsafe extern "C" fn tp_init(
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwds: *mut ffi::PyObject,
-) -> c_int {
-    // SAFETY: initproc convention, forwarded verbatim.
-    unsafe { call_init::<FutureState>(slf, args, kwds, super::init) }
-}
+unary_slot!(tp_repr, FutureState, super::repr);
+// `__iter__` / `__await__` of futures and tasks.
+unary_slot!(pub tp_iter, FutureState, super::iter);
+init_slot!(tp_init, FutureState, super::init);
 
 /// The Future methods shared by `ferroloop.Future` and `ferroloop.Task` (Task adds its
 /// own `set_result`, `set_exception`, `cancel` and `__del__`).
@@ -205,103 +182,4 @@ pub fn create_future_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>>
             ],
         },
     )
-}
-
-// ---------------------------------------------------------------------------------------
-// FutureIter's hot slots
-// ---------------------------------------------------------------------------------------
-
-/// `tp_iternext` of `FutureIter`, replacing PyO3's: no trampoline, and the
-/// `StopIteration(result)` is raised directly (as the C FutureIter does).
-unsafe extern "C" fn iter_next(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: iternextfunc convention: `slf` is a live FutureIter, attached.
-    let py = unsafe { Python::assume_attached() };
-    let step = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as above; the slot is only installed on the FutureIter type.
-        let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
-        let step = it.get().advance(py);
-        if let Ok(IterStep::Return(_)) = step {
-            super::offer_spare_iter(&it);
-        }
-        step
-    }));
-    match step {
-        Ok(Ok(IterStep::Yield(v))) => v.into_ptr(),
-        Ok(Ok(IterStep::Return(v))) => {
-            // SAFETY: attached; `StopIteration(v)` is created and set (a `None` result is
-            // a bare StopIteration, a tuple result stays one argument).
-            unsafe {
-                if v.is_none() {
-                    ffi::PyErr_SetNone(ffi::PyExc_StopIteration);
-                } else {
-                    let exc = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, v.as_ptr());
-                    if !exc.is_null() {
-                        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, exc);
-                        ffi::Py_DECREF(exc);
-                    }
-                }
-            }
-            ptr::null_mut()
-        }
-        Ok(Ok(IterStep::Exhausted)) => ptr::null_mut(),
-        Ok(Err(e)) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-        Err(payload) => {
-            PanicException::new_err(panic_message(payload)).restore(py);
-            ptr::null_mut()
-        }
-    }
-}
-
-/// `am_send` of `FutureIter` (used by `PyIter_Send`, e.g. by tasks and on 3.11 by `await`):
-/// returns the result without raising StopIteration at all.
-unsafe extern "C" fn iter_send(
-    slf: *mut ffi::PyObject,
-    _arg: *mut ffi::PyObject,
-    result: *mut *mut ffi::PyObject,
-) -> ffi::PySendResult {
-    // SAFETY: sendfunc convention: `slf` is a live FutureIter, `result` writable, attached.
-    let py = unsafe { Python::assume_attached() };
-    let step = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as above.
-        let it = unsafe { enter(py, slf).cast_into_unchecked::<FutureIter>() };
-        let step = it.get().advance(py);
-        if let Ok(IterStep::Return(_)) = step {
-            super::offer_spare_iter(&it);
-        }
-        step
-    }));
-    let (status, value) = match step {
-        Ok(Ok(IterStep::Yield(v))) => (ffi::PySendResult::PYGEN_NEXT, v.into_ptr()),
-        Ok(Ok(IterStep::Return(v))) => (ffi::PySendResult::PYGEN_RETURN, v.into_ptr()),
-        Ok(Ok(IterStep::Exhausted)) => (ffi::PySendResult::PYGEN_RETURN, py.None().into_ptr()),
-        Ok(Err(e)) => {
-            e.restore(py);
-            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
-        }
-        Err(payload) => {
-            PanicException::new_err(panic_message(payload)).restore(py);
-            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
-        }
-    };
-    // SAFETY: `result` is writable per the convention.
-    unsafe { *result = value };
-    status
-}
-
-/// Installs the hand-written `tp_iternext` and `am_send` on the `FutureIter` type PyO3 created.
-pub fn install_iter_slots(ty: &Bound<'_, PyType>) {
-    let tp = ty.as_type_ptr();
-    // SAFETY: `tp` is the live heap type PyO3 created for FutureIter (not subclassable);
-    // a heap type's `tp_as_async` points at its own `PyAsyncMethods`. Slots are replaced
-    // before any instance exists, and the type's caches are invalidated.
-    unsafe {
-        (*tp).tp_iternext = Some(iter_next);
-        if !(*tp).tp_as_async.is_null() {
-            (*(*tp).tp_as_async).am_send = Some(iter_send);
-        }
-        ffi::PyType_Modified(tp);
-    }
 }

@@ -42,8 +42,8 @@ use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
 
 use crate::names::names;
 use crate::pyo::native_type;
+use crate::pyo::GilCell;
 use crate::pyo::Ref;
-use crate::sync::GilCell;
 
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub(crate) enum Status {
@@ -391,7 +391,7 @@ pub(crate) fn py_bool(py: Python<'_>, b: bool) -> Bound<'_, PyAny> {
 /// native module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FutureIter>()?;
-    layout::install_iter_slots(&m.py().get_type::<FutureIter>());
+    crate::pyo::iter::install_iter_slots::<FutureIter>(m.py());
     if let Some(ty) = layout::create_future_type(m.py())? {
         m.add("Future", ty)?;
     }

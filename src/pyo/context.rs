@@ -37,3 +37,24 @@ pub fn with_context<R>(
     }
     res
 }
+
+/// `PyContext_Enter(ctx)`; an error is returned as the exception object (see
+/// [`super::exc::fetch_exc`]). Pair a success with [`exit_raw`].
+#[inline]
+pub fn enter_raw<'py>(ctx: &Bound<'py, PyAny>) -> Result<(), Bound<'py, PyAny>> {
+    // SAFETY: `ctx` is live and the thread attached; a failure leaves an exception set.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+        return Err(super::exc::fetch_exc(ctx.py()));
+    }
+    Ok(())
+}
+
+/// `PyContext_Exit(ctx)` after a successful [`enter_raw`]; an error as for `enter_raw`.
+#[inline]
+pub fn exit_raw<'py>(ctx: &Bound<'py, PyAny>) -> Result<(), Bound<'py, PyAny>> {
+    // SAFETY: as in `enter_raw`; CPython checks that `ctx` is the current context.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
+        return Err(super::exc::fetch_exc(ctx.py()));
+    }
+    Ok(())
+}

@@ -2,8 +2,6 @@
 //! `PyErr` (code that CPython calls outside PyO3's bookkeeping of attached threads would
 //! otherwise defer the decrefs of a dropped `PyErr` to PyO3's pool).
 
-use std::ptr;
-
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -20,7 +18,11 @@ pub fn fetch_exc(py: Python<'_>) -> Bound<'_, PyAny> {
     // makes `v` an instance, and the traceback is attached to it before `t`/`tb` are
     // released.
     let p = unsafe {
-        let (mut t, mut v, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        let (mut t, mut v, mut tb) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
         ffi::PyErr_Fetch(&mut t, &mut v, &mut tb);
         ffi::PyErr_NormalizeException(&mut t, &mut v, &mut tb);
         if !tb.is_null() && !v.is_null() {

@@ -1,75 +1,52 @@
 //! The step and wake-up of a task as builtins bound to it (what C shows and what another
 //! loop's `call_soon` gets), and as ready-queue jobs on ferroloop's loop.
 
-use std::ptr;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::*;
 use crate::future::{self, eager};
-use crate::pyo::native_type::methods::{enter, noargs_def, o_def};
+use crate::pyo::native_type::methods::{noargs, noargs_def, o_def, onearg, LeakedDef};
 use crate::pyo::native_type::{self};
-use crate::pyo::panic::guard_obj;
 
 struct Defs {
-    step: *mut ffi::PyMethodDef,
-    step_exc: *mut ffi::PyMethodDef,
-    wakeup: *mut ffi::PyMethodDef,
+    step: LeakedDef,
+    step_exc: LeakedDef,
+    wakeup: LeakedDef,
 }
-
-// SAFETY: the definitions are leaked, immutable after creation, and only read by CPython
-// while attached.
-unsafe impl Send for Defs {}
-// SAFETY: as above.
-unsafe impl Sync for Defs {}
 
 static DEFS: OnceLock<Defs> = OnceLock::new();
 
 fn defs() -> &'static Defs {
-    DEFS.get_or_init(|| {
-        let leak = |d: ffi::PyMethodDef| Box::into_raw(Box::new(d));
-        Defs {
-            step: leak(noargs_def(
-                c"task_step",
-                m_step,
-                c"Run one step of the task.",
-            )),
-            step_exc: leak(o_def(
-                c"task_step",
-                m_step_exc,
-                c"Run one step of the task, throwing the exception into the coroutine.",
-            )),
-            wakeup: leak(o_def(
-                c"task_wakeup",
-                m_wakeup,
-                c"Wake the task up when the future it awaits is done.",
-            )),
-        }
+    DEFS.get_or_init(|| Defs {
+        step: LeakedDef::new(noargs_def(
+            c"task_step",
+            m_step,
+            c"Run one step of the task.",
+        )),
+        step_exc: LeakedDef::new(o_def(
+            c"task_step",
+            m_step_exc,
+            c"Run one step of the task, throwing the exception into the coroutine.",
+        )),
+        wakeup: LeakedDef::new(o_def(
+            c"task_wakeup",
+            m_wakeup,
+            c"Wake the task up when the future it awaits is done.",
+        )),
     })
 }
 
 /// A builtin bound to `task` for `def_`.
-fn bound_fn<'py>(
-    task: &Bound<'py, PyAny>,
-    def_: *mut ffi::PyMethodDef,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = task.py();
-    // SAFETY: `def_` is a leaked, static method definition; `task` is live. Returns a new
-    // reference or NULL with an exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyCFunction_NewEx(def_, task.as_ptr(), ptr::null_mut()),
-        )
-    }
+fn bound_fn<'py>(task: &Bound<'py, PyAny>, def_: &LeakedDef) -> PyResult<Bound<'py, PyAny>> {
+    def_.bind(task)
 }
 
 /// The `task_wakeup` builtin bound to `task` (what C shows in a future's `_callbacks`).
 pub(crate) fn wakeup_callable<'py>(task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    bound_fn(task, defs().wakeup)
+    bound_fn(task, &defs().wakeup)
 }
 
 /// The builtin a [`crate::event_loop::TaskCall`] stands for: the wake-up, or the step
@@ -83,9 +60,9 @@ pub(crate) fn job_callable<'py>(
     bound_fn(
         task,
         match (wakeup, has_arg) {
-            (true, _) => d.wakeup,
-            (false, true) => d.step_exc,
-            (false, false) => d.step,
+            (true, _) => &d.wakeup,
+            (false, true) => &d.step_exc,
+            (false, false) => &d.step,
         },
     )
 }
@@ -128,62 +105,36 @@ pub(super) fn call_step_soon(
         );
     }
     match exc {
-        None => future::call_soon(&loop_, &bound_fn(task, defs().step)?, None, &ctx),
-        Some(e) => future::call_soon(&loop_, &bound_fn(task, defs().step_exc)?, Some(e), &ctx),
+        None => future::call_soon(&loop_, &bound_fn(task, &defs().step)?, None, &ctx),
+        Some(e) => future::call_soon(&loop_, &bound_fn(task, &defs().step_exc)?, Some(e), &ctx),
     }
 }
 
-type TaskFn =
-    for<'py> fn(&Bound<'py, PyAny>, &TaskState, Option<Bound<'py, PyAny>>) -> PyResult<()>;
+// The builtins' C functions: `self` is the task they are bound to.
 
-/// Entry of the step/wake-up builtins: `slf` is the task they are bound to.
-///
-/// # Safety
-/// CPython calling convention of a builtin: `slf` live, `arg` NULL or live, attached.
-unsafe fn task_entry(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-    f: TaskFn,
-) -> *mut ffi::PyObject {
-    // SAFETY: by the caller.
-    let py = unsafe { Python::assume_attached() };
-    guard_obj(py, || {
-        // SAFETY: `slf`/`arg` are live borrowed references for the call.
-        let (slf, arg) = unsafe {
-            let arg = if arg.is_null() {
-                None
-            } else {
-                Some(Bound::from_borrowed_ptr(py, arg))
-            };
-            (enter(py, slf), arg)
-        };
-        let ts = native_type::native::<TaskState>(&slf)
-            .ok_or_else(|| eager::<PyTypeError>(py, "expected an initialized ferroloop Task"))?;
-        f(&slf, ts, arg)?;
-        Ok(py.None())
-    })
+fn step_method<'py>(slf: &Bound<'py, PyAny>, ts: &TaskState) -> PyResult<Bound<'py, PyAny>> {
+    step(slf, ts, None)?;
+    Ok(slf.py().None().into_bound(slf.py()))
 }
 
-unsafe extern "C" fn m_step(
-    slf: *mut ffi::PyObject,
-    _unused: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: METH_NOARGS convention.
-    unsafe { task_entry(slf, ptr::null_mut(), step) }
+fn step_exc_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+    exc: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    step(slf, ts, Some(exc.clone()))?;
+    Ok(slf.py().None().into_bound(slf.py()))
 }
 
-unsafe extern "C" fn m_step_exc(
-    slf: *mut ffi::PyObject,
-    exc: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: METH_O convention.
-    unsafe { task_entry(slf, exc, step) }
+fn wakeup_method<'py>(
+    slf: &Bound<'py, PyAny>,
+    ts: &TaskState,
+    fut: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    wakeup(slf, ts, Some(fut.clone()))?;
+    Ok(slf.py().None().into_bound(slf.py()))
 }
 
-unsafe extern "C" fn m_wakeup(
-    slf: *mut ffi::PyObject,
-    fut: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: METH_O convention.
-    unsafe { task_entry(slf, fut, wakeup) }
-}
+noargs!(m_step, TaskState, step_method);
+onearg!(m_step_exc, TaskState, step_exc_method);
+onearg!(m_wakeup, TaskState, wakeup_method);

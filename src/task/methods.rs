@@ -12,24 +12,13 @@ use crate::future::layout;
 use crate::future::{self, eager, opt, or_none, py_bool, Status};
 use crate::names::names;
 use crate::pyo::native_type::methods::{
-    call_init, call_noargs, fast, fast_def, getset, noargs, noargs_def, o_def, onearg, FastArgs,
+    fast, fast_def, getset, init_slot, noargs, noargs_def, o_def, onearg, unary_slot, FastArgs,
 };
 use crate::pyo::native_type::{self, TypeSpec};
 use crate::pyo::Ref;
 
-pub(super) unsafe extern "C" fn tp_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: reprfunc convention.
-    unsafe { call_noargs::<TaskState>(slf, repr) }
-}
-
-pub(super) unsafe extern "C" fn tp_init(
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwds: *mut ffi::PyObject,
-) -> c_int {
-    // SAFETY: initproc convention, forwarded verbatim.
-    unsafe { call_init::<TaskState>(slf, args, kwds, init) }
-}
+unary_slot!(tp_repr, TaskState, repr);
+init_slot!(tp_init, TaskState, init);
 
 // ---------------------------------------------------------------------------------------
 // Methods

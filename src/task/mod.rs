@@ -40,21 +40,21 @@ use step::*;
 
 use std::ffi::c_int;
 use std::mem;
-use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::future::{self, eager, opt, or_none, FutureState, Status};
 use crate::names::names;
 use crate::pyo::call::vcall;
+use crate::pyo::context::copy_current;
 use crate::pyo::native_type::{self, Native, TypeData};
+use crate::pyo::object::is_exact_coroutine;
+use crate::pyo::GilCell;
 use crate::pyo::Ref;
-use crate::sync::GilCell;
 
 #[derive(Default)]
 struct TaskInner {
@@ -225,9 +225,8 @@ pub(crate) fn init_with<'py>(
     let n = names(py)?;
     future::init_loop(slf, &ts.fut, loop_.filter(|l| !l.is_none()))?;
 
-    // SAFETY: `coro` is live.
-    let is_coro = unsafe { ffi::Py_TYPE(coro.as_ptr()) == ptr::addr_of_mut!(ffi::PyCoro_Type) }
-        || n.iscoroutine.bind(py).call1((&coro,))?.is_truthy()?;
+    let is_coro =
+        is_exact_coroutine(&coro) || n.iscoroutine.bind(py).call1((&coro,))?.is_truthy()?;
     if !is_coro {
         ts.inner.lock().log_destroy_pending = false;
         return Err(eager::<PyTypeError>(
@@ -237,8 +236,7 @@ pub(crate) fn init_with<'py>(
     }
     let context = match context {
         Some(c) if !c.is_none() => c,
-        // SAFETY: attached; a new reference or NULL with an exception set.
-        _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? },
+        _ => copy_current(py)?,
     };
     let (name, counter) = match name {
         Some(nm) if !nm.is_none() => {

@@ -2,10 +2,8 @@
 //! yielded value means, and 3.12+'s eager start.
 
 use std::mem;
-use std::ptr;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -15,9 +13,13 @@ use super::*;
 use crate::future::layout;
 use crate::future::{self, eager, opt, or_none, FutureState, Status};
 use crate::names::names;
+use crate::pyo::call::{call_method0_raw, call_method1_raw, call_method_kw, send_none};
+use crate::pyo::context::{enter_raw, exit_raw};
 use crate::pyo::dict::dict_pop;
-use crate::pyo::exc::{fetch_exc, is_instance_of_exc, take};
+use crate::pyo::dict::setdefault_other;
+use crate::pyo::exc::is_instance_of_exc;
 use crate::pyo::native_type::{self};
+use crate::pyo::object::{getattr_opt, is_generator};
 use crate::pyo::Ref;
 
 pub(super) fn runtime_error<'py>(py: Python<'py>, msg: String) -> PyResult<Bound<'py, PyAny>> {
@@ -33,33 +35,8 @@ pub(super) fn enter_task(
     task: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = task.py();
-    #[cfg(not(Py_GIL_DISABLED))]
-    // SAFETY: all three are live and `current` is a dict; PyDict_SetDefault returns a
-    // borrowed reference (the value now stored) or NULL with an exception set. It is
-    // compared, then turned into a strong reference before any Python code runs.
-    let other = unsafe {
-        let now = ffi::PyDict_SetDefault(current.as_ptr(), loop_.as_ptr(), task.as_ptr());
-        if now.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        if now == task.as_ptr() {
-            return Ok(());
-        }
-        Bound::from_borrowed_ptr(py, now)
-    };
-    #[cfg(Py_GIL_DISABLED)]
-    // SAFETY: as above, but PyDict_SetDefaultRef stores a new reference in `now`.
-    let other = unsafe {
-        let mut now = ptr::null_mut();
-        if ffi::PyDict_SetDefaultRef(current.as_ptr(), loop_.as_ptr(), task.as_ptr(), &mut now) < 0
-        {
-            return Err(PyErr::fetch(py));
-        }
-        let now = Bound::from_owned_ptr(py, now);
-        if now.is(task) {
-            return Ok(());
-        }
-        now
+    let Some(other) = setdefault_other(current, loop_, task)? else {
+        return Ok(());
     };
     Err(eager::<PyRuntimeError>(
         py,
@@ -121,11 +98,8 @@ pub(super) fn step<'py>(
     }
 }
 
-enum Outcome<'py> {
-    Return(Bound<'py, PyAny>),
-    Yield(Bound<'py, PyAny>),
-    Raise(Bound<'py, PyAny>),
-}
+/// How the coroutine's `send()` / `throw()` ended.
+use crate::pyo::call::Sent as Outcome;
 
 /// One step without the enter/leave bookkeeping (`task_step_impl` in C).
 pub(super) fn step_impl<'py>(
@@ -164,33 +138,11 @@ pub(super) fn step_impl<'py>(
     };
 
     let outcome = match &exc {
-        None => {
-            let mut res = ptr::null_mut();
-            // SAFETY: `coro` is live; PyIter_Send stores a new reference in `res` (result
-            // or return value) or returns PYGEN_ERROR with an exception set.
-            let status = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut res) };
-            match status {
-                // SAFETY: `res` is a new reference in both cases.
-                ffi::PySendResult::PYGEN_RETURN => {
-                    Outcome::Return(unsafe { Bound::from_owned_ptr(py, res) })
-                }
-                // SAFETY: as above.
-                ffi::PySendResult::PYGEN_NEXT => {
-                    Outcome::Yield(unsafe { Bound::from_owned_ptr(py, res) })
-                }
-                ffi::PySendResult::PYGEN_ERROR => Outcome::Raise(fetch_exc(py)),
-            }
-        }
+        None => send_none(&coro),
         Some(e) => {
             static THROW: PyOnceLock<Py<PyString>> = PyOnceLock::new();
             let name = THROW.get_or_init(py, || PyString::intern(py, "throw").unbind());
-            // SAFETY: live arguments; returns a new reference or NULL with an exception.
-            let r = unsafe {
-                take(
-                    py,
-                    ffi::PyObject_CallMethodOneArg(coro.as_ptr(), name.as_ptr(), e.as_ptr()),
-                )
-            };
+            let r = call_method1_raw(&coro, name.bind(py), e);
             match r {
                 Ok(v) => Outcome::Yield(v),
                 Err(err) => {
@@ -245,19 +197,7 @@ pub(super) fn blocking_attr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bou
     let name = NAME.get_or_init(py, || {
         PyString::intern(py, "_asyncio_future_blocking").unbind()
     });
-    // SAFETY: live arguments; a new reference or NULL with an exception set. An
-    // AttributeError is cleared in place (never materialized as a `PyErr`).
-    unsafe {
-        let p = ffi::PyObject_GetAttr(obj.as_ptr(), name.as_ptr());
-        if p.is_null() {
-            if ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) != 0 {
-                ffi::PyErr_Clear();
-                return Ok(None);
-            }
-            return Err(PyErr::from_value(fetch_exc(py)));
-        }
-        Ok(Some(Bound::from_owned_ptr(py, p)))
-    }
+    getattr_opt(obj, name.bind(py))
 }
 
 /// `futures._get_loop(fut)`: `fut.get_loop()`, else `fut._loop`.
@@ -265,19 +205,7 @@ pub(super) fn future_loop<'py>(fut: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     static NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
     let py = fut.py();
     let name = NAME.get_or_init(py, || PyString::intern(py, "get_loop").unbind());
-    // SAFETY: as in `blocking_attr`.
-    let getter = unsafe {
-        let p = ffi::PyObject_GetAttr(fut.as_ptr(), name.as_ptr());
-        if p.is_null() {
-            if ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) == 0 {
-                return Err(PyErr::from_value(fetch_exc(py)));
-            }
-            ffi::PyErr_Clear();
-            None
-        } else {
-            Some(Bound::from_owned_ptr(py, p))
-        }
-    };
+    let getter = getattr_opt(fut, name.bind(py))?;
     match getter {
         Some(g) => g.call0(),
         None => fut.getattr("_loop"),
@@ -298,16 +226,7 @@ pub(super) fn add_done_callback_method(
             PyTuple::new(py, ["context"])?.unbind(),
         ))
     })?;
-    let argv = [fut.as_ptr(), cb.as_ptr(), ctx.as_ptr()];
-    // SAFETY: borrowed references kept alive by the caller; 2 positionals (self first)
-    // then one keyword value. A new reference or NULL with an exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyObject_VectorcallMethod(name.as_ptr(), argv.as_ptr(), 2, kwnames.as_ptr()),
-        )
-    }
-    .map(drop)
+    call_method_kw(fut, name.bind(py), &[cb], kwnames.bind(py), &[ctx]).map(drop)
 }
 
 pub(super) fn handle_yield<'py>(
@@ -409,8 +328,7 @@ pub(super) fn handle_yield<'py>(
             call_step_soon(task, ts, Some(&e))
         }
         None => {
-            // SAFETY: `result` is live.
-            let is_gen = unsafe { ffi::PyGen_Check(result.as_ptr()) != 0 };
+            let is_gen = is_generator(&result);
             let msg = if is_gen {
                 format!(
                     "yield was used instead of yield from for generator in task {} with {}",
@@ -444,13 +362,7 @@ pub(super) fn wakeup<'py>(
         _ => {
             static NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
             let name = NAME.get_or_init(py, || PyString::intern(py, "result").unbind());
-            // SAFETY: live arguments; a new reference or NULL with an exception set.
-            unsafe {
-                take(
-                    py,
-                    ffi::PyObject_CallMethodNoArgs(fut.as_ptr(), name.as_ptr()),
-                )
-            }
+            call_method0_raw(&fut, name.bind(py))
         }
     };
     match outcome {
@@ -481,10 +393,8 @@ pub(super) fn eager_start_task(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyRes
     let prev = swap.bind(py).call1((&loop_, task))?;
     reg.bind(py).call1((task,))?;
     let ctx = ts.context(py);
-    // SAFETY: `ctx` is a live contextvars.Context (copied or given to __init__).
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
-        return Err(PyErr::from_value(fetch_exc(py)));
-    }
+    // `ctx` is the contextvars.Context copied or given to __init__.
+    enter_raw(&ctx).map_err(PyErr::from_value)?;
     let mut result = step_impl(task, ts, None);
     let mut chain = |r: PyResult<()>| {
         if let Err(e) = r {
@@ -499,10 +409,8 @@ pub(super) fn eager_start_task(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyRes
     };
     chain(swap.bind(py).call1((&loop_, &prev)).map(drop));
     chain(unreg.bind(py).call1((task,)).map(drop));
-    // SAFETY: the context entered above.
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
-        chain(Err(PyErr::from_value(fetch_exc(py))));
-    }
+    // Leaves the context entered above.
+    chain(exit_raw(&ctx).map_err(PyErr::from_value));
     if ts.fut.status() == Status::Pending {
         chain(register_pending(task, ts));
     } else {

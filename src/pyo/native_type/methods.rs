@@ -116,50 +116,193 @@ pub unsafe fn call_fast<S: Native>(
     })
 }
 
-/// Defines a `METH_NOARGS` C function calling `$f(&self, &$S)`.
+// The C functions of a method table are generic trampolines, monomorphized per Rust
+// function: the function is an associated const of a marker type the macros below define
+// (a direct call, no function pointer read at run time), and every `unsafe` stays here.
+
+/// A `METH_NOARGS` method (or a unary slot: `tp_repr`, `tp_iter`, `am_await`).
+pub trait NoArgsFn<S> {
+    const F: NoArgs<S>;
+}
+/// A `METH_O` method.
+pub trait OneArgFn<S> {
+    const F: OneArg<S>;
+}
+/// A `METH_FASTCALL | METH_KEYWORDS` method.
+pub trait FastFn<S> {
+    const F: Fast<S>;
+}
+/// A `tp_init` slot.
+pub trait InitFn<S> {
+    const F: Init<S>;
+}
+
+/// The `METH_NOARGS` function of `M`.
+///
+/// # Safety
+/// METH_NOARGS calling convention.
+pub unsafe extern "C" fn noargs_tramp<S: Native, M: NoArgsFn<S>>(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: METH_NOARGS convention, forwarded verbatim.
+    unsafe { call_noargs::<S>(slf, M::F) }
+}
+
+/// The unary slot function (`reprfunc`, `getiterfunc`) of `M`.
+///
+/// # Safety
+/// Unary slot calling convention.
+pub unsafe extern "C" fn unary_tramp<S: Native, M: NoArgsFn<S>>(
+    slf: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: unary slot convention, forwarded verbatim.
+    unsafe { call_noargs::<S>(slf, M::F) }
+}
+
+/// The `METH_O` function of `M`.
+///
+/// # Safety
+/// METH_O calling convention.
+pub unsafe extern "C" fn onearg_tramp<S: Native, M: OneArgFn<S>>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: METH_O convention, forwarded verbatim.
+    unsafe { call_onearg::<S>(slf, arg, M::F) }
+}
+
+/// The `METH_FASTCALL | METH_KEYWORDS` function of `M`.
+///
+/// # Safety
+/// METH_FASTCALL | METH_KEYWORDS calling convention.
+pub unsafe extern "C" fn fast_tramp<S: Native, M: FastFn<S>>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: METH_FASTCALL | METH_KEYWORDS convention, forwarded verbatim.
+    unsafe { call_fast::<S>(slf, args, nargs, kwnames, M::F) }
+}
+
+/// The `tp_init` function of `M`.
+///
+/// # Safety
+/// initproc calling convention.
+pub unsafe extern "C" fn init_tramp<S: Native, M: InitFn<S>>(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwds: *mut ffi::PyObject,
+) -> c_int {
+    // SAFETY: initproc convention, forwarded verbatim.
+    unsafe { call_init::<S>(slf, args, kwds, M::F) }
+}
+
+/// Defines `const $name: ffi::PyCFunction`, a `METH_NOARGS` function calling
+/// `$f(&self, &$S)`.
 macro_rules! noargs {
-    ($name:ident, $S:ty, $f:path) => {
-        unsafe extern "C" fn $name(
-            slf: *mut pyo3::ffi::PyObject,
-            _unused: *mut pyo3::ffi::PyObject,
-        ) -> *mut pyo3::ffi::PyObject {
-            // SAFETY: METH_NOARGS convention, forwarded verbatim.
-            unsafe { $crate::pyo::native_type::methods::call_noargs::<$S>(slf, $f) }
-        }
-    };
-}
-
-/// Defines a `METH_O` C function calling `$f(&self, &$S, arg)`.
-macro_rules! onearg {
-    ($name:ident, $S:ty, $f:path) => {
-        unsafe extern "C" fn $name(
-            slf: *mut pyo3::ffi::PyObject,
-            arg: *mut pyo3::ffi::PyObject,
-        ) -> *mut pyo3::ffi::PyObject {
-            // SAFETY: METH_O convention, forwarded verbatim.
-            unsafe { $crate::pyo::native_type::methods::call_onearg::<$S>(slf, arg, $f) }
-        }
-    };
-}
-
-/// Defines a `METH_FASTCALL | METH_KEYWORDS` C function calling `$f(&self, &$S, args)`.
-macro_rules! fast {
-    ($name:ident, $S:ty, $f:path) => {
-        unsafe extern "C" fn $name(
-            slf: *mut pyo3::ffi::PyObject,
-            args: *const *mut pyo3::ffi::PyObject,
-            nargs: pyo3::ffi::Py_ssize_t,
-            kwnames: *mut pyo3::ffi::PyObject,
-        ) -> *mut pyo3::ffi::PyObject {
-            // SAFETY: METH_FASTCALL | METH_KEYWORDS convention, forwarded verbatim.
-            unsafe {
-                $crate::pyo::native_type::methods::call_fast::<$S>(slf, args, nargs, kwnames, $f)
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::PyCFunction = {
+            struct M;
+            impl $crate::pyo::native_type::methods::NoArgsFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::NoArgs<$S> = $f;
             }
-        }
+            $crate::pyo::native_type::methods::noargs_tramp::<$S, M>
+        };
     };
 }
 
-pub(crate) use {fast, noargs, onearg};
+/// Defines `const $name: ffi::reprfunc`, a unary slot (`tp_repr`, `tp_iter`, `am_await`)
+/// calling `$f(&self, &$S)`.
+macro_rules! unary_slot {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::reprfunc = {
+            struct M;
+            impl $crate::pyo::native_type::methods::NoArgsFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::NoArgs<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::unary_tramp::<$S, M>
+        };
+    };
+}
+
+/// Defines `const $name: ffi::PyCFunction`, a `METH_O` function calling
+/// `$f(&self, &$S, arg)`.
+macro_rules! onearg {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::PyCFunction = {
+            struct M;
+            impl $crate::pyo::native_type::methods::OneArgFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::OneArg<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::onearg_tramp::<$S, M>
+        };
+    };
+}
+
+/// Defines `const $name: ffi::PyCFunctionFastWithKeywords`, a
+/// `METH_FASTCALL | METH_KEYWORDS` function calling `$f(&self, &$S, args)`.
+macro_rules! fast {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::PyCFunctionFastWithKeywords = {
+            struct M;
+            impl $crate::pyo::native_type::methods::FastFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::Fast<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::fast_tramp::<$S, M>
+        };
+    };
+}
+
+/// Defines `const $name: ffi::initproc`, a `tp_init` calling
+/// `$f(&self, &$S, args, kwargs)`.
+macro_rules! init_slot {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::initproc = {
+            struct M;
+            impl $crate::pyo::native_type::methods::InitFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::Init<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::init_tramp::<$S, M>
+        };
+    };
+}
+
+pub(crate) use {fast, init_slot, noargs, onearg, unary_slot};
+
+/// A method definition leaked for the life of the process, from which builtins bound to
+/// an object are made (as a C method's bound builtin).
+pub struct LeakedDef(ptr::NonNull<ffi::PyMethodDef>);
+
+// SAFETY: the definition is leaked, immutable after creation, and only read by CPython
+// while attached.
+unsafe impl Send for LeakedDef {}
+// SAFETY: as above.
+unsafe impl Sync for LeakedDef {}
+
+impl LeakedDef {
+    pub fn new(def: ffi::PyMethodDef) -> LeakedDef {
+        LeakedDef(ptr::NonNull::from(Box::leak(Box::new(def))))
+    }
+
+    /// A builtin function bound to `obj` (`obj` is its `__self__`).
+    pub fn bind<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: the definition is leaked (static); `obj` is live. Returns a new reference
+        // or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                obj.py(),
+                ffi::PyCFunction_NewEx(self.0.as_ptr(), obj.as_ptr(), ptr::null_mut()),
+            )
+        }
+    }
+}
 
 /// A getter/setter pair, passed to the getset trampolines as the `closure` pointer.
 struct Accessor<S> {

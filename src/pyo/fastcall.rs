@@ -1,0 +1,178 @@
+//! Hand-written `METH_FASTCALL | METH_KEYWORDS` methods of `#[pyclass]` types: the
+//! trampoline (receiver check by the method descriptor, panic guard) and a safe view of the
+//! argument vector. The parsing itself is the caller's safe code (see
+//! `event_loop::fastcall`).
+
+use std::ffi::{c_int, CStr};
+use std::marker::PhantomData;
+
+use pyo3::exceptions::PyBaseException;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::PyClass;
+
+use super::panic::guard_obj;
+
+/// The arguments of one vectorcall: `nargs` positionals, then one value per keyword name.
+/// Only [`vector_method`] makes one, for the duration of the call.
+pub struct VectorArgs<'a, 'py> {
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    /// NULL or a tuple of str.
+    kwnames: *mut ffi::PyObject,
+    _call: PhantomData<&'a ()>,
+}
+
+impl<'py> VectorArgs<'_, 'py> {
+    #[inline]
+    pub fn py(&self) -> Python<'py> {
+        self.py
+    }
+
+    /// The number of positional arguments.
+    #[inline]
+    pub fn nargs(&self) -> usize {
+        self.nargs
+    }
+
+    /// Positional argument `i` (`i < nargs()`).
+    #[inline]
+    pub fn arg(&self, i: usize) -> Bound<'py, PyAny> {
+        assert!(i < self.nargs);
+        // SAFETY: `args[..nargs]` are live borrowed references for the call.
+        unsafe { Bound::from_borrowed_ptr(self.py, *self.args.add(i)) }
+    }
+
+    /// The number of keyword arguments.
+    #[inline]
+    pub fn nkw(&self) -> usize {
+        if self.kwnames.is_null() {
+            return 0;
+        }
+        // SAFETY: `kwnames` is a live tuple.
+        unsafe { ffi::PyTuple_GET_SIZE(self.kwnames) as usize }
+    }
+
+    /// Whether keyword `i` (`i < nkw()`) is `interned` (a pointer test: CPython interns
+    /// keyword names) or else equal to `ascii`.
+    #[inline]
+    pub fn kw_name_is(&self, i: usize, interned: &Bound<'py, PyString>, ascii: &CStr) -> bool {
+        assert!(i < self.nkw());
+        // SAFETY: `kwnames` is a live tuple of str with more than `i` items.
+        unsafe {
+            let key = ffi::PyTuple_GET_ITEM(self.kwnames, i as ffi::Py_ssize_t);
+            key == interned.as_ptr()
+                || ffi::PyUnicode_CompareWithASCIIString(key, ascii.as_ptr()) == 0
+        }
+    }
+
+    /// The name of keyword `i` (`i < nkw()`).
+    #[inline]
+    pub fn kw_name(&self, i: usize) -> Bound<'py, PyAny> {
+        assert!(i < self.nkw());
+        // SAFETY: as in `kw_name_is`.
+        unsafe {
+            Bound::from_borrowed_ptr(
+                self.py,
+                ffi::PyTuple_GET_ITEM(self.kwnames, i as ffi::Py_ssize_t),
+            )
+        }
+    }
+
+    /// The value of keyword `i` (`i < nkw()`).
+    #[inline]
+    pub fn kw_value(&self, i: usize) -> Bound<'py, PyAny> {
+        assert!(i < self.nkw());
+        // SAFETY: the value of keyword `i` follows the positionals; a live borrowed
+        // reference for the call.
+        unsafe { Bound::from_borrowed_ptr(self.py, *self.args.add(self.nargs + i)) }
+    }
+
+    /// The positionals from `from` on, as a new tuple (the empty tuple singleton if none).
+    #[inline]
+    pub fn rest(&self, from: usize) -> PyResult<Bound<'py, PyTuple>> {
+        let n_rest = self.nargs.saturating_sub(from);
+        if n_rest == 0 {
+            return Ok(PyTuple::empty(self.py));
+        }
+        // SAFETY: PyTuple_New returns a new tuple or NULL with an exception set; each item
+        // is a live borrowed reference, incref'd before SET_ITEM steals it into the fresh
+        // tuple at an index in range.
+        unsafe {
+            let tuple = Bound::from_owned_ptr_or_err(self.py, ffi::PyTuple_New(n_rest as isize))?;
+            for j in 0..n_rest {
+                let item = *self.args.add(from + j);
+                ffi::Py_INCREF(item);
+                ffi::PyTuple_SET_ITEM(tuple.as_ptr(), j as isize, item);
+            }
+            Ok(tuple.cast_into_unchecked::<PyTuple>())
+        }
+    }
+}
+
+/// A hand-written method of `Recv`, installed with [`install`].
+pub trait VectorMethod {
+    type Recv: PyClass;
+    /// The method body: the receiver (checked by the method descriptor) and its arguments.
+    fn call<'py>(slf: &Bound<'py, Self::Recv>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>>;
+}
+
+/// The C function of `M`: a panic becomes `PanicException`, never an unwind into C.
+///
+/// # Safety
+/// `METH_FASTCALL | METH_KEYWORDS` calling convention, through a method descriptor of
+/// `M::Recv`'s type (which checks the receiver's type).
+unsafe extern "C" fn vector_method<M: VectorMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guard_obj(py, || {
+        // SAFETY: the method descriptor checked that `slf` is an `M::Recv` (see `install`);
+        // the arguments are forwarded verbatim from CPython's vectorcall.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<M::Recv>() };
+        let args = VectorArgs {
+            py,
+            args,
+            nargs: nargs as usize,
+            kwnames,
+            _call: PhantomData,
+        };
+        M::call(&slf, args)
+    })
+}
+
+/// Installs `M` as the method `name` of `M::Recv`'s type, replacing what was there.
+pub fn install<M: VectorMethod>(
+    py: Python<'_>,
+    name: &'static CStr,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    let ty = py.get_type::<M::Recv>();
+    let func: ffi::PyCFunctionFastWithKeywords = vector_method::<M>;
+    // The definition must outlive the type: leak it (a few dozen bytes, once per process
+    // and method).
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: func,
+        },
+        ml_flags: (ffi::METH_FASTCALL | ffi::METH_KEYWORDS) as c_int,
+        ml_doc: doc.as_ptr(),
+    }));
+    // SAFETY: `ty` is a live type object and `def` lives forever; PyDescr_NewMethod returns
+    // a new reference or NULL with an exception set. The descriptor checks that the
+    // receiver is an instance of `ty`, which `vector_method` relies on.
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }?;
+    ty.setattr(
+        name.to_str()
+            .map_err(|e| PyBaseException::new_err(e.to_string()))?,
+        descr,
+    )
+}

@@ -1,0 +1,117 @@
+//! Hand-written `tp_iternext` and `am_send` for a `#[pyclass]` iterator (the iterator
+//! behind `await` on a future): no PyO3 trampoline, and a result is returned without
+//! creating a `StopIteration` when the caller allows (`am_send`).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::PyClass;
+
+use super::panic::panic_message;
+
+/// What one `__next__` / `send(None)` of a [`NativeIter`] does.
+pub enum IterStep<'py> {
+    /// `yield value`.
+    Yield(Bound<'py, PyAny>),
+    /// `return value` (`StopIteration(value)`).
+    Return(Bound<'py, PyAny>),
+    /// Already exhausted.
+    Exhausted,
+}
+
+/// An iterator class whose `tp_iternext` / `am_send` are [`install_iter_slots`]'.
+pub trait NativeIter: PyClass {
+    /// One step.
+    fn advance<'py>(it: &Bound<'py, Self>) -> PyResult<IterStep<'py>>;
+}
+
+/// `tp_iternext` of `T`, replacing PyO3's: no trampoline, and the
+/// `StopIteration(result)` is raised directly (as the C FutureIter does).
+unsafe extern "C" fn iter_next<T: NativeIter>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: iternextfunc convention: `slf` is a live `T`, attached.
+    let py = unsafe { Python::assume_attached() };
+    let step = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as above; the slot is only installed on `T`'s type.
+        let it = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() };
+        T::advance(&it)
+    }));
+    match step {
+        Ok(Ok(IterStep::Yield(v))) => v.into_ptr(),
+        Ok(Ok(IterStep::Return(v))) => {
+            // SAFETY: attached; `StopIteration(v)` is created and set (a `None` result is
+            // a bare StopIteration, a tuple result stays one argument).
+            unsafe {
+                if v.is_none() {
+                    ffi::PyErr_SetNone(ffi::PyExc_StopIteration);
+                } else {
+                    let exc = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, v.as_ptr());
+                    if !exc.is_null() {
+                        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, exc);
+                        ffi::Py_DECREF(exc);
+                    }
+                }
+            }
+            ptr::null_mut()
+        }
+        Ok(Ok(IterStep::Exhausted)) => ptr::null_mut(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            ptr::null_mut()
+        }
+        Err(payload) => {
+            PanicException::new_err(panic_message(payload)).restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `am_send` of `T` (used by `PyIter_Send`, e.g. by tasks and on 3.11 by `await`):
+/// returns the result without raising StopIteration at all.
+unsafe extern "C" fn iter_send<T: NativeIter>(
+    slf: *mut ffi::PyObject,
+    _arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: sendfunc convention: `slf` is a live `T`, `result` writable, attached.
+    let py = unsafe { Python::assume_attached() };
+    let step = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as above.
+        let it = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() };
+        T::advance(&it)
+    }));
+    let (status, value) = match step {
+        Ok(Ok(IterStep::Yield(v))) => (ffi::PySendResult::PYGEN_NEXT, v.into_ptr()),
+        Ok(Ok(IterStep::Return(v))) => (ffi::PySendResult::PYGEN_RETURN, v.into_ptr()),
+        Ok(Ok(IterStep::Exhausted)) => (ffi::PySendResult::PYGEN_RETURN, py.None().into_ptr()),
+        Ok(Err(e)) => {
+            e.restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+        Err(payload) => {
+            PanicException::new_err(panic_message(payload)).restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+    };
+    // SAFETY: `result` is writable per the convention.
+    unsafe { *result = value };
+    status
+}
+
+/// Installs the hand-written `tp_iternext` and `am_send` on the type PyO3 created for `T`.
+pub fn install_iter_slots<T: NativeIter>(py: Python<'_>) {
+    let ty = py.get_type::<T>();
+    let tp = ty.as_type_ptr();
+    // SAFETY: `tp` is the live heap type PyO3 created for `T` (not subclassable);
+    // a heap type's `tp_as_async` points at its own `PyAsyncMethods`. Slots are replaced
+    // before any instance exists, and the type's caches are invalidated.
+    unsafe {
+        (*tp).tp_iternext = Some(iter_next::<T>);
+        if !(*tp).tp_as_async.is_null() {
+            (*(*tp).tp_as_async).am_send = Some(iter_send::<T>);
+        }
+        ffi::PyType_Modified(tp);
+    }
+}
