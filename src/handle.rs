@@ -13,7 +13,7 @@ use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::event_loop::LoopCore;
+use crate::event_loop::{own_debug_flag, timer_cancelled};
 use crate::names::Names;
 use crate::pyo::attached::in_owner_drop;
 use crate::pyo::call::call_in_context;
@@ -162,9 +162,9 @@ impl Handle {
         }
         let py = slf.py();
         if let Some(lp) = self.loop_obj(py) {
-            let debug = match lp.cast::<LoopCore>() {
-                Ok(core) => core.get().get_debug(),
-                Err(_) => lp.call_method0("get_debug")?.is_truthy()?,
+            let debug = match own_debug_flag(&lp) {
+                Some(flag) => flag,
+                None => lp.call_method0("get_debug")?.is_truthy()?,
             };
             if debug {
                 // As asyncio: keep the repr (cancelled, with its callback) in debug mode,
@@ -445,9 +445,7 @@ impl TimerHandle {
         let base = slf.as_super();
         if base.get().cancel_inner(slf.as_any())? && slf.get().scheduled.load(Ordering::Acquire) {
             if let Some(lp) = base.get().loop_obj(slf.py()) {
-                if let Ok(core) = lp.cast::<LoopCore>() {
-                    core.get().timer_handle_cancelled();
-                }
+                timer_cancelled(&lp);
             }
         }
         Ok(())

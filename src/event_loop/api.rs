@@ -283,7 +283,7 @@ impl LoopCore {
 
     // ----- debug flag management ------------------------------------------------------
 
-    pub fn get_debug(&self) -> bool {
+    fn get_debug(&self) -> bool {
         self.debug_on()
     }
 

@@ -43,7 +43,8 @@ pub mod signals;
 mod tasks;
 pub mod timers;
 
-pub(crate) use ready::{Job, TaskCall};
+use ready::Job;
+pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
 pub use run::run_until_complete_cb;
 
 use std::collections::{HashMap, VecDeque};

@@ -1,10 +1,18 @@
-//! The ready queue's job model, and the narrow scheduling API that futures and tasks use.
+//! The ready queue's job model, and the narrow scheduling API that futures, tasks and
+//! handles use.
 //!
 //! The queue holds closed [`Job`]s: a Python-visible `Handle`, a callback scheduled from
 //! Rust with no handle (a future's done-callback), or a ferroloop Task's step or wake-up.
-//! `future` and `task` schedule through [`LoopCore::call_soon_native`] and
-//! [`LoopCore::call_task_soon`], after [`LoopCore::native_target`] said the loop is
-//! ferroloop's own, and read the debug flag through [`LoopCore::debug_of`].
+//! The run loop matches them (`LoopCore::run_once`): no trait object or function pointer
+//! per job.
+//!
+//! Dependencies point one way: `future`, `task` and `handle` see the loop only through the
+//! API at the end of this file ([`NativeLoop`] to schedule a native job or a task step,
+//! [`debug_of`] / [`own_debug_flag`] for the debug flag, [`timer_cancelled`]), never
+//! through `LoopCore`'s state. One edge goes back, on purpose: running a `Job::Task` calls
+//! `task::run_job` (and `task::job_callable` to report an error or in debug mode). That
+//! small cycle is the honest shape: the step is the task's code, and a closed enum keeps
+//! the call direct where a callback object per job would cost an indirection per step.
 
 use std::sync::atomic::Ordering;
 
@@ -138,7 +146,7 @@ impl LoopCore {
     /// Schedules a step or wake-up of a ferroloop Task for the next iteration, as
     /// `loop.call_soon(bound_step_or_wakeup, arg, context=context)` would (see
     /// `call_soon_native`; in debug mode the bound method and a real handle are made).
-    pub(crate) fn call_task_soon(slf: &Bound<'_, Self>, call: TaskCall) -> PyResult<()> {
+    pub(super) fn call_task_soon(slf: &Bound<'_, Self>, call: TaskCall) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
@@ -160,7 +168,7 @@ impl LoopCore {
     /// nobody could see: for callers in this crate that drop the handle (a future's
     /// done-callbacks). In debug mode a real handle is made, so that slow-callback reports
     /// and source tracebacks work as for any callback.
-    pub(crate) fn call_soon_native(
+    pub(super) fn call_soon_native(
         slf: &Bound<'_, Self>,
         func: &Bound<'_, PyAny>,
         arg: Option<&Bound<'_, PyAny>>,
@@ -185,26 +193,73 @@ impl LoopCore {
         this.wake_if_polling();
         Ok(())
     }
+}
 
-    /// The loop to schedule on with `call_soon_native` when `loop_` is a ferroloop loop
-    /// whose `call_soon` is ferroloop's own (not replaced by a subclass or on the instance):
-    /// only then is skipping the Python-level `call_soon` unobservable.
-    pub(crate) fn native_target<'a, 'py>(
-        loop_: &'a Bound<'py, PyAny>,
-    ) -> Option<&'a Bound<'py, LoopCore>> {
+// ----- the scheduling API of futures, tasks and handles -------------------------------
+
+/// A ferroloop loop whose `call_soon` is ferroloop's own (not replaced by a subclass or on
+/// the instance, see [`dispatch`]): only then is skipping the Python-level `call_soon`
+/// unobservable, and futures and tasks schedule on it natively.
+#[derive(Clone, Copy)]
+pub(crate) struct NativeLoop<'a, 'py>(&'a Bound<'py, LoopCore>);
+
+impl<'a, 'py> NativeLoop<'a, 'py> {
+    /// `loop_` as a [`NativeLoop`], if it is one.
+    #[inline]
+    pub(crate) fn of(loop_: &'a Bound<'py, PyAny>) -> Option<Self> {
         dispatch::unpatched(loop_, pyo3::intern!(loop_.py(), "call_soon"), |o| {
             &o.call_soon
         })
+        .map(NativeLoop)
     }
 
-    /// `loop_.get_debug()`, read from the flag when `loop_` is a ferroloop loop whose
-    /// `get_debug` is ferroloop's own.
-    pub(crate) fn debug_of(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = loop_.py();
-        let name = pyo3::intern!(py, "get_debug");
-        match dispatch::unpatched(loop_, name, |o| &o.get_debug) {
-            Some(core) => Ok(core.get().debug_on()),
-            None => loop_.call_method0(name)?.is_truthy(),
-        }
+    /// Schedules `func(arg)` in `context` for the next iteration, as
+    /// `loop.call_soon(func, arg, context=context)` would, without a `Handle` nobody could
+    /// see (a future's done-callbacks; see [`LoopCore::call_soon_native`]).
+    #[inline]
+    pub(crate) fn call_soon(
+        self,
+        func: &Bound<'py, PyAny>,
+        arg: Option<&Bound<'py, PyAny>>,
+        context: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        LoopCore::call_soon_native(self.0, func, arg, context)
+    }
+
+    /// Schedules a step or wake-up of a ferroloop Task for the next iteration (see
+    /// [`LoopCore::call_task_soon`]).
+    #[inline]
+    pub(crate) fn call_task_soon(self, call: TaskCall) -> PyResult<()> {
+        LoopCore::call_task_soon(self.0, call)
+    }
+}
+
+/// `loop_.get_debug()`, read from the flag when `loop_` is a ferroloop loop whose
+/// `get_debug` is ferroloop's own.
+pub(crate) fn debug_of(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = loop_.py();
+    let name = pyo3::intern!(py, "get_debug");
+    match dispatch::unpatched(loop_, name, |o| &o.get_debug) {
+        Some(core) => Ok(core.get().debug_on()),
+        None => loop_.call_method0(name)?.is_truthy(),
+    }
+}
+
+/// The debug flag of `loop_` if it is a ferroloop loop (whatever its `get_debug`), for
+/// handles, which asyncio's handles read through `loop._debug`.
+#[inline]
+pub(crate) fn own_debug_flag(loop_: &Bound<'_, PyAny>) -> Option<bool> {
+    loop_
+        .cast::<LoopCore>()
+        .ok()
+        .map(|core| core.get().debug_on())
+}
+
+/// Tells `loop_`, if it is a ferroloop loop, that one of the timers in its heap was
+/// cancelled (asyncio's `_timer_handle_cancelled`).
+#[inline]
+pub(crate) fn timer_cancelled(loop_: &Bound<'_, PyAny>) {
+    if let Ok(core) = loop_.cast::<LoopCore>() {
+        core.get().timer_handle_cancelled();
     }
 }

@@ -237,7 +237,7 @@ pub(super) fn release_timers(py: Python<'_>, timers: Option<Vec<Timer<Py<TimerHa
 
 impl LoopCore {
     /// Called by `TimerHandle.cancel()` for a timer still in the heap.
-    pub(crate) fn timer_handle_cancelled(&self) {
+    pub(super) fn timer_handle_cancelled(&self) {
         self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
     }
 

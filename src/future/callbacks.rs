@@ -9,6 +9,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
 
 use super::*;
+use crate::event_loop::{NativeLoop, TaskCall};
 use crate::pyo::call::call_method_kw;
 use crate::pyo::context::copy_current;
 use crate::pyo::native_type::methods::FastArgs;
@@ -25,15 +26,12 @@ pub(super) fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> Py
     };
     let loop_ =
         loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
-    let native = crate::event_loop::LoopCore::native_target(&loop_);
+    let native = NativeLoop::of(&loop_);
     for cb in callbacks {
         match (cb, native) {
-            (Callback::Py(f, c), Some(core)) => crate::event_loop::LoopCore::call_soon_native(
-                core,
-                &f.get(py),
-                Some(slf),
-                &c.get(py),
-            )?,
+            (Callback::Py(f, c), Some(native)) => {
+                native.call_soon(&f.get(py), Some(slf), &c.get(py))?
+            }
             (Callback::Py(f, c), None) => call_soon(&loop_, &f.get(py), Some(slf), &c.get(py))?,
             (Callback::Wakeup(t, c), _) => {
                 schedule_wakeup(&loop_, native, slf, t.into_bound(py), c.into_bound(py))?
@@ -47,21 +45,18 @@ pub(super) fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> Py
 /// loop (`native`), else `loop.call_soon(task_wakeup, fut, context=context)`.
 pub(super) fn schedule_wakeup<'py>(
     loop_: &Bound<'py, PyAny>,
-    native: Option<&Bound<'py, crate::event_loop::LoopCore>>,
+    native: Option<NativeLoop<'_, 'py>>,
     fut: &Bound<'py, PyAny>,
     task: Bound<'py, PyAny>,
     context: Bound<'py, PyAny>,
 ) -> PyResult<()> {
     match native {
-        Some(core) => crate::event_loop::LoopCore::call_task_soon(
-            core,
-            crate::event_loop::TaskCall {
-                task: task.unbind(),
-                arg: Some(fut.clone().unbind()),
-                context: context.unbind(),
-                wakeup: true,
-            },
-        ),
+        Some(native) => native.call_task_soon(TaskCall {
+            task: task.unbind(),
+            arg: Some(fut.clone().unbind()),
+            context: context.unbind(),
+            wakeup: true,
+        }),
         None => call_soon(
             loop_,
             &crate::task::wakeup_callable(&task)?,
@@ -82,7 +77,7 @@ pub(crate) fn add_wakeup<'py>(
     let py = slf.py();
     let loop_ = st.loop_obj(py)?;
     if st.status() != Status::Pending {
-        let native = crate::event_loop::LoopCore::native_target(&loop_);
+        let native = NativeLoop::of(&loop_);
         return schedule_wakeup(&loop_, native, slf, task.clone(), context);
     }
     st.inner
@@ -102,8 +97,8 @@ pub(crate) fn call_soon<'py>(
 ) -> PyResult<()> {
     // On ferroloop's own loop (with its own call_soon) the callback goes straight into the
     // ready queue, without a Handle nobody would see.
-    if let Some(core) = crate::event_loop::LoopCore::native_target(loop_) {
-        return crate::event_loop::LoopCore::call_soon_native(core, callback, arg, context);
+    if let Some(native) = NativeLoop::of(loop_) {
+        return native.call_soon(callback, arg, context);
     }
     static NAMES: PyOnceLock<(Py<PyString>, Py<PyTuple>)> = PyOnceLock::new();
     let py = loop_.py();

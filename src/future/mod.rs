@@ -327,7 +327,7 @@ pub(crate) fn init_loop(
         _ => default_loop(py)?,
     };
     st.inner.lock().loop_ = Some(Ref::new(loop_.clone()));
-    if crate::event_loop::LoopCore::debug_of(&loop_)? {
+    if crate::event_loop::debug_of(&loop_)? {
         let n = names(py)?;
         if !n.is_finalizing.bind(py).call0()?.is_truthy()? {
             let tb = n.extract_stack.bind(py).call0()?;

@@ -7,6 +7,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::*;
+use crate::event_loop::{NativeLoop, TaskCall};
 use crate::future::{self, eager};
 use crate::pyo::native_type::methods::{noargs, noargs_def, o_def, onearg, LeakedDef};
 use crate::pyo::native_type::{self};
@@ -93,16 +94,13 @@ pub(super) fn call_step_soon(
     let py = task.py();
     let loop_ = ts.fut.loop_obj(py)?;
     let ctx = ts.context(py);
-    if let Some(core) = crate::event_loop::LoopCore::native_target(&loop_) {
-        return crate::event_loop::LoopCore::call_task_soon(
-            core,
-            crate::event_loop::TaskCall {
-                task: task.clone().unbind(),
-                arg: exc.map(|e| e.clone().unbind()),
-                context: ctx.unbind(),
-                wakeup: false,
-            },
-        );
+    if let Some(native) = NativeLoop::of(&loop_) {
+        return native.call_task_soon(TaskCall {
+            task: task.clone().unbind(),
+            arg: exc.map(|e| e.clone().unbind()),
+            context: ctx.unbind(),
+            wakeup: false,
+        });
     }
     match exc {
         None => future::call_soon(&loop_, &bound_fn(task, &defs().step)?, None, &ctx),

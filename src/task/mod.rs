@@ -9,7 +9,7 @@
 //!
 //! Stepping never recurses on the native stack: each step is scheduled for the next loop
 //! iteration, and the wake-up registered on the awaited future runs one step. On
-//! ferroloop's own loop (see `LoopCore::native_target`) a step or wake-up is a
+//! ferroloop's own loop (see `event_loop::NativeLoop`) a step or wake-up is a
 //! `Job::Task` in the ready queue that calls [`step`]/[`wakeup`] directly; elsewhere it is
 //! `loop.call_soon(bound_builtin, ...)`, like the C Task's step wrapper. Awaiting a
 //! ferroloop Future or Task registers the wake-up as a Rust value
