@@ -17,6 +17,7 @@ use crate::event_loop::{own_debug_flag, timer_cancelled};
 use crate::names::Names;
 use crate::pyo::attached::in_owner_drop;
 use crate::pyo::call::call_in_context;
+use crate::pyo::gil_cell::assert_no_access_open;
 use crate::pyo::object::{gc_track, gc_untrack, is_unshared_without_weakrefs};
 use crate::pyo::GilCell;
 
@@ -40,6 +41,7 @@ impl Drop for Refs {
         // tp_dealloc / tp_clear, or by loop code holding `py`. Decref'ing directly skips
         // PyO3's deferred-decref check on every handle.
         let py = in_owner_drop();
+        assert_no_access_open("a Handle's references dropped");
         if let Some(cb) = self.callback.take() {
             cb.func.drop_ref(py);
             cb.args.drop_ref(py);
@@ -102,14 +104,11 @@ impl Handle {
     /// Drops the references of a handle about to be recycled (may run `__del__`s, so the
     /// caller holds no lock).
     pub fn clear_for_reuse(&self) {
-        let refs = std::mem::replace(
-            &mut *self.refs.lock(),
-            Refs {
-                callback: None,
-                context: None,
-                loop_: None,
-            },
-        );
+        let refs = self.refs.replace(Refs {
+            callback: None,
+            context: None,
+            loop_: None,
+        });
         drop(refs);
     }
 
@@ -118,14 +117,16 @@ impl Handle {
     pub fn traverse_refs(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         // try_lock: the GC must never block; a held guard means the handle is in use and
         // its references are reachable from the running frame anyway.
-        if let Some(refs) = self.refs.try_lock() {
-            if let Some(cb) = &refs.callback {
-                visit.call(&cb.func)?;
-                visit.call(&cb.args)?;
-            }
-            visit.call(&refs.context)?;
-            visit.call(&refs.loop_)?;
-        }
+        self.refs
+            .try_with(|refs| {
+                if let Some(cb) = &refs.callback {
+                    visit.call(&cb.func)?;
+                    visit.call(&cb.args)?;
+                }
+                visit.call(&refs.context)?;
+                visit.call(&refs.loop_)
+            })
+            .transpose()?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
         }
@@ -140,10 +141,12 @@ impl Handle {
 
     /// Refills a recycled handle for a new `call_soon`.
     pub fn refill(&self, func: Py<PyAny>, args: Py<PyTuple>, context: Py<PyAny>, loop_: Py<PyAny>) {
-        let mut refs = self.refs.lock();
-        refs.callback = Some(Callback { func, args });
-        refs.context = Some(context);
-        refs.loop_ = Some(loop_);
+        // The handle was emptied by `clear_for_reuse`: nothing is dropped here.
+        self.refs.with(|refs| {
+            refs.callback = Some(Callback { func, args });
+            refs.context = Some(context);
+            refs.loop_ = Some(loop_);
+        });
     }
 
     #[inline]
@@ -152,7 +155,8 @@ impl Handle {
     }
 
     fn loop_obj<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.refs.lock().loop_.as_ref().map(|l| l.bind(py).clone())
+        self.refs
+            .with(|refs| refs.loop_.as_ref().map(|l| l.bind(py).clone()))
     }
 
     /// Marks the handle cancelled and drops the callback; returns true on the first call.
@@ -170,10 +174,11 @@ impl Handle {
                 // As asyncio: keep the repr (cancelled, with its callback) in debug mode,
                 // for messages such as "Executing <Handle ...> took 2.5 seconds".
                 let r = slf.repr()?.to_string();
-                *self.repr_at_cancel.lock() = Some(r);
+                let old = self.repr_at_cancel.replace(Some(r));
+                drop(old);
             }
         }
-        let dropped = self.refs.lock().callback.take();
+        let dropped = self.refs.with(|refs| refs.callback.take());
         drop(dropped);
         Ok(true)
     }
@@ -187,16 +192,18 @@ impl Handle {
         }
         // Bound (not Py) clones: dropping a Bound decrefs directly, without PyO3's
         // thread-local check for an attached thread.
-        let (func, args, ctx) = {
-            let refs = self.refs.lock();
-            match (&refs.callback, &refs.context) {
-                (Some(cb), Some(ctx)) => (
+        let refs = self
+            .refs
+            .with(|refs| match (&refs.callback, &refs.context) {
+                (Some(cb), Some(ctx)) => Some((
                     cb.func.bind(py).clone(),
                     cb.args.bind(py).clone(),
                     ctx.bind(py).clone(),
-                ),
-                _ => return Ok(()),
-            }
+                )),
+                _ => None,
+            });
+        let Some((func, args, ctx)) = refs else {
+            return Ok(());
         };
         if let Err(err) = call_in_context(py, &ctx, &func, &args) {
             return self.report_error(slf, err, &func, &args);
@@ -239,12 +246,11 @@ impl Handle {
         if self.is_cancelled() {
             info.push("cancelled".into());
         }
-        let cb = self
-            .refs
-            .lock()
-            .callback
-            .as_ref()
-            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
+        let cb = self.refs.with(|refs| {
+            refs.callback
+                .as_ref()
+                .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+        });
         if let Some((func, args)) = cb {
             let debug = match self.loop_obj(py) {
                 Some(lp) => lp.call_method0("get_debug")?.is_truthy()?,
@@ -302,7 +308,8 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.refs.lock().context.as_ref().map(|c| c.clone_ref(py))
+        self.refs
+            .with(|refs| refs.context.as_ref().map(|c| c.clone_ref(py)))
     }
 
     /// Runs the callback now (asyncio's `Handle._run`).
@@ -313,19 +320,13 @@ impl Handle {
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.refs
-            .lock()
-            .callback
-            .as_ref()
-            .map(|c| c.func.clone_ref(py))
+            .with(|refs| refs.callback.as_ref().map(|c| c.func.clone_ref(py)))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
         self.refs
-            .lock()
-            .callback
-            .as_ref()
-            .map(|c| c.args.clone_ref(py))
+            .with(|refs| refs.callback.as_ref().map(|c| c.args.clone_ref(py)))
     }
 
     #[getter]
@@ -349,8 +350,8 @@ impl Handle {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        if let Some(r) = &*slf.get().repr_at_cancel.lock() {
-            return Ok(r.clone());
+        if let Some(r) = slf.get().repr_at_cancel.with(|r| r.clone()) {
+            return Ok(r);
         }
         let info = slf.get().repr_info(slf.as_any())?;
         Ok(format!("<{}>", info.join(" ")))
@@ -361,10 +362,9 @@ impl Handle {
     }
 
     fn __clear__(&self) {
-        let refs = {
-            let mut refs = self.refs.lock();
-            (refs.callback.take(), refs.context.take(), refs.loop_.take())
-        };
+        let refs = self
+            .refs
+            .with(|refs| (refs.callback.take(), refs.context.take(), refs.loop_.take()));
         drop(refs);
     }
 }
@@ -408,19 +408,23 @@ impl TimerHandle {
 pub fn untrack_scheduled(timer: &Bound<'_, TimerHandle>, own_context: bool) {
     gc_untrack(timer.as_any());
     if own_context {
-        if let Some(ctx) = &timer.as_super().get().refs.lock().context {
-            // The context was created by the loop for this timer.
-            gc_untrack(ctx.bind(timer.py()));
-        }
+        // The context was created by the loop for this timer.
+        timer.as_super().get().refs.with(|refs| {
+            if let Some(ctx) = &refs.context {
+                gc_untrack(ctx.bind(timer.py()));
+            }
+        });
     }
 }
 
 /// Tracks a timer again as it leaves the loop's heap (see [`untrack_scheduled`]).
 pub fn retrack_unscheduled(py: Python<'_>, timer: &Py<TimerHandle>) {
     gc_track(timer.bind(py).as_any());
-    if let Some(ctx) = &timer.bind(py).as_super().get().refs.lock().context {
-        gc_track(ctx.bind(py));
-    }
+    timer.bind(py).as_super().get().refs.with(|refs| {
+        if let Some(ctx) = &refs.context {
+            gc_track(ctx.bind(py));
+        }
+    });
 }
 
 #[pymethods]
@@ -482,8 +486,8 @@ impl TimerHandle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let base = slf.as_super().get();
-        if let Some(r) = &*base.repr_at_cancel.lock() {
-            return Ok(r.clone());
+        if let Some(r) = base.repr_at_cancel.with(|r| r.clone()) {
+            return Ok(r);
         }
         let mut info = base.repr_info(slf.as_any())?;
         let pos = if base.is_cancelled() { 2 } else { 1 };
@@ -501,18 +505,14 @@ fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<
     if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
         return Ok(false);
     }
-    let ca = ha
-        .refs
-        .lock()
-        .callback
-        .as_ref()
-        .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
-    let cb = hb
-        .refs
-        .lock()
-        .callback
-        .as_ref()
-        .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)));
+    let callback = |h: &Handle| {
+        h.refs.with(|refs| {
+            refs.callback
+                .as_ref()
+                .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+        })
+    };
+    let (ca, cb) = (callback(ha), callback(hb));
     match (ca, cb) {
         (None, None) => Ok(true),
         (Some((fa, aa)), Some((fb, ab))) => {

@@ -357,22 +357,19 @@ impl LoopCore {
     #[getter]
     fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
         self.pystate
-            .lock()
-            .current_handle
-            .as_ref()
-            .map(|h| h.clone_ref(py))
+            .with(|s| s.current_handle.as_ref().map(|h| h.clone_ref(py)))
     }
 
     /// Number of callbacks ready to run (for introspection and tests).
     #[getter]
     fn _ready_count(&self) -> usize {
-        self.queues.lock().ready.len()
+        self.queues.with(|s| s.ready.len())
     }
 
     /// Number of timers in the heap, cancelled ones included.
     #[getter]
     fn _timer_count(&self) -> usize {
-        self.queues.lock().timers.len()
+        self.queues.with(|s| s.timers.len())
     }
 
     fn _check_closed(&self) -> PyResult<()> {

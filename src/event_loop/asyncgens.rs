@@ -50,16 +50,21 @@ impl LoopCore {
     pub(super) fn asyncgens<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(s) = this.pystate.lock().asyncgens.as_ref() {
-            return Ok(s.bind(py).clone());
+        let existing = this
+            .pystate
+            .with(|s| s.asyncgens.as_ref().map(|a| a.clone_ref(py)));
+        if let Some(s) = existing {
+            return Ok(s.into_bound(py));
         }
-        let set = Names::get(py)?.weakset.bind(py).call0()?;
-        let mut st = this.pystate.lock();
-        Ok(st
-            .asyncgens
-            .get_or_insert_with(|| set.unbind())
-            .bind(py)
-            .clone())
+        let set = Names::get(py)?.weakset.bind(py).call0()?.unbind();
+        // Making the set ran Python code, which may have made one first: keep that one,
+        // and drop ours after the access.
+        let (current, unused) = this.pystate.with(|s| match &s.asyncgens {
+            Some(current) => (current.clone_ref(py), Some(set)),
+            None => (s.asyncgens.insert(set).clone_ref(py), None),
+        });
+        drop(unused);
+        Ok(current.into_bound(py))
     }
 
     /// Starts closing every live async generator; returns a future done when all are

@@ -31,7 +31,7 @@ impl LoopCore {
         enabled: bool,
     ) -> PyResult<()> {
         let imports = Names::get(py)?;
-        let saved = self.pystate.lock().origin_tracking_saved_depth;
+        let saved = self.pystate.with(|s| s.origin_tracking_saved_depth);
         if enabled == saved.is_some() {
             return Ok(());
         }
@@ -45,13 +45,14 @@ impl LoopCore {
                 .set_coroutine_origin_tracking_depth
                 .bind(py)
                 .call1((DEBUG_STACK_DEPTH,))?;
-            self.pystate.lock().origin_tracking_saved_depth = Some(depth);
+            self.pystate
+                .with(|s| s.origin_tracking_saved_depth = Some(depth));
         } else {
             imports
                 .set_coroutine_origin_tracking_depth
                 .bind(py)
                 .call1((saved.unwrap_or(0),))?;
-            self.pystate.lock().origin_tracking_saved_depth = None;
+            self.pystate.with(|s| s.origin_tracking_saved_depth = None);
         }
         Ok(())
     }
@@ -72,12 +73,14 @@ impl LoopCore {
     pub(super) fn run_handle_debug(slf: &Bound<'_, Self>, h: &Py<Handle>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let previous = this.pystate.lock().current_handle.replace(h.clone_ref(py));
+        let previous = this
+            .pystate
+            .with(|s| s.current_handle.replace(h.clone_ref(py)));
         drop(previous);
         let t0 = monotonic();
         let res = h.get().run(h.bind(py).as_any());
         let dt = monotonic() - t0;
-        let current = this.pystate.lock().current_handle.take();
+        let current = this.pystate.with(|s| s.current_handle.take());
         drop(current);
         res?;
         if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {

@@ -13,10 +13,7 @@ use crate::names::{logger, Names};
 impl LoopCore {
     pub(super) fn get_exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.pystate
-            .lock()
-            .exception_handler
-            .as_ref()
-            .map(|h| h.clone_ref(py))
+            .with(|s| s.exception_handler.as_ref().map(|h| h.clone_ref(py)))
     }
 
     pub(super) fn set_exception_handler(&self, handler: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -27,7 +24,9 @@ impl LoopCore {
             )));
         }
         let new = (!handler.is_none()).then(|| handler.clone().unbind());
-        let old = std::mem::replace(&mut self.pystate.lock().exception_handler, new);
+        let old = self
+            .pystate
+            .with(|s| std::mem::replace(&mut s.exception_handler, new));
         drop(old);
         Ok(())
     }
@@ -59,10 +58,7 @@ impl LoopCore {
         if !context.contains("source_traceback")? {
             let current = this
                 .pystate
-                .lock()
-                .current_handle
-                .as_ref()
-                .map(|h| h.clone_ref(py));
+                .with(|s| s.current_handle.as_ref().map(|h| h.clone_ref(py)));
             if let Some(h) = current {
                 let tb = h.bind(py).getattr("_source_traceback")?;
                 if tb.is_truthy()? {
@@ -115,10 +111,7 @@ impl LoopCore {
         let handler = slf
             .get()
             .pystate
-            .lock()
-            .exception_handler
-            .as_ref()
-            .map(|h| h.clone_ref(py));
+            .with(|s| s.exception_handler.as_ref().map(|h| h.clone_ref(py)));
         let fatal = |e: &PyErr| {
             e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
         };

@@ -31,10 +31,7 @@ impl LoopCore {
             }
             let existing = this
                 .pystate
-                .lock()
-                .default_executor
-                .as_ref()
-                .map(|e| e.clone_ref(py));
+                .with(|s| s.default_executor.as_ref().map(|e| e.clone_ref(py)));
             match existing {
                 Some(e) => e.into_bound(py),
                 None => {
@@ -43,9 +40,7 @@ impl LoopCore {
                     let e = imports.thread_pool_executor.bind(py).call((), Some(&kw))?;
                     let old = this
                         .pystate
-                        .lock()
-                        .default_executor
-                        .replace(e.clone().unbind());
+                        .with(|s| s.default_executor.replace(e.clone().unbind()));
                     drop(old);
                     e
                 }
@@ -75,19 +70,14 @@ impl LoopCore {
         }
         let old = self
             .pystate
-            .lock()
-            .default_executor
-            .replace(executor.clone().unbind());
+            .with(|s| s.default_executor.replace(executor.clone().unbind()));
         drop(old);
         Ok(())
     }
 
     pub(super) fn default_executor(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.pystate
-            .lock()
-            .default_executor
-            .as_ref()
-            .map(|e| e.clone_ref(py))
+            .with(|s| s.default_executor.as_ref().map(|e| e.clone_ref(py)))
     }
 
     /// Starts shutting the default executor down in a helper thread; returns a future
@@ -101,10 +91,7 @@ impl LoopCore {
         this.executor_shutdown_called.store(true, Ordering::Release);
         let Some(executor) = this
             .pystate
-            .lock()
-            .default_executor
-            .as_ref()
-            .map(|e| e.clone_ref(py))
+            .with(|s| s.default_executor.as_ref().map(|e| e.clone_ref(py)))
         else {
             return Ok(None);
         };

@@ -72,8 +72,7 @@ impl LoopCore {
         this.check_callback(slf.py(), &callback, method)?;
         let fd = Self::fd_of(fd)?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
-        let previous = {
-            let mut q = this.queues.lock();
+        let previous = this.queues.with(|q| {
             let entry = q.io.entry(fd).or_default();
             let old = entry.watch();
             let slot = if write {
@@ -83,10 +82,10 @@ impl LoopCore {
             };
             let previous = slot.replace(handle.clone_ref(slf.py()));
             let new = entry.watch();
-            let res = match this.registry.lock().as_ref() {
+            let res = this.registry.with(|registry| match registry.as_ref() {
                 Some(registry) => reactor::update(registry, fd, old, new),
                 None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
-            };
+            });
             if let Err(e) = res {
                 let slot = if write {
                     &mut entry.writer
@@ -97,11 +96,16 @@ impl LoopCore {
                 if entry.watch() == Watch::default() {
                     q.io.remove(&fd);
                 }
-                drop(q);
+                return Err((e, mine));
+            }
+            Ok(previous)
+        });
+        let previous = match previous {
+            Ok(previous) => previous,
+            Err((e, mine)) => {
                 drop(mine);
                 return Err(os_error(e));
             }
-            previous
         };
         // asyncio cancels the handle it replaces.
         if let Some(p) = previous {
@@ -120,11 +124,8 @@ impl LoopCore {
             return Ok(false);
         }
         let fd = Self::fd_of(fd)?;
-        let removed = {
-            let mut q = this.queues.lock();
-            let Some(entry) = q.io.get_mut(&fd) else {
-                return Ok(false);
-            };
+        let removed = this.queues.with(|q| {
+            let entry = q.io.get_mut(&fd)?;
             let old = entry.watch();
             let removed = if write {
                 entry.writer.take()
@@ -136,11 +137,13 @@ impl LoopCore {
                 q.io.remove(&fd);
             }
             // Failing to deregister a closed fd is harmless: epoll dropped it already.
-            if let Some(registry) = this.registry.lock().as_ref() {
-                let _ = reactor::update(registry, fd, old, new);
-            }
+            this.registry.with(|registry| {
+                if let Some(registry) = registry.as_ref() {
+                    let _ = reactor::update(registry, fd, old, new);
+                }
+            });
             removed
-        };
+        });
         match removed {
             Some(h) => {
                 h.bind(slf.py()).call_method0("cancel")?;
@@ -153,65 +156,65 @@ impl LoopCore {
     /// Schedules the callbacks of the fds reported ready.
     pub(super) fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
         let mut garbage: Vec<Py<Handle>> = Vec::new();
-        let registry = self.registry.lock();
-        let Some(registry) = registry.as_ref() else {
-            return Ok(());
-        };
-        {
-            let mut q = self.queues.lock();
-            for ev in events {
-                if ev.token == WAKER || ev.token == SIGNALS {
-                    continue;
-                }
-                let fd = ev.token.0 as RawFd;
-                let Some(entry) = q.io.get_mut(&fd) else {
-                    continue;
-                };
-                let old = entry.watch();
-                let mut to_run: [Option<Py<Handle>>; 2] = [None, None];
-                if ev.readable {
-                    if let Some(r) = &entry.reader {
-                        if r.get().is_cancelled() {
-                            garbage.extend(entry.reader.take());
-                        } else {
-                            to_run[0] = Some(r.clone_ref(py));
+        self.registry.with(|registry| {
+            let Some(registry) = registry.as_ref() else {
+                return;
+            };
+            self.queues.with(|q| {
+                for ev in events {
+                    if ev.token == WAKER || ev.token == SIGNALS {
+                        continue;
+                    }
+                    let fd = ev.token.0 as RawFd;
+                    let Some(entry) = q.io.get_mut(&fd) else {
+                        continue;
+                    };
+                    let old = entry.watch();
+                    let mut to_run: [Option<Py<Handle>>; 2] = [None, None];
+                    if ev.readable {
+                        if let Some(r) = &entry.reader {
+                            if r.get().is_cancelled() {
+                                garbage.extend(entry.reader.take());
+                            } else {
+                                to_run[0] = Some(r.clone_ref(py));
+                            }
                         }
                     }
-                }
-                if ev.writable {
-                    if let Some(w) = &entry.writer {
-                        if w.get().is_cancelled() {
-                            garbage.extend(entry.writer.take());
-                        } else {
-                            to_run[1] = Some(w.clone_ref(py));
+                    if ev.writable {
+                        if let Some(w) = &entry.writer {
+                            if w.get().is_cancelled() {
+                                garbage.extend(entry.writer.take());
+                            } else {
+                                to_run[1] = Some(w.clone_ref(py));
+                            }
                         }
                     }
-                }
-                let new = entry.watch();
-                if new == Watch::default() {
-                    q.io.remove(&fd);
-                }
-                // Level-triggered semantics: re-arm so a still-ready fd is reported again.
-                let res = if old != new {
-                    reactor::update(registry, fd, old, new)
-                } else {
-                    reactor::rearm_watch(registry, fd, new)
-                };
-                if let Err(e) = res {
-                    // The fd was closed behind the loop's back; forget it, as the selector
-                    // would on its next select().
-                    if e.raw_os_error() == Some(libc::EBADF) {
-                        if let Some(entry) = q.io.remove(&fd) {
-                            garbage.extend(entry.reader);
-                            garbage.extend(entry.writer);
+                    let new = entry.watch();
+                    if new == Watch::default() {
+                        q.io.remove(&fd);
+                    }
+                    // Level-triggered semantics: re-arm so a still-ready fd is reported again.
+                    let res = if old != new {
+                        reactor::update(registry, fd, old, new)
+                    } else {
+                        reactor::rearm_watch(registry, fd, new)
+                    };
+                    if let Err(e) = res {
+                        // The fd was closed behind the loop's back; forget it, as the selector
+                        // would on its next select().
+                        if e.raw_os_error() == Some(libc::EBADF) {
+                            if let Some(entry) = q.io.remove(&fd) {
+                                garbage.extend(entry.reader);
+                                garbage.extend(entry.writer);
+                            }
                         }
                     }
+                    for h in to_run.into_iter().flatten() {
+                        q.ready.push_back(Job::Handle(h));
+                    }
                 }
-                for h in to_run.into_iter().flatten() {
-                    q.ready.push_back(Job::Handle(h));
-                }
-            }
-        }
+            });
+        });
         drop(garbage);
         Ok(())
     }

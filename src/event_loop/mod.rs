@@ -205,49 +205,55 @@ impl LoopCore {
 
     /// tp_traverse: what the queues and the Python-level state reference.
     fn traverse(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(q) = self.queues.try_lock() {
-            for job in q.ready.iter() {
-                match job {
-                    Job::Handle(h) => visit.call(h)?,
-                    Job::Call(c) => {
-                        visit.call(&c.func)?;
-                        visit.call(c.arg.as_ref())?;
-                        visit.call(&c.context)?;
-                    }
-                    Job::Task(c) => {
-                        visit.call(&c.task)?;
-                        visit.call(c.arg.as_ref())?;
-                        visit.call(&c.context)?;
+        self.queues
+            .try_with(|q| -> Result<(), PyTraverseError> {
+                for job in q.ready.iter() {
+                    match job {
+                        Job::Handle(h) => visit.call(h)?,
+                        Job::Call(c) => {
+                            visit.call(&c.func)?;
+                            visit.call(c.arg.as_ref())?;
+                            visit.call(&c.context)?;
+                        }
+                        Job::Task(c) => {
+                            visit.call(&c.task)?;
+                            visit.call(c.arg.as_ref())?;
+                            visit.call(&c.context)?;
+                        }
                     }
                 }
-            }
-            for entry in q.io.values() {
-                visit.call(&entry.reader)?;
-                visit.call(&entry.writer)?;
-            }
-            // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
-            // reports what they reference.
-            let py = in_traverse(&visit);
-            for t in q.timers.iter() {
-                t.handle.bind(py).as_super().get().traverse_refs(&visit)?;
-            }
-        }
-        if let Some(st) = self.pystate.try_lock() {
-            visit.call(&st.exception_handler)?;
-            visit.call(&st.task_factory)?;
-            visit.call(&st.default_executor)?;
-            visit.call(&st.asyncgens)?;
-            visit.call(&st.current_handle)?;
-            for h in st.signal_handlers.values() {
-                visit.call(h)?;
-            }
-        }
+                for entry in q.io.values() {
+                    visit.call(&entry.reader)?;
+                    visit.call(&entry.writer)?;
+                }
+                // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
+                // reports what they reference.
+                let py = in_traverse(&visit);
+                for t in q.timers.iter() {
+                    t.handle.bind(py).as_super().get().traverse_refs(&visit)?;
+                }
+                Ok(())
+            })
+            .transpose()?;
+        self.pystate
+            .try_with(|st| -> Result<(), PyTraverseError> {
+                visit.call(&st.exception_handler)?;
+                visit.call(&st.task_factory)?;
+                visit.call(&st.default_executor)?;
+                visit.call(&st.asyncgens)?;
+                visit.call(&st.current_handle)?;
+                for h in st.signal_handlers.values() {
+                    visit.call(h)?;
+                }
+                Ok(())
+            })
+            .transpose()?;
         Ok(())
     }
 
     /// tp_clear: drops everything the loop references.
     fn clear(&self, py: Python<'_>) {
-        let q = self.queues.try_lock().map(|mut q| {
+        let q = self.queues.try_with(|q| {
             (
                 std::mem::take(&mut q.ready),
                 std::mem::take(&mut q.io),
@@ -258,10 +264,7 @@ impl LoopCore {
             release_timers(py, Some(timers));
             (ready, io)
         });
-        let st = self
-            .pystate
-            .try_lock()
-            .map(|mut st| std::mem::take(&mut *st));
+        let st = self.pystate.try_with(std::mem::take);
         drop((q, st));
     }
 }

@@ -67,15 +67,17 @@ impl LoopCore {
     pub(super) fn wake_if_polling(&self) {
         if self.polling.load(Ordering::SeqCst) {
             // An error means the eventfd counter is saturated, i.e. a wake-up is pending.
-            if let Some(waker) = self.waker.lock().as_ref() {
-                let _ = waker.wake();
-            }
+            self.waker.with(|waker| {
+                if let Some(waker) = waker.as_ref() {
+                    let _ = waker.wake();
+                }
+            });
         }
     }
 
     #[inline]
     pub(super) fn push_ready(&self, handle: Py<Handle>) {
-        self.queues.lock().ready.push_back(Job::Handle(handle));
+        self.queues.with(|s| s.ready.push_back(Job::Handle(handle)));
         self.wake_if_polling();
     }
 
@@ -158,7 +160,7 @@ impl LoopCore {
             Self::schedule_soon(slf, func, args, Some(call.context.into_bound(py)))?;
             return Ok(());
         }
-        this.queues.lock().ready.push_back(Job::Task(call));
+        this.queues.with(|s| s.ready.push_back(Job::Task(call)));
         this.wake_if_polling();
         Ok(())
     }
@@ -185,11 +187,13 @@ impl LoopCore {
         }
         // `context=None` means a copy of the current context, as for call_soon.
         let context = Self::context_for(py, Some(context.clone()))?;
-        this.queues.lock().ready.push_back(Job::Call(NativeCall {
-            func: func.clone().unbind(),
-            arg: arg.map(|a| a.clone().unbind()),
-            context,
-        }));
+        this.queues.with(|s| {
+            s.ready.push_back(Job::Call(NativeCall {
+                func: func.clone().unbind(),
+                arg: arg.map(|a| a.clone().unbind()),
+                context,
+            }))
+        });
         this.wake_if_polling();
         Ok(())
     }

@@ -147,44 +147,52 @@ impl LoopCore {
         let this = slf.get();
         debug_assert!(batch.is_empty());
 
-        let mut q = this.queues.lock();
-        // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
-        // drains the pool as fast as the loop refills it).
-        let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
-            std::mem::swap(&mut q.pool, recycled);
-            Vec::new()
-        } else if recycled.is_empty() {
-            Vec::new()
-        } else {
-            let keep = recycled
-                .len()
-                .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
-            q.pool.extend(recycled.drain(..keep));
-            // Beyond the pool's size, handles are freed once the lock is released.
-            std::mem::take(recycled)
-        };
-        let dead_timers = if q.timers.is_empty() {
-            None
-        } else {
-            Some(this.sweep_timers(py, &mut q))
-        };
-        // Time until the first timer, if any: a timer already due makes the iteration as
-        // busy as a ready callback does.
-        let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
-        let busy = !q.ready.is_empty()
-            || this.stopping.load(Ordering::Acquire)
-            || first_timer_in.is_some_and(|dt| dt <= 0.0);
-        let skip_poll = busy && q.io.is_empty() && {
-            // Only the loop thread touches this counter: a plain load and store.
-            let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
-            this.busy_iterations_without_poll
-                .store(n + 1, Ordering::Relaxed);
-            n < POLL_EVERY_BUSY_ITERATIONS
-        };
+        // One access to the queues; what it takes out is released after it.
+        let (surplus, dead_timers, first_timer_in, busy, skip_poll) = this.queues.with(|q| {
+            // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
+            // drains the pool as fast as the loop refills it).
+            let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+                std::mem::swap(&mut q.pool, recycled);
+                Vec::new()
+            } else if recycled.is_empty() {
+                Vec::new()
+            } else {
+                let keep = recycled
+                    .len()
+                    .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
+                q.pool.extend(recycled.drain(..keep));
+                // Beyond the pool's size, handles are freed once the access ends.
+                std::mem::take(recycled)
+            };
+            let dead_timers = if q.timers.is_empty() {
+                None
+            } else {
+                Some(this.sweep_timers(py, q))
+            };
+            // Time until the first timer, if any: a timer already due makes the iteration
+            // as busy as a ready callback does.
+            let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
+            let busy = !q.ready.is_empty()
+                || this.stopping.load(Ordering::Acquire)
+                || first_timer_in.is_some_and(|dt| dt <= 0.0);
+            let skip_poll = busy && q.io.is_empty() && {
+                // Only the loop thread touches this counter: a plain load and store.
+                let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+                this.busy_iterations_without_poll
+                    .store(n + 1, Ordering::Relaxed);
+                n < POLL_EVERY_BUSY_ITERATIONS
+            };
+            if skip_poll {
+                // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
+                Self::take_batch(py, q, batch);
+            } else {
+                // Set during the access: a producer that pushes after it ends sees the
+                // flag (the cell's exclusive access orders the two) and wakes us.
+                this.polling.store(true, Ordering::SeqCst);
+            }
+            (surplus, dead_timers, first_timer_in, busy, skip_poll)
+        });
         if skip_poll {
-            // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
-            Self::take_batch(py, &mut q, batch);
-            drop(q);
             release_timers(py, dead_timers);
             drop(surplus);
         } else {
@@ -196,10 +204,6 @@ impl LoopCore {
                 first_timer_in
                     .map(|dt| Duration::from_secs_f64(dt.clamp(0.0, MAXIMUM_SELECT_TIMEOUT)))
             };
-            // Set under the lock: a producer that pushes after we release it sees the
-            // flag (the mutex orders the two) and wakes us.
-            this.polling.store(true, Ordering::SeqCst);
-            drop(q);
             drop(surplus);
             if !busy {
                 // A signal that arrived since the last Python code ran would not interrupt
@@ -235,7 +239,7 @@ impl LoopCore {
             {
                 this.dispatch_io(py, &events)?;
             }
-            Self::take_batch(py, &mut this.queues.lock(), batch);
+            this.queues.with(|q| Self::take_batch(py, q, batch));
         }
 
         // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.
@@ -260,10 +264,11 @@ impl LoopCore {
                 Job::Task(call) => Self::run_task(slf, call),
             };
             if let Err(e) = res {
-                let mut q = this.queues.lock();
-                while let Some(rest) = batch.pop_back() {
-                    q.ready.push_front(rest);
-                }
+                this.queues.with(|q| {
+                    while let Some(rest) = batch.pop_back() {
+                        q.ready.push_front(rest);
+                    }
+                });
                 return Err(e);
             }
         }
@@ -298,11 +303,7 @@ impl LoopCore {
             .is_truthy()?;
         let sigs: Vec<i32> = this
             .pystate
-            .lock()
-            .signal_handlers
-            .keys()
-            .copied()
-            .collect();
+            .with(|s| s.signal_handlers.keys().copied().collect());
         if !finalizing {
             for sig in sigs {
                 Self::remove_signal_handler_inner(slf, sig)?;
@@ -317,24 +318,25 @@ impl LoopCore {
                 .warn
                 .bind(py)
                 .call1((msg, imports.resource_warning.bind(py)))?;
-            let handlers = std::mem::take(&mut this.pystate.lock().signal_handlers);
+            let handlers = this
+                .pystate
+                .with(|s| std::mem::take(&mut s.signal_handlers));
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
-        let (ready, pool, timers, io) = {
-            let mut q = this.queues.lock();
+        let (ready, pool, timers, io) = this.queues.with(|q| {
             (
                 std::mem::take(&mut q.ready),
                 std::mem::take(&mut q.pool),
                 q.timers.drain(),
                 std::mem::take(&mut q.io),
             )
-        };
+        });
         release_timers(py, Some(timers));
         drop((ready, pool));
         // Release every fd the loop owns now, as asyncio's close() does, even if the loop
         // object lives on.
-        let registry = this.registry.lock().take();
+        let registry = this.registry.with(|s| s.take());
         if let Some(registry) = &registry {
             for (fd, entry) in &io {
                 let _ = reactor::update(registry, *fd, entry.watch(), Watch::default());
@@ -345,10 +347,10 @@ impl LoopCore {
         }
         drop(io);
         drop(registry);
-        drop(this.waker.lock().take());
+        drop(this.waker.with(|s| s.take()));
         drop(lock(&this.poller).take());
         this.executor_shutdown_called.store(true, Ordering::Release);
-        let executor = this.pystate.lock().default_executor.take();
+        let executor = this.pystate.with(|s| s.default_executor.take());
         if let Some(ex) = executor {
             let kw = PyDict::new(py);
             kw.set_item("wait", false)?;

@@ -159,9 +159,15 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let context = Self::context_for(py, context)?;
+        let mut parts = Some((callback, args, context));
         if !this.debug_on() {
-            let mut q = this.queues.lock();
-            if let Some(h) = q.pool.pop() {
+            // A pooled handle was emptied by `clear_for_reuse`: refilling it drops nothing.
+            let refilled = this.queues.with(|q| {
+                if q.pool.is_empty() {
+                    return None;
+                }
+                let (callback, args, context) = parts.take()?;
+                let h = q.pool.pop()?;
                 h.get().refill(
                     callback.unbind(),
                     args.unbind(),
@@ -169,12 +175,16 @@ impl LoopCore {
                     slf.clone().into_any().unbind(),
                 );
                 q.ready.push_back(Job::Handle(h.clone_ref(py)));
-                drop(q);
+                Some(h)
+            });
+            if let Some(h) = refilled {
                 this.wake_if_polling();
                 return Ok(h);
             }
-            drop(q);
         }
+        let Some((callback, args, context)) = parts else {
+            unreachable!("the handle's parts are only taken when a pooled handle is refilled");
+        };
         let h = Self::new_handle(slf, callback, args, context)?;
         this.push_ready(h.clone_ref(py));
         Ok(h)
@@ -212,7 +222,8 @@ impl LoopCore {
         let timer = Bound::new(py, init)?;
         untrack_scheduled(&timer, own_context);
         let timer = timer.unbind();
-        this.queues.lock().timers.push(when, timer.clone_ref(py));
+        this.queues
+            .with(|s| s.timers.push(when, timer.clone_ref(py)));
         this.wake_if_polling();
         Ok(timer)
     }

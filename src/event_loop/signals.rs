@@ -119,11 +119,15 @@ impl LoopCore {
         let wakeup_fd = {
             let mut sock = lock(&this.signal_socket);
             if sock.is_none() {
-                let registry = this.registry.lock();
-                let Some(registry) = registry.as_ref() else {
+                let new = this.registry.with(|registry| {
+                    registry
+                        .as_ref()
+                        .map(|registry| SignalSocket::new(registry).map_err(os_error))
+                });
+                let Some(new) = new else {
                     return Err(PyRuntimeError::new_err("Event loop is closed"));
                 };
-                *sock = Some(SignalSocket::new(registry).map_err(os_error)?);
+                *sock = Some(new?);
             }
             sock.as_ref().map(|s| s.wakeup_fd()).unwrap_or(-1)
         };
@@ -135,20 +139,19 @@ impl LoopCore {
             return Err(e);
         }
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
-        let old = this.pystate.lock().signal_handlers.insert(sig, handle);
+        let old = this.pystate.with(|s| s.signal_handlers.insert(sig, handle));
         drop(old);
         let noop = wrap_pyfunction!(_sighandler_noop, py)?;
         let installed = signal_mod
             .call_method1("signal", (sig, noop))
             .and_then(|_| signal_mod.call_method1("siginterrupt", (sig, false)));
         if let Err(e) = installed {
-            let (gone, none_left) = {
-                let mut st = this.pystate.lock();
+            let (gone, none_left) = this.pystate.with(|st| {
                 (
                     st.signal_handlers.remove(&sig),
                     st.signal_handlers.is_empty(),
                 )
-            };
+            });
             drop(gone);
             if none_left {
                 if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
@@ -181,11 +184,10 @@ impl LoopCore {
     pub(super) fn remove_signal_handler_inner(slf: &Bound<'_, Self>, sig: i32) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
-        let (removed, none_left) = {
-            let mut st = this.pystate.lock();
+        let (removed, none_left) = this.pystate.with(|st| {
             let removed = st.signal_handlers.remove(&sig);
             (removed, st.signal_handlers.is_empty())
-        };
+        });
         if removed.is_none() {
             return Ok(false);
         }
@@ -216,13 +218,12 @@ impl LoopCore {
     }
 
     pub(super) fn signal_handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let handlers: Vec<(i32, Py<Handle>)> = self
-            .pystate
-            .lock()
-            .signal_handlers
-            .iter()
-            .map(|(sig, h)| (*sig, h.clone_ref(py)))
-            .collect();
+        let handlers: Vec<(i32, Py<Handle>)> = self.pystate.with(|s| {
+            s.signal_handlers
+                .iter()
+                .map(|(sig, h)| (*sig, h.clone_ref(py)))
+                .collect()
+        });
         let d = PyDict::new(py);
         for (sig, h) in handlers {
             d.set_item(sig, h)?;
@@ -241,10 +242,7 @@ impl LoopCore {
         for sig in sigs {
             let handler = this
                 .pystate
-                .lock()
-                .signal_handlers
-                .get(&sig)
-                .map(|h| h.clone_ref(py));
+                .with(|s| s.signal_handlers.get(&sig).map(|h| h.clone_ref(py)));
             if let Some(h) = handler {
                 if h.get().is_cancelled() {
                     Self::remove_signal_handler_inner(slf, sig)?;

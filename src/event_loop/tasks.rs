@@ -35,10 +35,7 @@ impl LoopCore {
         this.check_closed()?;
         let factory = this
             .pystate
-            .lock()
-            .task_factory
-            .as_ref()
-            .map(|f| f.clone_ref(py));
+            .with(|s| s.task_factory.as_ref().map(|f| f.clone_ref(py)));
         let context = context.filter(|c| !c.is_none());
         let name = name.filter(|n| !n.is_none());
         let task = match factory {
@@ -87,16 +84,15 @@ impl LoopCore {
             ));
         }
         let new = (!factory.is_none()).then(|| factory.clone().unbind());
-        let old = std::mem::replace(&mut self.pystate.lock().task_factory, new);
+        let old = self
+            .pystate
+            .with(|s| std::mem::replace(&mut s.task_factory, new));
         drop(old);
         Ok(())
     }
 
     pub(super) fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.pystate
-            .lock()
-            .task_factory
-            .as_ref()
-            .map(|f| f.clone_ref(py))
+            .with(|s| s.task_factory.as_ref().map(|f| f.clone_ref(py)))
     }
 }

@@ -19,7 +19,7 @@ pub(crate) fn get_blocking<'py>(
     slf: &Bound<'py, PyAny>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    Ok(py_bool(slf.py(), st.inner.lock().blocking))
+    Ok(py_bool(slf.py(), st.inner.with(|s| s.blocking)))
 }
 
 pub(super) fn no_delete(py: Python<'_>) -> PyErr {
@@ -33,7 +33,7 @@ pub(crate) fn set_blocking(
 ) -> PyResult<()> {
     let py = slf.py();
     let b = value.ok_or_else(|| no_delete(py))?.is_truthy()?;
-    st.inner.lock().blocking = b;
+    st.inner.with(|s| s.blocking = b);
     Ok(())
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn get_loop_attr<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&st.inner.lock().loop_, py), py))
+    Ok(or_none(st.inner.with(|s| opt(&s.loop_, py)), py))
 }
 
 pub(crate) fn get_callbacks<'py>(
@@ -52,11 +52,7 @@ pub(crate) fn get_callbacks<'py>(
     let py = slf.py();
     let items: Vec<Callback> = st
         .inner
-        .lock()
-        .callbacks
-        .iter()
-        .map(|cb| cb.clone_ref(py))
-        .collect();
+        .with(|s| s.callbacks.iter().map(|cb| cb.clone_ref(py)).collect());
     let list = PyList::empty(py);
     for cb in items {
         list.append(PyTuple::new(py, [cb.func(py)?, cb.context(py)])?)?;
@@ -69,7 +65,7 @@ pub(crate) fn get_result<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&st.inner.lock().result, py), py))
+    Ok(or_none(st.inner.with(|s| opt(&s.result, py)), py))
 }
 
 pub(crate) fn get_exception<'py>(
@@ -77,14 +73,14 @@ pub(crate) fn get_exception<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&st.inner.lock().exception, py), py))
+    Ok(or_none(st.inner.with(|s| opt(&s.exception, py)), py))
 }
 
 pub(crate) fn get_log_traceback<'py>(
     slf: &Bound<'py, PyAny>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    Ok(py_bool(slf.py(), st.inner.lock().log_tb))
+    Ok(py_bool(slf.py(), st.inner.with(|s| s.log_tb)))
 }
 
 pub(crate) fn set_log_traceback(
@@ -99,7 +95,7 @@ pub(crate) fn set_log_traceback(
             "_log_traceback can only be set to False",
         ));
     }
-    st.inner.lock().log_tb = false;
+    st.inner.with(|s| s.log_tb = false);
     Ok(())
 }
 
@@ -108,7 +104,7 @@ pub(crate) fn get_source_traceback<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&st.inner.lock().source_tb, py), py))
+    Ok(or_none(st.inner.with(|s| opt(&s.source_tb, py)), py))
 }
 
 pub(crate) fn get_cancel_message<'py>(
@@ -116,7 +112,7 @@ pub(crate) fn get_cancel_message<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&st.inner.lock().cancel_msg, py), py))
+    Ok(or_none(st.inner.with(|s| opt(&s.cancel_msg, py)), py))
 }
 
 pub(crate) fn set_cancel_message(
@@ -127,9 +123,10 @@ pub(crate) fn set_cancel_message(
     let py = slf.py();
     let value = value.ok_or_else(|| no_delete(py))?;
     let old = if value.is_none() {
-        st.inner.lock().cancel_msg.take()
+        st.inner.with(|s| s.cancel_msg.take())
     } else {
-        st.inner.lock().cancel_msg.replace(Ref::new(value.clone()))
+        st.inner
+            .with(|s| s.cancel_msg.replace(Ref::new(value.clone())))
     };
     drop(old);
     Ok(())

@@ -17,12 +17,14 @@ use crate::pyo::Ref;
 
 pub(super) fn schedule_callbacks(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
     let py = slf.py();
-    let (loop_, callbacks) = {
-        let mut g = st.inner.lock();
+    let taken = st.inner.with(|g| {
         if g.callbacks.is_empty() {
-            return Ok(());
+            return None;
         }
-        (opt(&g.loop_, py), mem::take(&mut g.callbacks))
+        Some((opt(&g.loop_, py), mem::take(&mut g.callbacks)))
+    });
+    let Some((loop_, callbacks)) = taken else {
+        return Ok(());
     };
     let loop_ =
         loop_.ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))?;
@@ -80,10 +82,10 @@ pub(crate) fn add_wakeup<'py>(
         let native = NativeLoop::of(&loop_);
         return schedule_wakeup(&loop_, native, slf, task.clone(), context);
     }
-    st.inner
-        .lock()
-        .callbacks
-        .push(Callback::Wakeup(Ref::new(task.clone()), Ref::new(context)));
+    st.inner.with(|s| {
+        s.callbacks
+            .push(Callback::Wakeup(Ref::new(task.clone()), Ref::new(context)))
+    });
     Ok(())
 }
 
@@ -161,10 +163,10 @@ pub(crate) fn add_done_callback_impl<'py>(
             Some(c) if !c.is_none() => c,
             _ => copy_current(py)?,
         };
-        st.inner
-            .lock()
-            .callbacks
-            .push(Callback::Py(Ref::new(func), Ref::new(ctx)));
+        st.inner.with(|s| {
+            s.callbacks
+                .push(Callback::Py(Ref::new(func), Ref::new(ctx)))
+        });
     }
     Ok(())
 }
@@ -178,11 +180,7 @@ pub(crate) fn remove_done_callback<'py>(
     st.loop_obj(py)?;
     let snapshot: Vec<Callback> = st
         .inner
-        .lock()
-        .callbacks
-        .iter()
-        .map(|cb| cb.clone_ref(py))
-        .collect();
+        .with(|s| s.callbacks.iter().map(|cb| cb.clone_ref(py)).collect());
     let total = snapshot.len();
     let mut kept = Vec::with_capacity(total);
     for cb in snapshot {
@@ -194,7 +192,9 @@ pub(crate) fn remove_done_callback<'py>(
     }
     let removed = total - kept.len();
     if removed > 0 {
-        let old = mem::replace(&mut st.inner.lock().callbacks, Callbacks::from_vec(kept));
+        let old = st
+            .inner
+            .with(|g| mem::replace(&mut g.callbacks, Callbacks::from_vec(kept)));
         drop(old);
     }
     Ok(removed.into_pyobject(py)?.into_any())

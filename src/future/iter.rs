@@ -21,7 +21,7 @@ static SPARE_ITER: GilCell<Option<Py<FutureIter>>> = GilCell::new(None);
 pub(crate) fn offer_spare_iter(it: &Bound<'_, FutureIter>) {
     #[cfg(not(Py_GIL_DISABLED))]
     {
-        let old = SPARE_ITER.lock().replace(it.clone().unbind());
+        let old = SPARE_ITER.with(|s| s.replace(it.clone().unbind()));
         drop(old.map(|o| o.into_bound(it.py())));
     }
     #[cfg(Py_GIL_DISABLED)]
@@ -33,21 +33,24 @@ pub(crate) fn iter<'py>(slf: &Bound<'py, PyAny>, st: &FutureState) -> PyResult<B
     st.loop_obj(py)?;
     #[cfg(not(Py_GIL_DISABLED))]
     {
-        let spare = {
-            let mut g = SPARE_ITER.lock();
+        let spare = SPARE_ITER.with(|g| {
             // With the GIL held, a reference count of one means nothing else can reach it
             // (no weakrefs).
             match g.as_ref() {
                 Some(it) if refcnt(it.bind(py).as_any()) == 1 => g.take(),
                 _ => None,
             }
-        };
+        });
         if let Some(it) = spare {
             let it = it.into_bound(py);
-            let mut f = it.get().fut.lock();
-            if f.is_none() {
+            let filled = it.get().fut.with(|f| {
+                if f.is_some() {
+                    return false;
+                }
                 *f = Some(slf.clone().unbind());
-                drop(f);
+                true
+            });
+            if filled {
                 return Ok(it.into_any());
             }
         }
@@ -85,24 +88,23 @@ impl FutureIter {
     /// One step, with every exception created eagerly and every reference dropped as a
     /// `Bound` (this also runs from the hand-written `tp_iternext`/`am_send` slots).
     pub(crate) fn advance<'py>(&self, py: Python<'py>) -> PyResult<IterStep<'py>> {
-        let Some(fut) = self.fut.lock().as_ref().map(|f| f.bind(py).clone()) else {
+        let Some(fut) = self.fut.with(|s| s.as_ref().map(|f| f.bind(py).clone())) else {
             return Ok(IterStep::Exhausted);
         };
         let st = layout::state(&fut)
             .ok_or_else(|| eager::<PyTypeError>(py, "FutureIter over an uninitialized future"))?;
-        {
-            let mut g = st.inner.lock();
-            if g.status == Status::Pending {
-                if !g.blocking {
-                    g.blocking = true;
-                    drop(g);
-                    return Ok(IterStep::Yield(fut));
-                }
-                drop(g);
-                return Err(eager::<PyRuntimeError>(py, "await wasn't used with future"));
+        // `Some(first time)` while pending: the first `yield` sets `_asyncio_future_blocking`.
+        let pending = st.inner.with(|g| {
+            (g.status == Status::Pending).then(|| !std::mem::replace(&mut g.blocking, true))
+        });
+        match pending {
+            Some(true) => return Ok(IterStep::Yield(fut)),
+            Some(false) => {
+                return Err(eager::<PyRuntimeError>(py, "await wasn't used with future"))
             }
+            None => {}
         }
-        let old = self.fut.lock().take();
+        let old = self.fut.with(|s| s.take());
         drop(old.map(|o| o.into_bound(py)));
         match result_outcome(&fut, st)? {
             Ok(v) => Ok(IterStep::Return(v)),
@@ -191,25 +193,23 @@ impl FutureIter {
         if let Some(tb) = tb {
             exc.setattr("__traceback__", tb)?;
         }
-        let old = self.fut.lock().take();
+        let old = self.fut.with(|s| s.take());
         drop(old);
         Err(PyErr::from_value(exc))
     }
 
     fn close(&self) {
-        let old = self.fut.lock().take();
+        let old = self.fut.with(|s| s.take());
         drop(old);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(g) = self.fut.try_lock() {
-            visit.call(&*g)?;
-        }
+        self.fut.try_with(|g| visit.call(&*g)).transpose()?;
         Ok(())
     }
 
     fn __clear__(&self) {
-        let old = self.fut.try_lock().and_then(|mut g| g.take());
+        let old = self.fut.try_with(|g| g.take()).flatten();
         drop(old);
     }
 }

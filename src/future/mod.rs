@@ -174,52 +174,51 @@ impl FutureState {
     /// Visits every reference for the GC; returns the first non-zero visit result.
     #[inline]
     pub(crate) fn visit(&self, mut visit: impl FnMut(&Ref) -> c_int) -> c_int {
-        let Some(g) = self.inner.try_lock() else {
-            return 0;
-        };
-        let singles = [
-            &g.loop_,
-            &g.result,
-            &g.exception,
-            &g.exception_tb,
-            &g.source_tb,
-            &g.cancel_msg,
-            &g.cancelled_exc,
-        ];
-        for r in singles.into_iter().flatten() {
-            let v = visit(r);
-            if v != 0 {
-                return v;
-            }
-        }
-        for cb in g.callbacks.iter() {
-            let (Callback::Py(f, c) | Callback::Wakeup(f, c)) = cb;
-            for r in [f, c] {
-                let v = visit(r);
-                if v != 0 {
-                    return v;
+        self.inner
+            .try_with(|g| {
+                let singles = [
+                    &g.loop_,
+                    &g.result,
+                    &g.exception,
+                    &g.exception_tb,
+                    &g.source_tb,
+                    &g.cancel_msg,
+                    &g.cancelled_exc,
+                ];
+                for r in singles.into_iter().flatten() {
+                    let v = visit(r);
+                    if v != 0 {
+                        return v;
+                    }
                 }
-            }
-        }
-        0
+                for cb in g.callbacks.iter() {
+                    let (Callback::Py(f, c) | Callback::Wakeup(f, c)) = cb;
+                    for r in [f, c] {
+                        let v = visit(r);
+                        if v != 0 {
+                            return v;
+                        }
+                    }
+                }
+                0
+            })
+            .unwrap_or(0)
     }
 
     /// Drops every reference (tp_clear); the future becomes "not initialized".
     pub(crate) fn clear(&self) {
-        let old = match self.inner.try_lock() {
-            Some(mut g) => mem::take(&mut *g),
-            None => return,
-        };
+        let old = self.inner.try_with(mem::take);
         drop(old);
     }
 
     pub(crate) fn loop_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        opt(&self.inner.lock().loop_, py)
+        self.inner
+            .with(|s| opt(&s.loop_, py))
             .ok_or_else(|| eager::<PyRuntimeError>(py, "Future object is not initialized."))
     }
 
     pub(crate) fn status(&self) -> Status {
-        self.inner.lock().status
+        self.inner.with(|s| s.status)
     }
 }
 
@@ -232,10 +231,9 @@ pub(crate) fn make_cancelled_error<'py>(
     py: Python<'py>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (msg, exc) = {
-        let mut g = st.inner.lock();
-        (opt(&g.cancel_msg, py), g.cancelled_exc.take())
-    };
+    let (msg, exc) = st
+        .inner
+        .with(|g| (opt(&g.cancel_msg, py), g.cancelled_exc.take()));
     if let Some(exc) = exc {
         return Ok(exc.get(py));
     }
@@ -320,18 +318,19 @@ pub(crate) fn init_loop(
 ) -> PyResult<()> {
     let py = slf.py();
     // Like the C future_init: re-initializing starts from a clean state.
-    let old = mem::take(&mut *st.inner.lock());
+    let old = st.inner.take();
     drop(old);
     let loop_ = match loop_ {
         Some(l) if !l.is_none() => l,
         _ => default_loop(py)?,
     };
-    st.inner.lock().loop_ = Some(Ref::new(loop_.clone()));
+    let old = st.inner.with(|s| s.loop_.replace(Ref::new(loop_.clone())));
+    drop(old);
     if crate::event_loop::debug_of(&loop_)? {
         let n = names(py)?;
         if !n.is_finalizing.bind(py).call0()?.is_truthy()? {
             let tb = n.extract_stack.bind(py).call0()?;
-            let old = st.inner.lock().source_tb.replace(Ref::new(tb));
+            let old = st.inner.with(|s| s.source_tb.replace(Ref::new(tb)));
             drop(old);
         }
     }
@@ -345,17 +344,19 @@ pub(crate) fn repr<'py>(slf: &Bound<'py, PyAny>, _st: &FutureState) -> PyResult<
 /// tp_finalize: report an exception that was never retrieved.
 pub(crate) fn finalize(slf: &Bound<'_, PyAny>, st: &FutureState) {
     let py = slf.py();
-    let (loop_, exc, source_tb) = {
-        let mut g = st.inner.lock();
+    let to_report = st.inner.with(|g| {
         if !g.log_tb {
-            return;
+            return None;
         }
         g.log_tb = false;
-        (
+        Some((
             opt(&g.loop_, py),
             opt(&g.exception, py),
             opt(&g.source_tb, py),
-        )
+        ))
+    });
+    let Some((loop_, exc, source_tb)) = to_report else {
+        return;
     };
     let Some(loop_) = loop_ else { return };
     let saved = PyErr::take(py);

@@ -23,28 +23,26 @@ pub(crate) fn result_outcome<'py>(
     st: &FutureState,
 ) -> PyResult<Result<Bound<'py, PyAny>, Bound<'py, PyAny>>> {
     let py = slf.py();
-    let (exc, tb, res) = {
-        let mut g = st.inner.lock();
-        match g.status {
-            Status::Cancelled => {
-                drop(g);
-                return Ok(Err(make_cancelled_error(py, st)?));
-            }
-            Status::Pending => {
-                drop(g);
-                return Ok(Err(invalid_state(py, "Result is not ready.".into())?
-                    .into_value(py)
-                    .into_bound(py)
-                    .into_any()));
-            }
-            Status::Finished => {}
+    let finished = st.inner.with(|g| {
+        if g.status != Status::Finished {
+            return Err(g.status);
         }
         g.log_tb = false;
-        (
+        Ok((
             opt(&g.exception, py),
             opt(&g.exception_tb, py),
             opt(&g.result, py),
-        )
+        ))
+    });
+    let (exc, tb, res) = match finished {
+        Ok(outcome) => outcome,
+        Err(Status::Cancelled) => return Ok(Err(make_cancelled_error(py, st)?)),
+        Err(_) => {
+            return Ok(Err(invalid_state(py, "Result is not ready.".into())?
+                .into_value(py)
+                .into_bound(py)
+                .into_any()))
+        }
     };
     if let Some(exc) = exc {
         exc.setattr("__traceback__", or_none(tb, py))?;
@@ -58,21 +56,17 @@ pub(crate) fn exception<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let exc = {
-        let mut g = st.inner.lock();
-        match g.status {
-            Status::Cancelled => {
-                drop(g);
-                return Err(PyErr::from_value(make_cancelled_error(py, st)?));
-            }
-            Status::Pending => {
-                drop(g);
-                return Err(invalid_state(py, "Exception is not set.".into())?);
-            }
-            Status::Finished => {}
+    let finished = st.inner.with(|g| {
+        if g.status != Status::Finished {
+            return Err(g.status);
         }
         g.log_tb = false;
-        opt(&g.exception, py)
+        Ok(opt(&g.exception, py))
+    });
+    let exc = match finished {
+        Ok(exc) => exc,
+        Err(Status::Cancelled) => return Err(PyErr::from_value(make_cancelled_error(py, st)?)),
+        Err(_) => return Err(invalid_state(py, "Exception is not set.".into())?),
     };
     Ok(or_none(exc, py))
 }
@@ -104,11 +98,11 @@ pub(crate) fn set_result<'py>(
     let py = slf.py();
     st.loop_obj(py)?;
     ensure_pending(slf, st)?;
-    let old = {
-        let mut g = st.inner.lock();
+    let result = Ref::new(value.clone());
+    let old = st.inner.with(|g| {
         g.status = Status::Finished;
-        g.result.replace(Ref::new(value.clone()))
-    };
+        g.result.replace(result)
+    });
     drop(old);
     schedule_callbacks(slf, st)?;
     Ok(py.None().into_bound(py))
@@ -147,21 +141,20 @@ pub(crate) fn set_exception<'py>(
         ));
     }
     let tb = exc.getattr(pyo3::intern!(py, "__traceback__"))?;
-    let old = {
-        let mut g = st.inner.lock();
+    let (exc, tb) = (Ref::new(exc), (!tb.is_none()).then_some(tb).map(Ref::new));
+    let old = st.inner.with(|g| {
         g.status = Status::Finished;
         (
-            g.exception.replace(Ref::new(exc)),
-            if tb.is_none() {
-                g.exception_tb.take()
-            } else {
-                g.exception_tb.replace(Ref::new(tb))
+            g.exception.replace(exc),
+            match tb {
+                None => g.exception_tb.take(),
+                Some(tb) => g.exception_tb.replace(tb),
             },
         )
-    };
+    });
     drop(old);
     schedule_callbacks(slf, st)?;
-    st.inner.lock().log_tb = true;
+    st.inner.with(|s| s.log_tb = true);
     Ok(py.None().into_bound(py))
 }
 
@@ -210,19 +203,26 @@ pub(crate) fn cancel_impl(
 ) -> PyResult<bool> {
     let py = slf.py();
     st.loop_obj(py)?;
-    let old = {
-        let mut g = st.inner.lock();
+    let msg = msg.filter(|m| !m.is_none()).map(Ref::new);
+    let cancelled = st.inner.with(|g| {
         g.log_tb = false;
         if g.status != Status::Pending {
-            return Ok(false);
+            // Handed back, to be dropped after the access.
+            return Err(msg);
         }
         g.status = Status::Cancelled;
-        match msg {
-            Some(m) if !m.is_none() => g.cancel_msg.replace(Ref::new(m)),
-            _ => g.cancel_msg.take(),
+        Ok(match msg {
+            Some(m) => g.cancel_msg.replace(m),
+            None => g.cancel_msg.take(),
+        })
+    });
+    match cancelled {
+        Ok(old) => drop(old),
+        Err(unused) => {
+            drop(unused);
+            return Ok(false);
         }
-    };
-    drop(old);
+    }
     schedule_callbacks(slf, st)?;
     Ok(true)
 }

@@ -9,6 +9,7 @@ use pyo3::types::{PyString, PyTuple};
 use super::exc::{fetch_exc, take};
 
 use super::context::with_context;
+use super::gil_cell::assert_no_access_open;
 
 /// `func(*argv)` through vectorcall (no argument tuple), discarding the result.
 #[inline(always)]
@@ -17,6 +18,7 @@ pub fn vectorcall(
     func: &Bound<'_, PyAny>,
     argv: &[*mut ffi::PyObject],
 ) -> PyResult<()> {
+    assert_no_access_open("a call into Python");
     // SAFETY: `argv` holds borrowed references the caller keeps alive for the call; the
     // result is a new reference (released here) or NULL with an exception set.
     unsafe {
@@ -43,6 +45,7 @@ pub fn call_in_context(
     func: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
+    assert_no_access_open("a call into Python");
     // SAFETY: `args` is a live tuple (the macro reads its size field).
     let no_args = unsafe { ffi::PyTuple_GET_SIZE(args.as_ptr()) } == 0;
     with_context(py, ctx, || {
@@ -66,6 +69,7 @@ pub fn vcall<'py>(
     callable: &Bound<'py, PyAny>,
     args: &[*mut ffi::PyObject],
 ) -> PyResult<Bound<'py, PyAny>> {
+    assert_no_access_open("a call into Python");
     // SAFETY: `args` are borrowed references kept alive by the caller for the call; a new
     // reference or NULL with an exception set is returned.
     unsafe {
@@ -94,6 +98,7 @@ pub enum Sent<'py> {
 /// `coro.send(None)` through `PyIter_Send` (no `StopIteration` created for a return).
 #[inline]
 pub fn send_none<'py>(coro: &Bound<'py, PyAny>) -> Sent<'py> {
+    assert_no_access_open("a call into Python");
     let py = coro.py();
     let mut res = ptr::null_mut();
     // SAFETY: `coro` is live; PyIter_Send stores a new reference in `res` (result or return
@@ -114,6 +119,7 @@ pub fn call_method0_raw<'py>(
     obj: &Bound<'py, PyAny>,
     name: &Bound<'py, PyString>,
 ) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {
+    assert_no_access_open("a call into Python");
     // SAFETY: live arguments; returns a new reference or NULL with an exception set.
     unsafe {
         take(
@@ -130,6 +136,7 @@ pub fn call_method1_raw<'py>(
     name: &Bound<'py, PyString>,
     arg: &Bound<'py, PyAny>,
 ) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {
+    assert_no_access_open("a call into Python");
     // SAFETY: live arguments; returns a new reference or NULL with an exception set.
     unsafe {
         take(
@@ -151,6 +158,7 @@ pub fn call_method_kw<'py>(
     kwnames: &Bound<'py, PyTuple>,
     kwargs: &[&Bound<'py, PyAny>],
 ) -> PyResult<Bound<'py, PyAny>> {
+    assert_no_access_open("a call into Python");
     let py = obj.py();
     let n = 1 + args.len() + kwargs.len();
     if n > MAX_METHOD_ARGS || kwnames.len() != kwargs.len() {

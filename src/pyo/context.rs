@@ -20,6 +20,7 @@ pub fn with_context<R>(
     ctx: &Bound<'_, PyAny>,
     body: impl FnOnce() -> PyResult<R>,
 ) -> PyResult<R> {
+    super::gil_cell::assert_no_access_open("a context entered");
     // SAFETY: `ctx` is a live object and the thread is attached (`py`); Exit is only
     // called after a successful Enter. A failure leaves an exception set, which `fetch`
     // takes.

@@ -47,6 +47,7 @@ impl Ref {
 
 impl Drop for Ref {
     fn drop(&mut self) {
+        super::gil_cell::assert_no_access_open("a Ref dropped");
         // SAFETY: a `Ref` is neither `Send` nor `Sync` and only lives inside a future's
         // state (or a local of code that CPython called with the thread attached), which is
         // only touched and dropped by slot functions and methods CPython calls while

@@ -58,29 +58,28 @@ pub(super) fn cancel<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
     let msg = or_none(future::parse_cancel_args(py, args)?, py);
-    {
-        let mut g = ts.fut.inner.lock();
+    let pending = ts.fut.inner.with(|g| {
         g.log_tb = false;
-        if g.status != Status::Pending {
-            return Ok(py_bool(py, false));
-        }
+        g.status == Status::Pending
+    });
+    if !pending {
+        return Ok(py_bool(py, false));
     }
-    let waiter = {
-        let mut g = ts.inner.lock();
+    let waiter = ts.inner.with(|g| {
         g.num_cancels_requested += 1;
         opt(&g.fut_waiter, py)
-    };
+    });
     if let Some(w) = waiter {
         if w.call_method1("cancel", (&msg,))?.is_truthy()? {
             // Leave `_fut_waiter`: it may be a task that ignores the cancellation.
             return Ok(py_bool(py, true));
         }
     }
-    ts.inner.lock().must_cancel = true;
+    ts.inner.with(|s| s.must_cancel = true);
     let old = if msg.is_none() {
-        ts.fut.inner.lock().cancel_msg.take()
+        ts.fut.inner.with(|s| s.cancel_msg.take())
     } else {
-        ts.fut.inner.lock().cancel_msg.replace(Ref::new(msg))
+        ts.fut.inner.with(|s| s.cancel_msg.replace(Ref::new(msg)))
     };
     drop(old);
     Ok(py_bool(py, true))
@@ -90,7 +89,7 @@ pub(super) fn cancelling<'py>(
     slf: &Bound<'py, PyAny>,
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let n = ts.inner.lock().num_cancels_requested;
+    let n = ts.inner.with(|s| s.num_cancels_requested);
     Ok(n.into_pyobject(slf.py())?.into_any())
 }
 
@@ -99,8 +98,7 @@ pub(super) fn uncancel<'py>(
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let resets = names(slf.py())?.uncancel_resets;
-    let n = {
-        let mut g = ts.inner.lock();
+    let n = ts.inner.with(|g| {
         if g.num_cancels_requested > 0 {
             g.num_cancels_requested -= 1;
             if resets && g.num_cancels_requested == 0 {
@@ -108,7 +106,7 @@ pub(super) fn uncancel<'py>(
             }
         }
         g.num_cancels_requested
-    };
+    });
     Ok(n.into_pyobject(slf.py())?.into_any())
 }
 
@@ -117,7 +115,7 @@ pub(super) fn get_coro<'py>(
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&ts.inner.lock().coro, py), py))
+    Ok(or_none(ts.inner.with(|s| opt(&s.coro, py)), py))
 }
 
 pub(super) fn get_context<'py>(
@@ -132,10 +130,7 @@ pub(super) fn get_name<'py>(
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let (name, counter) = {
-        let g = ts.inner.lock();
-        (opt(&g.name, py), g.counter)
-    };
+    let (name, counter) = ts.inner.with(|g| (opt(&g.name, py), g.counter));
     if let Some(name) = name {
         return Ok(name);
     }
@@ -144,7 +139,7 @@ pub(super) fn get_name<'py>(
         return Ok(none(py));
     }
     let name = PyString::new(py, &format!("Task-{counter}")).into_any();
-    let old = ts.inner.lock().name.replace(Ref::new(name.clone()));
+    let old = ts.inner.with(|s| s.name.replace(Ref::new(name.clone())));
     drop(old);
     Ok(name)
 }
@@ -159,7 +154,7 @@ pub(super) fn set_name<'py>(
     } else {
         value.str()?.into_any()
     };
-    let old = ts.inner.lock().name.replace(Ref::new(value));
+    let old = ts.inner.with(|s| s.name.replace(Ref::new(value)));
     drop(old);
     Ok(none(slf.py()))
 }
@@ -230,7 +225,7 @@ pub(super) fn get_log_destroy_pending<'py>(
     slf: &Bound<'py, PyAny>,
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    Ok(py_bool(slf.py(), ts.inner.lock().log_destroy_pending))
+    Ok(py_bool(slf.py(), ts.inner.with(|s| s.log_destroy_pending)))
 }
 
 pub(super) fn set_log_destroy_pending(
@@ -245,7 +240,7 @@ pub(super) fn set_log_destroy_pending(
         ));
     };
     let b = v.is_truthy()?;
-    ts.inner.lock().log_destroy_pending = b;
+    ts.inner.with(|s| s.log_destroy_pending = b);
     Ok(())
 }
 
@@ -253,7 +248,7 @@ pub(super) fn get_must_cancel<'py>(
     slf: &Bound<'py, PyAny>,
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
-    Ok(py_bool(slf.py(), ts.inner.lock().must_cancel))
+    Ok(py_bool(slf.py(), ts.inner.with(|s| s.must_cancel)))
 }
 
 pub(super) fn get_fut_waiter<'py>(
@@ -261,7 +256,7 @@ pub(super) fn get_fut_waiter<'py>(
     ts: &TaskState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    Ok(or_none(opt(&ts.inner.lock().fut_waiter, py), py))
+    Ok(or_none(ts.inner.with(|s| opt(&s.fut_waiter, py)), py))
 }
 
 noargs!(m_cancelling, TaskState, cancelling);

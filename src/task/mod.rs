@@ -84,7 +84,7 @@ impl TaskState {
     }
 
     fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        or_none(opt(&self.inner.lock().context, py), py)
+        or_none(self.inner.with(|s| opt(&s.context, py)), py)
     }
 }
 
@@ -109,26 +109,24 @@ impl Native for TaskState {
         if r != 0 {
             return r;
         }
-        let Some(g) = self.inner.try_lock() else {
-            return 0;
-        };
-        for r in [&g.coro, &g.context, &g.fut_waiter, &g.name]
-            .into_iter()
-            .flatten()
-        {
-            let v = visit(r);
-            if v != 0 {
-                return v;
-            }
-        }
-        0
+        self.inner
+            .try_with(|g| {
+                for r in [&g.coro, &g.context, &g.fut_waiter, &g.name]
+                    .into_iter()
+                    .flatten()
+                {
+                    let v = visit(r);
+                    if v != 0 {
+                        return v;
+                    }
+                }
+                0
+            })
+            .unwrap_or(0)
     }
     fn clear(&self) {
         self.fut.clear();
-        let old = match self.inner.try_lock() {
-            Some(mut g) => mem::take(&mut *g),
-            None => return,
-        };
+        let old = self.inner.try_with(mem::take);
         drop(old);
     }
     fn finalize(slf: &Bound<'_, PyAny>, st: &Self) {
@@ -228,7 +226,7 @@ pub(crate) fn init_with<'py>(
     let is_coro =
         is_exact_coroutine(&coro) || n.iscoroutine.bind(py).call1((&coro,))?.is_truthy()?;
     if !is_coro {
-        ts.inner.lock().log_destroy_pending = false;
+        ts.inner.with(|s| s.log_destroy_pending = false);
         return Err(eager::<PyTypeError>(
             py,
             format!("a coroutine was expected, got {}", coro.repr()?),
@@ -248,20 +246,17 @@ pub(crate) fn init_with<'py>(
         }
         _ => (None, TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1),
     };
-    let old = mem::replace(
-        &mut *ts.inner.lock(),
-        TaskInner {
-            coro: Some(Ref::new(coro)),
-            context: Some(Ref::new(context)),
-            fut_waiter: None,
-            name: name.map(Ref::new),
-            counter,
-            must_cancel: false,
-            log_destroy_pending: true,
-            num_cancels_requested: 0,
-            registered: None,
-        },
-    );
+    let old = ts.inner.replace(TaskInner {
+        coro: Some(Ref::new(coro)),
+        context: Some(Ref::new(context)),
+        fut_waiter: None,
+        name: name.map(Ref::new),
+        counter,
+        must_cancel: false,
+        log_destroy_pending: true,
+        num_cancels_requested: 0,
+        registered: None,
+    });
     drop(old);
 
     if eager_start && ffi_is_running(&ts.fut.loop_obj(py)?)? {
@@ -277,7 +272,7 @@ fn register_pending(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
     match registry::get(py) {
         Some(reg) => {
             let registration = reg.register(task)?;
-            let old = ts.inner.lock().registered.replace(registration);
+            let old = ts.inner.with(|s| s.registered.replace(registration));
             drop(old);
             Ok(())
         }
@@ -288,7 +283,7 @@ fn register_pending(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyResult<()> {
 /// Takes a task that just finished out of asyncio's registry.
 fn unregister_if_done(ts: &TaskState) {
     if ts.fut.status() != Status::Pending {
-        let registration = ts.inner.lock().registered.take();
+        let registration = ts.inner.with(|s| s.registered.take());
         drop(registration);
     }
 }
@@ -298,17 +293,14 @@ fn finalize(slf: &Bound<'_, PyAny>, ts: &TaskState) {
     // A dying task leaves asyncio's registry before its finalizer reports it, as the C
     // Task's weak reference is cleared before the GC runs finalizers: the exception
     // handler may keep (resurrect) the task, and all_tasks() must no longer list it.
-    let registration = ts.inner.lock().registered.take();
+    let registration = ts.inner.with(|s| s.registered.take());
     drop(registration);
-    let report = {
-        let g = ts.inner.lock();
-        g.log_destroy_pending && ts.fut.status() == Status::Pending
-    };
+    let report = ts.inner.with(|g| g.log_destroy_pending) && ts.fut.status() == Status::Pending;
     if report {
-        let (loop_, source_tb) = {
-            let g = ts.fut.inner.lock();
-            (opt(&g.loop_, py), opt(&g.source_tb, py))
-        };
+        let (loop_, source_tb) = ts
+            .fut
+            .inner
+            .with(|g| (opt(&g.loop_, py), opt(&g.source_tb, py)));
         if let Some(loop_) = loop_ {
             let saved = PyErr::take(py);
             let run = || -> PyResult<()> {

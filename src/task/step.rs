@@ -118,7 +118,7 @@ pub(super) fn step_impl<'py>(
     let fnames = names(py)?;
     let cancelled_error = fnames.cancelled_error.bind(py);
     let mut exc = exc;
-    let must_cancel = ts.inner.lock().must_cancel;
+    let must_cancel = ts.inner.with(|s| s.must_cancel);
     if must_cancel {
         if !exc
             .as_ref()
@@ -126,12 +126,9 @@ pub(super) fn step_impl<'py>(
         {
             exc = Some(future::make_cancelled_error(py, &ts.fut)?);
         }
-        ts.inner.lock().must_cancel = false;
+        ts.inner.with(|s| s.must_cancel = false);
     }
-    let (coro, old_waiter) = {
-        let mut g = ts.inner.lock();
-        (opt(&g.coro, py), g.fut_waiter.take())
-    };
+    let (coro, old_waiter) = ts.inner.with(|g| (opt(&g.coro, py), g.fut_waiter.take()));
     drop(old_waiter);
     let Some(coro) = coro else {
         return Err(eager::<PyRuntimeError>(py, "uninitialized Task object"));
@@ -160,10 +157,10 @@ pub(super) fn step_impl<'py>(
 
     match outcome {
         Outcome::Return(value) => {
-            let must_cancel = mem::take(&mut ts.inner.lock().must_cancel);
+            let must_cancel = ts.inner.with(|g| mem::take(&mut g.must_cancel));
             if must_cancel {
                 // The task was cancelled right before the coroutine returned.
-                let msg = opt(&ts.fut.inner.lock().cancel_msg, py);
+                let msg = ts.fut.inner.with(|s| opt(&s.cancel_msg, py));
                 future::cancel_impl(task, &ts.fut, msg)?;
             } else {
                 future::set_result(task, &ts.fut, &value)?;
@@ -173,7 +170,10 @@ pub(super) fn step_impl<'py>(
         Outcome::Raise(err) => {
             if is_instance_of_exc(&err, cancelled_error) {
                 // Saved so that `_make_cancelled_error` re-raises it (the chain is kept).
-                let old = ts.fut.inner.lock().cancelled_exc.replace(Ref::new(err));
+                let old = ts
+                    .fut
+                    .inner
+                    .with(|s| s.cancelled_exc.replace(Ref::new(err)));
                 drop(old);
                 future::cancel_impl(task, &ts.fut, None)?;
                 return Ok(());
@@ -253,10 +253,7 @@ pub(super) fn handle_yield<'py>(
     };
     let blocking = match native {
         Some(rst) => {
-            let (blocking, rloop) = {
-                let g = rst.inner.lock();
-                (g.blocking, opt(&g.loop_, py))
-            };
+            let (blocking, rloop) = rst.inner.with(|g| (g.blocking, opt(&g.loop_, py)));
             if !rloop.is_some_and(|l| l.is(&loop_)) {
                 let e = runtime_error(
                     py,
@@ -298,7 +295,7 @@ pub(super) fn handle_yield<'py>(
             }
             match native {
                 Some(rst) => {
-                    rst.inner.lock().blocking = false;
+                    rst.inner.with(|s| s.blocking = false);
                     future::add_wakeup(&result, rst, task, ctx)?;
                 }
                 None => {
@@ -306,12 +303,14 @@ pub(super) fn handle_yield<'py>(
                     add_done_callback_method(&result, &wakeup_callable(task)?, &ctx)?;
                 }
             }
-            let old = ts.inner.lock().fut_waiter.replace(Ref::new(result.clone()));
+            let old = ts
+                .inner
+                .with(|s| s.fut_waiter.replace(Ref::new(result.clone())));
             drop(old);
-            if ts.inner.lock().must_cancel {
-                let msg = or_none(opt(&ts.fut.inner.lock().cancel_msg, py), py);
+            if ts.inner.with(|s| s.must_cancel) {
+                let msg = or_none(ts.fut.inner.with(|s| opt(&s.cancel_msg, py)), py);
                 if result.call_method1("cancel", (msg,))?.is_truthy()? {
-                    ts.inner.lock().must_cancel = false;
+                    ts.inner.with(|s| s.must_cancel = false);
                 }
             }
             Ok(())
@@ -414,7 +413,7 @@ pub(super) fn eager_start_task(task: &Bound<'_, PyAny>, ts: &TaskState) -> PyRes
     if ts.fut.status() == Status::Pending {
         chain(register_pending(task, ts));
     } else {
-        let old = ts.inner.lock().coro.take();
+        let old = ts.inner.with(|s| s.coro.take());
         drop(old);
     }
     result
