@@ -27,7 +27,7 @@ pub struct Callback {
     pub args: Py<PyTuple>,
 }
 
-/// The references a handle holds; one lock guards them all.
+/// The references a handle holds, in one cell.
 struct Refs {
     /// `None` once cancelled: like asyncio, cancelling drops the references.
     callback: Option<Callback>,
@@ -115,7 +115,7 @@ impl Handle {
     /// Visits every reference the handle holds, for the garbage collector. Used by the
     /// handle's own `tp_traverse` and by the loop for timers it holds untracked.
     pub fn traverse_refs(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // try_lock: the GC must never block; a held guard means the handle is in use and
+        // try_with: the GC must never block; an open access means the handle is in use and
         // its references are reachable from the running frame anyway.
         self.refs
             .try_with(|refs| {

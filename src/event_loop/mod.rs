@@ -21,9 +21,10 @@
 //! | [`dispatch`] | when the native paths may skip `loop.call_soon()` / `loop.get_debug()` |
 //!
 //! Locking: the state sits in [`GilCell`]s (and two `Mutex`es for the poller and the signal
-//! socket) whose guards are held only for queue operations. No Python code runs while a
-//! guard is held — Python objects taken out of the state are dropped (and so possibly
-//! finalized) after the guard is released — which keeps re-entrant calls from callbacks
+//! socket, which are never held while Python code runs either) accessed only for queue
+//! operations. No Python code runs during an access — Python objects taken out of the
+//! state are dropped (and so possibly finalized) after it ends, see
+//! [`crate::pyo::gil_cell`] — which keeps re-entrant calls from callbacks
 //! (`call_soon` from inside a callback, `__del__` methods scheduling work) safe, with or
 //! without the GIL.
 

@@ -15,9 +15,9 @@
 //! | [`attrs`] | the private attributes (`_state`, `_result`, `_callbacks`...) |
 //! | [`iter`] | `FutureIter`, the iterator behind `await`
 //!
-//! Invariant: the state is in a [`GilCell`]; a guard is never held while Python code can
-//! run (calls, and decrefs: [`layout::Ref`]s taken out of the state are dropped after the
-//! guard is released).
+//! Invariant: the state is in a [`GilCell`]; no access is open while Python code can run
+//! (calls, and decrefs: [`Ref`]s taken out of the state are dropped after the access ends;
+//! see [`crate::pyo::gil_cell`]).
 
 mod attrs;
 mod callbacks;

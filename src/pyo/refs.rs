@@ -5,8 +5,8 @@
 //! nor `Sync`: it lives only in the state of a native object (a future, a task, a task
 //! registration) or in locals of code that CPython called with the thread attached, so it
 //! is only ever dropped attached. Taking a `Ref` out of a state cell and dropping it after
-//! the cell's guard is released is how that state avoids running Python code (a decref may
-//! run `__del__`) while a guard is held.
+//! the cell's access ends is how that state avoids running Python code (a decref may run
+//! `__del__`) during an access (see [`super::gil_cell`]).
 
 use std::ptr::NonNull;
 

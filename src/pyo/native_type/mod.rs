@@ -239,7 +239,7 @@ unsafe extern "C" fn tp_traverse<S: Native>(
 ) -> c_int {
     let td = data::<S>();
     // SAFETY: called by the GC with `slf` alive; `visit`/`arg` are the GC's. Visiting
-    // never runs Python code; the state is borrowed with try_lock (never blocks/panics).
+    // never runs Python code; the state is borrowed with try_with (never blocks/panics).
     unsafe {
         let slot = slot_ptr::<S>(td, slf);
         if (*slot).init {
