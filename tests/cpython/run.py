@@ -929,10 +929,12 @@ def main(argv=None):
                                cfg.KNOWN_DIFFERENCES.get(m, {}),
                                cfg.INTERNAL_CLASSES.get(m, {}), args.stock)
         if args.verbose:
-            stale = sorted(set(all_skips.get(m, {})) - set(r.tests))
-            if stale and r.status == "ok":
-                print("note: skips.SKIPS[%r] names tests this Python's module lacks: %s"
-                      % (m, ", ".join(stale)))
+            for what, listed in (("SKIPS", all_skips.get(m, {})),
+                                 ("KNOWN_DIFFERENCES", cfg.KNOWN_DIFFERENCES.get(m, {}))):
+                stale = sorted(set(listed) - set(r.tests))
+                if stale and r.status == "ok":
+                    print("note: skips.%s[%r] names tests this Python's module lacks: %s"
+                          % (what, m, ", ".join(stale)))
 
     # ---- table
     if ran:
