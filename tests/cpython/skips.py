@@ -9,13 +9,23 @@ SKIPS: single tests that cannot apply to ferroloop, per module, each with the re
 into a unittest skip with that reason and lists it under "skips" in its JSON output. A test
 that fails because ferroloop behaves differently from asyncio is a bug, not a skip.
 
+KNOWN_DIFFERENCES: single tests that pass on stock asyncio and fail on ferroloop because
+ferroloop behaves differently, on purpose or until fixed, each with its reason (CPython's
+``expectedFailure`` habit). They run; the gate fails if one of them passes (remove it then), and
+on every other stock-passing test that does not pass.
+
+INTERNAL_CLASSES: test classes that test asyncio's own loop implementation inside a module that
+is otherwise run. Their tests still run; one that is observed using ferroloop (it made or ran a
+ferroloop loop) is gated like any other, the others are reported as "internal" and not gated.
+
+UNAVAILABLE_MODULES: modules that may be absent, skip themselves at import, or have no stock
+outcomes on a given Python version without that being an error (any other requested module in
+that state is an error).
+
 Test ids are ``TestClass.test_method`` (``type(test).__name__ + "." + test._testMethodName``).
 """
 
 EXCLUDED_MODULES = {
-    "test_base_events":
-        "drives BaseEventLoop's private machinery (_run_once, _ready, _scheduled, "
-        "_selector, _process_events, _make_*_transport) on TestLoop/BaseEventLoop with mocks",
     "test_selector_events":
         "tests BaseSelectorEventLoop and its private _Selector*Transport classes "
         "on mocked selectors",
@@ -56,15 +66,6 @@ SELECTOR_LOOP_MODULES = {
 
 # module -> {"TestClass.test_method": "reason"}. A test may exist on some Python versions only.
 SKIPS = {
-    "test_tasks": {
-        f"FerroloopTask_FerroloopFuture_Tests.{name}":
-            "calls ferroloop.Future.set_result/set_exception unbound on a ferroloop.Task; the Task "
-            "subclasses C asyncio.Task (so isinstance(t, asyncio.Task) holds), so it cannot also "
-            "subclass ferroloop.Future (two native layouts) and the method descriptor rejects it. "
-            "Calling the base's methods unbound on a task is not a documented use of either class."
-        for name in ("test_set_result_causes_invalid_state",
-                     "test_set_exception_causes_invalid_state")
-    },
     "test_events": {
         f"{cls}.test_timeout_rounding":
             "counts calls of loop._run_once by replacing it on the instance and reports "
@@ -78,5 +79,41 @@ SKIPS = {
             "asserts that asyncio.EventLoop is asyncio's own SelectorEventLoop; run.py rebinds "
             "asyncio.EventLoop to ferroloop.Loop so that loop_factory=asyncio.EventLoop runs "
             "on ferroloop",
+    },
+}
+
+# module -> {"TestClass.test_method": "reason"}: stock-passing tests expected to fail on ferroloop.
+KNOWN_DIFFERENCES = {
+    "test_tasks": {
+        f"FerroloopTask_FerroloopFuture_Tests.{name}":
+            "calls ferroloop.Future.set_result/set_exception unbound on a ferroloop.Task; the Task "
+            "subclasses C asyncio.Task (so isinstance(t, asyncio.Task) holds), so it cannot also "
+            "subclass ferroloop.Future (two native layouts) and the method descriptor rejects it. "
+            "Calling the base's methods unbound on a task is not a documented use of either class."
+        for name in ("test_set_result_causes_invalid_state",
+                     "test_set_exception_causes_invalid_state")
+    },
+}
+
+# module -> {class name: reason}.
+INTERNAL_CLASSES = {
+    "test_base_events": {
+        "BaseEventLoopTests":
+            "drives asyncio.BaseEventLoop's private machinery (_run_once, _ready, _scheduled, "
+            "_selector, _process_events) on a BaseEventLoop with a mocked selector; its tests that "
+            "make their own loop with asyncio.new_event_loop() run on ferroloop and are gated",
+        "BaseEventLoopWithSelectorTests":
+            "asyncio.SelectorEventLoop's networking internals (_make_*_transport, sock_* "
+            "helpers) on mocked sockets",
+        "BaseLoopSockSendfileTests":
+            "the sendfile fallback of asyncio's BaseSelectorEventLoop",
+    },
+}
+
+# module -> {"X.Y": reason}: Pythons on which the module may be missing (absent, skipped at
+# import, or without stock outcomes).
+UNAVAILABLE_MODULES = {
+    "test_eager_task_factory": {
+        "3.11": "eager task factories (and this test module) were added in CPython 3.12",
     },
 }
