@@ -240,6 +240,10 @@ def test_randomized_timers(loop, seed):
         elif r < 0.2:  # schedule a new one, possibly already due
             new_key = ("child", key)
             handles[new_key] = loop.call_at(now + rng.choice([-1, 0, 0.001, 0.003]), cb, new_key)
+        # Stop once every live timer fired: a fixed stop time would race with a loaded
+        # machine (a child scheduled just before it would be cut off).
+        if len(fired) == len(handles) - len(cancelled):
+            loop.stop()
 
     for i in range(3000):
         when = base + rng.choice([0, 0.001, 0.002, rng.random() * 0.03, -0.5])
@@ -247,8 +251,9 @@ def test_randomized_timers(loop, seed):
     for key in rng.sample(range(3000), 1000):
         handles[key].cancel()
         cancelled.add(key)
-    loop.call_at(base + 0.1, loop.stop)
+    deadline = loop.call_at(base + 30, loop.stop)  # only if a timer never fires
     loop.run_forever()
+    deadline.cancel()
 
     fired_keys = [k for k, _, _ in fired]
     assert len(fired_keys) == len(set(fired_keys))  # each at most once
