@@ -251,7 +251,8 @@ impl Handle {
                 .as_ref()
                 .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
         });
-        if let Some((func, args)) = cb {
+        // asyncio's _repr_info leaves the callback out when it is None.
+        if let Some((func, args)) = cb.filter(|(func, _)| !func.is_none(py)) {
             let debug = match self.loop_obj(py) {
                 Some(lp) => lp.call_method0("get_debug")?.is_truthy()?,
                 None => false,

@@ -77,37 +77,37 @@ impl LoopCore {
         Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
-    /// Runs `callback` checks: cheap ones always, asyncio's full checks in debug mode.
+    /// asyncio's `_check_callback`, which `call_soon`, `call_soon_threadsafe`, `call_at`
+    /// (so `call_later`) and `run_in_executor` apply in debug mode only. Outside debug mode
+    /// anything is accepted: a callback that cannot be called fails when it runs, and the
+    /// error goes to the exception handler ("Exception in callback ..."), so the callbacks
+    /// scheduled with it (a future's done-callbacks) still run.
     pub(super) fn check_callback(
         &self,
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
         method: &str,
     ) -> PyResult<()> {
-        let debug = self.debug_on();
-        let callable = callback.is_callable();
-        if callable && !debug {
+        if !self.debug_on() {
             return Ok(());
         }
         let imports = Names::get(py)?;
-        if (!callable || debug)
-            && (imports
-                .iscoroutine
+        if imports
+            .iscoroutine
+            .bind(py)
+            .call1((callback,))?
+            .is_truthy()?
+            || imports
+                .iscoroutinefunction
                 .bind(py)
                 .call1((callback,))?
                 .is_truthy()?
-                || (debug
-                    && imports
-                        .iscoroutinefunction
-                        .bind(py)
-                        .call1((callback,))?
-                        .is_truthy()?))
         {
             return Err(PyTypeError::new_err(format!(
                 "coroutines cannot be used with {method}()"
             )));
         }
-        if !callable {
+        if !callback.is_callable() {
             return Err(PyTypeError::new_err(format!(
                 "a callable object was expected by {method}(), got {}",
                 callback.repr()?
