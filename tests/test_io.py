@@ -393,6 +393,20 @@ def test_add_reader_regular_file(loop, tmp_path):
         assert loop.remove_reader(f.fileno()) is False
 
 
+def test_os_errors_are_pythons(loop, tmp_path):
+    """OSErrors carry Python's message for the errno (no ' (os error N)' suffix) and the
+    errno's subclass, as asyncio's selector raises them."""
+    with pytest.raises(OSError) as ei:
+        loop.add_reader(10**6, print)
+    assert type(ei.value) is OSError
+    assert (ei.value.errno, ei.value.strerror) == (9, "Bad file descriptor")
+    assert str(ei.value) == "[Errno 9] Bad file descriptor"
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(PermissionError) as ei:
+            loop.add_writer(f.fileno(), print)
+    assert str(ei.value) == "[Errno 1] Operation not permitted"
+
+
 def test_add_reader_closed_fd(loop):
     a, b = socket.socketpair()
     fd = a.fileno()

@@ -54,13 +54,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Mutex, MutexGuard};
 
 use mio::{Registry, Waker};
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handle::{Handle, TimerHandle};
 use crate::names::Names;
 use crate::pyo::attached::in_traverse;
+use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
 use io::IoEntry;
 use reactor::Poller;
@@ -138,10 +139,6 @@ pub struct LoopCore {
 /// What `threading.get_ident()` returns for the calling thread.
 fn current_thread_id() -> u64 {
     crate::sys::thread_id()
-}
-
-fn os_error(e: std::io::Error) -> PyErr {
-    PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string()))
 }
 
 impl LoopCore {
