@@ -233,6 +233,9 @@ def test_add_signal_handler_from_other_thread(loop):
     assert len(errors) == 1
     assert type(errors[0]) is RuntimeError
     assert "main thread" in str(errors[0])
+    # Raised inside asyncio's `except (ValueError, OSError) as exc:`.
+    assert type(errors[0].__context__) is ValueError
+    assert str(errors[0].__context__) == str(errors[0])
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
@@ -268,6 +271,16 @@ def test_add_signal_handler_uncatchable(loop):
     with pytest.raises(RuntimeError, match=f"^sig {int(signal.SIGKILL)} cannot be caught$"):
         loop.add_signal_handler(signal.SIGKILL, print)
     assert loop.remove_signal_handler(signal.SIGKILL) is False
+
+
+def test_add_signal_handler_uncatchable_chains_the_oserror(loop):
+    """asyncio raises the RuntimeError inside `except OSError as exc:` (implicit
+    chaining: __context__, not __cause__)."""
+    with pytest.raises(RuntimeError) as ei:
+        loop.add_signal_handler(signal.SIGKILL, print)
+    ctx = ei.value.__context__
+    assert type(ctx) is OSError and ctx.errno == 22
+    assert ei.value.__cause__ is None and not ei.value.__suppress_context__
 
 
 def test_set_exception_handler_not_callable(loop):
