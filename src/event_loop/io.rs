@@ -161,7 +161,11 @@ impl LoopCore {
             };
             self.queues.with(|q| {
                 for ev in events {
-                    if ev.token == WAKER || ev.token == SIGNALS {
+                    if ev.token == WAKER {
+                        continue;
+                    }
+                    if ev.token == SIGNALS {
+                        q.ready.push_back(Job::ReadSignals);
                         continue;
                     }
                     let fd = ev.token.0 as RawFd;

@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValu
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::reactor::{self, Watch, SIGNALS, WAKER};
+use super::reactor::{self, Watch, WAKER};
 use super::ready::Job;
 use super::schedule::HANDLE_POOL_SIZE;
 use super::timers::release_timers;
@@ -239,13 +239,14 @@ impl LoopCore {
                         .is_some_and(|dt| dt <= 0.0 || (NAN_TIMER_IS_DUE && dt.is_nan()));
                 // asyncio 3.13 hands a NaN timeout to its selector, whose `math.ceil` raises.
                 let nan_poll = !busy && first_timer_in.is_some_and(f64::is_nan);
-                let skip_poll = busy && q.io.is_empty() && {
-                    // Only the loop thread touches this counter: a plain load and store.
-                    let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
-                    this.busy_iterations_without_poll
-                        .store(n + 1, Ordering::Relaxed);
-                    n < POLL_EVERY_BUSY_ITERATIONS
-                };
+                let skip_poll =
+                    busy && q.io.is_empty() && !this.signals_watched.load(Ordering::Relaxed) && {
+                        // Only the loop thread touches this counter: a plain load and store.
+                        let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+                        this.busy_iterations_without_poll
+                            .store(n + 1, Ordering::Relaxed);
+                        n < POLL_EVERY_BUSY_ITERATIONS
+                    };
                 if skip_poll {
                     // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
                     Self::take_batch(py, q, batch);
@@ -306,13 +307,7 @@ impl LoopCore {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
                 Err(e) => return Err(os_error(e)),
             }
-            if events.iter().any(|e| e.token == SIGNALS) {
-                Self::dispatch_signals(slf)?;
-            }
-            if events
-                .iter()
-                .any(|e| e.token != SIGNALS && e.token != WAKER)
-            {
+            if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
             this.queues.with(|q| Self::take_batch(py, q, batch));
@@ -338,6 +333,7 @@ impl LoopCore {
                 }
                 Job::Call(call) => Self::run_native(slf, call),
                 Job::Task(call) => Self::run_task(slf, call),
+                Job::ReadSignals => Self::dispatch_signals(slf),
             };
             if let Err(e) = res {
                 this.queues.with(|q| {
@@ -397,6 +393,7 @@ impl LoopCore {
             let handlers = this
                 .pystate
                 .with(|s| std::mem::take(&mut s.signal_handlers));
+            this.signals_watched.store(false, Ordering::Relaxed);
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);

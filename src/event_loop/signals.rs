@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
@@ -161,6 +162,7 @@ impl LoopCore {
         }
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         let old = this.pystate.with(|s| s.signal_handlers.insert(sig, handle));
+        this.signals_watched.store(true, Ordering::Relaxed);
         drop(old);
         let noop = wrap_pyfunction!(_sighandler_noop, py)?;
         let installed = signal_mod
@@ -173,6 +175,7 @@ impl LoopCore {
                     st.signal_handlers.is_empty(),
                 )
             });
+            this.signals_watched.store(!none_left, Ordering::Relaxed);
             drop(gone);
             if none_left {
                 if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
@@ -202,6 +205,7 @@ impl LoopCore {
             let removed = st.signal_handlers.remove(&sig);
             (removed, st.signal_handlers.is_empty())
         });
+        this.signals_watched.store(!none_left, Ordering::Relaxed);
         if removed.is_none() {
             return Ok(false);
         }
