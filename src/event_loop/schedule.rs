@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyFloat, PyInt, PyTuple};
 use pyo3::PyClassInitializer;
 
 use super::ready::Job;
@@ -57,9 +57,17 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
+        let now = monotonic();
+        let when =
+            if delay.is_exact_instance_of::<PyFloat>() || delay.is_exact_instance_of::<PyInt>() {
+                now + delay.extract::<f64>()?
+            } else {
+                // asyncio's `self.time() + delay`: the same result and the same errors
+                // ("unsupported operand type(s) for +: 'float' and 'str'") for other types.
+                PyFloat::new(slf.py(), now).add(delay)?.extract::<f64>()?
+            };
         // asyncio's call_later delegates to call_at, whose checks name call_at().
-        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_at")
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
