@@ -225,6 +225,21 @@ impl Handle {
         let Some(lp) = self.loop_obj(py) else {
             return Ok(());
         };
+        // asyncio reports from inside `except BaseException as exc:`: an exception raised
+        // by the exception handler gets the callback's exception as its __context__.
+        let exc = err.value(py).clone();
+        crate::pyo::exc::while_handling(exc.as_any(), || self.report(slf, &lp, err, func, args))
+    }
+
+    fn report(
+        &self,
+        slf: &Bound<'_, PyAny>,
+        lp: &Bound<'_, PyAny>,
+        err: PyErr,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
         let debug = lp.call_method0("get_debug")?.is_truthy()?;
         let source = format_callback(py, func, args, debug)?;
         let context = PyDict::new(py);
@@ -251,7 +266,8 @@ impl Handle {
                 .as_ref()
                 .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
         });
-        if let Some((func, args)) = cb {
+        // asyncio's _repr_info leaves the callback out when it is None.
+        if let Some((func, args)) = cb.filter(|(func, _)| !func.is_none(py)) {
             let debug = match self.loop_obj(py) {
                 Some(lp) => lp.call_method0("get_debug")?.is_truthy()?,
                 None => false,

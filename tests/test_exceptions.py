@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import re
+import sys
 import time
 
 import pytest
@@ -136,6 +137,64 @@ def test_failing_custom_handler_is_reported(loop, caplog):
     assert msg.startswith("Unhandled error in exception handler")
     assert "context: {" in msg and "Exception in callback" in msg
     assert isinstance(records[0].exc_info[1], ZeroDivisionError)
+
+
+def test_failing_custom_handler_keeps_the_original_as_context(loop, caplog):
+    """asyncio reports a callback's exception from inside `except BaseException as exc:`,
+    so what the exception handler raises has the callback's exception as __context__."""
+    def bad_handler(lp, ctx):
+        raise ZeroDivisionError("handler failed")
+
+    loop.set_exception_handler(bad_handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(_raiser(MyError("original")))
+        loop.call_later(0, _raiser(MyError("timer")))
+        run_briefly(loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    logged = [r.exc_info[1] for r in records]
+    assert [type(e) for e in logged] == [ZeroDivisionError, ZeroDivisionError]
+    assert [repr(e.__context__) for e in logged] == ["MyError('original')", "MyError('timer')"]
+    assert [e.__cause__ for e in logged] == [None, None]
+
+
+def test_failing_default_handler_after_failing_custom_handler_chains(loop, caplog):
+    """The default handler failing while reporting the custom handler's failure: the
+    logged exception's __context__ is the custom handler's, whose is the callback's."""
+    def bad_handler(lp, ctx):
+        raise ZeroDivisionError("handler failed")
+
+    def bad_default(context):
+        raise KeyError("default failed")
+
+    loop.set_exception_handler(bad_handler)
+    loop.default_exception_handler = bad_default
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(_raiser(MyError("original")))
+        run_briefly(loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Exception in default exception handler while")
+    logged = records[0].exc_info[1]
+    assert repr(logged) == "KeyError('default failed')"
+    assert repr(logged.__context__) == "ZeroDivisionError('handler failed')"
+    assert repr(logged.__context__.__context__) == "MyError('original')"
+
+
+def test_call_exception_handler_restores_the_handled_exception(loop):
+    """Reporting from inside an except block leaves sys.exc_info() as it was."""
+    def bad_default(context):
+        raise KeyError("default failed")
+
+    loop.default_exception_handler = bad_default
+    logging.getLogger("asyncio").disabled = True
+    try:
+        try:
+            raise MyError("outer")
+        except MyError:
+            loop.call_exception_handler({"message": "m", "exception": MyError("x")})
+            assert repr(sys.exc_info()[1]) == "MyError('outer')"
+    finally:
+        logging.getLogger("asyncio").disabled = False
 
 
 def test_handler_exception_keyboard_interrupt_propagates(loop):

@@ -132,15 +132,43 @@ def test_fd_as_int_and_socket_object_are_the_same(loop, sockpair):
 def test_replacing_reader_cancels_old_handle(loop, sockpair):
     r, w = sockpair
     got = []
-    h1 = loop.add_reader(r, got.append, "old")
-    h2 = loop.add_reader(r, lambda: (got.append("new"), r.recv(10)))
+    # The private _add_reader (what asyncio's transports call) returns the handle.
+    h1 = loop._add_reader(r, got.append, "old")
+    h2 = loop._add_reader(r, lambda: (got.append("new"), r.recv(10)))
     w.send(b"data")
     _run_until(loop, lambda: bool(got))
     assert got == ["new"]
-    if h1 is not None:  # asyncio returns the handle; the docs leave it unspecified
-        assert h1.cancelled()
-        assert not h2.cancelled()
+    assert h1.cancelled()
+    assert not h2.cancelled()
     loop.remove_reader(r)
+
+
+def test_add_reader_and_add_writer_return_none(loop, sockpair):
+    """asyncio's add_reader/add_writer return None (the handle stays private)."""
+    r, w = sockpair
+    assert loop.add_reader(r, print) is None
+    assert loop.add_writer(w, print) is None
+    h = loop._add_writer(w, print)
+    assert h.cancelled() is False
+    assert loop.remove_reader(r) is True
+    assert loop.remove_writer(w) is True
+    assert h.cancelled() is True
+
+
+def test_add_reader_accepts_any_callback(loop, sockpair):
+    """asyncio checks nothing about a reader's callback, even in debug mode: a
+    non-callable fails when it runs, through the exception handler."""
+    r, w = sockpair
+    loop.set_debug(True)
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    loop.add_reader(r, 42, "x")
+    w.send(b"data")
+    _run_until(loop, lambda: bool(errors))
+    loop.remove_reader(r)
+    assert errors[0]["message"] == "Exception in callback 42('x')"
+    assert isinstance(errors[0]["exception"], TypeError)
+    assert str(errors[0]["exception"]) == "'int' object is not callable"
 
 
 def test_writer_called_while_writable(loop, sockpair):
@@ -363,6 +391,20 @@ def test_add_reader_regular_file(loop, tmp_path):
         with pytest.raises(PermissionError):
             loop.add_reader(f.fileno(), print)
         assert loop.remove_reader(f.fileno()) is False
+
+
+def test_os_errors_are_pythons(loop, tmp_path):
+    """OSErrors carry Python's message for the errno (no ' (os error N)' suffix) and the
+    errno's subclass, as asyncio's selector raises them."""
+    with pytest.raises(OSError) as ei:
+        loop.add_reader(10**6, print)
+    assert type(ei.value) is OSError
+    assert (ei.value.errno, ei.value.strerror) == (9, "Bad file descriptor")
+    assert str(ei.value) == "[Errno 9] Bad file descriptor"
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(PermissionError) as ei:
+            loop.add_writer(f.fileno(), print)
+    assert str(ei.value) == "[Errno 1] Operation not permitted"
 
 
 def test_add_reader_closed_fd(loop):

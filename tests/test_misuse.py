@@ -3,11 +3,11 @@
 import asyncio
 import gc
 import signal
+import sys
 import threading
+import warnings
 
 import pytest
-
-import ferroloop
 
 
 async def _coro_fn():
@@ -73,23 +73,85 @@ def test_debug_call_later_message_names_call_at(loop, method):
     assert str(ei.value) == "coroutines cannot be used with call_at()"
 
 
+def _schedule_now(loop, method, callback, *args):
+    if method == "call_later":
+        return loop.call_later(0, callback, *args)
+    if method == "call_at":
+        return loop.call_at(loop.time(), callback, *args)
+    return getattr(loop, method)(callback, *args)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_ferroloop_checks_callbacks_without_debug(method):
-    """Unlike asyncio (which only checks in debug mode), ferroloop rejects a non-callable
-    or a coroutine object up front, like uvloop; a coroutine *function* is accepted."""
-    loop = ferroloop.new_event_loop()
-    loop.set_debug(False)
+def test_no_callback_check_without_debug(loop, method):
+    """asyncio's _check_callback runs in debug mode only: otherwise a non-callable or a
+    coroutine object is accepted, fails when it runs and is reported through the
+    exception handler; the callbacks after it still run."""
+    errors = []
+    ran = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    coro = _coro_fn()
     try:
-        with pytest.raises(TypeError, match="a callable object was expected"):
-            _schedule(loop, method, 1)
-        coro = _coro_fn()
-        with pytest.raises(TypeError, match="coroutines cannot be used with"):
-            _schedule(loop, method, coro)
-        coro.close()
-        h = _schedule(loop, method, _coro_fn)
-        h.cancel()
+        h1 = _schedule_now(loop, method, 42, "a")
+        h2 = _schedule_now(loop, method, coro)
+        _schedule_now(loop, method, ran.append, "after")
+        loop.run_until_complete(asyncio.sleep(0.01))
     finally:
-        loop.close()
+        coro.close()
+    assert ran == ["after"]
+    # 3.13 shows a callback's arguments in debug mode only (format_helpers, debug=).
+    args = "()" if sys.version_info >= (3, 13) else "('a')"
+    assert [c["message"] for c in errors] == [
+        f"Exception in callback 42{args}",
+        "Exception in callback _coro_fn()",
+    ]
+    assert [c["handle"] for c in errors] == [h1, h2]
+    assert [str(c["exception"]) for c in errors] == [
+        "'int' object is not callable",
+        "'coroutine' object is not callable",
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_coroutine_function_accepted_without_debug(loop, method):
+    """Outside debug mode a coroutine function is called like any callable: its
+    coroutine is never awaited (asyncio warns about that, reports nothing)."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _schedule_now(loop, method, _coro_fn)
+        loop.run_until_complete(asyncio.sleep(0.01))
+        gc.collect()
+    assert errors == []
+    assert any("was never awaited" in str(w.message) for w in caught)
+
+
+def test_handle_repr_with_none_callback(loop):
+    """asyncio's Handle repr leaves a None callback out."""
+    h = loop.call_soon(None)
+    assert repr(h) == "<Handle>"
+    h.cancel()
+    assert repr(h) == "<Handle cancelled>"
+
+
+def test_bad_done_callback_does_not_lose_the_others(loop):
+    """The issue's reproducer: a C asyncio.Future schedules its done-callbacks with
+    loop.call_soon; a non-callable one is reported when it runs, the next still runs and
+    the awaiting task gets the result."""
+    errors = []
+    out = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["message"]))
+
+    async def main():
+        f = asyncio.Future(loop=loop)
+        f.add_done_callback(42)
+        f.add_done_callback(lambda _: out.append("cb ran"))
+        loop.call_soon(f.set_result, "x")
+        out.append(await asyncio.wait_for(f, 1))
+
+    loop.run_until_complete(main())
+    assert out == ["cb ran", "x"]
+    assert errors[0].startswith("Exception in callback 42(")
 
 
 def test_run_in_executor_debug_checks(loop):
@@ -171,6 +233,9 @@ def test_add_signal_handler_from_other_thread(loop):
     assert len(errors) == 1
     assert type(errors[0]) is RuntimeError
     assert "main thread" in str(errors[0])
+    # Raised inside asyncio's `except (ValueError, OSError) as exc:`.
+    assert type(errors[0].__context__) is ValueError
+    assert str(errors[0].__context__) == str(errors[0])
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
@@ -206,6 +271,16 @@ def test_add_signal_handler_uncatchable(loop):
     with pytest.raises(RuntimeError, match=f"^sig {int(signal.SIGKILL)} cannot be caught$"):
         loop.add_signal_handler(signal.SIGKILL, print)
     assert loop.remove_signal_handler(signal.SIGKILL) is False
+
+
+def test_add_signal_handler_uncatchable_chains_the_oserror(loop):
+    """asyncio raises the RuntimeError inside `except OSError as exc:` (implicit
+    chaining: __context__, not __cause__)."""
+    with pytest.raises(RuntimeError) as ei:
+        loop.add_signal_handler(signal.SIGKILL, print)
+    ctx = ei.value.__context__
+    assert type(ctx) is OSError and ctx.errno == 22
+    assert ei.value.__cause__ is None and not ei.value.__suppress_context__
 
 
 def test_set_exception_handler_not_callable(loop):

@@ -1,5 +1,6 @@
 """Signals: add/remove_signal_handler, Ctrl-C while the loop sleeps, Python handlers."""
 
+import asyncio
 import os
 import signal
 import threading
@@ -294,3 +295,44 @@ def test_repeated_signals_while_idle(loop):
     safety.cancel()
     assert len(got) == n
     assert time.monotonic() - t0 < 10
+
+
+def test_signal_handler_runs_in_asyncio_order_while_busy(loop):
+    """A signal that arrives while callbacks keep the loop busy: asyncio's poll finds the
+    self-pipe readable on the next iteration, its reader (_read_from_self) runs after the
+    callbacks already ready and appends the handler, which runs one iteration later."""
+    out = []
+    loop.add_signal_handler(signal.SIGUSR1, out.append, "sig")
+
+    def step(i):
+        out.append(i)
+        if i == 5:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        if i < 200:
+            loop.call_soon(step, i + 1)
+        else:
+            loop.stop()
+
+    loop.call_soon(step, 0)
+    loop.run_forever()
+    assert out[: out.index("sig") + 2] == [0, 1, 2, 3, 4, 5, 6, 7, "sig", 8]
+    assert out.count("sig") == 1
+
+
+def test_signal_handler_across_run_until_complete(loop):
+    """The issue's reproducer: each signal's handler runs at the start of the next
+    run_until_complete, before the handler is replaced."""
+    out = []
+
+    def h(tag):
+        out.append(f"sig {tag} rm={loop.remove_signal_handler(signal.SIGUSR2)}")
+
+    async def main(tag):
+        loop.add_signal_handler(signal.SIGUSR2, h, tag)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        return tag
+
+    for tag in "ABC":
+        out.append(loop.run_until_complete(main(tag)))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert out == ["A", "sig A rm=True", "B", "sig B rm=True", "C", "sig C rm=True"]

@@ -105,8 +105,21 @@ def test_call_at_when_none(loop):
 
 
 def test_call_later_non_number_delay(loop):
-    with pytest.raises(TypeError):
+    # asyncio computes `self.time() + delay`: its error message is the addition's.
+    with pytest.raises(TypeError, match=r"^unsupported operand type\(s\) for \+: 'float' and 'str'$"):
         loop.call_later("1", lambda: None)
+
+
+def test_call_later_other_real_types(loop):
+    """A delay of any type that adds to a float works as in asyncio's time() + delay."""
+    import fractions
+
+    got = []
+    loop.call_later(fractions.Fraction(1, 100), got.append, "fraction")
+    loop.call_later(False, got.append, "bool")
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert got == ["bool", "fraction"]
 
 
 def _assert_not_early(records):

@@ -195,9 +195,21 @@ impl LoopCore {
 
     // ----- ready-based callback registration ------------------------------------------
 
-    /// Calls `callback(*args)` whenever `fd` is readable.
+    /// Calls `callback(*args)` whenever `fd` is readable. Returns None, as asyncio does.
     #[pyo3(signature = (fd, callback, *args))]
     fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, false).map(drop)
+    }
+
+    /// `add_reader` returning the reader's `Handle`, as asyncio's `_add_reader` (what its
+    /// transports use) does.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -211,9 +223,20 @@ impl LoopCore {
         Self::remove_io(slf, fd, false)
     }
 
-    /// Calls `callback(*args)` whenever `fd` is writable.
+    /// Calls `callback(*args)` whenever `fd` is writable. Returns None, as asyncio does.
     #[pyo3(signature = (fd, callback, *args))]
     fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, true).map(drop)
+    }
+
+    /// `add_writer` returning the writer's `Handle` (asyncio's `_add_writer`).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,

@@ -170,7 +170,11 @@ impl LoopCore {
                     inner.set_item("message", "Unhandled error in exception handler")?;
                     inner.set_item("exception", exc.value(py))?;
                     inner.set_item("context", context)?;
-                    if let Err(e2) = slf.call_method1("default_exception_handler", (inner,)) {
+                    // Inside asyncio's `except BaseException as exc:`.
+                    let res = crate::pyo::exc::while_handling(exc.value(py), || {
+                        slf.call_method1("default_exception_handler", (inner,))
+                    });
+                    if let Err(e2) = res {
                         if fatal(&e2) {
                             return Err(e2);
                         }

@@ -21,9 +21,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        if this.debug_on() {
-            this.check_callback(py, func, "run_in_executor")?;
-        }
+        this.check_callback(py, func, "run_in_executor")?;
         let imports = Names::get(py)?;
         let executor = if executor.is_none() {
             if this.executor_shutdown_called.load(Ordering::Acquire) {

@@ -68,8 +68,7 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let this = slf.get();
         this.check_closed()?;
-        let method = if write { "add_writer" } else { "add_reader" };
-        this.check_callback(slf.py(), &callback, method)?;
+        // asyncio's _add_reader/_add_writer check nothing about the callback.
         let fd = Self::fd_of(fd)?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         let previous = this.queues.with(|q| {
@@ -162,7 +161,11 @@ impl LoopCore {
             };
             self.queues.with(|q| {
                 for ev in events {
-                    if ev.token == WAKER || ev.token == SIGNALS {
+                    if ev.token == WAKER {
+                        continue;
+                    }
+                    if ev.token == SIGNALS {
+                        q.ready.push_back(Job::ReadSignals);
                         continue;
                     }
                     let fd = ev.token.0 as RawFd;

@@ -54,13 +54,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Mutex, MutexGuard};
 
 use mio::{Registry, Waker};
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handle::{Handle, TimerHandle};
 use crate::names::Names;
 use crate::pyo::attached::in_traverse;
+use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
 use io::IoEntry;
 use reactor::Poller;
@@ -71,9 +72,11 @@ use timers::{release_timers, TimerHeap};
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// asyncio's `_clock_resolution` for `time.monotonic()` on Linux.
 const CLOCK_RESOLUTION: f64 = 1e-9;
-/// While callbacks are ready and no fd is watched, a zero-timeout poll can only find the
-/// waker or the signal socket — both of which only add work that the ready queue already
-/// receives directly — so the loop polls on only one iteration in this many.
+/// While callbacks are ready, no fd is watched and no signal handler is installed, a
+/// zero-timeout poll can only find the waker, whose work (`call_soon_threadsafe`) reaches
+/// the ready queue directly, so the loop polls on only one iteration in this many. With a
+/// signal handler installed it polls every iteration, as asyncio does: the signal socket
+/// (asyncio's self-pipe) is only read by a poll.
 const POLL_EVERY_BUSY_ITERATIONS: u32 = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +133,9 @@ pub struct LoopCore {
     executor_shutdown_called: AtomicBool,
     asyncgens_shutdown_called: AtomicBool,
     busy_iterations_without_poll: AtomicU32,
+    /// Whether a signal handler is installed (then every iteration polls: see
+    /// POLL_EVERY_BUSY_ITERATIONS). Kept equal to `!pystate.signal_handlers.is_empty()`.
+    signals_watched: AtomicBool,
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.
     shadowed: AtomicBool,
@@ -138,10 +144,6 @@ pub struct LoopCore {
 /// What `threading.get_ident()` returns for the calling thread.
 fn current_thread_id() -> u64 {
     crate::sys::thread_id()
-}
-
-fn os_error(e: std::io::Error) -> PyErr {
-    PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string()))
 }
 
 impl LoopCore {
@@ -200,6 +202,7 @@ impl LoopCore {
             executor_shutdown_called: AtomicBool::new(false),
             asyncgens_shutdown_called: AtomicBool::new(false),
             busy_iterations_without_poll: AtomicU32::new(0),
+            signals_watched: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
         })
     }
@@ -221,6 +224,7 @@ impl LoopCore {
                             visit.call(c.arg.as_ref())?;
                             visit.call(&c.context)?;
                         }
+                        Job::ReadSignals => {}
                     }
                 }
                 for entry in q.io.values() {

@@ -42,6 +42,11 @@ pub(crate) enum Job {
     /// A ferroloop Task's step or wake-up, run by calling the Rust step function directly
     /// (see `LoopCore::call_task_soon`).
     Task(TaskCall),
+    /// Read the signal socket and schedule the handlers of the signals found: asyncio's
+    /// `_read_from_self` reader callback, placed among the I/O callbacks where the poll
+    /// reported the socket, whose `_handle_signal` appends each handler to the ready queue
+    /// (so it runs on the next iteration, after what this one scheduled before it).
+    ReadSignals,
 }
 
 /// A step (`wakeup == false`, `arg` = exception to throw in) or a wake-up (`wakeup ==

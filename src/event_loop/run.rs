@@ -10,11 +10,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::reactor::{self, Watch, SIGNALS, WAKER};
+use super::reactor::{self, Watch, WAKER};
 use super::ready::Job;
 use super::schedule::HANDLE_POOL_SIZE;
 use super::timers::release_timers;
@@ -24,6 +24,69 @@ use crate::clock::monotonic;
 use crate::handle::{retrack_unscheduled, Handle};
 use crate::names::{events_attr, logger, Names};
 
+/// Whether a timer whose deadline is NaN is due at once. asyncio 3.11 and 3.12 compute the
+/// poll timeout as `min(max(0, when - now), MAXIMUM_SELECT_TIMEOUT)`, which is 0 for NaN;
+/// 3.13 compares instead, keeps the NaN and its selector raises `ValueError` (see
+/// `run_once`). Either way, a NaN timer is moved to the ready queue when the loop does
+/// poll (`TimerHeap::pop_due`).
+const NAN_TIMER_IS_DUE: bool = cfg!(not(Py_3_13));
+
+/// The poll timeout for a first timer `dt` seconds away: asyncio's clamp to
+/// `[0, MAXIMUM_SELECT_TIMEOUT]`, total over every float (NaN and infinities included), so
+/// that no deadline can make the conversion to `Duration` panic.
+fn poll_timeout(dt: f64) -> Duration {
+    if dt.is_nan() || dt <= 0.0 {
+        return Duration::ZERO;
+    }
+    let secs = dt.min(MAXIMUM_SELECT_TIMEOUT);
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(MAXIMUM_SELECT_TIMEOUT as u64))
+}
+
+/// What `run_forever` changed, restored by `restore()` on its normal way out and by `Drop`
+/// when a panic unwinds through it (asyncio's `_run_forever_cleanup` in a `finally:`):
+/// a loop is never left looking like it is running.
+struct RunForeverGuard<'a, 'py> {
+    slf: &'a Bound<'py, LoopCore>,
+    /// `sys.get_asyncgen_hooks()` from before the run, once read.
+    old_hooks: Option<Bound<'py, PyAny>>,
+    armed: bool,
+}
+
+impl RunForeverGuard<'_, '_> {
+    /// Restores everything, even when one step fails; returns the first error.
+    fn restore(&mut self) -> PyResult<()> {
+        self.armed = false;
+        let py = self.slf.py();
+        let this = self.slf.get();
+        this.stopping.store(false, Ordering::Release);
+        this.thread_id.store(0, Ordering::Release);
+        this.polling.store(false, Ordering::SeqCst);
+        let r1 = events_attr(py, "_set_running_loop")
+            .and_then(|f| f.call1((py.None(),)))
+            .map(drop);
+        let r2 = this.set_coroutine_origin_tracking(py, false);
+        let r3 = match self.old_hooks.take() {
+            None => Ok(()),
+            Some(hooks) => hooks
+                .cast_into::<PyTuple>()
+                .map_err(PyErr::from)
+                .and_then(|h| Names::get(py)?.set_asyncgen_hooks.bind(py).call1(h))
+                .map(drop),
+        };
+        r1.and(r2).and(r3)
+    }
+}
+
+impl Drop for RunForeverGuard<'_, '_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.restore() {
+                e.write_unraisable(self.slf.py(), Some(self.slf.as_any()));
+            }
+        }
+    }
+}
+
 impl LoopCore {
     /// Runs the loop until `stop()` is called.
     pub(super) fn run_forever(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -32,10 +95,17 @@ impl LoopCore {
         this.check_closed()?;
         this.check_running(py)?;
         let imports = Names::get(py)?;
-        this.set_coroutine_origin_tracking(py, this.debug_on())?;
-        let old_hooks = imports.get_asyncgen_hooks.bind(py).call0()?;
-        this.thread_id.store(current_thread_id(), Ordering::Release);
+        // From here on, every way out (an error, a panic unwinding through) restores the
+        // loop's state: see RunForeverGuard.
+        let mut guard = RunForeverGuard {
+            slf,
+            old_hooks: None,
+            armed: true,
+        };
         let result = (|| -> PyResult<()> {
+            this.set_coroutine_origin_tracking(py, this.debug_on())?;
+            guard.old_hooks = Some(imports.get_asyncgen_hooks.bind(py).call0()?);
+            this.thread_id.store(current_thread_id(), Ordering::Release);
             let kw = PyDict::new(py);
             kw.set_item("firstiter", slf.getattr("_asyncgen_firstiter_hook")?)?;
             kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
@@ -50,19 +120,9 @@ impl LoopCore {
                 }
             }
         })();
-        this.stopping.store(false, Ordering::Release);
-        this.thread_id.store(0, Ordering::Release);
-        let r1 = events_attr(py, "_set_running_loop").and_then(|f| f.call1((py.None(),)));
-        let r2 = this.set_coroutine_origin_tracking(py, false);
-        let r3 = imports
-            .set_asyncgen_hooks
-            .bind(py)
-            .call1(old_hooks.cast::<PyTuple>().map_err(PyErr::from)?);
+        let restored = guard.restore();
         result?;
-        r1?;
-        r2?;
-        r3?;
-        Ok(())
+        restored
     }
 
     /// Runs until `future` (a future or coroutine) is done and returns its result.
@@ -148,50 +208,68 @@ impl LoopCore {
         debug_assert!(batch.is_empty());
 
         // One access to the queues; what it takes out is released after it.
-        let (surplus, dead_timers, first_timer_in, busy, skip_poll) = this.queues.with(|q| {
-            // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
-            // drains the pool as fast as the loop refills it).
-            let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
-                std::mem::swap(&mut q.pool, recycled);
-                Vec::new()
-            } else if recycled.is_empty() {
-                Vec::new()
-            } else {
-                let keep = recycled
-                    .len()
-                    .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
-                q.pool.extend(recycled.drain(..keep));
-                // Beyond the pool's size, handles are freed once the access ends.
-                std::mem::take(recycled)
-            };
-            let dead_timers = if q.timers.is_empty() {
-                None
-            } else {
-                Some(this.sweep_timers(py, q))
-            };
-            // Time until the first timer, if any: a timer already due makes the iteration
-            // as busy as a ready callback does.
-            let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
-            let busy = !q.ready.is_empty()
-                || this.stopping.load(Ordering::Acquire)
-                || first_timer_in.is_some_and(|dt| dt <= 0.0);
-            let skip_poll = busy && q.io.is_empty() && {
-                // Only the loop thread touches this counter: a plain load and store.
-                let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
-                this.busy_iterations_without_poll
-                    .store(n + 1, Ordering::Relaxed);
-                n < POLL_EVERY_BUSY_ITERATIONS
-            };
-            if skip_poll {
-                // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
-                Self::take_batch(py, q, batch);
-            } else {
-                // Set during the access: a producer that pushes after it ends sees the
-                // flag (the cell's exclusive access orders the two) and wakes us.
-                this.polling.store(true, Ordering::SeqCst);
-            }
-            (surplus, dead_timers, first_timer_in, busy, skip_poll)
-        });
+        let (surplus, dead_timers, first_timer_in, busy, skip_poll, nan_poll) =
+            this.queues.with(|q| {
+                // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
+                // drains the pool as fast as the loop refills it).
+                let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+                    std::mem::swap(&mut q.pool, recycled);
+                    Vec::new()
+                } else if recycled.is_empty() {
+                    Vec::new()
+                } else {
+                    let keep = recycled
+                        .len()
+                        .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
+                    q.pool.extend(recycled.drain(..keep));
+                    // Beyond the pool's size, handles are freed once the access ends.
+                    std::mem::take(recycled)
+                };
+                let dead_timers = if q.timers.is_empty() {
+                    None
+                } else {
+                    Some(this.sweep_timers(py, q))
+                };
+                // Time until the first timer, if any: a timer already due makes the iteration
+                // as busy as a ready callback does.
+                let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
+                let busy = !q.ready.is_empty()
+                    || this.stopping.load(Ordering::Acquire)
+                    || first_timer_in
+                        .is_some_and(|dt| dt <= 0.0 || (NAN_TIMER_IS_DUE && dt.is_nan()));
+                // asyncio 3.13 hands a NaN timeout to its selector, whose `math.ceil` raises.
+                let nan_poll = !busy && first_timer_in.is_some_and(f64::is_nan);
+                let skip_poll =
+                    busy && q.io.is_empty() && !this.signals_watched.load(Ordering::Relaxed) && {
+                        // Only the loop thread touches this counter: a plain load and store.
+                        let n = this.busy_iterations_without_poll.load(Ordering::Relaxed);
+                        this.busy_iterations_without_poll
+                            .store(n + 1, Ordering::Relaxed);
+                        n < POLL_EVERY_BUSY_ITERATIONS
+                    };
+                if skip_poll {
+                    // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
+                    Self::take_batch(py, q, batch);
+                } else if !nan_poll {
+                    // Set during the access: a producer that pushes after it ends sees the
+                    // flag (the cell's exclusive access orders the two) and wakes us.
+                    this.polling.store(true, Ordering::SeqCst);
+                }
+                (
+                    surplus,
+                    dead_timers,
+                    first_timer_in,
+                    busy,
+                    skip_poll,
+                    nan_poll,
+                )
+            });
+        if nan_poll {
+            // The error leaves run_forever; the timer stays and the loop stays usable.
+            release_timers(py, dead_timers);
+            drop(surplus);
+            return Err(PyValueError::new_err("cannot convert float NaN to integer"));
+        }
         if skip_poll {
             release_timers(py, dead_timers);
             drop(surplus);
@@ -201,8 +279,7 @@ impl LoopCore {
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
-                first_timer_in
-                    .map(|dt| Duration::from_secs_f64(dt.clamp(0.0, MAXIMUM_SELECT_TIMEOUT)))
+                first_timer_in.map(poll_timeout)
             };
             drop(surplus);
             if !busy {
@@ -230,13 +307,7 @@ impl LoopCore {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
                 Err(e) => return Err(os_error(e)),
             }
-            if events.iter().any(|e| e.token == SIGNALS) {
-                Self::dispatch_signals(slf)?;
-            }
-            if events
-                .iter()
-                .any(|e| e.token != SIGNALS && e.token != WAKER)
-            {
+            if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
             this.queues.with(|q| Self::take_batch(py, q, batch));
@@ -262,6 +333,7 @@ impl LoopCore {
                 }
                 Job::Call(call) => Self::run_native(slf, call),
                 Job::Task(call) => Self::run_task(slf, call),
+                Job::ReadSignals => Self::dispatch_signals(slf),
             };
             if let Err(e) = res {
                 this.queues.with(|q| {
@@ -321,6 +393,7 @@ impl LoopCore {
             let handlers = this
                 .pystate
                 .with(|s| std::mem::take(&mut s.signal_handlers));
+            this.signals_watched.store(false, Ordering::Relaxed);
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);

@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyFloat, PyInt, PyTuple};
 use pyo3::PyClassInitializer;
 
 use super::ready::Job;
@@ -57,9 +57,17 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
+        let now = monotonic();
+        let when =
+            if delay.is_exact_instance_of::<PyFloat>() || delay.is_exact_instance_of::<PyInt>() {
+                now + delay.extract::<f64>()?
+            } else {
+                // asyncio's `self.time() + delay`: the same result and the same errors
+                // ("unsupported operand type(s) for +: 'float' and 'str'") for other types.
+                PyFloat::new(slf.py(), now).add(delay)?.extract::<f64>()?
+            };
         // asyncio's call_later delegates to call_at, whose checks name call_at().
-        Self::schedule_at(slf, monotonic() + delay, callback, args, context, "call_at")
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
@@ -77,37 +85,37 @@ impl LoopCore {
         Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
-    /// Runs `callback` checks: cheap ones always, asyncio's full checks in debug mode.
+    /// asyncio's `_check_callback`, which `call_soon`, `call_soon_threadsafe`, `call_at`
+    /// (so `call_later`) and `run_in_executor` apply in debug mode only. Outside debug mode
+    /// anything is accepted: a callback that cannot be called fails when it runs, and the
+    /// error goes to the exception handler ("Exception in callback ..."), so the callbacks
+    /// scheduled with it (a future's done-callbacks) still run.
     pub(super) fn check_callback(
         &self,
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
         method: &str,
     ) -> PyResult<()> {
-        let debug = self.debug_on();
-        let callable = callback.is_callable();
-        if callable && !debug {
+        if !self.debug_on() {
             return Ok(());
         }
         let imports = Names::get(py)?;
-        if (!callable || debug)
-            && (imports
-                .iscoroutine
+        if imports
+            .iscoroutine
+            .bind(py)
+            .call1((callback,))?
+            .is_truthy()?
+            || imports
+                .iscoroutinefunction
                 .bind(py)
                 .call1((callback,))?
                 .is_truthy()?
-                || (debug
-                    && imports
-                        .iscoroutinefunction
-                        .bind(py)
-                        .call1((callback,))?
-                        .is_truthy()?))
         {
             return Err(PyTypeError::new_err(format!(
                 "coroutines cannot be used with {method}()"
             )));
         }
-        if !callable {
+        if !callback.is_callable() {
             return Err(PyTypeError::new_err(format!(
                 "a callable object was expected by {method}(), got {}",
                 callback.repr()?

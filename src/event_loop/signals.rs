@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
@@ -81,6 +82,24 @@ pub fn check_signal(sig: &Bound<'_, PyAny>, signal_mod: &Bound<'_, PyModule>) ->
     sig.extract()
 }
 
+/// What asyncio raises when `signal.signal(sig, ...)` failed with `e`: for `EINVAL`,
+/// `RuntimeError('sig N cannot be caught')` raised inside `except OSError as exc:` (so the
+/// `OSError` is its `__context__`), otherwise `e` itself.
+pub fn cannot_be_caught(py: Python<'_>, sig: i32, e: PyErr) -> PyErr {
+    let einval = e.is_instance_of::<PyOSError>(py)
+        && e.value(py)
+            .getattr("errno")
+            .and_then(|n| n.extract::<i32>())
+            .ok()
+            == Some(libc::EINVAL);
+    if !einval {
+        return e;
+    }
+    let err = PyRuntimeError::new_err(format!("sig {sig} cannot be caught"));
+    err.set_context(py, Some(e));
+    err
+}
+
 /// The Python-level handler installed for signals handled by the loop: does nothing, so
 /// that only the wakeup fd carries the signal to the loop.
 #[pyfunction]
@@ -134,12 +153,16 @@ impl LoopCore {
         // set_wakeup_fd raises ValueError outside the main thread: check that first.
         if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (wakeup_fd,)) {
             if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOSError>(py) {
-                return Err(PyRuntimeError::new_err(e.value(py).str()?.unbind()));
+                // asyncio: `raise RuntimeError(str(exc))` inside `except ... as exc:`.
+                let err = PyRuntimeError::new_err(e.value(py).str()?.unbind());
+                err.set_context(py, Some(e));
+                return Err(err);
             }
             return Err(e);
         }
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         let old = this.pystate.with(|s| s.signal_handlers.insert(sig, handle));
+        this.signals_watched.store(true, Ordering::Relaxed);
         drop(old);
         let noop = wrap_pyfunction!(_sighandler_noop, py)?;
         let installed = signal_mod
@@ -152,6 +175,7 @@ impl LoopCore {
                     st.signal_handlers.is_empty(),
                 )
             });
+            this.signals_watched.store(!none_left, Ordering::Relaxed);
             drop(gone);
             if none_left {
                 if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
@@ -159,14 +183,7 @@ impl LoopCore {
                         .call_method1("info", ("set_wakeup_fd(-1) failed: %s", e2.value(py)))?;
                 }
             }
-            if e.is_instance_of::<PyOSError>(py)
-                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
-            {
-                return Err(PyRuntimeError::new_err(format!(
-                    "sig {sig} cannot be caught"
-                )));
-            }
-            return Err(e);
+            return Err(cannot_be_caught(py, sig, e));
         }
         Ok(())
     }
@@ -188,6 +205,7 @@ impl LoopCore {
             let removed = st.signal_handlers.remove(&sig);
             (removed, st.signal_handlers.is_empty())
         });
+        this.signals_watched.store(!none_left, Ordering::Relaxed);
         if removed.is_none() {
             return Ok(false);
         }
@@ -200,14 +218,7 @@ impl LoopCore {
             signal_mod.getattr("SIG_DFL")?
         };
         if let Err(e) = signal_mod.call_method1("signal", (sig, handler)) {
-            if e.is_instance_of::<PyOSError>(py)
-                && e.value(py).getattr("errno")?.extract::<i32>().ok() == Some(libc::EINVAL)
-            {
-                return Err(PyRuntimeError::new_err(format!(
-                    "sig {sig} cannot be caught"
-                )));
-            }
-            return Err(e);
+            return Err(cannot_be_caught(py, sig, e));
         }
         if none_left {
             if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {

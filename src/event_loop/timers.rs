@@ -23,9 +23,15 @@ pub struct Timer<T> {
 }
 
 /// Maps an `f64` to a `u64` whose unsigned order is the float's total order: positive
-/// floats get their sign bit set, negative ones all bits flipped.
+/// floats get their sign bit set, negative ones all bits flipped. A NaN deadline (of either
+/// sign) gets key 0, before every number: asyncio runs a NaN timer at its heap's top at
+/// once (3.11, 3.12) or fails the poll with it (3.13), and no number's key is 0
+/// (`-inf` maps to `0x000f_ffff_ffff_ffff`).
 #[inline]
 pub fn order_key(when: f64) -> u64 {
+    if when.is_nan() {
+        return 0;
+    }
     let bits = when.to_bits();
     if bits >> 63 == 0 {
         bits | (1 << 63)
@@ -124,10 +130,13 @@ impl<T> TimerHeap<T> {
         self.take_slot(top.slot)
     }
 
-    /// Pops the earliest timer if it is due before `end_time`.
+    /// Pops the earliest timer unless it is due at or after `end_time` (asyncio's
+    /// `handle._when >= end_time` test, under which a NaN deadline is due).
+    // The negated comparison is the point: it is true for NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn pop_due(&mut self, end_time: f64) -> Option<Timer<T>> {
         match self.peek() {
-            Some(t) if t.when < end_time => self.pop(),
+            Some(t) if !(t.when >= end_time) => self.pop(),
             _ => None,
         }
     }
@@ -306,6 +315,20 @@ mod tests {
             assert!(order_key(w[0]) <= order_key(w[1]), "{} vs {}", w[0], w[1]);
         }
         assert!(order_key(-0.0) < order_key(0.0));
+    }
+
+    #[test]
+    fn nan_sorts_first_and_is_due() {
+        let mut h = TimerHeap::default();
+        h.push(f64::NEG_INFINITY, "-inf");
+        h.push(1.0, "one");
+        h.push(f64::NAN, "nan");
+        h.push(-f64::NAN, "-nan");
+        h.push(f64::INFINITY, "inf");
+        assert_eq!(h.peek().map(|t| t.handle), Some("nan"));
+        let order: Vec<_> = std::iter::from_fn(|| h.pop_due(0.0).map(|t| t.handle)).collect();
+        assert_eq!(order, ["nan", "-nan", "-inf"]);
+        assert!(order_key(f64::NEG_INFINITY) > 0);
     }
 
     #[test]

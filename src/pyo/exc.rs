@@ -64,20 +64,39 @@ pub fn is_instance_of_exc(exc: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool
 }
 
 /// Runs `f` while the error fetched from `py` is the exception "being handled", so that
-/// `logging`'s `exc_info=True` reports it, as it does inside an `except` block in Python.
+/// `logging`'s `exc_info=True` reports it and an exception raised in `f` gets it as its
+/// `__context__`, as inside an `except` block in Python.
 pub fn with_exception_set<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
-    let err = PyErr::take(py);
-    match err {
+    match PyErr::take(py) {
         None => f(),
-        Some(err) => {
-            let value = err.into_value(py);
-            // SAFETY: the GIL is held; PyErr_SetHandledException takes a borrowed reference
-            // (it increments it) and NULL restores "no exception being handled".
-            unsafe { ffi::PyErr_SetHandledException(value.as_ptr()) };
-            let r = f();
-            // SAFETY: as above, clearing the handled exception.
-            unsafe { ffi::PyErr_SetHandledException(std::ptr::null_mut()) };
-            r
+        Some(err) => while_handling(err.value(py), f),
+    }
+}
+
+/// Runs `f` with `exc` as the exception being handled (`sys.exception()`), as Python code
+/// inside `except BaseException as exc:` runs: an exception raised in `f` gets `exc` as
+/// its `__context__`, and `logging`'s `exc_info=True` reports `exc`. The exception handled
+/// before is restored afterwards, also when `f` panics.
+pub fn while_handling<R>(exc: &Bound<'_, PyAny>, f: impl FnOnce() -> R) -> R {
+    struct Restore(*mut ffi::PyObject);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the thread is still attached (this guard lives inside a call that
+            // holds `exc`); PyErr_SetHandledException takes a borrowed reference (or NULL
+            // for "none"), and `self.0` is the new reference PyErr_GetHandledException
+            // returned, released here.
+            unsafe {
+                ffi::PyErr_SetHandledException(self.0);
+                ffi::Py_XDECREF(self.0);
+            }
         }
     }
+    // SAFETY: the thread is attached (`exc` is bound); GetHandledException returns a new
+    // reference or NULL, SetHandledException borrows its argument.
+    let _restore = unsafe {
+        let previous = Restore(ffi::PyErr_GetHandledException());
+        ffi::PyErr_SetHandledException(exc.as_ptr());
+        previous
+    };
+    f()
 }

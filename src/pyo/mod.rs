@@ -13,6 +13,7 @@
 //! | [`call`] | vectorcall helpers, `send()`, method calls returning exceptions as objects |
 //! | [`exc`] | exceptions taken out of the error indicator as objects |
 //! | [`object`] | refcounts, GC tracking, type checks, attribute access |
+//! | [`errno`] | `OSError` from an errno or an `io::Error`, as CPython builds it |
 //! | [`dict`] | single-lookup dict operations |
 //! | [`fastcall`] | hand-written vectorcall methods of `#[pyclass]` types |
 //! | [`native_type`] | the builder of native subtypes of C types (`ferroloop.Future`/`Task`) |
@@ -25,6 +26,7 @@ pub mod attached;
 pub mod call;
 pub mod context;
 pub mod dict;
+pub mod errno;
 pub mod exc;
 pub mod fastcall;
 pub mod gil_cell;
