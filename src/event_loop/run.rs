@@ -14,7 +14,6 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::reactor::{self, Watch, SIGNALS, WAKER};
 use super::ready::Job;
 use super::schedule::HANDLE_POOL_SIZE;
 use super::timers::release_timers;
@@ -23,6 +22,7 @@ use super::{CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, POLL_EVERY_BUSY_ITERATIONS
 use crate::clock::monotonic;
 use crate::handle::{retrack_unscheduled, Handle};
 use crate::names::{events_attr, logger, Names};
+use crate::reactor::{SIGNALS, WAKER};
 
 impl LoopCore {
     /// Runs the loop until `stop()` is called.
@@ -213,7 +213,8 @@ impl LoopCore {
                     return Err(e);
                 }
             }
-            let mut events = Vec::new();
+            // The poll's events go to a buffer kept across iterations (no allocation).
+            let mut events = this.io_events.with(std::mem::take);
             let res = {
                 let mut guard = lock(&this.poller);
                 match guard.as_mut() {
@@ -239,6 +240,8 @@ impl LoopCore {
             {
                 this.dispatch_io(py, &events)?;
             }
+            events.clear();
+            this.io_events.with(|e| *e = events);
             this.queues.with(|q| Self::take_batch(py, q, batch));
         }
 
@@ -324,7 +327,7 @@ impl LoopCore {
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
-        let (ready, pool, timers, io) = this.queues.with(|q| {
+        let (ready, pool, timers, mut io) = this.queues.with(|q| {
             (
                 std::mem::take(&mut q.ready),
                 std::mem::take(&mut q.pool),
@@ -337,15 +340,13 @@ impl LoopCore {
         // Release every fd the loop owns now, as asyncio's close() does, even if the loop
         // object lives on.
         let registry = this.registry.with(|s| s.take());
+        let owners = io.drain(registry.as_ref());
         if let Some(registry) = &registry {
-            for (fd, entry) in &io {
-                let _ = reactor::update(registry, *fd, entry.watch(), Watch::default());
-            }
             if let Some(sock) = lock(&this.signal_socket).take() {
                 sock.deregister(registry);
             }
         }
-        drop(io);
+        drop(owners);
         drop(registry);
         drop(this.waker.with(|s| s.take()));
         drop(lock(&this.poller).take());
