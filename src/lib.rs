@@ -5,6 +5,7 @@
 //! * [`event_loop`] — the loop core (`LoopCore`), one file per concern: running, scheduling,
 //!   the ready queue, I/O, timers, signals, executors, async generator hooks, the
 //!   exception handler API, debug mode.
+//! * [`reactor`] — fd readiness (epoll via `mio`) and the registrations, keyed by owner.
 //! * [`handle`] — `Handle` and `TimerHandle`, the scheduled callbacks.
 //! * [`future`], [`task`] — native `Future` and `Task`, subtypes of the C `_asyncio` ones;
 //!   what the loop's `create_future` / `create_task` return.
@@ -31,6 +32,7 @@ pub mod handle;
 pub mod names;
 #[allow(unsafe_code)]
 pub mod pyo;
+pub mod reactor;
 
 #[allow(unsafe_code)]
 pub mod sys;

@@ -428,3 +428,83 @@ def test_failed_add_keeps_other_registrations(loop, sockpair, tmp_path):
     _run_until(loop, lambda: bool(got))
     assert got == [b"ok"]
     assert loop.remove_reader(r) is True
+
+
+def _reuse_number(sock):
+    """Closes ``sock`` and puts a new socket's file under its fd number in one step (dup2),
+    so the number is surely reused. Returns the new socket and its peer."""
+    fd = sock.detach()
+    b, peer = socket.socketpair()
+    os.dup2(b.fileno(), fd)
+    b.close()
+    new = socket.socket(fileno=fd)
+    new.setblocking(False)
+    return new, peer
+
+
+def test_reused_fd_number_does_not_inherit_readiness(loop):
+    """The poll reports fd A readable; before A's reader runs, a callback of the same
+    iteration removes it, closes A and watches a new socket under the same number. The
+    old readiness must reach neither the removed reader nor the new one (whose socket is
+    not ready); the new socket's own readiness does reach it."""
+    a, a_peer = socket.socketpair()
+    a.setblocking(False)
+    fd = a.fileno()
+    fired = []
+    swapped = []
+
+    def swap():
+        assert loop.remove_reader(fd) is True
+        new, peer = _reuse_number(a)
+        swapped.extend((new, peer))
+        assert new.fileno() == fd
+        loop.add_reader(fd, lambda: fired.append(("new", new.recv(10))))
+
+    def make_ready():
+        a_peer.send(b"old")
+        # Runs first in the next iteration, whose poll reports A readable.
+        loop.call_soon(swap)
+
+    try:
+        loop.add_reader(fd, lambda: fired.append(("old", a.recv(10))))
+        loop.call_soon(make_ready)
+        run_briefly(loop, 5)
+        assert swapped
+        assert fired == []
+        swapped[1].send(b"new")
+        _run_until(loop, lambda: bool(fired))
+        assert fired == [("new", b"new")]
+        assert loop.remove_reader(fd) is True
+    finally:
+        for s in [a, a_peer, *swapped]:
+            s.close()
+
+
+def test_watched_fd_closed_while_duplicated_and_number_reused(loop, loop_name):
+    """Known difference. A watched fd is closed without remove_reader() while a duplicate
+    keeps its file open, and its number is reused by a new socket, watched by a new
+    add_reader(). asyncio still polls the old file under the number and runs the new
+    reader for the old file's readiness, on every iteration; ferroloop re-registers the
+    number for the new file under a new token and drops the events of the old one."""
+    a, a_peer = socket.socketpair()
+    fd = a.fileno()
+    fired = []
+    loop.add_reader(fd, lambda: fired.append("old"))
+    keep = os.dup(fd)
+    new, new_peer = _reuse_number(a)
+    try:
+        loop.add_reader(fd, lambda: fired.append("new"))
+        a_peer.send(b"x")  # readiness of the old file only
+        run_briefly(loop, 3)
+        if loop_name == "asyncio":
+            assert fired == ["new"] * 3
+            return
+        assert fired == []
+        new_peer.send(b"y")
+        run_briefly(loop, 2)
+        assert fired == ["new"] * 2
+    finally:
+        loop.remove_reader(fd)
+        for s in (new, new_peer, a_peer):
+            s.close()
+        os.close(keep)

@@ -1,5 +1,12 @@
-//! `add_reader` / `add_writer`: registration of watched fds with the reactor, and the
-//! dispatch of readiness events to the ready queue.
+//! `add_reader` / `add_writer` and the owners of registered fds: registration with the
+//! reactor, and the dispatch of readiness events to the ready queue.
+//!
+//! The reactor keeps one owner per fd (see `reactor::registrations`), and `run_once`
+//! dispatches over the closed enum [`Owner`]. Next to come, each with its own variant: the
+//! stream transport, the listener, the datagram endpoint, the socket wait of a `sock_*`
+//! call and the child process. For those, `add_reader`/`add_writer` on their fd must
+//! raise `RuntimeError("File descriptor ... is used by transport ...")`, as asyncio's
+//! `_ensure_fd_no_transport` does, where `add_io` matches on the owner.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -8,23 +15,49 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
-use super::reactor::{self, Ready, Watch, SIGNALS, WAKER};
 use super::ready::Job;
 use super::{os_error, LoopCore};
 use crate::handle::Handle;
+use crate::reactor::{Interest, Ready, SIGNALS};
 
-/// The reader and writer callbacks of one watched fd.
+/// Who owns a registered fd.
+pub(super) enum Owner {
+    /// `add_reader`/`add_writer` callbacks.
+    Watch(Watch),
+}
+
+/// The reader and writer callbacks of one fd, polled level-triggered as asyncio's
+/// selector loop does: each runs on every iteration while its direction is ready. Never
+/// registered with neither.
 #[derive(Default)]
-pub(super) struct IoEntry {
+pub(super) struct Watch {
     pub(super) reader: Option<Py<Handle>>,
     pub(super) writer: Option<Py<Handle>>,
 }
 
-impl IoEntry {
-    pub(super) fn watch(&self) -> Watch {
-        Watch {
+impl Watch {
+    pub(super) fn interest(&self) -> Interest {
+        Interest {
             read: self.reader.is_some(),
             write: self.writer.is_some(),
+        }
+    }
+
+    /// The reader's (`write == false`) or the writer's slot.
+    pub(super) fn slot(&mut self, write: bool) -> &mut Option<Py<Handle>> {
+        if write {
+            &mut self.writer
+        } else {
+            &mut self.reader
+        }
+    }
+}
+
+impl Owner {
+    /// The Python objects the owner holds, to be released once no state access is open.
+    pub(super) fn into_handles(self) -> impl Iterator<Item = Py<Handle>> {
+        match self {
+            Owner::Watch(w) => w.reader.into_iter().chain(w.writer),
         }
     }
 }
@@ -71,33 +104,40 @@ impl LoopCore {
         // asyncio's _add_reader/_add_writer check nothing about the callback.
         let fd = Self::fd_of(fd)?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
-        let previous = this.queues.with(|q| {
-            let entry = q.io.entry(fd).or_default();
-            let old = entry.watch();
-            let slot = if write {
-                &mut entry.writer
-            } else {
-                &mut entry.reader
-            };
-            let previous = slot.replace(handle.clone_ref(slf.py()));
-            let new = entry.watch();
-            let res = this.registry.with(|registry| match registry.as_ref() {
-                Some(registry) => reactor::update(registry, fd, old, new),
-                None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
-            });
-            if let Err(e) = res {
-                let slot = if write {
-                    &mut entry.writer
-                } else {
-                    &mut entry.reader
-                };
-                let mine = std::mem::replace(slot, previous);
-                if entry.watch() == Watch::default() {
-                    q.io.remove(&fd);
-                }
-                return Err((e, mine));
-            }
-            Ok(previous)
+        let previous = this.registry.with(|registry| {
+            this.queues
+                .with(|q| match (registry.as_ref(), q.io.owner_of_fd(fd)) {
+                    (None, _) => Err((std::io::Error::from_raw_os_error(libc::EBADF), None)),
+                    // The fd's owner. (Transports, next, refuse here: asyncio's
+                    // _ensure_fd_no_transport raises RuntimeError unless the transport is closing.)
+                    (Some(registry), Some((token, Owner::Watch(watch)))) => {
+                        let previous = watch.slot(write).replace(handle.clone_ref(slf.py()));
+                        let interest = watch.interest();
+                        // Also notices an fd number that was closed and reused meanwhile.
+                        match q.io.reregister(registry, token, interest) {
+                            Ok(()) => Ok(previous),
+                            Err(e) => {
+                                // Nothing changed: undo, and drop the handle once unlocked.
+                                let mut mine = previous;
+                                if let Some((_, Owner::Watch(watch))) = q.io.owner_of_fd(fd) {
+                                    std::mem::swap(watch.slot(write), &mut mine);
+                                }
+                                Err((e, mine))
+                            }
+                        }
+                    }
+                    (Some(registry), None) => {
+                        let mut watch = Watch::default();
+                        *watch.slot(write) = Some(handle.clone_ref(slf.py()));
+                        match q
+                            .io
+                            .register(registry, fd, watch.interest(), Owner::Watch(watch))
+                        {
+                            Ok(_) => Ok(None),
+                            Err((e, owner)) => Err((e.into(), owner.into_handles().next())),
+                        }
+                    }
+                })
         });
         let previous = match previous {
             Ok(previous) => previous,
@@ -123,25 +163,22 @@ impl LoopCore {
             return Ok(false);
         }
         let fd = Self::fd_of(fd)?;
-        let removed = this.queues.with(|q| {
-            let entry = q.io.get_mut(&fd)?;
-            let old = entry.watch();
-            let removed = if write {
-                entry.writer.take()
-            } else {
-                entry.reader.take()
-            };
-            let new = entry.watch();
-            if new == Watch::default() {
-                q.io.remove(&fd);
-            }
-            // Failing to deregister a closed fd is harmless: epoll dropped it already.
-            this.registry.with(|registry| {
-                if let Some(registry) = registry.as_ref() {
-                    let _ = reactor::update(registry, fd, old, new);
+        let removed = this.registry.with(|registry| {
+            this.queues.with(|q| {
+                let (token, Owner::Watch(watch)) = q.io.owner_of_fd(fd)?;
+                let removed = watch.slot(write).take();
+                let interest = watch.interest();
+                if removed.is_some() {
+                    if interest.is_empty() {
+                        // An empty watch: nothing to release.
+                        q.io.deregister(registry.as_ref(), token);
+                    } else if let Some(registry) = registry.as_ref() {
+                        // Failing for a closed fd is harmless: epoll dropped it already.
+                        let _ = q.io.reregister(registry, token, interest);
+                    }
                 }
-            });
-            removed
+                removed
+            })
         });
         match removed {
             Some(h) => {
@@ -161,59 +198,43 @@ impl LoopCore {
             };
             self.queues.with(|q| {
                 for ev in events {
-                    if ev.token == WAKER {
-                        continue;
-                    }
                     if ev.token == SIGNALS {
                         q.ready.push_back(Job::ReadSignals);
                         continue;
                     }
-                    let fd = ev.token.0 as RawFd;
-                    let Some(entry) = q.io.get_mut(&fd) else {
+                    // None for the waker's token, and for a stale event: its registration
+                    // is gone, even if the fd number has a new one.
+                    let Some(owner) = q.io.owner_mut(ev.token) else {
                         continue;
                     };
-                    let old = entry.watch();
-                    let mut to_run: [Option<Py<Handle>>; 2] = [None, None];
-                    if ev.readable {
-                        if let Some(r) = &entry.reader {
-                            if r.get().is_cancelled() {
-                                garbage.extend(entry.reader.take());
-                            } else {
-                                to_run[0] = Some(r.clone_ref(py));
+                    let Owner::Watch(watch) = owner;
+                    let before = watch.interest();
+                    // asyncio's _process_events: a cancelled handle is removed, not run.
+                    for (ready, write) in [(ev.readable, false), (ev.writable, true)] {
+                        let slot = watch.slot(write);
+                        match slot {
+                            Some(h) if ready && h.get().is_cancelled() => {
+                                garbage.extend(slot.take())
                             }
+                            Some(h) if ready => q.ready.push_back(Job::Handle(h.clone_ref(py))),
+                            _ => {}
                         }
                     }
-                    if ev.writable {
-                        if let Some(w) = &entry.writer {
-                            if w.get().is_cancelled() {
-                                garbage.extend(entry.writer.take());
-                            } else {
-                                to_run[1] = Some(w.clone_ref(py));
-                            }
-                        }
-                    }
-                    let new = entry.watch();
-                    if new == Watch::default() {
-                        q.io.remove(&fd);
-                    }
-                    // Level-triggered semantics: re-arm so a still-ready fd is reported again.
-                    let res = if old != new {
-                        reactor::update(registry, fd, old, new)
+                    let after = watch.interest();
+                    let forget = if after.is_empty() {
+                        true
+                    } else if after != before {
+                        // EBADF: the fd was closed behind the loop's back; forget it, as the
+                        // selector would on its next select().
+                        q.io.reregister(registry, ev.token, after)
+                            .is_err_and(|e| e.raw_os_error() == Some(libc::EBADF))
                     } else {
-                        reactor::rearm_watch(registry, fd, new)
+                        false
                     };
-                    if let Err(e) = res {
-                        // The fd was closed behind the loop's back; forget it, as the selector
-                        // would on its next select().
-                        if e.raw_os_error() == Some(libc::EBADF) {
-                            if let Some(entry) = q.io.remove(&fd) {
-                                garbage.extend(entry.reader);
-                                garbage.extend(entry.writer);
-                            }
+                    if forget {
+                        if let Some(owner) = q.io.deregister(Some(registry), ev.token) {
+                            garbage.extend(owner.into_handles());
                         }
-                    }
-                    for h in to_run.into_iter().flatten() {
-                        q.ready.push_back(Job::Handle(h));
                     }
                 }
             });

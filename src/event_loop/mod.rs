@@ -9,7 +9,7 @@
 //! | [`run`] | `run_forever`, `run_until_complete`, one iteration (`run_once`), `stop`, `close` |
 //! | [`schedule`] | `call_soon*`, `call_later`, `call_at`, the handle pool |
 //! | [`ready`] | the ready queue's jobs and the narrow scheduling API of futures and tasks |
-//! | [`io`] | `add_reader` / `add_writer` registration and readiness dispatch |
+//! | [`io`] | the owners of registered fds (`add_reader` / `add_writer` today), readiness dispatch |
 //! | [`timers`] | the timer heap and its sweeping |
 //! | [`signals`] | `add_signal_handler` through `signal.set_wakeup_fd` |
 //! | [`tasks`] | `create_future`, `create_task`, the task factory |
@@ -36,7 +36,6 @@ mod errors;
 mod executor;
 pub mod fastcall;
 mod io;
-pub mod reactor;
 mod ready;
 mod run;
 mod schedule;
@@ -49,7 +48,6 @@ pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, Ta
 pub use run::run_until_complete_cb;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -63,8 +61,8 @@ use crate::names::Names;
 use crate::pyo::attached::in_traverse;
 use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
-use io::IoEntry;
-use reactor::Poller;
+use crate::reactor::{Poller, Ready, Registrations};
+use io::Owner;
 use signals::SignalSocket;
 use timers::{release_timers, TimerHeap};
 
@@ -90,7 +88,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Queues {
     ready: VecDeque<Job>,
     timers: TimerHeap<Py<TimerHandle>>,
-    io: HashMap<RawFd, IoEntry>,
+    /// The registered fds' owners (see [`io`]).
+    io: Registrations<Owner>,
     /// Emptied `Handle`s kept for reuse by `call_soon` (see `Handle::is_recyclable`):
     /// scheduling a callback then costs no allocation, deallocation or GC bookkeeping.
     pool: Vec<Py<Handle>>,
@@ -121,6 +120,8 @@ pub struct LoopCore {
     /// The eventfd that wakes a blocked poll; `None` once closed.
     waker: GilCell<Option<Waker>>,
     signal_socket: Mutex<Option<SignalSocket>>,
+    /// The events of the last poll, kept to be reused by the next.
+    io_events: GilCell<Vec<Ready>>,
     /// Set while the loop thread is in, or about to enter, a poll that may block.
     polling: AtomicBool,
     closed: AtomicBool,
@@ -192,6 +193,7 @@ impl LoopCore {
             registry: GilCell::new(Some(registry)),
             waker: GilCell::new(Some(waker)),
             signal_socket: Mutex::new(None),
+            io_events: GilCell::new(Vec::new()),
             polling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -227,9 +229,13 @@ impl LoopCore {
                         Job::ReadSignals => {}
                     }
                 }
-                for entry in q.io.values() {
-                    visit.call(&entry.reader)?;
-                    visit.call(&entry.writer)?;
+                for owner in q.io.owners() {
+                    match owner {
+                        Owner::Watch(w) => {
+                            visit.call(&w.reader)?;
+                            visit.call(&w.writer)?;
+                        }
+                    }
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
                 // reports what they reference.

@@ -14,7 +14,6 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValu
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::reactor::{self, Watch, WAKER};
 use super::ready::Job;
 use super::schedule::HANDLE_POOL_SIZE;
 use super::timers::release_timers;
@@ -23,6 +22,7 @@ use super::{CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, POLL_EVERY_BUSY_ITERATIONS
 use crate::clock::monotonic;
 use crate::handle::{retrack_unscheduled, Handle};
 use crate::names::{events_attr, logger, Names};
+use crate::reactor::WAKER;
 
 /// Whether a timer whose deadline is NaN is due at once. asyncio 3.11 and 3.12 compute the
 /// poll timeout as `min(max(0, when - now), MAXIMUM_SELECT_TIMEOUT)`, which is 0 for NaN;
@@ -290,7 +290,8 @@ impl LoopCore {
                     return Err(e);
                 }
             }
-            let mut events = Vec::new();
+            // The poll's events go to a buffer kept across iterations (no allocation).
+            let mut events = this.io_events.with(std::mem::take);
             let res = {
                 let mut guard = lock(&this.poller);
                 match guard.as_mut() {
@@ -310,6 +311,8 @@ impl LoopCore {
             if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
+            events.clear();
+            this.io_events.with(|e| *e = events);
             this.queues.with(|q| Self::take_batch(py, q, batch));
         }
 
@@ -397,7 +400,7 @@ impl LoopCore {
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
-        let (ready, pool, timers, io) = this.queues.with(|q| {
+        let (ready, pool, timers, mut io) = this.queues.with(|q| {
             (
                 std::mem::take(&mut q.ready),
                 std::mem::take(&mut q.pool),
@@ -410,15 +413,13 @@ impl LoopCore {
         // Release every fd the loop owns now, as asyncio's close() does, even if the loop
         // object lives on.
         let registry = this.registry.with(|s| s.take());
+        let owners = io.drain(registry.as_ref());
         if let Some(registry) = &registry {
-            for (fd, entry) in &io {
-                let _ = reactor::update(registry, *fd, entry.watch(), Watch::default());
-            }
             if let Some(sock) = lock(&this.signal_socket).take() {
                 sock.deregister(registry);
             }
         }
-        drop(io);
+        drop(owners);
         drop(registry);
         drop(this.waker.with(|s| s.take()));
         drop(lock(&this.poller).take());

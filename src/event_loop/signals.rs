@@ -16,10 +16,10 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyTuple};
 
-use super::reactor::SIGNALS;
 use super::{lock, os_error, LoopCore};
 use crate::handle::Handle;
 use crate::names::{logger, Names};
+use crate::reactor::SIGNALS;
 
 /// The socket pair whose write end is `signal.set_wakeup_fd`'s target.
 pub struct SignalSocket {
