@@ -7,7 +7,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyModule};
+use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
 
 /// asyncio and standard library objects, imported once.
 pub struct Names {
@@ -73,6 +73,16 @@ pub struct Names {
     pub eager_tasks: bool,
     /// 3.13+: `uncancel()` down to zero clears `_must_cancel`.
     pub uncancel_resets: bool,
+
+    // ----- interned attribute names (for the vectorcall helpers of `pyo::call`) --------
+    pub str_call_soon: Py<PyString>,
+    pub str_add_done_callback: Py<PyString>,
+    pub str_throw: Py<PyString>,
+    pub str_result: Py<PyString>,
+    pub str_get_loop: Py<PyString>,
+    pub str_asyncio_future_blocking: Py<PyString>,
+    /// `("context",)`: the keyword names of `call_soon(cb, arg, context=...)`.
+    pub kwnames_context: Py<PyTuple>,
 }
 
 static NAMES: PyOnceLock<Names> = PyOnceLock::new();
@@ -180,6 +190,15 @@ impl Names {
                 task_print_stack: attr(&base_tasks, "_task_print_stack")?,
                 eager_tasks,
                 uncancel_resets: py.version_info() >= (3, 13),
+
+                str_call_soon: PyString::intern(py, "call_soon").unbind(),
+                str_add_done_callback: PyString::intern(py, "add_done_callback").unbind(),
+                str_throw: PyString::intern(py, "throw").unbind(),
+                str_result: PyString::intern(py, "result").unbind(),
+                str_get_loop: PyString::intern(py, "get_loop").unbind(),
+                str_asyncio_future_blocking: PyString::intern(py, "_asyncio_future_blocking")
+                    .unbind(),
+                kwnames_context: PyTuple::new(py, ["context"])?.unbind(),
             })
         })
     }

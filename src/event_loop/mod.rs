@@ -5,18 +5,18 @@
 //!
 //! | file | concern |
 //! |---|---|
-//! | [`api`] | the one `#[pymethods]` block, in `AbstractEventLoop` order, delegating |
-//! | [`run`] | `run_forever`, `run_until_complete`, one iteration (`run_once`), `stop`, `close` |
-//! | [`schedule`] | `call_soon*`, `call_later`, `call_at`, the handle pool |
-//! | [`ready`] | the ready queue's jobs and the narrow scheduling API of futures and tasks |
-//! | [`io`] | the owners of registered fds (`add_reader` / `add_writer` today), readiness dispatch |
+//! | `api.rs` | the one `#[pymethods]` block, in `AbstractEventLoop` order, delegating |
+//! | `run.rs` | `run_forever`, `run_until_complete`, one iteration (`run_once`), `stop`, `close` |
+//! | `schedule.rs` | `call_soon*`, `call_later`, `call_at`, the handle pool |
+//! | `ready.rs` | the ready queue's jobs and the narrow scheduling API of futures and tasks |
+//! | `io.rs` | the owners of registered fds (`add_reader` / `add_writer` today), readiness dispatch |
 //! | [`timers`] | the timer heap and its sweeping |
 //! | [`signals`] | `add_signal_handler` through `signal.set_wakeup_fd` |
-//! | [`tasks`] | `create_future`, `create_task`, the task factory |
-//! | [`executor`] | `run_in_executor` and the default executor |
-//! | [`errors`] | the exception handler API and its formatting |
-//! | [`asyncgens`] | async generator hooks, `shutdown_asyncgens` |
-//! | [`debug`] | debug mode, origin tracking, slow-callback reports |
+//! | `tasks.rs` | `create_future`, `create_task`, the task factory |
+//! | `executor.rs` | `run_in_executor` and the default executor |
+//! | `errors.rs` | the exception handler API and its formatting |
+//! | `asyncgens.rs` | async generator hooks, `shutdown_asyncgens` |
+//! | `debug.rs` | debug mode, origin tracking, slow-callback reports |
 //! | [`fastcall`] | hand-written vectorcall entry points of the hottest methods |
 //! | [`dispatch`] | when the native paths may skip `loop.call_soon()` / `loop.get_debug()` |
 //!

@@ -5,8 +5,6 @@ use std::mem;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyTuple};
 
 use super::*;
 use crate::event_loop::{NativeLoop, TaskCall};
@@ -102,15 +100,9 @@ pub(crate) fn call_soon<'py>(
     if let Some(native) = NativeLoop::of(loop_) {
         return native.call_soon(callback, arg, context);
     }
-    static NAMES: PyOnceLock<(Py<PyString>, Py<PyTuple>)> = PyOnceLock::new();
     let py = loop_.py();
-    let (name, kwnames) = NAMES.get_or_try_init(py, || -> PyResult<_> {
-        Ok((
-            PyString::intern(py, "call_soon").unbind(),
-            PyTuple::new(py, ["context"])?.unbind(),
-        ))
-    })?;
-    let (name, kwnames) = (name.bind(py), kwnames.bind(py));
+    let n = names(py)?;
+    let (name, kwnames) = (n.str_call_soon.bind(py), n.kwnames_context.bind(py));
     match arg {
         Some(a) => call_method_kw(loop_, name, &[callback, a], kwnames, &[context]),
         None => call_method_kw(loop_, name, &[callback], kwnames, &[context]),

@@ -10,10 +10,10 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the state ([`FutureState`]), `__init__`, `__repr__`, the finalizer |
-//! | [`outcome`] | `result`, `exception`, `set_result`, `set_exception`, `cancel`, `done`... |
-//! | [`callbacks`] | done-callbacks: registration, removal, scheduling them on the loop |
-//! | [`attrs`] | the private attributes (`_state`, `_result`, `_callbacks`...) |
-//! | [`iter`] | `FutureIter`, the iterator behind `await`
+//! | `outcome.rs` | `result`, `exception`, `set_result`, `set_exception`, `cancel`, `done`... |
+//! | `callbacks.rs` | done-callbacks: registration, removal, scheduling them on the loop |
+//! | `attrs.rs` | the private attributes (`_state`, `_result`, `_callbacks`...) |
+//! | `iter.rs` | `FutureIter`, the iterator behind `await` |
 //!
 //! Invariant: the state is in a [`GilCell`]; no access is open while Python code can run
 //! (calls, and decrefs: [`Ref`]s taken out of the state are dropped after the access ends;

@@ -150,7 +150,7 @@ pub fn call_method1_raw<'py>(
 const MAX_METHOD_ARGS: usize = 6;
 
 /// `obj.name(*args, **dict(zip(kwnames, kwargs)))` through vectorcall: no argument tuple
-/// or keyword dict built. At most [`MAX_METHOD_ARGS`] arguments in all, counting `obj`.
+/// or keyword dict built. At most `MAX_METHOD_ARGS` (6) arguments in all, counting `obj`.
 pub fn call_method_kw<'py>(
     obj: &Bound<'py, PyAny>,
     name: &Bound<'py, PyString>,

@@ -15,7 +15,7 @@ use pyo3::PyClass;
 use super::panic::guard_obj;
 
 /// The arguments of one vectorcall: `nargs` positionals, then one value per keyword name.
-/// Only [`vector_method`] makes one, for the duration of the call.
+/// Only `vector_method` makes one, for the duration of the call.
 pub struct VectorArgs<'a, 'py> {
     py: Python<'py>,
     args: *const *mut ffi::PyObject,

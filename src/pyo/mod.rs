@@ -8,7 +8,7 @@
 //! | [`gil_cell`] | [`GilCell`], the state cell of every object, and the re-entrancy rule |
 //! | [`refs`] | [`Ref`], a strong reference dropped with a direct decref, and its ownership rule |
 //! | [`attached`] | the Python token where CPython runs code attached but PyO3 gives none |
-//! | [`panic`] | the panic guard of hand-written entry points, eager exceptions |
+//! | [`mod@panic`] | the panic guard of hand-written entry points, eager exceptions |
 //! | [`context`] | `contextvars` copy/enter/exit without Python-level calls |
 //! | [`call`] | vectorcall helpers, `send()`, method calls returning exceptions as objects |
 //! | [`exc`] | exceptions taken out of the error indicator as objects |

@@ -10,7 +10,7 @@
 //! Stepping never recurses on the native stack: each step is scheduled for the next loop
 //! iteration, and the wake-up registered on the awaited future runs one step. On
 //! ferroloop's own loop (see `event_loop::NativeLoop`) a step or wake-up is a
-//! `Job::Task` in the ready queue that calls [`step`]/[`wakeup`] directly; elsewhere it is
+//! `Job::Task` in the ready queue that calls `step`/`wakeup` directly; elsewhere it is
 //! `loop.call_soon(bound_builtin, ...)`, like the C Task's step wrapper. Awaiting a
 //! ferroloop Future or Task registers the wake-up as a Rust value
 //! (`future::Callback::Wakeup`); the bound `task_wakeup` builtin is made only when Python
@@ -23,10 +23,10 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the state ([`TaskState`]), `__init__`, the finalizer |
-//! | [`step`] | stepping: `__step`, `__wakeup`, what a yielded value means, eager start |
-//! | [`callables`] | the step/wake-up builtins and the ready-queue jobs that stand for them |
-//! | [`methods`] | the Task's own methods and attributes, and its type object |
-//! | [`registry`] | registration with asyncio's `all_tasks()` |
+//! | `step.rs` | stepping: `__step`, `__wakeup`, what a yielded value means, eager start |
+//! | `callables.rs` | the step/wake-up builtins and the ready-queue jobs that stand for them |
+//! | `methods.rs` | the Task's own methods and attributes, and its type object |
+//! | `registry.rs` | registration with asyncio's `all_tasks()` |
 
 mod callables;
 mod methods;

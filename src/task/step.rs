@@ -5,8 +5,7 @@ use std::mem;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::PyDict;
 
 use super::callables::{call_step_soon, wakeup_callable};
 use super::*;
@@ -137,9 +136,7 @@ pub(super) fn step_impl<'py>(
     let outcome = match &exc {
         None => send_none(&coro),
         Some(e) => {
-            static THROW: PyOnceLock<Py<PyString>> = PyOnceLock::new();
-            let name = THROW.get_or_init(py, || PyString::intern(py, "throw").unbind());
-            let r = call_method1_raw(&coro, name.bind(py), e);
+            let r = call_method1_raw(&coro, names(py)?.str_throw.bind(py), e);
             match r {
                 Ok(v) => Outcome::Yield(v),
                 Err(err) => {
@@ -192,20 +189,14 @@ pub(super) fn step_impl<'py>(
 
 /// `future._asyncio_future_blocking` or `None` when there is no such attribute.
 pub(super) fn blocking_attr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    static NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
     let py = obj.py();
-    let name = NAME.get_or_init(py, || {
-        PyString::intern(py, "_asyncio_future_blocking").unbind()
-    });
-    getattr_opt(obj, name.bind(py))
+    getattr_opt(obj, names(py)?.str_asyncio_future_blocking.bind(py))
 }
 
 /// `futures._get_loop(fut)`: `fut.get_loop()`, else `fut._loop`.
 pub(super) fn future_loop<'py>(fut: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    static NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
     let py = fut.py();
-    let name = NAME.get_or_init(py, || PyString::intern(py, "get_loop").unbind());
-    let getter = getattr_opt(fut, name.bind(py))?;
+    let getter = getattr_opt(fut, names(py)?.str_get_loop.bind(py))?;
     match getter {
         Some(g) => g.call0(),
         None => fut.getattr("_loop"),
@@ -218,15 +209,10 @@ pub(super) fn add_done_callback_method(
     cb: &Bound<'_, PyAny>,
     ctx: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    static NAMES: PyOnceLock<(Py<PyString>, Py<PyTuple>)> = PyOnceLock::new();
     let py = fut.py();
-    let (name, kwnames) = NAMES.get_or_try_init(py, || -> PyResult<_> {
-        Ok((
-            PyString::intern(py, "add_done_callback").unbind(),
-            PyTuple::new(py, ["context"])?.unbind(),
-        ))
-    })?;
-    call_method_kw(fut, name.bind(py), &[cb], kwnames.bind(py), &[ctx]).map(drop)
+    let n = names(py)?;
+    let (name, kwnames) = (n.str_add_done_callback.bind(py), n.kwnames_context.bind(py));
+    call_method_kw(fut, name, &[cb], kwnames, &[ctx]).map(drop)
 }
 
 pub(super) fn handle_yield<'py>(
@@ -358,11 +344,7 @@ pub(super) fn wakeup<'py>(
         {
             future::result_outcome(&fut, fst)?
         }
-        _ => {
-            static NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
-            let name = NAME.get_or_init(py, || PyString::intern(py, "result").unbind());
-            call_method0_raw(&fut, name.bind(py))
-        }
+        _ => call_method0_raw(&fut, names(py)?.str_result.bind(py)),
     };
     match outcome {
         Ok(_) => step(task, ts, None),
