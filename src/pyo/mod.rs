@@ -15,6 +15,7 @@
 //! | [`object`] | refcounts, GC tracking, type checks, attribute access |
 //! | [`dict`] | single-lookup dict operations |
 //! | [`fastcall`] | hand-written vectorcall methods of `#[pyclass]` types |
+//! | [`recursion`] | the interpreter's recursion guard around native recursion |
 //! | [`native_type`] | the builder of native subtypes of C types (`ferroloop.Future`/`Task`) |
 //! | [`iter`] | hand-written `tp_iternext` / `am_send` of an iterator class |
 //! | [`task_ref`] | the untracked weak-reference look-alike of the task registry |
@@ -32,6 +33,7 @@ pub mod iter;
 pub mod native_type;
 pub mod object;
 pub mod panic;
+pub mod recursion;
 pub mod refs;
 #[cfg(not(Py_GIL_DISABLED))]
 pub mod task_ref;
