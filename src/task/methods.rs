@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, CStr};
 
-use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyString, PyType};
@@ -36,7 +36,7 @@ pub(super) fn set_result<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Err(eager::<PyRuntimeError>(
         slf.py(),
-        "Task does not support set_result() operation",
+        "Task does not support set_result operation",
     ))
 }
 
@@ -47,7 +47,7 @@ pub(super) fn set_exception<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Err(eager::<PyRuntimeError>(
         slf.py(),
-        "Task does not support set_exception() operation",
+        "Task does not support set_exception operation",
     ))
 }
 
@@ -200,42 +200,21 @@ pub(super) fn set_name<'py>(
     Ok(none(slf.py()))
 }
 
-/// Parses `(*, limit=None, file=None)` (`file` only when `with_file`).
-pub(super) fn stack_args<'py>(
-    py: Python<'py>,
-    args: FastArgs<'py>,
-    what: &str,
-    with_file: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if !args.pos.is_empty() {
-        return Err(eager::<PyTypeError>(
-            py,
-            format!("{what}() takes no positional arguments"),
-        ));
-    }
-    let (mut limit, mut file) = (none(py), none(py));
-    for (k, v) in args.kw {
-        match k.to_str()? {
-            "limit" => limit = v,
-            "file" if with_file => file = v,
-            other => {
-                return Err(eager::<PyTypeError>(
-                    py,
-                    format!("{what}() got an unexpected keyword argument '{other}'"),
-                ))
-            }
-        }
-    }
-    Ok((limit, file))
-}
-
 pub(super) fn get_stack<'py>(
     slf: &Bound<'py, PyAny>,
     _ts: &TaskState,
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let (limit, _) = stack_args(py, args, "get_stack", false)?;
+    static SIG: future::args::Signature = future::args::Signature {
+        fname: "get_stack",
+        posonly: 0,
+        keywords: &["limit"],
+        minpos: 0,
+        maxpos: 0,
+    };
+    let bound = future::args::unpack(py, &SIG, &args.pos, &future::args::from_kwnames(args.kw))?;
+    let limit = or_none(bound.into_iter().next().flatten(), py);
     names(py)?.task_get_stack.bind(py).call1((slf, limit))
 }
 
@@ -245,7 +224,17 @@ pub(super) fn print_stack<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let (limit, file) = stack_args(py, args, "print_stack", true)?;
+    static SIG: future::args::Signature = future::args::Signature {
+        fname: "print_stack",
+        posonly: 0,
+        keywords: &["limit", "file"],
+        minpos: 0,
+        maxpos: 0,
+    };
+    let bound = future::args::unpack(py, &SIG, &args.pos, &future::args::from_kwnames(args.kw))?;
+    let mut bound = bound.into_iter();
+    let limit = or_none(bound.next().flatten(), py);
+    let file = or_none(bound.next().flatten(), py);
     names(py)?
         .task_print_stack
         .bind(py)
@@ -277,7 +266,7 @@ pub(super) fn set_log_destroy_pending(
     let Some(v) = value else {
         return Err(eager::<PyAttributeError>(
             slf.py(),
-            "can't delete attribute",
+            "cannot delete attribute",
         ));
     };
     let b = v.is_truthy()?;
@@ -323,7 +312,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     if layout::future_type(py).is_none() {
         return Ok(()); // no C `_asyncio`
     }
-    let mut methods = layout::shared_future_methods();
+    let mut methods = layout::shared_future_methods(py);
     methods.extend([
         o_def(c"set_result", m_set_result, doc(c"Not supported by tasks.")),
         o_def(c"set_exception", m_set_exception, doc(c"Not supported by tasks.")),
