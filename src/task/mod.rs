@@ -40,7 +40,6 @@ use step::*;
 
 use std::ffi::c_int;
 use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -89,10 +88,6 @@ impl TaskState {
 }
 
 static TYPE: OnceLock<TypeData> = OnceLock::new();
-
-/// Numbers the default names `Task-{n}`: one counter per process, like the C Task's
-/// (Python-implemented tasks count separately, in `asyncio.tasks._task_name_counter`).
-static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Native for TaskState {
     fn new_state() -> Self {
@@ -238,7 +233,7 @@ pub(crate) fn init_with<'py>(
                 (Some(nm.str()?.into_any()), 0)
             }
         }
-        _ => (None, TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1),
+        _ => (None, crate::pyo::task_counter::next_task_number(py)),
     };
     let old = ts.inner.replace(TaskInner {
         coro: Some(Ref::new(coro)),
