@@ -125,6 +125,17 @@ pub(crate) fn add_done_callback<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    if args.kw.is_empty() && args.pos.len() == 1 {
+        // The common call, without building the clinic's argument vector.
+        let func = args.pos.into_iter().next();
+        add_done_callback_impl(
+            slf,
+            st,
+            func.unwrap_or_else(|| py.None().into_bound(py)),
+            None,
+        )?;
+        return Ok(py.None().into_bound(py));
+    }
     static SIG: super::args::Signature = super::args::Signature {
         fname: "add_done_callback",
         posonly: 1,

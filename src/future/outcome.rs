@@ -261,6 +261,10 @@ pub(crate) fn parse_cancel_args<'py>(
     py: Python<'py>,
     args: FastArgs<'py>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if args.kw.is_empty() && args.pos.len() <= 1 {
+        // The common calls, without building the clinic's argument vector.
+        return Ok(args.pos.into_iter().next());
+    }
     static SIG: super::args::Signature = super::args::Signature {
         fname: "cancel",
         posonly: 0,
