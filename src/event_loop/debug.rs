@@ -84,11 +84,14 @@ impl LoopCore {
         drop(current);
         res?;
         if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {
+            // asyncio's `_format_handle`: a task's step (ferroloop's bound builtin, or the
+            // C Task's `TaskStepMethWrapper`) is named by the task. `tasks.Task` is looked
+            // up now, as asyncio does (tests patch it).
             let cb = h.bind(py).getattr("_callback")?;
-            let task_cls = Names::get(py)?.task_cls.bind(py);
+            let task_cls = py.import("asyncio.tasks")?.getattr("Task")?;
             let owner = cb.getattr("__self__").ok();
             let desc = match owner {
-                Some(o) if o.is_instance(task_cls)? => o.repr()?.unbind(),
+                Some(o) if o.is_instance(&task_cls)? => o.repr()?.unbind(),
                 _ => h.bind(py).str()?.unbind(),
             };
             logger(py)?.call_method1("warning", ("Executing %s took %.3f seconds", desc, dt))?;

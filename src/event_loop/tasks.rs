@@ -50,13 +50,8 @@ impl LoopCore {
                         Names::get(py)?.task_cls.bind(py).call((coro,), Some(&kw))?
                     }
                 };
-                if this.debug_on() {
-                    if let Ok(tb) = task.getattr(pyo3::intern!(py, "_source_traceback")) {
-                        if tb.is_truthy()? {
-                            tb.del_item(-1)?;
-                        }
-                    }
-                }
+                // No `del task._source_traceback[-1]` as asyncio's create_task does: that
+                // drops asyncio's own `create_task` frame, and this one has none.
                 task
             }
             Some(f) => {

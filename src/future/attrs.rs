@@ -12,6 +12,7 @@ pub(crate) fn get_state<'py>(
     slf: &Bound<'py, PyAny>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
+    st.loop_obj(slf.py())?;
     state_name(slf.py(), st.status())
 }
 
@@ -50,6 +51,7 @@ pub(crate) fn get_callbacks<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    st.loop_obj(py)?;
     let items: Vec<Callback> = st
         .inner
         .with(|s| s.callbacks.iter().map(|cb| cb.clone_ref(py)).collect());
@@ -65,6 +67,7 @@ pub(crate) fn get_result<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    st.loop_obj(py)?;
     Ok(or_none(st.inner.with(|s| opt(&s.result, py)), py))
 }
 
@@ -73,6 +76,7 @@ pub(crate) fn get_exception<'py>(
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
+    st.loop_obj(py)?;
     Ok(or_none(st.inner.with(|s| opt(&s.exception, py)), py))
 }
 
@@ -80,6 +84,7 @@ pub(crate) fn get_log_traceback<'py>(
     slf: &Bound<'py, PyAny>,
     st: &FutureState,
 ) -> PyResult<Bound<'py, PyAny>> {
+    st.loop_obj(slf.py())?;
     Ok(py_bool(slf.py(), st.inner.with(|s| s.log_tb)))
 }
 

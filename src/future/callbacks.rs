@@ -3,7 +3,7 @@
 
 use std::mem;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::*;
@@ -117,24 +117,30 @@ pub(crate) fn add_done_callback<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let mut pos = args.pos.into_iter();
-    let (Some(func), None) = (pos.next(), pos.next()) else {
-        return Err(eager::<PyTypeError>(
-            py,
-            "add_done_callback() takes exactly one positional argument",
-        ));
-    };
-    let mut context = None;
-    for (k, v) in args.kw {
-        if k.to_str()? == "context" {
-            context = Some(v);
-        } else {
-            return Err(eager::<PyTypeError>(
-                py,
-                format!("add_done_callback() got an unexpected keyword argument '{k}'"),
-            ));
-        }
+    if args.kw.is_empty() && args.pos.len() == 1 {
+        // The common call, without building the clinic's argument vector.
+        let func = args.pos.into_iter().next();
+        add_done_callback_impl(
+            slf,
+            st,
+            func.unwrap_or_else(|| py.None().into_bound(py)),
+            None,
+        )?;
+        return Ok(py.None().into_bound(py));
     }
+    static SIG: super::args::Signature = super::args::Signature {
+        fname: "add_done_callback",
+        posonly: 1,
+        keywords: &["context"],
+        minpos: 1,
+        maxpos: 1,
+    };
+    let mut bound = super::args::unpack(py, &SIG, &args.pos, &super::args::from_kwnames(args.kw))?;
+    let context = bound.pop().flatten();
+    let func = bound
+        .pop()
+        .flatten()
+        .unwrap_or_else(|| py.None().into_bound(py));
     add_done_callback_impl(slf, st, func, context)?;
     Ok(py.None().into_bound(py))
 }
@@ -147,7 +153,10 @@ pub(crate) fn add_done_callback_impl<'py>(
     context: Option<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     let py = slf.py();
-    let loop_ = st.loop_obj(py)?;
+    let loop_ = st
+        .inner
+        .with(|s| opt(&s.loop_, py))
+        .ok_or_else(|| eager::<PyRuntimeError>(py, "uninitialized Future object"))?;
     if st.status() != Status::Pending {
         call_soon(&loop_, &func, Some(slf), &or_none(context, py))?;
     } else {

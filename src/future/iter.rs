@@ -82,6 +82,14 @@ impl NativeIter for FutureIter {
         }
         step
     }
+
+    fn send(it: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        it.get().send_value(it.py())
+    }
+
+    fn throw(it: &Bound<'_, Self>, args: &[Bound<'_, PyAny>]) -> PyResult<Py<PyAny>> {
+        it.get().throw_args(it.py(), args)
+    }
 }
 
 impl FutureIter {
@@ -112,40 +120,27 @@ impl FutureIter {
         }
     }
 
-    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    /// `send(value)` (METH_O, installed by [`crate::pyo::iter::install_iter_slots`]): the value is
+    /// ignored, as by the C FutureIter.
+    pub(crate) fn send_value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self.advance(py)? {
-            IterStep::Yield(v) => Ok(Some(v.unbind())),
-            IterStep::Return(v) => Err(PyStopIteration::new_err((v.unbind(),))),
-            IterStep::Exhausted => Ok(None),
-        }
-    }
-}
-
-#[pymethods]
-impl FutureIter {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.step(py)
-    }
-
-    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        match self.step(py)? {
-            Some(v) => Ok(v),
-            None => Err(PyStopIteration::new_err(())),
+            IterStep::Yield(v) => Ok(v.unbind()),
+            IterStep::Return(v) => Err(PyErr::from_value(
+                py.get_type::<PyStopIteration>().call1((v,))?,
+            )),
+            IterStep::Exhausted => Err(eager::<PyStopIteration>(py, ())),
         }
     }
 
-    #[pyo3(signature = (*args))]
-    fn throw(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    /// `throw(type[, value[, traceback]])` (METH_FASTCALL, installed by
+    /// [`crate::pyo::iter::install_iter_slots`]).
+    pub(crate) fn throw_args(
+        &self,
+        py: Python<'_>,
+        args: &[Bound<'_, PyAny>],
+    ) -> PyResult<Py<PyAny>> {
         let n = args.len();
-        if !(1..=3).contains(&n) {
-            return Err(PyTypeError::new_err(format!(
-                "throw expected at least 1 argument and at most 3, got {n}"
-            )));
-        }
+        args::check_positional(py, "throw", n, 1, 3)?;
         if n > 1 && names(py)?.throw_deprecated {
             PyErr::warn(
                 py,
@@ -154,12 +149,13 @@ impl FutureIter {
                 1,
             )?;
         }
-        let typ = args.get_item(0)?;
-        let val = if n > 1 { Some(args.get_item(1)?) } else { None }.filter(|v| !v.is_none());
-        let tb = if n > 2 { Some(args.get_item(2)?) } else { None }.filter(|v| !v.is_none());
+        let typ = args[0].clone();
+        let val = if n > 1 { Some(args[1].clone()) } else { None }.filter(|v| !v.is_none());
+        let tb = if n > 2 { Some(args[2].clone()) } else { None }.filter(|v| !v.is_none());
         if let Some(tb) = &tb {
             if !tb.is_instance_of::<pyo3::types::PyTraceback>() {
-                return Err(PyTypeError::new_err(
+                return Err(eager::<PyTypeError>(
+                    py,
                     "throw() third argument must be a traceback",
                 ));
             }
@@ -180,13 +176,15 @@ impl FutureIter {
             }
         } else if typ.is_instance(&base_exc)? {
             if val.is_some() {
-                return Err(PyTypeError::new_err(
+                return Err(eager::<PyTypeError>(
+                    py,
                     "instance exception may not have a separate value",
                 ));
             }
             typ
         } else {
-            return Err(PyTypeError::new_err(
+            return Err(eager::<PyTypeError>(
+                py,
                 "exceptions must be classes deriving BaseException or instances of such a class",
             ));
         };
@@ -196,6 +194,25 @@ impl FutureIter {
         let old = self.fut.with(|s| s.take());
         drop(old);
         Err(PyErr::from_value(exc))
+    }
+
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.advance(py)? {
+            IterStep::Yield(v) => Ok(Some(v.unbind())),
+            IterStep::Return(v) => Err(PyStopIteration::new_err((v.unbind(),))),
+            IterStep::Exhausted => Ok(None),
+        }
+    }
+}
+
+#[pymethods]
+impl FutureIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.step(py)
     }
 
     fn close(&self) {

@@ -77,6 +77,19 @@ onearg!(
     super::remove_done_callback
 );
 fast!(m_add_done_callback, FutureState, super::add_done_callback);
+fast!(m_exception_clinic, FutureState, super::exception_clinic);
+fast!(m_get_loop_clinic, FutureState, super::get_loop_clinic);
+fast!(m_set_result_clinic, FutureState, super::set_result_clinic);
+fast!(
+    m_set_exception_clinic,
+    FutureState,
+    super::set_exception_clinic
+);
+fast!(
+    m_remove_done_callback_clinic,
+    FutureState,
+    super::remove_done_callback_clinic
+);
 fast!(m_cancel, FutureState, super::cancel);
 
 unary_slot!(tp_repr, FutureState, super::repr);
@@ -84,25 +97,48 @@ unary_slot!(tp_repr, FutureState, super::repr);
 unary_slot!(pub tp_iter, FutureState, super::iter);
 init_slot!(tp_init, FutureState, super::init);
 
+/// Whether the C Future's methods that need its module state parse their arguments with
+/// Argument Clinic (3.12+): then ours do too, for the same error messages.
+fn clinic_methods(py: Python<'_>) -> bool {
+    py.version_info() >= (3, 12)
+}
+
 /// The Future methods shared by `ferroloop.Future` and `ferroloop.Task` (Task adds its
 /// own `set_result`, `set_exception`, `cancel` and `__del__`).
-pub fn shared_future_methods() -> Vec<ffi::PyMethodDef> {
+pub fn shared_future_methods(py: Python<'_>) -> Vec<ffi::PyMethodDef> {
+    let clinic = clinic_methods(py);
     vec![
         noargs_def(c"result", m_result, c"Return the result this future represents."),
-        noargs_def(c"exception", m_exception, c"Return the exception that was set on this future."),
+        if clinic {
+            fast_def(c"exception", m_exception_clinic, c"Return the exception that was set on this future.")
+        } else {
+            noargs_def(c"exception", m_exception, c"Return the exception that was set on this future.")
+        },
         fast_def(
             c"add_done_callback",
             m_add_done_callback,
             c"add_done_callback($self, fn, /, *, context=None)\n--\n\nAdd a callback to be run when the future becomes done.",
         ),
-        o_def(
-            c"remove_done_callback",
-            m_remove_done_callback,
-            c"Remove all instances of a callback from the \"call when done\" list.",
-        ),
+        if clinic {
+            fast_def(
+                c"remove_done_callback",
+                m_remove_done_callback_clinic,
+                c"Remove all instances of a callback from the \"call when done\" list.",
+            )
+        } else {
+            o_def(
+                c"remove_done_callback",
+                m_remove_done_callback,
+                c"Remove all instances of a callback from the \"call when done\" list.",
+            )
+        },
         noargs_def(c"cancelled", m_cancelled, c"Return True if the future was cancelled."),
         noargs_def(c"done", m_done, c"Return True if the future is done."),
-        noargs_def(c"get_loop", m_get_loop, c"Return the event loop the Future is bound to."),
+        if clinic {
+            fast_def(c"get_loop", m_get_loop_clinic, c"Return the event loop the Future is bound to.")
+        } else {
+            noargs_def(c"get_loop", m_get_loop, c"Return the event loop the Future is bound to.")
+        },
         noargs_def(
             c"_make_cancelled_error",
             m_make_cancelled_error,
@@ -142,18 +178,35 @@ pub fn shared_future_getsets() -> Vec<ffi::PyGetSetDef> {
 /// Creates `ferroloop._ferroloop.Future` (once per process). Returns `None` when the C
 /// `_asyncio` module is not available.
 pub fn create_future_type(py: Python<'_>) -> PyResult<Option<Bound<'_, PyType>>> {
-    let mut methods = shared_future_methods();
+    let mut methods = shared_future_methods(py);
+    if clinic_methods(py) {
+        methods.extend([
+            fast_def(
+                c"set_result",
+                m_set_result_clinic,
+                c"Mark the future done and set its result.",
+            ),
+            fast_def(
+                c"set_exception",
+                m_set_exception_clinic,
+                c"Mark the future done and set an exception.",
+            ),
+        ]);
+    } else {
+        methods.extend([
+            o_def(
+                c"set_result",
+                m_set_result,
+                c"Mark the future done and set its result.",
+            ),
+            o_def(
+                c"set_exception",
+                m_set_exception,
+                c"Mark the future done and set an exception.",
+            ),
+        ]);
+    }
     methods.extend([
-        o_def(
-            c"set_result",
-            m_set_result,
-            c"Mark the future done and set its result.",
-        ),
-        o_def(
-            c"set_exception",
-            m_set_exception,
-            c"Mark the future done and set an exception.",
-        ),
         fast_def(
             c"cancel",
             m_cancel,

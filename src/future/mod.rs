@@ -19,6 +19,7 @@
 //! (calls, and decrefs: [`Ref`]s taken out of the state are dropped after the access ends;
 //! see [`crate::pyo::gil_cell`]).
 
+pub(crate) mod args;
 mod attrs;
 mod callbacks;
 mod iter;
@@ -36,9 +37,9 @@ pub(crate) use outcome::*;
 use std::ffi::c_int;
 use std::mem;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
+use pyo3::types::{PyDict, PyModule, PyTuple};
 
 use crate::names::names;
 use crate::pyo::native_type;
@@ -271,28 +272,15 @@ pub(crate) fn init(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
     let py = slf.py();
-    if !args.is_empty() {
-        return Err(eager::<PyTypeError>(
-            py,
-            format!(
-                "Future() takes no positional arguments ({} given)",
-                args.len()
-            ),
-        ));
-    }
-    let mut loop_ = None;
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
-            if k.cast::<PyString>()?.to_str()? == "loop" {
-                loop_ = Some(v);
-            } else {
-                return Err(eager::<PyTypeError>(
-                    py,
-                    format!("Future() got an unexpected keyword argument '{k}'"),
-                ));
-            }
-        }
-    }
+    static SIG: args::Signature = args::Signature {
+        fname: "Future",
+        posonly: 0,
+        keywords: &["loop"],
+        minpos: 0,
+        maxpos: 0,
+    };
+    let mut bound = args::unpack(py, &SIG, &args::positional(args), &args::from_dict(kwargs))?;
+    let loop_ = bound.pop().flatten();
     init_loop(slf, st, loop_)
 }
 
@@ -367,9 +355,7 @@ pub(crate) fn finalize(slf: &Bound<'_, PyAny>, st: &FutureState) {
         ctx.set_item("exception", or_none(exc, py))?;
         ctx.set_item("future", slf)?;
         if let Some(tb) = source_tb {
-            if tb.is_truthy()? {
-                ctx.set_item("source_traceback", tb)?;
-            }
+            ctx.set_item("source_traceback", tb)?;
         }
         loop_.call_method1("call_exception_handler", (ctx,))?;
         Ok(())
@@ -392,7 +378,7 @@ pub(crate) fn py_bool(py: Python<'_>, b: bool) -> Bound<'_, PyAny> {
 /// native module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FutureIter>()?;
-    crate::pyo::iter::install_iter_slots::<FutureIter>(m.py());
+    crate::pyo::iter::install_iter_slots::<FutureIter>(m.py())?;
     if let Some(ty) = layout::create_future_type(m.py())? {
         m.add("Future", ty)?;
     }

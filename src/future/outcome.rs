@@ -25,7 +25,7 @@ pub(crate) fn result_outcome<'py>(
     let py = slf.py();
     let finished = st.inner.with(|g| {
         if g.status != Status::Finished {
-            return Err(g.status);
+            return Err((g.status, g.loop_.is_some()));
         }
         g.log_tb = false;
         Ok((
@@ -36,12 +36,17 @@ pub(crate) fn result_outcome<'py>(
     });
     let (exc, tb, res) = match finished {
         Ok(outcome) => outcome,
-        Err(Status::Cancelled) => return Ok(Err(make_cancelled_error(py, st)?)),
-        Err(_) => {
-            return Ok(Err(invalid_state(py, "Result is not ready.".into())?
+        Err((Status::Cancelled, _)) => return Ok(Err(make_cancelled_error(py, st)?)),
+        Err((_, initialized)) => {
+            let msg = if initialized {
+                "Result is not set."
+            } else {
+                "Future object is not initialized."
+            };
+            return Ok(Err(invalid_state(py, msg.into())?
                 .into_value(py)
                 .into_bound(py)
-                .into_any()))
+                .into_any()));
         }
     };
     if let Some(exc) = exc {
@@ -58,17 +63,99 @@ pub(crate) fn exception<'py>(
     let py = slf.py();
     let finished = st.inner.with(|g| {
         if g.status != Status::Finished {
-            return Err(g.status);
+            return Err((g.status, g.loop_.is_some()));
         }
         g.log_tb = false;
         Ok(opt(&g.exception, py))
     });
     let exc = match finished {
         Ok(exc) => exc,
-        Err(Status::Cancelled) => return Err(PyErr::from_value(make_cancelled_error(py, st)?)),
-        Err(_) => return Err(invalid_state(py, "Exception is not set.".into())?),
+        Err((Status::Cancelled, _)) => {
+            return Err(PyErr::from_value(make_cancelled_error(py, st)?))
+        }
+        Err((_, initialized)) => {
+            let msg = if initialized {
+                "Exception is not set."
+            } else {
+                "Future object is not initialized."
+            };
+            return Err(invalid_state(py, msg.into())?);
+        }
     };
     Ok(or_none(exc, py))
+}
+
+// 3.12+: the C methods that take their defining class (for the module state) parse their
+// arguments with Argument Clinic, whose messages differ from METH_NOARGS / METH_O ones.
+
+/// `exception()` as a clinic method (3.12+).
+pub(crate) fn exception_clinic<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    super::args::no_arguments(slf.py(), "exception", &args.pos, &args.kw)?;
+    exception(slf, st)
+}
+
+/// `get_loop()` as a clinic method (3.12+).
+pub(crate) fn get_loop_clinic<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    super::args::no_arguments(slf.py(), "get_loop", &args.pos, &args.kw)?;
+    get_loop(slf, st)
+}
+
+/// The one positional-only argument of a clinic method `fname(arg, /)`.
+fn one_arg<'py>(
+    py: Python<'py>,
+    fname: &'static str,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let sig = super::args::Signature {
+        fname,
+        posonly: 1,
+        keywords: &[],
+        minpos: 1,
+        maxpos: 1,
+    };
+    let mut bound = super::args::unpack(py, &sig, &args.pos, &super::args::from_kwnames(args.kw))?;
+    Ok(bound
+        .pop()
+        .flatten()
+        .unwrap_or_else(|| py.None().into_bound(py)))
+}
+
+/// `set_result(result, /)` as a clinic method (3.12+).
+pub(crate) fn set_result_clinic<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = one_arg(slf.py(), "set_result", args)?;
+    set_result(slf, st, &v)
+}
+
+/// `set_exception(exception, /)` as a clinic method (3.12+).
+pub(crate) fn set_exception_clinic<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = one_arg(slf.py(), "set_exception", args)?;
+    set_exception(slf, st, &v)
+}
+
+/// `remove_done_callback(fn, /)` as a clinic method (3.12+).
+pub(crate) fn remove_done_callback_clinic<'py>(
+    slf: &Bound<'py, PyAny>,
+    st: &FutureState,
+    args: FastArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = one_arg(slf.py(), "remove_done_callback", args)?;
+    remove_done_callback(slf, st, &v)
 }
 
 pub(super) fn state_name<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py, PyAny>> {
@@ -83,9 +170,8 @@ pub(super) fn state_name<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py,
 pub(super) fn ensure_pending(slf: &Bound<'_, PyAny>, st: &FutureState) -> PyResult<()> {
     let s = st.status();
     if s != Status::Pending {
-        let py = slf.py();
-        let msg = format!("{}: {}", state_name(py, s)?, slf.repr()?);
-        return Err(invalid_state(py, msg)?);
+        // The C Future's message (the Python one names the state and the future).
+        return Err(invalid_state(slf.py(), "invalid state".into())?);
     }
     Ok(())
 }
@@ -175,24 +261,19 @@ pub(crate) fn parse_cancel_args<'py>(
     py: Python<'py>,
     args: FastArgs<'py>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    if args.pos.len() > 1 {
-        return Err(eager::<PyTypeError>(
-            py,
-            "cancel() takes at most 1 argument",
-        ));
+    if args.kw.is_empty() && args.pos.len() <= 1 {
+        // The common calls, without building the clinic's argument vector.
+        return Ok(args.pos.into_iter().next());
     }
-    let mut msg = args.pos.into_iter().next();
-    for (k, v) in args.kw {
-        if k.to_str()? == "msg" && msg.is_none() {
-            msg = Some(v);
-        } else {
-            return Err(eager::<PyTypeError>(
-                py,
-                format!("cancel() got an unexpected keyword argument '{k}'"),
-            ));
-        }
-    }
-    Ok(msg)
+    static SIG: super::args::Signature = super::args::Signature {
+        fname: "cancel",
+        posonly: 0,
+        keywords: &["msg"],
+        minpos: 0,
+        maxpos: 1,
+    };
+    let mut bound = super::args::unpack(py, &SIG, &args.pos, &super::args::from_kwnames(args.kw))?;
+    Ok(bound.pop().flatten())
 }
 
 /// `Future.cancel(msg)` after argument parsing (also `super().cancel()` of a Task).

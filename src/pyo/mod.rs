@@ -16,6 +16,8 @@
 //! | [`errno`] | `OSError` from an errno or an `io::Error`, as CPython builds it |
 //! | [`dict`] | single-lookup dict operations |
 //! | [`fastcall`] | hand-written vectorcall methods of `#[pyclass]` types |
+//! | [`recursion`] | the interpreter's recursion guard around native recursion |
+//! | [`task_counter`] | the C Task's counter of default names, shared with ferroloop's tasks |
 //! | [`native_type`] | the builder of native subtypes of C types (`ferroloop.Future`/`Task`) |
 //! | [`iter`] | hand-written `tp_iternext` / `am_send` of an iterator class |
 //! | [`task_ref`] | the untracked weak-reference look-alike of the task registry |
@@ -34,7 +36,9 @@ pub mod iter;
 pub mod native_type;
 pub mod object;
 pub mod panic;
+pub mod recursion;
 pub mod refs;
+pub mod task_counter;
 #[cfg(not(Py_GIL_DISABLED))]
 pub mod task_ref;
 

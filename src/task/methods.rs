@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, CStr};
 
-use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyString, PyType};
@@ -15,6 +15,7 @@ use crate::pyo::native_type::methods::{
     fast, fast_def, getset, init_slot, noargs, noargs_def, o_def, onearg, unary_slot, FastArgs,
 };
 use crate::pyo::native_type::{self, TypeSpec};
+use crate::pyo::recursion::enter_recursive_call;
 use crate::pyo::Ref;
 
 unary_slot!(tp_repr, TaskState, repr);
@@ -35,7 +36,7 @@ pub(super) fn set_result<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Err(eager::<PyRuntimeError>(
         slf.py(),
-        "Task does not support set_result() operation",
+        "Task does not support set_result operation",
     ))
 }
 
@@ -46,7 +47,7 @@ pub(super) fn set_exception<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Err(eager::<PyRuntimeError>(
         slf.py(),
-        "Task does not support set_exception() operation",
+        "Task does not support set_exception operation",
     ))
 }
 
@@ -58,31 +59,71 @@ pub(super) fn cancel<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
     let msg = or_none(future::parse_cancel_args(py, args)?, py);
+    Ok(py_bool(py, cancel_impl(ts, &msg)?))
+}
+
+/// `Task.cancel(msg)` after argument parsing (`task_cancel_impl` in C).
+///
+/// Cancelling a task cancels the future it awaits, which may be a task awaiting another
+/// one: a chain of tasks (or a cycle of tasks awaiting each other) recurses here once per
+/// link. Our own Task and Future are cancelled by a direct call, under the depth guard the
+/// C Task gets from calling `fut_waiter.cancel(msg)` through a method descriptor
+/// (`Py_EnterRecursiveCall`): a deep chain raises `RecursionError` at the same depth as
+/// asyncio's, never overflows the stack. Keep this function's frame small: 3.13 allows
+/// about 10,000 levels of C recursion on the main thread's 8 MiB stack.
+fn cancel_impl(ts: &TaskState, msg: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = msg.py();
     let pending = ts.fut.inner.with(|g| {
         g.log_tb = false;
         g.status == Status::Pending
     });
     if !pending {
-        return Ok(py_bool(py, false));
+        return Ok(false);
     }
     let waiter = ts.inner.with(|g| {
         g.num_cancels_requested += 1;
         opt(&g.fut_waiter, py)
     });
     if let Some(w) = waiter {
-        if w.call_method1("cancel", (&msg,))?.is_truthy()? {
+        if cancel_waiter(&w, msg)? {
             // Leave `_fut_waiter`: it may be a task that ignores the cancellation.
-            return Ok(py_bool(py, true));
+            return Ok(true);
         }
     }
     ts.inner.with(|s| s.must_cancel = true);
     let old = if msg.is_none() {
         ts.fut.inner.with(|s| s.cancel_msg.take())
     } else {
-        ts.fut.inner.with(|s| s.cancel_msg.replace(Ref::new(msg)))
+        ts.fut
+            .inner
+            .with(|s| s.cancel_msg.replace(Ref::new(msg.clone())))
     };
     drop(old);
-    Ok(py_bool(py, true))
+    Ok(true)
+}
+
+/// `waiter.cancel(msg)`, truthiness of the result; see [`cancel_impl`].
+fn cancel_waiter(w: &Bound<'_, PyAny>, msg: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let task = native_type::is_exact::<TaskState>(w);
+    if !task && !native_type::is_exact::<FutureState>(w) {
+        return cancel_method(w, msg);
+    }
+    enter_recursive_call(w.py(), || match (task, layout::state(w)) {
+        (true, _) => match native_type::native::<TaskState>(w) {
+            Some(wts) => cancel_impl(wts, msg),
+            None => cancel_method(w, msg),
+        },
+        (false, Some(fst)) => future::cancel_impl(w, fst, (!msg.is_none()).then(|| msg.clone())),
+        (false, None) => cancel_method(w, msg),
+    })
+}
+
+/// `w.cancel(msg)` through Python (any other awaitable: its own method, which a Python
+/// subclass may override).
+#[inline(never)]
+fn cancel_method(w: &Bound<'_, PyAny>, msg: &Bound<'_, PyAny>) -> PyResult<bool> {
+    w.call_method1(pyo3::intern!(w.py(), "cancel"), (msg,))?
+        .is_truthy()
 }
 
 pub(super) fn cancelling<'py>(
@@ -159,42 +200,21 @@ pub(super) fn set_name<'py>(
     Ok(none(slf.py()))
 }
 
-/// Parses `(*, limit=None, file=None)` (`file` only when `with_file`).
-pub(super) fn stack_args<'py>(
-    py: Python<'py>,
-    args: FastArgs<'py>,
-    what: &str,
-    with_file: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if !args.pos.is_empty() {
-        return Err(eager::<PyTypeError>(
-            py,
-            format!("{what}() takes no positional arguments"),
-        ));
-    }
-    let (mut limit, mut file) = (none(py), none(py));
-    for (k, v) in args.kw {
-        match k.to_str()? {
-            "limit" => limit = v,
-            "file" if with_file => file = v,
-            other => {
-                return Err(eager::<PyTypeError>(
-                    py,
-                    format!("{what}() got an unexpected keyword argument '{other}'"),
-                ))
-            }
-        }
-    }
-    Ok((limit, file))
-}
-
 pub(super) fn get_stack<'py>(
     slf: &Bound<'py, PyAny>,
     _ts: &TaskState,
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let (limit, _) = stack_args(py, args, "get_stack", false)?;
+    static SIG: future::args::Signature = future::args::Signature {
+        fname: "get_stack",
+        posonly: 0,
+        keywords: &["limit"],
+        minpos: 0,
+        maxpos: 0,
+    };
+    let bound = future::args::unpack(py, &SIG, &args.pos, &future::args::from_kwnames(args.kw))?;
+    let limit = or_none(bound.into_iter().next().flatten(), py);
     names(py)?.task_get_stack.bind(py).call1((slf, limit))
 }
 
@@ -204,7 +224,17 @@ pub(super) fn print_stack<'py>(
     args: FastArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
-    let (limit, file) = stack_args(py, args, "print_stack", true)?;
+    static SIG: future::args::Signature = future::args::Signature {
+        fname: "print_stack",
+        posonly: 0,
+        keywords: &["limit", "file"],
+        minpos: 0,
+        maxpos: 0,
+    };
+    let bound = future::args::unpack(py, &SIG, &args.pos, &future::args::from_kwnames(args.kw))?;
+    let mut bound = bound.into_iter();
+    let limit = or_none(bound.next().flatten(), py);
+    let file = or_none(bound.next().flatten(), py);
     names(py)?
         .task_print_stack
         .bind(py)
@@ -236,7 +266,7 @@ pub(super) fn set_log_destroy_pending(
     let Some(v) = value else {
         return Err(eager::<PyAttributeError>(
             slf.py(),
-            "can't delete attribute",
+            "cannot delete attribute",
         ));
     };
     let b = v.is_truthy()?;
@@ -282,7 +312,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     if layout::future_type(py).is_none() {
         return Ok(()); // no C `_asyncio`
     }
-    let mut methods = layout::shared_future_methods();
+    let mut methods = layout::shared_future_methods(py);
     methods.extend([
         o_def(c"set_result", m_set_result, doc(c"Not supported by tasks.")),
         o_def(c"set_exception", m_set_exception, doc(c"Not supported by tasks.")),

@@ -40,7 +40,6 @@ use step::*;
 
 use std::ffi::c_int;
 use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -90,10 +89,6 @@ impl TaskState {
 
 static TYPE: OnceLock<TypeData> = OnceLock::new();
 
-/// Numbers the default names `Task-{n}`: one counter per process, like the C Task's
-/// (Python-implemented tasks count separately, in `asyncio.tasks._task_name_counter`).
-static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl Native for TaskState {
     fn new_state() -> Self {
         TaskState {
@@ -142,41 +137,35 @@ fn init<'py>(
 ) -> PyResult<()> {
     let py = slf.py();
     let n = names(py)?;
-    if args.len() > 1 {
-        return Err(eager::<PyTypeError>(
-            py,
-            format!(
-                "Task() takes at most 1 positional argument ({} given)",
-                args.len()
-            ),
-        ));
-    }
-    let mut coro = args.iter().next();
-    let (mut loop_, mut name, mut context, mut eager_start) = (None, None, None, false);
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
-            let k = k.cast_into::<PyString>()?;
-            match k.to_str()? {
-                "coro" if coro.is_none() => coro = Some(v),
-                "loop" => loop_ = Some(v),
-                "name" => name = Some(v),
-                "context" => context = Some(v),
-                "eager_start" if n.eager_tasks => eager_start = v.is_truthy()?,
-                _ => {
-                    return Err(eager::<PyTypeError>(
-                        py,
-                        format!("Task() got an unexpected keyword argument '{k}'"),
-                    ))
-                }
-            }
-        }
-    }
-    let Some(coro) = coro else {
-        return Err(eager::<PyTypeError>(
-            py,
-            "Task() missing required argument 'coro' (pos 1)",
-        ));
+    static SIG: future::args::Signature = future::args::Signature {
+        fname: "Task",
+        posonly: 0,
+        keywords: &["coro", "loop", "name", "context"],
+        minpos: 1,
+        maxpos: 1,
     };
+    static SIG_EAGER: future::args::Signature = future::args::Signature {
+        fname: "Task",
+        posonly: 0,
+        keywords: &["coro", "loop", "name", "context", "eager_start"],
+        minpos: 1,
+        maxpos: 1,
+    };
+    let sig = if n.eager_tasks { &SIG_EAGER } else { &SIG };
+    let bound = future::args::unpack(
+        py,
+        sig,
+        &future::args::positional(args),
+        &future::args::from_dict(kwargs),
+    )?;
+    let mut bound = bound.into_iter();
+    let mut next = || bound.next().flatten();
+    let (coro, loop_, name, context) = (next(), next(), next(), next());
+    let eager_start = match next() {
+        Some(v) => v.is_truthy()?,
+        None => false,
+    };
+    let coro = coro.unwrap_or_else(|| py.None().into_bound(py));
     init_with(slf, ts, coro, loop_, name, context, eager_start)
 }
 
@@ -244,7 +233,7 @@ pub(crate) fn init_with<'py>(
                 (Some(nm.str()?.into_any()), 0)
             }
         }
-        _ => (None, TASK_NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1),
+        _ => (None, crate::pyo::task_counter::next_task_number(py)),
     };
     let old = ts.inner.replace(TaskInner {
         coro: Some(Ref::new(coro)),
@@ -304,13 +293,12 @@ fn finalize(slf: &Bound<'_, PyAny>, ts: &TaskState) {
         if let Some(loop_) = loop_ {
             let saved = PyErr::take(py);
             let run = || -> PyResult<()> {
+                // The C Task's keys, in its order.
                 let ctx = PyDict::new(py);
-                ctx.set_item("task", slf)?;
                 ctx.set_item("message", "Task was destroyed but it is pending!")?;
+                ctx.set_item("task", slf)?;
                 if let Some(tb) = source_tb {
-                    if tb.is_truthy()? {
-                        ctx.set_item("source_traceback", tb)?;
-                    }
+                    ctx.set_item("source_traceback", tb)?;
                 }
                 loop_.call_method1("call_exception_handler", (ctx,))?;
                 Ok(())

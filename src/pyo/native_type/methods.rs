@@ -438,11 +438,18 @@ pub fn getset<S: Native>(
     get: NoArgs<S>,
     set: Option<Setter<S>>,
 ) -> ffi::PyGetSetDef {
+    let has_setter = set.is_some();
     let acc: &'static Accessor<S> = Box::leak(Box::new(Accessor { get, set }));
     ffi::PyGetSetDef {
         name: name.as_ptr(),
         get: Some(getset_get::<S>),
-        set: Some(getset_set::<S>),
+        // No setter for a read-only attribute: CPython then raises its own
+        // "attribute '...' of '...' objects is not writable", as for the C types.
+        set: if has_setter {
+            Some(getset_set::<S>)
+        } else {
+            None
+        },
         doc: ptr::null(),
         closure: (acc as *const Accessor<S>).cast_mut().cast(),
     }
