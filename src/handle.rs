@@ -309,6 +309,14 @@ pub fn format_callback(
     Ok(res.str()?.to_string())
 }
 
+impl Handle {
+    /// The `contextvars.Context` the callback runs in.
+    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.refs
+            .with(|refs| refs.context.as_ref().map(|c| c.clone_ref(py)))
+    }
+}
+
 #[pymethods]
 impl Handle {
     /// Cancels the callback; a no-op if it already ran or was cancelled.
@@ -322,10 +330,11 @@ impl Handle {
         self.is_cancelled()
     }
 
-    /// The `contextvars.Context` the callback runs in.
+    /// The `contextvars.Context` the callback runs in (3.12+, as asyncio's: 3.11's
+    /// `Handle` has no `get_context`).
+    #[cfg(Py_3_12)]
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.refs
-            .with(|refs| refs.context.as_ref().map(|c| c.clone_ref(py)))
+        self.context(py)
     }
 
     /// Runs the callback now (asyncio's `Handle._run`).
@@ -357,7 +366,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.get_context(py)
+        self.context(py)
     }
 
     #[getter]
