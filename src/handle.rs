@@ -309,6 +309,14 @@ pub fn format_callback(
     Ok(res.str()?.to_string())
 }
 
+impl Handle {
+    /// The `contextvars.Context` the callback runs in.
+    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.refs
+            .with(|refs| refs.context.as_ref().map(|c| c.clone_ref(py)))
+    }
+}
+
 #[pymethods]
 impl Handle {
     /// Cancels the callback; a no-op if it already ran or was cancelled.
@@ -322,10 +330,11 @@ impl Handle {
         self.is_cancelled()
     }
 
-    /// The `contextvars.Context` the callback runs in.
+    /// The `contextvars.Context` the callback runs in (3.12+, as asyncio's: 3.11's
+    /// `Handle` has no `get_context`).
+    #[cfg(Py_3_12)]
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.refs
-            .with(|refs| refs.context.as_ref().map(|c| c.clone_ref(py)))
+        self.context(py)
     }
 
     /// Runs the callback now (asyncio's `Handle._run`).
@@ -357,7 +366,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.get_context(py)
+        self.context(py)
     }
 
     #[getter]
@@ -485,19 +494,25 @@ impl TimerHandle {
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
+        // asyncio's operators, value for value: `__le__` is
+        // `self._when < other._when or self.__eq__(other)` (not `<=`: two distinct timers
+        // with the same deadline are neither `<=` nor `>=` each other), and `__ne__` is
+        // Python's default, `not __eq__`.
         let (a, b) = (slf.get().when, other.get().when);
-        let res = match op {
-            CompareOp::Lt => a < b,
-            CompareOp::Le => a <= b || timer_eq(slf, other)?,
-            CompareOp::Gt => a > b,
-            CompareOp::Ge => a >= b || timer_eq(slf, other)?,
-            CompareOp::Eq => timer_eq(slf, other)?,
-            CompareOp::Ne => !timer_eq(slf, other)?,
+        let truth = |v: bool| {
+            pyo3::types::PyBool::new(py, v)
+                .to_owned()
+                .into_any()
+                .unbind()
         };
-        Ok(pyo3::types::PyBool::new(py, res)
-            .to_owned()
-            .into_any()
-            .unbind())
+        Ok(match op {
+            CompareOp::Lt => truth(a < b),
+            CompareOp::Gt => truth(a > b),
+            CompareOp::Le if a < b => truth(true),
+            CompareOp::Ge if a > b => truth(true),
+            CompareOp::Le | CompareOp::Ge | CompareOp::Eq => timer_eq(slf, other)?.unbind(),
+            CompareOp::Ne => truth(!timer_eq(slf, other)?.is_truthy()?),
+        })
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -512,28 +527,42 @@ impl TimerHandle {
     }
 }
 
-fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<bool> {
-    if a.is(b) {
-        return Ok(true);
-    }
+/// asyncio's `TimerHandle.__eq__`: `when == other.when and callback == other.callback and
+/// args == other.args and cancelled == other.cancelled`, evaluated in that order and
+/// returning the value of the `and` chain (a cancelled handle outside debug mode has
+/// dropped its callback and args: `None`, as asyncio's).
+fn timer_eq<'py>(
+    a: &Bound<'py, TimerHandle>,
+    b: &Bound<'py, TimerHandle>,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = a.py();
-    let (ha, hb) = (a.as_super().get(), b.as_super().get());
-    if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
-        return Ok(false);
+    let falsy = || pyo3::types::PyBool::new(py, false).to_owned().into_any();
+    if a.get().when != b.get().when {
+        return Ok(falsy());
     }
+    let (ha, hb) = (a.as_super().get(), b.as_super().get());
     let callback = |h: &Handle| {
-        h.refs.with(|refs| {
-            refs.callback
-                .as_ref()
-                .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+        h.refs.with(|refs| match refs.callback.as_ref() {
+            Some(c) => (
+                c.func.clone_ref(py).into_bound(py),
+                c.args.clone_ref(py).into_bound(py).into_any(),
+            ),
+            None => (py.None().into_bound(py), py.None().into_bound(py)),
         })
     };
-    let (ca, cb) = (callback(ha), callback(hb));
-    match (ca, cb) {
-        (None, None) => Ok(true),
-        (Some((fa, aa)), Some((fb, ab))) => {
-            Ok(fa.bind(py).eq(fb.bind(py))? && aa.bind(py).eq(ab.bind(py))?)
-        }
-        _ => Ok(false),
+    // Cloned out first: comparing runs Python code, which must not see a borrowed state.
+    let ((fa, aa), (fb, ab)) = (callback(ha), callback(hb));
+    let res = fa.rich_compare(&fb, CompareOp::Eq)?;
+    if !res.is_truthy()? {
+        return Ok(res);
     }
+    let res = aa.rich_compare(&ab, CompareOp::Eq)?;
+    if !res.is_truthy()? {
+        return Ok(res);
+    }
+    Ok(
+        pyo3::types::PyBool::new(py, ha.is_cancelled() == hb.is_cancelled())
+            .to_owned()
+            .into_any(),
+    )
 }

@@ -119,8 +119,8 @@ def test_call_soon_returns_asyncio_handle(loop):
     t.cancel()
 
 
-def test_handle_get_context(loop, loop_name):
-    if loop_name == "asyncio" and sys.version_info < (3, 12):
+def test_handle_get_context(loop):
+    if sys.version_info < (3, 12):
         pytest.skip("Handle.get_context() is new in Python 3.12")
     ctx = contextvars.copy_context()
     h = loop.call_soon(lambda: None, context=ctx)
@@ -395,3 +395,17 @@ def test_dropped_handles_do_not_leak_callbacks(loop):
     run_briefly(loop, 2)
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_handle_get_context_only_on_312(loop):
+    """asyncio added Handle.get_context() in 3.12: 3.11's handles have none (and 3.11's
+    call_exception_handler does not run the handler in the handle's context)."""
+    h = loop.call_soon(lambda: None)
+    t = loop.call_later(10, lambda: None)
+    try:
+        for handle in (h, t):
+            assert hasattr(handle, "get_context") == (sys.version_info >= (3, 12))
+            assert handle._context is not None
+    finally:
+        h.cancel()
+        t.cancel()

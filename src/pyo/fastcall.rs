@@ -68,6 +68,17 @@ impl<'py> VectorArgs<'_, 'py> {
         }
     }
 
+    /// Whether keyword `i` (`i < nkw()`) equals `ascii` (a string comparison, for the
+    /// argument-error paths).
+    pub fn kw_name_eq(&self, i: usize, ascii: &CStr) -> bool {
+        assert!(i < self.nkw());
+        // SAFETY: `kwnames` is a live tuple of str with more than `i` items.
+        unsafe {
+            let key = ffi::PyTuple_GET_ITEM(self.kwnames, i as ffi::Py_ssize_t);
+            ffi::PyUnicode_CompareWithASCIIString(key, ascii.as_ptr()) == 0
+        }
+    }
+
     /// The name of keyword `i` (`i < nkw()`).
     #[inline]
     pub fn kw_name(&self, i: usize) -> Bound<'py, PyAny> {
