@@ -20,6 +20,7 @@ the loop, never of timing):
 
 from __future__ import annotations
 
+import os
 import random
 import textwrap
 
@@ -31,7 +32,8 @@ def ind(code: str, n: int) -> str:
 
 
 class Gen:
-    def __init__(self, seed: int, version: tuple[int, int]):
+    def __init__(self, seed: int, version: tuple[int, int], exclude=frozenset()):
+        self.exclude = frozenset(exclude)
         self.rng = random.Random(seed)
         self.seed = seed
         self.version = version
@@ -159,6 +161,11 @@ def frag_timers(g: Gen, name: str):
         maxk = max(maxk, k)
         label = "'d%d'" % k
         d = "%r" % round(k * STEP, 3) if k >= 0 else "-1"
+        # Deadlines are fixed from t0: a process stalled for a whole STEP between two
+        # call_later()s would otherwise swap their deadlines.  call_later keeps the delays
+        # <= 0, which stay due before every positive deadline.
+        if op == "later" and k > 0:
+            op = "at"
         if op == "later":
             body.append("hs[%d] = loop.call_later(%s, tcb, %s)" % (i, d, label))
         elif op == "at":
@@ -166,9 +173,9 @@ def frag_timers(g: Gen, name: str):
         elif op == "cancel":
             body.append("hs[%d] = loop.call_later(%s, tcb, %s); hs[%d].cancel()" % (i, d, label, i))
         elif op == "canc":
-            body.append("hs[%d] = loop.call_later(%s, canc, %d)" % (i, d, g.randint(0, n)))
+            body.append("hs[%d] = loop.call_at(t0 + %s, canc, %d)" % (i, d, g.randint(0, n)))
         elif op == "resched":
-            body.append("hs[%d] = loop.call_later(%s, resched, %s)" % (i, d, label))
+            body.append("hs[%d] = loop.call_at(t0 + %s, resched, %s)" % (i, d, label))
         elif op == "soon":
             body.append("hs[%d] = loop.call_soon(tcb, 'soon%d')" % (i, i))
     if g.coin(0.3):
@@ -177,7 +184,7 @@ def frag_timers(g: Gen, name: str):
         body.append("T('%s when', hs[0].when() - t0 if isinstance(hs[0], asyncio.TimerHandle) else None)"
                     % name if False else
                     "T('%s istimer', [type(h).__name__ for k, h in sorted(hs.items())])" % name)
-    body.append("loop.call_later(%r, done.set_result, 'end')" % round((maxk + 1) * STEP, 3))
+    body.append("loop.call_at(t0 + %r, done.set_result, 'end')" % round((maxk + 1) * STEP, 3))
     body.append("T('%s done', await done)" % name)
     body.append("await H_settle()")
     body.append("T('%s timers', prim)" % name)
@@ -219,7 +226,7 @@ def frag_futures(g: Gen, name: str):
             body.append("T('%s removed', fut.remove_done_callback(c%d))" % (name, j))
         elif op == "remove_missing":
             body.append("T('%s removed', fut.remove_done_callback(print))" % name)
-        elif op == "bad":
+        elif op == "bad" and "noncallable" not in g.exclude:
             body.append("H_try('%s add bad', fut.add_done_callback, 42)" % name)
     if g.coin(0.4):
         body.append("T('%s repr', fut)" % name)
@@ -724,6 +731,9 @@ def frag_misuse(g: Gen, name: str):
         cases.append("H_try('%s run_forever running', loop.run_forever)")
     if g.version >= (3, 12):
         cases.append("H_try('%s eager bad', asyncio.eager_task_factory, loop, 1)")
+    for tag, words in MISUSE_TAGS.items():
+        if tag in g.exclude:
+            cases = [c for c in cases if not any(w in c for w in words)]
     body = [g.choice(cases) % name for _ in range(g.randint(1, 4))]
     if g.coin(0.3):
         body.insert(0, "loop.set_debug(True)")
@@ -1134,6 +1144,24 @@ def H_nan_timer():
 '''
 
 
+# --exclude TAG (DIFFTEST_EXCLUDE=TAG,...) leaves areas out, to triage while a known
+# difference is being fixed: a fragment's or stage's name (e.g. signals, cycle, nan,
+# signals_across_runs, handles) or one of these tags for single misuse cases:
+MISUSE_TAGS = {
+    "noncallable": ["noncallable"],
+    "nan": ["later nan"],
+    "messages": ["noargs", "soon kw", "later str", "at str"],
+}
+
+
+def area(fn) -> str:
+    return fn.__name__.split("_", 1)[1]
+
+
+def excluding(table, exclude):
+    return [(fn, w) for fn, w in table if area(fn) not in exclude]
+
+
 def weighted(g: Gen, table):
     total = sum(w for _, w in table)
     x = g.rng.random() * total
@@ -1144,17 +1172,21 @@ def weighted(g: Gen, table):
     return table[-1][0]
 
 
-def generate(seed: int, version: tuple[int, int]) -> str:
-    g = Gen(seed, version)
+def generate(seed: int, version: tuple[int, int], exclude=None) -> str:
+    if exclude is None:
+        exclude = {x for x in os.environ.get("DIFFTEST_EXCLUDE", "").split(",") if x}
+    g = Gen(seed, version, exclude)
     frags = list(FRAGMENTS)
     if version >= (3, 12):
         frags.append((frag_eager, 2))
+    frags = excluding(frags, g.exclude)
+    sync_stages = excluding(SYNC_STAGES, g.exclude)
     parts = [PRELUDE.format(seed=seed, ver="%d.%d" % version)]
     stages = []  # (name, is_async)
     for si in range(g.randint(2, 6)):
-        if g.coin(0.15):
+        if g.coin(0.15) and sync_stages:
             name = g.uid("s")
-            parts.append(weighted(g, SYNC_STAGES)(g, name))
+            parts.append(weighted(g, sync_stages)(g, name))
             stages.append((name, False))
             continue
         name = g.uid("st")

@@ -117,7 +117,9 @@ def compare(seed: int, a: list[str], b: list[str], names=("asyncio", "ferroloop"
 
 
 def replay_cmd(seed: int) -> str:
-    return "%s tests/difftest/run.py --seed %d --show" % (os.path.relpath(sys.executable), seed)
+    ex = os.environ.get("DIFFTEST_EXCLUDE")
+    return "%s tests/difftest/run.py --seed %d --show%s" % (
+        os.path.relpath(sys.executable), seed, " --exclude " + ex if ex else "")
 
 
 def run_many(seeds: list[int], jobs: int = 2, batch: int = 20, impls=("asyncio", "ferroloop"),
@@ -166,6 +168,8 @@ def main(argv=None) -> int:
                     help="compare stock asyncio with itself (finds nondeterministic programs)")
     ap.add_argument("--list", metavar="FILE", help="append failing seeds to FILE")
     ap.add_argument("--dump", metavar="FILE", help="append every trace pair to FILE (JSON lines)")
+    ap.add_argument("--exclude", metavar="AREA,...",
+                    help="leave areas out of the programs (triage; see MISUSE_TAGS in dt_gen.py)")
     ap.add_argument("-q", "--quiet", action="store_true", help="only the summary and failing seeds")
     args = ap.parse_args(argv)
 
@@ -173,6 +177,8 @@ def main(argv=None) -> int:
         worker(args.worker, [int(s) for s in args.seeds.split(",") if s])
         return 0
 
+    if args.exclude:
+        os.environ["DIFFTEST_EXCLUDE"] = args.exclude  # inherited by the workers
     impls = ("asyncio", "asyncio") if args.self_check else ("asyncio", "ferroloop")
     if args.seed is not None:
         src = gen.generate(args.seed, VERSION)
@@ -210,8 +216,9 @@ def main(argv=None) -> int:
         sys.stdout.flush()
 
     failures = run_many(seeds, args.jobs, args.batch, impls, progress, args.dump)
-    print("difftest: Python %d.%d, %s vs %s, seeds %d..%d: %d programs, %d passed, %d differ (%.1f s)"
-          % (*VERSION, impls[0], impls[1], seeds[0], seeds[-1], len(seeds),
+    print("difftest: Python %d.%d, %s vs %s, seeds %d..%d%s: %d programs, %d passed, %d differ (%.1f s)"
+          % (*VERSION, impls[0], impls[1], seeds[0], seeds[-1],
+             " (excluding %s)" % args.exclude if args.exclude else "", len(seeds),
              len(seeds) - len(failures), len(failures), time.monotonic() - t0))
     if failures:
         print("failing seeds:", " ".join(map(str, sorted(failures))))
