@@ -162,15 +162,15 @@ def frag_timers(g: Gen, name: str):
         label = "'d%d'" % k
         d = "%r" % round(k * STEP, 3) if k >= 0 else "-1"
         # Deadlines are fixed from t0: a process stalled for a whole STEP between two
-        # call_later()s would otherwise swap their deadlines.  call_later keeps the delays
-        # <= 0, which stay due before every positive deadline.
-        if op == "later" and k > 0:
+        # call_later()s would otherwise swap their deadlines.  call_later keeps the delay
+        # -1, due before every deadline from t0 (unless the process stalls for a second).
+        if op == "later" and k >= 0:
             op = "at"
         if op == "later":
             body.append("hs[%d] = loop.call_later(%s, tcb, %s)" % (i, d, label))
         elif op == "at":
             body.append("hs[%d] = loop.call_at(t0 + %s, tcb, %s)" % (i, d, label))
-        elif op == "cancel":
+        elif op == "cancel":  # never runs: its deadline's order does not matter
             body.append("hs[%d] = loop.call_later(%s, tcb, %s); hs[%d].cancel()" % (i, d, label, i))
         elif op == "canc":
             body.append("hs[%d] = loop.call_at(t0 + %s, canc, %d)" % (i, d, g.randint(0, n)))
