@@ -181,9 +181,7 @@ def frag_timers(g: Gen, name: str):
     if g.coin(0.3):
         body.append("hinf = loop.call_later(float('inf'), tcb, 'inf'); T('%s inf', hinf.cancelled()); hinf.cancel()" % name)
     if g.coin(0.3):
-        body.append("T('%s when', hs[0].when() - t0 if isinstance(hs[0], asyncio.TimerHandle) else None)"
-                    % name if False else
-                    "T('%s istimer', [type(h).__name__ for k, h in sorted(hs.items())])" % name)
+        body.append("T('%s istimer', [type(h).__name__ for k, h in sorted(hs.items())])" % name)
     body.append("loop.call_at(t0 + %r, done.set_result, 'end')" % round((maxk + 1) * STEP, 3))
     body.append("T('%s done', await done)" % name)
     body.append("await H_settle()")
@@ -633,7 +631,7 @@ def frag_handler(g: Gen, name: str):
             "loop.set_exception_handler(None)",
             "def bad(): raise KeyError('cb')",
             "loop.call_soon(bad)",
-            "loop.call_soon(print, end='')" if False else "loop.call_soon(lambda: None)",
+            "loop.call_soon(lambda: None)",
             "await H_settle()",
             "loop.call_exception_handler({'message': 'custom msg', 'x': 1})",
             "loop.call_exception_handler({'message': 'with exc', 'exception': OSError(5, 'io')})",
@@ -1212,7 +1210,6 @@ def generate(seed: int, version: tuple[int, int], exclude=None) -> str:
         else:
             for m in soon:
                 body.append("T('>', %r); await %s()" % (m, m))
-        g.rng.shuffle(body) if False else None
         parts.append("async def %s():\n%s\n" % (name, ind("\n".join(body), 4)))
         stages.append((name, True))
     parts.append("def run(new_loop):\n    global loop\n    loop = new_loop()\n    H.start(loop)\n"

@@ -13,7 +13,6 @@ import gc
 import logging
 import re
 import signal
-import sys
 import threading
 import time
 
