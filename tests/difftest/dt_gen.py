@@ -691,7 +691,8 @@ def frag_misuse(g: Gen, name: str):
         "H_try('%s soon coro fn', loop.call_soon, H_coro_fn)",
         "H_try('%s later str', loop.call_later, 'x', print)",
         "H_try('%s later none', loop.call_later, None, print)",
-        "H_try('%s at str', loop.call_at, 'x', print)",
+        # call_at('x') is a known difference (README; test_call_at_converts_when_to_float):
+        # ferroloop rejects a non-number deadline at once, asyncio's heap fails later.
         "H_try('%s soon kw', loop.call_soon, print, foo=1)",
         "H_try('%s soon noargs', loop.call_soon)",
         "H_try('%s later noargs', loop.call_later, 1)",
@@ -752,7 +753,10 @@ def frag_debug(g: Gen, name: str):
         "t = make(); T('%s dbg task', t)" % name,
         "T('%s dbg src tb', [f.name for f in (t._source_traceback or [])][-2:])" % name,
         "T('%s dbg await', await t, t)" % name,
-        "f = loop.create_future(); T('%s dbg fut', f, [fr.name for fr in (f._source_traceback or [])][-1:])" % name,
+        # Where a future's debug creation point ends is a known difference (README;
+        # test_future_source_traceback_has_no_create_future_frame): asyncio's includes its own
+        # Python create_future frame. Trace that one is recorded, not where it ends.
+        "f = loop.create_future(); T('%s dbg fut', repr(f).split(' created at ')[0], bool(f._source_traceback))" % name,
         "f.cancel()",
         "await H_settle()",
     ]
