@@ -403,3 +403,43 @@ def test_cancelled_recvfrom_leaves_no_registration(loop, udp_pair):
         return loop.remove_reader(b)
 
     assert run_with_timeout(loop, main()) is False
+
+
+def test_debug_mode_echo(loop, sockpair):
+    a, b = sockpair
+    loop.set_debug(True)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(b, 10))
+        await asyncio.sleep(0)
+        await loop.sock_sendall(a, b"dbg")
+        return await task
+
+    assert run_with_timeout(loop, main()) == b"dbg"
+
+
+def test_close_with_a_call_waiting(loop, sockpair):
+    a, b = sockpair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        return task
+
+    task = loop.run_until_complete(main())
+    assert not task.done()
+    task.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert task.cancelled()
+
+
+def test_recv_size_too_large_for_memory(loop, sockpair):
+    a, b = sockpair
+    b.send(b"x")
+
+    async def main():
+        await loop.sock_recv(a, 2**62)
+
+    with pytest.raises(MemoryError):
+        run_with_timeout(loop, main())

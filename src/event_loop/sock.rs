@@ -100,9 +100,12 @@ fn recv(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Attempt> {
         // socket.recv(0) makes no syscall.
         return Ok(Attempt::Done(PyBytes::new(py, b"").into_any().unbind()));
     }
-    let mut buf = vec![0u8; n];
-    attempt_of(sys::recv(fd, &mut buf), |k| {
-        Ok(PyBytes::new(py, &buf[..k]).into_any().unbind())
+    let mut buf = Vec::new();
+    // As socket.recv(n), whose bytes object of n bytes may not fit in memory.
+    buf.try_reserve_exact(n)
+        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))?;
+    attempt_of(sys::recv_spare(fd, &mut buf), |_| {
+        Ok(PyBytes::new(py, &buf).into_any().unbind())
     })
 }
 
