@@ -443,3 +443,31 @@ def test_recv_size_too_large_for_memory(loop, sockpair):
 
     with pytest.raises(MemoryError):
         run_with_timeout(loop, main())
+
+
+def test_fd_count_flat_over_connect_accept_cycles(loop, listener):
+    import os
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    async def cycle():
+        with socket.socket() as client:
+            client.setblocking(False)
+            accepting = asyncio.ensure_future(loop.sock_accept(listener))
+            await loop.sock_connect(client, listener.getsockname())
+            conn, _ = await accepting
+            with conn:
+                await loop.sock_sendall(client, b"p")
+                assert await loop.sock_recv(conn, 1) == b"p"
+
+    async def main():
+        for _ in range(50):
+            await cycle()
+        before = fds()
+        for _ in range(500):
+            await cycle()
+        return before, fds()
+
+    before, after = run_with_timeout(loop, main(), timeout=60)
+    assert after <= before
