@@ -60,3 +60,257 @@ pub fn dup2_onto(src: BorrowedFd<'_>, target: OwnedFd) -> io::Result<OwnedFd> {
         None => Ok(owned),
     }
 }
+
+/// The result of a socket syscall: `Ok(n)` or the errno it failed with.
+fn ssize_result(n: libc::ssize_t) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `recv(fd, buf, len, MSG_DONTWAIT)`: never blocks, whatever the socket's mode.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call.
+    ssize_result(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// [`recv`] into the spare capacity of `buf` (left uninitialized until received into: no
+/// zeroing of a large buffer for a call that may find nothing), extending its length.
+pub fn recv_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the spare capacity is valid and writable for its length during the call.
+    let got = ssize_result(unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    })?;
+    // SAFETY: recv initialized the `got` (<= spare length) bytes after the current length.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
+/// `send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, and a closed peer
+/// gives `EPIPE` rather than `SIGPIPE` (Python ignores SIGPIPE anyway).
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and readable for `buf.len()` bytes during the call.
+    ssize_result(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// A socket address as the kernel fills it in.
+pub struct SockAddr {
+    pub storage: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
+}
+
+impl SockAddr {
+    pub fn family(&self) -> libc::c_int {
+        self.storage.ss_family as libc::c_int
+    }
+
+    /// The IPv4 address and port, if it is one.
+    pub fn v4(&self) -> Option<std::net::SocketAddrV4> {
+        if self.family() != libc::AF_INET {
+            return None;
+        }
+        // SAFETY: the family says the storage holds a sockaddr_in, and sockaddr_storage is
+        // large and aligned enough for it.
+        let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
+        Some(std::net::SocketAddrV4::new(
+            u32::from_be(sin.sin_addr.s_addr).into(),
+            u16::from_be(sin.sin_port),
+        ))
+    }
+
+    /// The IPv6 address, port, flow info and scope id, if it is one.
+    pub fn v6(&self) -> Option<std::net::SocketAddrV6> {
+        if self.family() != libc::AF_INET6 {
+            return None;
+        }
+        // SAFETY: as in `v4`, for a sockaddr_in6.
+        let sin6 = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
+        Some(std::net::SocketAddrV6::new(
+            sin6.sin6_addr.s6_addr.into(),
+            u16::from_be(sin6.sin6_port),
+            sin6.sin6_flowinfo,
+            sin6.sin6_scope_id,
+        ))
+    }
+
+    /// The `sockaddr` of an IP socket address.
+    pub fn from_ip(addr: &std::net::SocketAddr) -> SockAddr {
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            std::net::SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(a) => {
+                // SAFETY: as above, for a sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        SockAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
+    }
+}
+
+/// `accept4(fd, ..., SOCK_NONBLOCK | SOCK_CLOEXEC)`: the new connection's fd (owned by
+/// the caller) and the peer's address.
+pub fn accept(fd: RawFd) -> io::Result<(RawFd, SockAddr)> {
+    let mut addr = SockAddr {
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        storage: unsafe { std::mem::zeroed() },
+        len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    };
+    // SAFETY: `addr.storage` is writable for `addr.len` bytes, which accept4 updates.
+    let conn = unsafe {
+        libc::accept4(
+            fd,
+            &mut addr.storage as *mut _ as *mut libc::sockaddr,
+            &mut addr.len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if conn < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((conn, addr))
+}
+
+/// `connect(fd, addr)`.
+pub fn connect(fd: RawFd, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: `addr.storage` holds a sockaddr of `addr.len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            &addr.storage as *const _ as *const libc::sockaddr,
+            addr.len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_ERROR)`: the socket's pending error (0 if none).
+pub fn socket_error(fd: RawFd) -> io::Result<i32> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` is a writable c_int and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(err)
+}
+
+/// `close(fd)`, for an fd the caller owns and gives up.
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and nothing uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn sockaddr_round_trips() {
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(SockAddr::from_ip(&v4).v4().map(SocketAddr::V4), Some(v4));
+        assert!(SockAddr::from_ip(&v4).v6().is_none());
+        let v6 = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            443,
+            7,
+            2,
+        ));
+        assert_eq!(SockAddr::from_ip(&v6).v6().map(SocketAddr::V6), Some(v6));
+    }
+
+    #[test]
+    fn send_recv_never_block() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut buf = [0u8; 8];
+        let e = recv(a.as_raw_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+        assert_eq!(send(b.as_raw_fd(), b"hi").unwrap(), 2);
+        assert_eq!(recv(a.as_raw_fd(), &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"hi");
+        assert_eq!(send(b.as_raw_fd(), b"abc").unwrap(), 3);
+        let mut v = Vec::with_capacity(1 << 16);
+        assert_eq!(recv_spare(a.as_raw_fd(), &mut v).unwrap(), 3);
+        assert_eq!(v, b"abc");
+        let e = recv_spare(a.as_raw_fd(), &mut v).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+    }
+
+    #[test]
+    fn accept_connect_and_socket_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let e = accept(listener.as_raw_fd())
+            .err()
+            .expect("nothing to accept yet");
+        assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+        // SAFETY: a plain socket call; the fd is owned by `client` below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let client = unsafe { OwnedFd::from_raw_fd(fd) };
+        match connect(client.as_raw_fd(), &SockAddr::from_ip(&addr)) {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINPROGRESS)),
+        }
+        let (conn, peer) = loop {
+            match accept(listener.as_raw_fd()) {
+                Ok(v) => break v,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(
+            peer.v4().map(|a| *a.ip()),
+            Some(std::net::Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(socket_error(client.as_raw_fd()).unwrap(), 0);
+        close(conn);
+    }
+}

@@ -12,7 +12,7 @@ Use it like uvloop::
     ferroloop.install()                    # every new asyncio loop is a ferroloop.Loop
 
 All the loop's logic lives in the native module ``ferroloop._ferroloop``; this module only
-makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts two coroutine methods.
+makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts its coroutine methods.
 """
 
 from __future__ import annotations
@@ -65,6 +65,40 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
             self._default_executor.shutdown(wait=False)
         else:
             thread.join()
+
+    # asyncio's sock_* methods are coroutines (create_task() takes them); the work is
+    # native (LoopCore._sock_*), these only await its future.
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from non-blocking socket ``sock``."""
+        return await self._sock_recv(sock, n)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive data from ``sock`` into ``buf``; return the number of bytes."""
+        return await self._sock_recv_into(sock, buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
+        return await self._sock_recvfrom(sock, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into ``buf``: ``(nbytes, address)``."""
+        return await self._sock_recvfrom_into(sock, buf, nbytes)
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to ``address``; return the number of bytes sent."""
+        return await self._sock_sendto(sock, data, address)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data`` to ``sock``."""
+        return await self._sock_sendall(sock, data)
+
+    async def sock_connect(self, sock, address):
+        """Connect ``sock`` to ``address``."""
+        return await self._sock_connect(sock, address)
+
+    async def sock_accept(self, sock):
+        """Accept a connection on listening ``sock``: ``(conn, address)``."""
+        return await self._sock_accept(sock)
 
     def __del__(self, _warn=_warnings.warn) -> None:
         self._warn_unclosed()

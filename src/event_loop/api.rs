@@ -250,6 +250,88 @@ impl LoopCore {
         Self::remove_io(slf, fd, true)
     }
 
+    // ----- sockets (wrapped in coroutines by python/ferroloop) -------------------------
+
+    /// `sock_recv`'s work: a future for up to `n` bytes received from `sock`.
+    fn _sock_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
+        Self::sock_recv(slf, sock, n)
+    }
+
+    /// `sock_recv_into`'s work: a future for the number of bytes received into `buf`.
+    fn _sock_recv_into(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        buf: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_recv_into(slf, sock, buf)
+    }
+
+    /// `sock_recvfrom`'s work: a future for `(data, address)`.
+    fn _sock_recvfrom(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        bufsize: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [bufsize])?;
+        Self::sock_method(slf, sock, "recvfrom", args.clone(), args, false)
+    }
+
+    /// `sock_recvfrom_into`'s work: a future for `(nbytes, address)`.
+    #[pyo3(signature = (sock, buf, nbytes=None))]
+    fn _sock_recvfrom_into(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        buf: &Bound<'_, PyAny>,
+        nbytes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        // asyncio: `if not nbytes: nbytes = len(buf)`.
+        let nbytes = match nbytes {
+            Some(n) if n.is_truthy()? => n.clone(),
+            _ => buf.len()?.into_pyobject(py)?.into_any(),
+        };
+        let args = PyTuple::new(py, [buf.clone(), nbytes])?;
+        Self::sock_method(slf, sock, "recvfrom_into", args.clone(), args, false)
+    }
+
+    /// `sock_sendto`'s work: a future for the number of bytes sent.
+    fn _sock_sendto(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let args = PyTuple::new(py, [data, address])?;
+        // asyncio retries with `sock.sendto(data, 0, address)`.
+        let zero = 0i32.into_pyobject(py)?.into_any();
+        let wait_args = PyTuple::new(py, [data.clone(), zero, address.clone()])?;
+        Self::sock_method(slf, sock, "sendto", args, wait_args, true)
+    }
+
+    /// `sock_sendall`'s work: a future done once all of `data` is sent.
+    fn _sock_sendall(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_sendall(slf, sock, data)
+    }
+
+    /// `sock_connect`'s work: a future done once `sock` is connected to `address`.
+    fn _sock_connect(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_connect(slf, sock, address)
+    }
+
+    /// `sock_accept`'s work: a future for `(conn, address)`.
+    fn _sock_accept(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_accept(slf, sock)
+    }
+
     // ----- signals --------------------------------------------------------------------
 
     /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).

@@ -3,8 +3,9 @@
 //!
 //! The reactor keeps one owner per fd (see `reactor::registrations`), and `run_once`
 //! dispatches over the closed enum [`Owner`]. Next to come, each with its own variant: the
-//! stream transport, the listener, the datagram endpoint, the socket wait of a `sock_*`
-//! call and the child process. For those, `add_reader`/`add_writer` on their fd must
+//! stream transport, the listener, the datagram endpoint and the child process. (The
+//! socket wait of a `sock_*` call is a reader or writer of the fd's [`Watch`], as in
+//! asyncio: see `sock.rs`.) For those, `add_reader`/`add_writer` on their fd must
 //! raise `RuntimeError("File descriptor ... is used by transport ...")`, as asyncio's
 //! `_ensure_fd_no_transport` does, where `add_io` matches on the owner.
 

@@ -12,6 +12,7 @@
 //! | `io.rs` | the owners of registered fds (`add_reader` / `add_writer` today), readiness dispatch |
 //! | [`timers`] | the timer heap and its sweeping |
 //! | [`signals`] | `add_signal_handler` through `signal.set_wakeup_fd` |
+//! | `sock.rs` | the `sock_*` methods: syscalls in Rust, waits as native readers/writers |
 //! | `tasks.rs` | `create_future`, `create_task`, the task factory |
 //! | `executor.rs` | `run_in_executor` and the default executor |
 //! | `errors.rs` | the exception handler API and its formatting |
@@ -40,6 +41,7 @@ mod ready;
 mod run;
 mod schedule;
 pub mod signals;
+mod sock;
 mod tasks;
 pub mod timers;
 

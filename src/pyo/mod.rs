@@ -21,10 +21,10 @@
 //! | [`native_type`] | the builder of native subtypes of C types (`ferroloop.Future`/`Task`) |
 //! | [`iter`] | hand-written `tp_iternext` / `am_send` of an iterator class |
 //! | [`task_ref`] | the untracked weak-reference look-alike of the task registry |
-//!
-//! There is no buffer-protocol code yet; it belongs here when the networking half needs it.
+//! | [`buffer`] | byte views of bytes-like objects (the buffer protocol) for socket syscalls |
 
 pub mod attached;
+pub mod buffer;
 pub mod call;
 pub mod context;
 pub mod dict;

@@ -62,6 +62,9 @@ SELECTOR_LOOP_MODULES = {
     "test_events":
         "EventLoopTestsMixin via EPoll/Poll/SelectEventLoopTests: callbacks, timers, "
         "readers/writers, signals, run_until_complete, plus the networking API",
+    "test_sock_lowlevel":
+        "BaseSockTestsMixin via EPoll/Poll/SelectEventLoopTests: the sock_* methods on "
+        "plain sockets (and the transports some tests open)",
 }
 
 # module -> {"TestClass.test_method": "reason"}. A test may exist on some Python versions only.

@@ -1,0 +1,663 @@
+//! The `sock_*` methods on plain sockets, as asyncio's `selector_events.py` does them:
+//! check the socket, try the syscall at once (in Rust, on the socket's fd), and only when
+//! it would block wait for readiness, retrying then and resolving a future.
+//!
+//! A wait joins the fd's `add_reader`/`add_writer` watch (`Owner::Watch` in `io.rs`)
+//! exactly as asyncio's `_add_reader(fd, self._sock_recv, fut, sock, n)` does, with a
+//! native callable ([`SockWait`]) as the reader or writer. That keeps asyncio's observable
+//! rules: a `sock_recv` and a `sock_sendall` may wait on one socket at once (reader and
+//! writer); a second `sock_recv` on the same socket replaces the first one's reader (which
+//! then never completes), as does an `add_reader`. The future's done-callback
+//! ([`SockDone`], asyncio's `_sock_read_done`/`_sock_write_done`) removes the reader or
+//! writer unless it was replaced meanwhile, so a cancelled call leaves nothing registered.
+//!
+//! `python/ferroloop` wraps each in an `async def` (asyncio's are coroutines:
+//! `create_task(loop.sock_recv(...))` must work); the methods here return a future.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::exceptions::{
+    PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PyOSError, PySystemExit,
+    PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::LoopCore;
+use crate::handle::Handle;
+use crate::names::Names;
+use crate::pyo::buffer::{with_bytes, with_bytes_mut};
+use crate::pyo::errno::os_error;
+use crate::sys;
+
+/// What a waiting call does each time its fd is ready.
+enum Op {
+    /// `sock_recv(sock, n)`.
+    Recv(usize),
+    /// `sock_recv_into(sock, buf)`.
+    RecvInto(Py<PyAny>),
+    /// `sock_sendall(sock, data)`: the bytes sent so far.
+    SendAll { data: Py<PyAny>, pos: AtomicUsize },
+    /// `sock_connect(sock, address)`, waiting for the connection's outcome.
+    Connect(Py<PyAny>),
+    /// `sock_accept(sock)`: the listening socket.
+    Accept(Py<PyAny>),
+    /// `sock.<method>(*args)`: the datagram calls (`sock_recvfrom`, `sock_recvfrom_into`,
+    /// `sock_sendto`), whose addresses the socket module converts.
+    Method {
+        sock: Py<PyAny>,
+        method: &'static str,
+        args: Py<PyTuple>,
+    },
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    /// Would block: wait (again).
+    Blocked,
+    /// The call's result.
+    Done(Py<PyAny>),
+    /// The call's error, to be set on its future.
+    Failed(PyErr),
+}
+
+/// Whether a syscall error means "try again when ready" (asyncio's `except
+/// (BlockingIOError, InterruptedError)`).
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EINTR | libc::EINPROGRESS | libc::EALREADY)
+    )
+}
+
+fn attempt_of<T>(
+    res: std::io::Result<T>,
+    done: impl FnOnce(T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Attempt> {
+    Ok(match res {
+        Ok(v) => Attempt::Done(done(v)?),
+        Err(e) if would_block(&e) => Attempt::Blocked,
+        Err(e) => Attempt::Failed(os_error(e)),
+    })
+}
+
+/// An error from Python code that asyncio catches as `BaseException` (and sets on the
+/// future), or that must propagate (`SystemExit`, `KeyboardInterrupt`).
+fn caught(py: Python<'_>, e: PyErr) -> PyResult<Attempt> {
+    if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+        return Err(e);
+    }
+    if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) {
+        return Ok(Attempt::Blocked);
+    }
+    Ok(Attempt::Failed(e))
+}
+
+fn recv(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Attempt> {
+    if n == 0 {
+        // socket.recv(0) makes no syscall.
+        return Ok(Attempt::Done(PyBytes::new(py, b"").into_any().unbind()));
+    }
+    let mut buf = Vec::new();
+    // As socket.recv(n), whose bytes object of n bytes may not fit in memory.
+    buf.try_reserve_exact(n)
+        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))?;
+    attempt_of(sys::recv_spare(fd, &mut buf), |_| {
+        Ok(PyBytes::new(py, &buf).into_any().unbind())
+    })
+}
+
+fn recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Attempt> {
+    let res = with_bytes_mut(buf, |b| sys::recv(fd, b)).map_err(|_| {
+        // The socket module's `w*` argument check.
+        let ty = buf
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "recv_into() argument 1 must be read-write bytes-like object, not {ty}"
+        ))
+    })?;
+    attempt_of(res, |k| Ok(k.into_pyobject(py)?.into_any().unbind()))
+}
+
+/// Sends what is left of `data` from `pos`; `Done` once all of it is sent.
+fn send_rest(
+    py: Python<'_>,
+    fd: RawFd,
+    data: &Bound<'_, PyAny>,
+    pos: &AtomicUsize,
+) -> PyResult<Attempt> {
+    let start = pos.load(Ordering::Relaxed);
+    let (res, len) = with_bytes(data, |b| (sys::send(fd, &b[start.min(b.len())..]), b.len()))?;
+    Ok(match res {
+        Ok(n) if start + n >= len => Attempt::Done(py.None()),
+        Ok(n) => {
+            pos.store(start + n, Ordering::Relaxed);
+            Attempt::Blocked
+        }
+        Err(e) if would_block(&e) => Attempt::Blocked,
+        Err(e) => Attempt::Failed(os_error(e)),
+    })
+}
+
+/// asyncio's `_sock_connect_cb`: the connection's outcome, from `SO_ERROR`.
+fn connect_outcome(py: Python<'_>, fd: RawFd, address: &Bound<'_, PyAny>) -> PyResult<Attempt> {
+    match sys::socket_error(fd) {
+        Ok(0) => Ok(Attempt::Done(py.None())),
+        Ok(err) => Ok(Attempt::Failed(PyOSError::new_err((
+            err,
+            format!("Connect call failed {}", address.str()?),
+        )))),
+        Err(e) => attempt_of(Err::<(), _>(e), |_| Ok(py.None())),
+    }
+}
+
+/// `sock.accept()` followed by `conn.setblocking(False)`: the connection as
+/// `socket.socket(family, type, proto, fileno=fd)`, and the peer's address.
+fn accept(py: Python<'_>, fd: RawFd, sock: &Bound<'_, PyAny>) -> PyResult<Attempt> {
+    let (conn, addr) = match sys::accept(fd) {
+        Ok(v) => v,
+        Err(e) if would_block(&e) => return Ok(Attempt::Blocked),
+        Err(e) => return Ok(Attempt::Failed(os_error(e))),
+    };
+    let made = (|| -> PyResult<Bound<'_, PyAny>> {
+        let ty: i32 = sock.getattr("type")?.extract()?;
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("fileno", conn)?;
+        // SOCK_NONBLOCK in the type: the socket object starts with timeout 0.0, as
+        // `setblocking(False)` would leave it (the fd is non-blocking already).
+        py.import("socket")?.getattr("socket")?.call(
+            (
+                sock.getattr("family")?,
+                ty | libc::SOCK_NONBLOCK,
+                sock.getattr("proto")?,
+            ),
+            Some(&kw),
+        )
+    })();
+    let conn_obj = match made {
+        Ok(c) => c,
+        Err(e) => {
+            sys::close(conn);
+            return caught(py, e);
+        }
+    };
+    let address = match (addr.v4(), addr.v6()) {
+        (Some(a), _) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
+        // getnameinfo() adds the interface to a scoped address, and prints the deprecated
+        // IPv4-compatible ones its own way: let the socket module format those.
+        (_, Some(a)) if a.scope_id() == 0 && a.ip().segments()[..6] != [0; 6] => {
+            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id())
+                .into_pyobject(py)?
+                .into_any()
+        }
+        _ => match conn_obj.call_method0("getpeername") {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = conn_obj.call_method0("close");
+                return caught(py, e);
+            }
+        },
+    };
+    Ok(Attempt::Done(
+        PyTuple::new(py, [conn_obj, address])?.into_any().unbind(),
+    ))
+}
+
+/// `sock.<method>(*args)`, as asyncio calls it.
+fn call_method(
+    sock: &Bound<'_, PyAny>,
+    method: &str,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<Attempt> {
+    match sock.call_method1(method, args.clone()) {
+        Ok(v) => Ok(Attempt::Done(v.unbind())),
+        Err(e) => caught(sock.py(), e),
+    }
+}
+
+/// The native reader/writer callback of a waiting call (asyncio's `_sock_recv`,
+/// `_sock_sendall`, `_sock_connect_cb`, `_sock_accept`, ...).
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub(crate) struct SockWait {
+    fut: Py<PyAny>,
+    fd: RawFd,
+    op: Op,
+}
+
+impl SockWait {
+    fn attempt(&self, py: Python<'_>) -> PyResult<Attempt> {
+        match &self.op {
+            Op::Recv(n) => recv(py, self.fd, *n),
+            Op::RecvInto(buf) => match recv_into(py, self.fd, buf.bind(py)) {
+                Err(e) => caught(py, e),
+                ok => ok,
+            },
+            Op::SendAll { data, pos } => send_rest(py, self.fd, data.bind(py), pos),
+            Op::Connect(address) => connect_outcome(py, self.fd, address.bind(py)),
+            Op::Accept(sock) => accept(py, self.fd, sock.bind(py)),
+            Op::Method { sock, method, args } => call_method(sock.bind(py), method, args.bind(py)),
+        }
+    }
+}
+
+#[pymethods]
+impl SockWait {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let fut = self.fut.bind(py);
+        // Cancelled (or replaced and resolved) since the poll reported the fd.
+        if fut.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+        settle(fut, self.attempt(py)?)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        match &self.op {
+            Op::Recv(_) => Ok(()),
+            Op::RecvInto(o) | Op::SendAll { data: o, .. } | Op::Connect(o) | Op::Accept(o) => {
+                visit.call(o)
+            }
+            Op::Method { sock, args, .. } => {
+                visit.call(sock)?;
+                visit.call(args)
+            }
+        }
+    }
+}
+
+/// Resolves `fut` with a finished attempt (a blocked one leaves it pending).
+fn settle(fut: &Bound<'_, PyAny>, attempt: Attempt) -> PyResult<()> {
+    match attempt {
+        Attempt::Blocked => {}
+        Attempt::Done(v) => {
+            fut.call_method1("set_result", (v,))?;
+        }
+        Attempt::Failed(e) => {
+            fut.call_method1("set_exception", (e.into_value(fut.py()),))?;
+        }
+    }
+    Ok(())
+}
+
+/// The done-callback of a waiting call's future: asyncio's `_sock_read_done` /
+/// `_sock_write_done`, which remove the reader or writer unless its handle was cancelled
+/// (replaced by another reader, or removed).
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub(crate) struct SockDone {
+    loop_: Py<LoopCore>,
+    handle: Py<Handle>,
+    fd: RawFd,
+    write: bool,
+}
+
+#[pymethods]
+impl SockDone {
+    fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.handle.get().is_cancelled() {
+            return Ok(());
+        }
+        let fd = PyInt::new(py, self.fd);
+        LoopCore::remove_io(self.loop_.bind(py), fd.as_any(), self.write).map(drop)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.handle)
+    }
+}
+
+/// The done-callback of the `getaddrinfo` a `sock_connect` to a host name waits for:
+/// connects to the first address found.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub(crate) struct SockResolved {
+    loop_: Py<LoopCore>,
+    fut: Py<PyAny>,
+    sock: Py<PyAny>,
+}
+
+#[pymethods]
+impl SockResolved {
+    fn __call__(&self, py: Python<'_>, infos: &Bound<'_, PyAny>) -> PyResult<()> {
+        let fut = self.fut.bind(py);
+        if fut.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+        if infos.call_method0("cancelled")?.is_truthy()? {
+            fut.call_method0("cancel")?;
+            return Ok(());
+        }
+        let step = infos
+            .call_method0("result")
+            .and_then(|infos| infos.get_item(0)?.get_item(4))
+            .and_then(|address| {
+                LoopCore::connect_step(self.loop_.bind(py), fut, self.sock.bind(py), &address)
+            });
+        match step {
+            Ok(()) => Ok(()),
+            Err(e) => match caught(py, e)? {
+                Attempt::Failed(e) => settle(fut, Attempt::Failed(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)
+    }
+}
+
+/// The IP socket address `address` names, if it is a numeric `(host, port)` (or
+/// `(host, port, flowinfo, scope_id)`) of `family`; `None` leaves it to the socket module.
+fn numeric_address(family: i32, address: &Bound<'_, PyAny>) -> Option<std::net::SocketAddr> {
+    let t = address.cast::<PyTuple>().ok()?;
+    let host = t.get_item(0).ok()?;
+    let host = host.cast::<PyString>().ok()?.to_str().ok()?;
+    let port: u16 = t.get_item(1).ok()?.cast::<PyInt>().ok()?.extract().ok()?;
+    match (family, t.len()) {
+        (libc::AF_INET, 2) => Some(std::net::SocketAddr::new(
+            host.parse::<std::net::Ipv4Addr>().ok()?.into(),
+            port,
+        )),
+        (libc::AF_INET6, 2..=4) => {
+            let flowinfo: u32 = match t.get_item(2) {
+                Ok(v) => v.cast::<PyInt>().ok()?.extract().ok()?,
+                Err(_) => 0,
+            };
+            let scope_id: u32 = match t.get_item(3) {
+                Ok(v) => v.cast::<PyInt>().ok()?.extract().ok()?,
+                Err(_) => 0,
+            };
+            let ip = host.parse::<std::net::Ipv6Addr>().ok()?;
+            Some(std::net::SocketAddrV6::new(ip, port, flowinfo, scope_id).into())
+        }
+        _ => None,
+    }
+}
+
+impl LoopCore {
+    /// The checks every `sock_*` method makes first; the socket's fd.
+    fn sock_prologue(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+        let py = slf.py();
+        Names::get(py)?
+            .base_events
+            .bind(py)
+            .getattr("_check_ssl_socket")?
+            .call1((sock,))?;
+        if slf.get().debug_on() && sock.call_method0("gettimeout")?.ne(0)? {
+            return Err(PyValueError::new_err("the socket must be non-blocking"));
+        }
+        sock.call_method0("fileno")?.extract()
+    }
+
+    /// Waits for `fd` to be readable (`write == false`) or writable, then runs `op` until
+    /// it completes; resolves and returns the future.
+    fn sock_wait(
+        slf: &Bound<'_, Self>,
+        fut: Bound<'_, PyAny>,
+        fd: RawFd,
+        write: bool,
+        op: Op,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let wait = Bound::new(
+            py,
+            SockWait {
+                fut: fut.clone().unbind(),
+                fd,
+                op,
+            },
+        )?;
+        let fd_obj = PyInt::new(py, fd);
+        let handle = Self::add_io(
+            slf,
+            fd_obj.as_any(),
+            wait.into_any(),
+            PyTuple::empty(py),
+            write,
+        )?;
+        let done = SockDone {
+            loop_: slf.clone().unbind(),
+            handle,
+            fd,
+            write,
+        };
+        fut.call_method1("add_done_callback", (Bound::new(py, done)?,))?;
+        Ok(fut.unbind())
+    }
+
+    /// A future holding the result of an attempt that completed at once, or raises its
+    /// error; `None` if it would block.
+    fn done_at_once(slf: &Bound<'_, Self>, attempt: Attempt) -> PyResult<Option<Py<PyAny>>> {
+        match attempt {
+            Attempt::Blocked => Ok(None),
+            Attempt::Failed(e) => Err(e),
+            Attempt::Done(v) => {
+                let fut = Self::create_future(slf)?;
+                fut.bind(slf.py()).call_method1("set_result", (v,))?;
+                Ok(Some(fut))
+            }
+        }
+    }
+
+    pub(super) fn sock_recv(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        n: isize,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = Self::sock_prologue(slf, sock)?;
+        let n =
+            usize::try_from(n).map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
+        if let Some(fut) = Self::done_at_once(slf, recv(py, fd, n)?)? {
+            return Ok(fut);
+        }
+        let fut = Self::create_future(slf)?.into_bound(py);
+        Self::sock_wait(slf, fut, fd, false, Op::Recv(n))
+    }
+
+    pub(super) fn sock_recv_into(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        buf: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = Self::sock_prologue(slf, sock)?;
+        if let Some(fut) = Self::done_at_once(slf, recv_into(py, fd, buf)?)? {
+            return Ok(fut);
+        }
+        let fut = Self::create_future(slf)?.into_bound(py);
+        Self::sock_wait(slf, fut, fd, false, Op::RecvInto(buf.clone().unbind()))
+    }
+
+    pub(super) fn sock_sendall(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = Self::sock_prologue(slf, sock)?;
+        let pos = AtomicUsize::new(0);
+        if let Some(fut) = Self::done_at_once(slf, send_rest(py, fd, data, &pos)?)? {
+            return Ok(fut);
+        }
+        // asyncio keeps a memoryview of the data while it waits: the object cannot be
+        // resized meanwhile.
+        let data = pyo3::types::PyMemoryView::from(data)?.into_any().unbind();
+        let fut = Self::create_future(slf)?.into_bound(py);
+        Self::sock_wait(slf, fut, fd, true, Op::SendAll { data, pos })
+    }
+
+    /// `sock.<method>(*args)` at once, else when `sock` is readable (`write == false`) or
+    /// writable, calling `sock.<method>(*wait_args)` then.
+    pub(super) fn sock_method(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        method: &'static str,
+        args: Bound<'_, PyTuple>,
+        wait_args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = Self::sock_prologue(slf, sock)?;
+        if let Some(fut) = Self::done_at_once(slf, call_method(sock, method, &args)?)? {
+            return Ok(fut);
+        }
+        let fut = Self::create_future(slf)?.into_bound(py);
+        let op = Op::Method {
+            sock: sock.clone().unbind(),
+            method,
+            args: wait_args.unbind(),
+        };
+        Self::sock_wait(slf, fut, fd, write, op)
+    }
+
+    pub(super) fn sock_accept(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = Self::sock_prologue(slf, sock)?;
+        let fut = Self::create_future(slf)?.into_bound(py);
+        match accept(py, fd, sock)? {
+            Attempt::Blocked => {
+                Self::sock_wait(slf, fut, fd, false, Op::Accept(sock.clone().unbind()))
+            }
+            done => {
+                settle(&fut, done)?;
+                Ok(fut.unbind())
+            }
+        }
+    }
+
+    pub(super) fn sock_connect(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        Self::sock_prologue(slf, sock)?;
+        let family: i32 = sock.getattr("family")?.extract()?;
+        let fut = Self::create_future(slf)?.into_bound(py);
+        let mut address = address.clone();
+        if family == libc::AF_INET || family == libc::AF_INET6 {
+            // asyncio's _ensure_resolved: a numeric host needs no getaddrinfo.
+            match Self::resolve_numeric(slf, sock, family, &address)? {
+                Some(resolved) => address = resolved,
+                None => {
+                    let (host, port) = address
+                        .get_item(0)
+                        .and_then(|h| Ok((h, address.get_item(1)?)))?;
+                    let socket = py.import("socket")?;
+                    let args = (
+                        host,
+                        port,
+                        family,
+                        sock.getattr("type")?,
+                        sock.getattr("proto")?,
+                        0,
+                    )
+                        .into_pyobject(py)?;
+                    let infos = Self::run_in_executor(
+                        slf,
+                        &py.None().into_bound(py),
+                        &socket.getattr("getaddrinfo")?,
+                        &args,
+                    )?;
+                    let then = SockResolved {
+                        loop_: slf.clone().unbind(),
+                        fut: fut.clone().unbind(),
+                        sock: sock.clone().unbind(),
+                    };
+                    infos
+                        .bind(py)
+                        .call_method1("add_done_callback", (Bound::new(py, then)?,))?;
+                    return Ok(fut.unbind());
+                }
+            }
+        }
+        Self::connect_step(slf, &fut, sock, &address)?;
+        Ok(fut.unbind())
+    }
+
+    /// asyncio's `_ipaddr_info` for `address` on a socket of `family`: the address to
+    /// connect to if its host is numeric, natively for the usual `(str, int)` form.
+    fn resolve_numeric<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        family: i32,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let ty: i32 = sock.getattr("type")?.extract()?;
+        let proto: i32 = sock.getattr("proto")?.extract()?;
+        let plain = matches!(ty, libc::SOCK_STREAM | libc::SOCK_DGRAM)
+            && matches!(proto, 0 | libc::IPPROTO_TCP | libc::IPPROTO_UDP);
+        if plain {
+            if let Some(addr) = numeric_address(family, address) {
+                let host = address.get_item(0)?;
+                return Ok(Some(match addr {
+                    std::net::SocketAddr::V4(a) => (host, a.port()).into_pyobject(py)?.into_any(),
+                    std::net::SocketAddr::V6(a) => (host, a.port(), a.flowinfo(), a.scope_id())
+                        .into_pyobject(py)?
+                        .into_any(),
+                }));
+            }
+        }
+        // The other forms (bytes hosts, str ports, None): asyncio's own function.
+        let head = address.get_item(pyo3::types::PySlice::new(py, 0, 2, 1))?;
+        let (host, port): (Bound<'_, PyAny>, Bound<'_, PyAny>) = head.extract()?;
+        let mut args = vec![host, port, family.into_pyobject(py)?.into_any()];
+        args.push(ty.into_pyobject(py)?.into_any());
+        args.push(proto.into_pyobject(py)?.into_any());
+        for i in 2..address.len()? {
+            args.push(address.get_item(i)?);
+        }
+        let info = Names::get(py)?
+            .base_events
+            .bind(py)
+            .getattr("_ipaddr_info")?
+            .call1(PyTuple::new(py, args)?)?;
+        if info.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(info.get_item(4)?))
+    }
+
+    /// asyncio's `_sock_connect`: connects, or waits for the connection's outcome.
+    fn connect_step(
+        slf: &Bound<'_, Self>,
+        fut: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        let family: i32 = sock.getattr("family")?.extract()?;
+        let attempt = match numeric_address(family, address) {
+            Some(addr) => {
+                let res = sys::connect(fd, &sys::SockAddr::from_ip(&addr));
+                attempt_of(res, |()| Ok(py.None()))?
+            }
+            // Unix and other families, and addresses the socket module must check.
+            None => match sock.call_method1("connect", (address,)) {
+                Ok(_) => Attempt::Done(py.None()),
+                Err(e) => caught(py, e)?,
+            },
+        };
+        match attempt {
+            Attempt::Blocked => {
+                let op = Op::Connect(address.clone().unbind());
+                Self::sock_wait(slf, fut.clone(), fd, true, op).map(drop)
+            }
+            done => settle(fut, done),
+        }
+    }
+}
