@@ -336,3 +336,26 @@ def test_signal_handler_across_run_until_complete(loop):
         out.append(loop.run_until_complete(main(tag)))
     loop.run_until_complete(asyncio.sleep(0.05))
     assert out == ["A", "sig A rm=True", "B", "sig B rm=True", "C", "sig C rm=True"]
+
+
+def test_signal_left_when_last_handler_removed_is_dropped(loop):
+    """A signal that arrived just before its last handler was removed is read (and dropped,
+    no handler) by the next poll, as asyncio's self-pipe reader does: a handler installed
+    for it a few busy iterations later must not see it."""
+    out = []
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "old")
+        await asyncio.sleep(0)
+        # In one batch: the signal arrives, then its only handler goes.
+        loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+        loop.call_soon(lambda: out.append(("removed", loop.remove_signal_handler(signal.SIGUSR1))))
+        for _ in range(10):  # busy iterations, no fd watched
+            await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "new")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+    loop.run_until_complete(main())
+    assert out == [("removed", True)]

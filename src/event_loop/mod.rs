@@ -136,8 +136,9 @@ pub struct LoopCore {
     executor_shutdown_called: AtomicBool,
     asyncgens_shutdown_called: AtomicBool,
     busy_iterations_without_poll: AtomicU32,
-    /// Whether a signal handler is installed (then every iteration polls: see
-    /// POLL_EVERY_BUSY_ITERATIONS). Kept equal to `!pystate.signal_handlers.is_empty()`.
+    /// Whether the signal socket may receive or still hold a byte (then every iteration
+    /// polls: see POLL_EVERY_BUSY_ITERATIONS): set while a signal handler is installed,
+    /// and until the first poll after the last one is removed (see `run_once`).
     signals_watched: AtomicBool,
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.

@@ -311,6 +311,15 @@ impl LoopCore {
             if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
+            // Once the last signal handler is gone (and `set_wakeup_fd(-1)` called), no
+            // byte can reach the signal socket any more, but one written before may still
+            // be there: asyncio's next poll reads it and drops it (no handler). This poll
+            // did that (its read job is queued), so busy iterations may skip polls again.
+            if this.signals_watched.load(Ordering::Relaxed)
+                && this.pystate.with(|s| s.signal_handlers.is_empty())
+            {
+                this.signals_watched.store(false, Ordering::Relaxed);
+            }
             events.clear();
             this.io_events.with(|e| *e = events);
             this.queues.with(|q| Self::take_batch(py, q, batch));

@@ -175,7 +175,6 @@ impl LoopCore {
                     st.signal_handlers.is_empty(),
                 )
             });
-            this.signals_watched.store(!none_left, Ordering::Relaxed);
             drop(gone);
             if none_left {
                 if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
@@ -205,7 +204,7 @@ impl LoopCore {
             let removed = st.signal_handlers.remove(&sig);
             (removed, st.signal_handlers.is_empty())
         });
-        this.signals_watched.store(!none_left, Ordering::Relaxed);
+        // `signals_watched` stays set even if none is left: see `run_once`.
         if removed.is_none() {
             return Ok(false);
         }
