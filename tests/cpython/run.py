@@ -989,9 +989,11 @@ def main(argv=None):
         for m, tid, outcome in regs:
             where = "on-fl" if tid in runs[m].fl else "stock-only"
             print("  %s  %s.%s  [%s]" % (outcome.upper().ljust(7), m, tid, where))
-            if args.verbose:
-                for l in excerpt(runs[m].tbs.get(tid), args.tb_lines):
-                    print("        " + l)
+            # Always shown: a regression in CI must be diagnosable from its log alone (a hang
+            # shows the stacks faulthandler dumped).
+            tb = runs[m].tbs.get(tid) or ""
+            for l in (tb.splitlines() if tb.startswith("hung") else excerpt(tb, args.tb_lines)):
+                print("        " + l)
         failures.append("%d regression(s)" % len(regs))
     xpass = [(m, t) for m in ran for t in gates[m]["unexpected_pass"]]
     if xpass:
