@@ -37,6 +37,25 @@ def normalise(s: str, task_base: int | None) -> str:
     return s
 
 
+def program_frames(msg: str) -> str:
+    """A logged message with its debug tracebacks ("Handle created at ...") cut to the
+    program's own frames. The 10-frame window differs on purpose (README, known
+    differences): asyncio's holds frames of its Python methods that ferroloop implements
+    natively (run_until_complete, run_forever, _run_once), so it reaches less far up the
+    harness's stack."""
+    out, skip_code = [], False
+    for line in msg.splitlines():
+        if skip_code and line.startswith("    "):
+            skip_code = False
+            continue
+        skip_code = False
+        if line.startswith('  File "') and not line.startswith('  File "difftest_'):
+            skip_code = True
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 # Reports made when garbage is destroyed: when (within a stage) depends on whether the
 # object sat in a reference cycle, which differs where asyncio runs Python frames and
 # ferroloop native code.  They are traced at the end of the stage, sorted.
@@ -136,7 +155,7 @@ class Harness:
                     h.gc_reports.append(normalise("LOG %s %s exc=%s" % (
                         record.levelname, msg, h.EC(exc)), h.task_base))
                     return
-                h.T("LOG", record.levelname, msg, "exc=" + h.EC(exc))
+                h.T("LOG", record.levelname, program_frames(msg), "exc=" + h.EC(exc))
 
         self._log_handler = Rec()
         lg = logging.getLogger("asyncio")
