@@ -468,6 +468,13 @@ def child_main(job_path):
     module = job["module"]
     out = open(job["results"], "a", buffering=1)
 
+    # A process started in the background by a non-interactive shell (`cmd &`, nohup) starts
+    # with SIGINT ignored, and Python keeps it so. CPython's tests that interrupt themselves
+    # (test_runners' _thread.interrupt_main()) then wait forever, on stock asyncio as on
+    # ferroloop: give the tests the SIGINT handling of an interpreter started from a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def emit(**rec):
         out.write(json.dumps(rec) + "\n")
         out.flush()
