@@ -359,3 +359,25 @@ def test_signal_left_when_last_handler_removed_is_dropped(loop):
 
     loop.run_until_complete(main())
     assert out == [("removed", True)]
+
+
+def test_signal_read_after_a_threadsafe_wakeup(loop):
+    """asyncio's call_soon_threadsafe wakes its loop through the self-pipe that carries
+    signal numbers too, so the next poll queues the pipe's reader: a signal raised by a
+    callback of that iteration is read there, and goes to the handler installed at that
+    moment, before a later step replaces it (found by the differential test)."""
+    out = []
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "old")
+        loop.call_soon_threadsafe(lambda: None)
+        await asyncio.sleep(0)
+        signal.raise_signal(signal.SIGUSR1)
+        await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "new")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+    loop.run_until_complete(main())
+    assert out == ["old"]

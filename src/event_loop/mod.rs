@@ -140,6 +140,10 @@ pub struct LoopCore {
     /// polls: see POLL_EVERY_BUSY_ITERATIONS): set while a signal handler is installed,
     /// and until the first poll after the last one is removed (see `run_once`).
     signals_watched: AtomicBool,
+    /// Set by `call_soon_threadsafe` while `signals_watched`: asyncio's wake-up byte goes
+    /// through the self-pipe that carries signal numbers, so its next poll reads the signal
+    /// socket whether or not a signal came; the next poll here does the same.
+    self_pipe_pending: AtomicBool,
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.
     shadowed: AtomicBool,
@@ -208,6 +212,7 @@ impl LoopCore {
             asyncgens_shutdown_called: AtomicBool::new(false),
             busy_iterations_without_poll: AtomicU32::new(0),
             signals_watched: AtomicBool::new(false),
+            self_pipe_pending: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
         })
     }

@@ -22,7 +22,7 @@ use super::{CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, POLL_EVERY_BUSY_ITERATIONS
 use crate::clock::monotonic;
 use crate::handle::{retrack_unscheduled, Handle};
 use crate::names::{events_attr, logger, Names};
-use crate::reactor::WAKER;
+use crate::reactor::{SIGNALS, WAKER};
 
 /// Whether a timer whose deadline is NaN is due at once. asyncio 3.11 and 3.12 compute the
 /// poll timeout as `min(max(0, when - now), MAXIMUM_SELECT_TIMEOUT)`, which is 0 for NaN;
@@ -310,6 +310,12 @@ impl LoopCore {
             }
             if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
+            }
+            if this.self_pipe_pending.swap(false, Ordering::AcqRel)
+                && !events.iter().any(|e| e.token == SIGNALS)
+            {
+                // Where asyncio's self-pipe reader runs after a call_soon_threadsafe wake-up.
+                this.queues.with(|q| q.ready.push_back(Job::ReadSignals));
             }
             // Once the last signal handler is gone (and `set_wakeup_fd(-1)` called), no
             // byte can reach the signal socket any more, but one written before may still

@@ -1,6 +1,8 @@
 //! Scheduling callbacks: `call_soon`, `call_soon_threadsafe`, `call_later`, `call_at`, and
 //! the pool of recycled handles that keeps `call_soon` free of allocations.
 
+use std::sync::atomic::Ordering;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyTuple};
@@ -43,7 +45,13 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed()?;
         this.check_callback(slf.py(), &callback, "call_soon_threadsafe")?;
-        Self::schedule_soon(slf, callback, args, context)
+        let handle = Self::schedule_soon(slf, callback, args, context)?;
+        if this.signals_watched.load(Ordering::Relaxed) {
+            // asyncio wakes its loop through the self-pipe that also carries signal numbers,
+            // so its next poll reads that pipe: a signal raised meanwhile is handled there.
+            this.self_pipe_pending.store(true, Ordering::Release);
+        }
+        Ok(handle)
     }
 
     /// Schedules `callback(*args)` to run `delay` seconds from now.
