@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
+import socket
 import sys
 import threading
 import warnings
@@ -142,3 +143,14 @@ def run_briefly(loop, iterations=1):
     for _ in range(iterations):
         loop.call_soon(loop.stop)
         loop.run_forever()
+
+
+@pytest.fixture
+def sockpair():
+    """A connected pair of non-blocking sockets, closed after the test."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()

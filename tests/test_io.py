@@ -8,15 +8,6 @@ import pytest
 from conftest import run_briefly
 
 
-@pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
 
 def _run_until(loop, predicate, timeout=5.0):
     """Run the loop until predicate() is true (checked every iteration)."""

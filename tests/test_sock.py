@@ -9,15 +9,6 @@ import pytest
 from conftest import run_with_timeout
 
 
-@pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
 
 @pytest.fixture
 def listener():

@@ -25,6 +25,19 @@ pub(super) fn runtime_error<'py>(py: Python<'py>, msg: String) -> PyResult<Bound
     py.get_type::<PyRuntimeError>().call1((msg,))
 }
 
+/// The error a task steps with when it awaits a future of another loop (the C Task's).
+fn different_loop_error<'py>(
+    task: &Bound<'py, PyAny>,
+    result: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let msg = format!(
+        "Task {} got Future {} attached to a different loop",
+        task.repr()?,
+        result.repr()?
+    );
+    runtime_error(task.py(), msg)
+}
+
 /// `_enter_task(loop, task)` as the C Task does it (`enter_task` in `_asynciomodule.c`,
 /// 3.11–3.13) on the module's `_current_tasks` dict, without a call: one `setdefault`
 /// both checks that no task is current and makes this one current.
@@ -241,14 +254,7 @@ pub(super) fn handle_yield<'py>(
         Some(rst) => {
             let (blocking, rloop) = rst.inner.with(|g| (g.blocking, opt(&g.loop_, py)));
             if !rloop.is_some_and(|l| l.is(&loop_)) {
-                let e = runtime_error(
-                    py,
-                    format!(
-                        "Task {} got Future {} attached to a different loop",
-                        task.repr()?,
-                        result.repr()?
-                    ),
-                )?;
+                let e = different_loop_error(task, &result)?;
                 return call_step_soon(task, ts, Some(&e));
             }
             Some(blocking)
@@ -258,14 +264,7 @@ pub(super) fn handle_yield<'py>(
             Some(b) if b.is_none() => None,
             Some(b) => {
                 if !future_loop(&result)?.is(&loop_) {
-                    let e = runtime_error(
-                        py,
-                        format!(
-                            "Task {} got Future {} attached to a different loop",
-                            task.repr()?,
-                            result.repr()?
-                        ),
-                    )?;
+                    let e = different_loop_error(task, &result)?;
                     return call_step_soon(task, ts, Some(&e));
                 }
                 Some(b.is_truthy()?)
