@@ -30,6 +30,7 @@ pub mod event_loop;
 pub mod future;
 pub mod handle;
 pub mod names;
+pub mod net;
 #[allow(unsafe_code)]
 pub mod pyo;
 pub mod reactor;
@@ -46,6 +47,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event_loop::dispatch::record_own_methods(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;
+    m.add_class::<net::stream::StreamCore>()?;
+    m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     future::register(m)?;
     task::register(m)?;

@@ -73,6 +73,9 @@ pub struct Names {
     pub eager_tasks: bool,
     /// 3.13+: `uncancel()` down to zero clears `_must_cancel`.
     pub uncancel_resets: bool,
+    /// `Server._attach(transport)` / `_detach(transport)` (3.13) rather than
+    /// `_attach()` / `_detach()`: read off the signature.
+    pub server_attach_takes_transport: bool,
 
     // ----- interned attribute names (for the vectorcall helpers of `pyo::call`) --------
     pub str_call_soon: Py<PyString>,
@@ -190,6 +193,14 @@ impl Names {
                 task_print_stack: attr(&base_tasks, "_task_print_stack")?,
                 eager_tasks,
                 uncancel_resets: py.version_info() >= (3, 13),
+                server_attach_takes_transport: py
+                    .import("asyncio.base_events")?
+                    .getattr("Server")?
+                    .getattr("_attach")?
+                    .getattr("__code__")?
+                    .getattr("co_argcount")?
+                    .extract::<u32>()?
+                    >= 2,
 
                 str_call_soon: PyString::intern(py, "call_soon").unbind(),
                 str_add_done_callback: PyString::intern(py, "add_done_callback").unbind(),

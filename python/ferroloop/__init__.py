@@ -20,6 +20,10 @@ from __future__ import annotations
 import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
+from asyncio import base_events as _base_events
+from asyncio import constants as _constants
+from asyncio import selector_events as _selector_events
+from asyncio import unix_events as _unix_events
 
 from . import _ferroloop
 from ._ferroloop import Future, Handle, Task, TimerHandle, __version__
@@ -30,8 +34,123 @@ __all__ = (
 )
 
 
+class _SocketTransport(_asyncio.Transport):
+    """A stream transport over a TCP or Unix socket. All of it is native
+    (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport``, which
+    ``BaseTransport``'s ``__slots__`` keep a native type from being."""
+
+    __slots__ = ("_core", "__weakref__")
+    _start_tls_compatible = True
+    _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, core):
+        self._core = core
+
+    def __repr__(self):
+        return self._core._repr(type(self).__name__)
+
+    def __del__(self):
+        self._core._del()
+
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def abort(self):
+        self._core.abort()
+
+    # What asyncio's loop.sendfile() and start_tls() use of a selector transport.
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+
+_ferroloop._register_transport_class(_SocketTransport)
+
+
+def _borrowed(cls, *names):
+    """asyncio's own connection-setup methods (address resolution, happy eyeballs, the
+    ``Server`` object, TLS via ``SSLProtocol``), bound to ferroloop's loop: they call its
+    native pieces (``sock_connect``, ``_make_socket_transport``, ``_start_serving``)."""
+    return {name: cls.__dict__[name] for name in names if name in cls.__dict__}
+
+
 class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
     """The ferroloop event loop: an ``asyncio.AbstractEventLoop`` with a native core."""
+
+    locals().update(_borrowed(
+        _base_events.BaseEventLoop,
+        "create_connection", "_create_connection_transport", "_ensure_resolved",
+        "_connect_sock", "create_server", "_create_server_getaddrinfo",
+        "connect_accepted_socket", "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
+        "sendfile", "_sendfile_fallback", "start_tls",
+        "sock_sendfile", "_sock_sendfile_fallback", "_check_sendfile_params",
+    ))
+    locals().update(_borrowed(
+        _selector_events.BaseSelectorEventLoop, "_accept_connection2", "_make_ssl_transport",
+    ))
+    locals().update(_borrowed(
+        _unix_events._UnixSelectorEventLoop,
+        "create_unix_connection", "create_unix_server",
+        "_sock_sendfile_native", "_sock_sendfile_native_impl",
+        "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
+    ))
+
+    if _sys.version_info >= (3, 13):
+        def __init__(self):
+            # create_unix_server(cleanup_socket=True) records its sockets here.
+            self._unix_server_sockets = {}
 
     # asyncio defines these two as coroutines; the work is native, these await it.
     async def shutdown_asyncgens(self) -> None:

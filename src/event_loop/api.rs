@@ -332,6 +332,56 @@ impl LoopCore {
         Self::sock_accept(slf, sock)
     }
 
+    // ----- transports and servers (net/) ---------------------------------------------
+
+    /// A native stream transport over connected socket `sock` (asyncio's selector loop
+    /// method, which `create_connection` and friends call).
+    #[pyo3(signature = (sock, protocol, waiter=None, extra=None, server=None))]
+    fn _make_socket_transport<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+        server: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::stream::make_socket_transport(slf, sock, protocol, waiter, extra, server)
+    }
+
+    /// Starts accepting connections on listening `sock` for `server` (called by
+    /// `asyncio.Server`).
+    #[pyo3(signature = (protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _start_serving(
+        slf: &Bound<'_, Self>,
+        protocol_factory: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        sslcontext: Option<&Bound<'_, PyAny>>,
+        server: Option<&Bound<'_, PyAny>>,
+        backlog: usize,
+        ssl_handshake_timeout: Option<&Bound<'_, PyAny>>,
+        ssl_shutdown_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        crate::net::listener::start_serving(
+            slf,
+            protocol_factory,
+            sock,
+            sslcontext.unwrap_or(&none),
+            server.unwrap_or(&none),
+            backlog,
+            ssl_handshake_timeout.unwrap_or(&none),
+            ssl_shutdown_timeout.unwrap_or(&none),
+        )
+    }
+
+    /// Stops accepting on `sock` and closes it (called by `asyncio.Server.close`).
+    fn _stop_serving(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+        crate::net::listener::stop_serving(slf, sock)
+    }
+
     // ----- signals --------------------------------------------------------------------
 
     /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).

@@ -16,22 +16,75 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
+use pyo3::exceptions::PyRuntimeError;
+
 use super::ready::Job;
 use super::{os_error, LoopCore};
 use crate::handle::Handle;
+use crate::net::listener::Listener;
+use crate::net::stream::{StreamCore, StreamEvent, StreamJob};
 use crate::reactor::{Interest, Ready, SIGNALS};
 
+/// What `add_reader`/`add_writer` (and a `sock_*` wait) may do on an fd with an owner
+/// other than a watch.
+enum Taken {
+    /// A live transport uses it: asyncio's `_ensure_fd_no_transport` raises.
+    InUse(Py<StreamCore>),
+    /// A closing transport or a listener: the watch replaces it, as asyncio's reader
+    /// replaces theirs.
+    Replace,
+}
+
 /// Who owns a registered fd.
-pub(super) enum Owner {
+pub(crate) enum Owner {
     /// `add_reader`/`add_writer` callbacks.
     Watch(Watch),
+    /// A stream transport (`net::stream`), for its whole life.
+    Stream(StreamOwner),
+    /// A server's listening socket (`net::listener`), while it is served.
+    Listener(Py<Listener>),
+}
+
+/// A stream transport's registration: what it is polled for, mirrored here so that a
+/// poll's dispatch needs no access to the transport's state.
+pub(crate) struct StreamOwner {
+    core: Py<StreamCore>,
+    interest: Interest,
+    /// The transport's reader generation when reading was last switched (see
+    /// `StreamEvent::Readable`).
+    read_gen: u32,
+}
+
+impl StreamOwner {
+    pub(super) fn visit(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.core)
+    }
+
+    pub(crate) fn new(core: Py<StreamCore>) -> Self {
+        StreamOwner {
+            core,
+            interest: Interest::default(),
+            read_gen: 0,
+        }
+    }
+}
+
+impl Owner {
+    /// The native object behind a transport or listener owner.
+    fn object_ptr(&self) -> *mut pyo3::ffi::PyObject {
+        match self {
+            Owner::Watch(_) => std::ptr::null_mut(),
+            Owner::Stream(so) => so.core.as_ptr(),
+            Owner::Listener(l) => l.as_ptr(),
+        }
+    }
 }
 
 /// The reader and writer callbacks of one fd, polled level-triggered as asyncio's
 /// selector loop does: each runs on every iteration while its direction is ready. Never
 /// registered with neither.
 #[derive(Default)]
-pub(super) struct Watch {
+pub(crate) struct Watch {
     pub(super) reader: Option<Py<Handle>>,
     pub(super) writer: Option<Py<Handle>>,
 }
@@ -55,11 +108,14 @@ impl Watch {
 }
 
 impl Owner {
-    /// The Python objects the owner holds, to be released once no state access is open.
+    /// The callback handles of a watch (none for other owners), to be cancelled or
+    /// released once no state access is open.
     pub(super) fn into_handles(self) -> impl Iterator<Item = Py<Handle>> {
-        match self {
-            Owner::Watch(w) => w.reader.into_iter().chain(w.writer),
-        }
+        let w = match self {
+            Owner::Watch(w) => w,
+            _ => Watch::default(),
+        };
+        w.reader.into_iter().chain(w.writer)
     }
 }
 
@@ -105,6 +161,7 @@ impl LoopCore {
         // asyncio's _add_reader/_add_writer check nothing about the callback.
         let fd = Self::fd_of(fd)?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
+        Self::take_over_from_transport(slf, fd)?;
         let previous = this.registry.with(|registry| {
             this.queues
                 .with(|q| match (registry.as_ref(), q.io.owner_of_fd(fd)) {
@@ -126,6 +183,10 @@ impl LoopCore {
                                 Err((e, mine))
                             }
                         }
+                    }
+                    // Taken over just before (see take_over_from_transport).
+                    (Some(_), Some(_)) => {
+                        Err((std::io::Error::from_raw_os_error(libc::EEXIST), None))
                     }
                     (Some(registry), None) => {
                         let mut watch = Watch::default();
@@ -164,9 +225,14 @@ impl LoopCore {
             return Ok(false);
         }
         let fd = Self::fd_of(fd)?;
+        if let Some(Taken::InUse(core)) = Self::fd_taken(slf, fd) {
+            return Err(Self::in_use_error(slf.py(), fd, core));
+        }
         let removed = this.registry.with(|registry| {
             this.queues.with(|q| {
-                let (token, Owner::Watch(watch)) = q.io.owner_of_fd(fd)?;
+                let (token, Owner::Watch(watch)) = q.io.owner_of_fd(fd)? else {
+                    return None;
+                };
                 let removed = watch.slot(write).take();
                 let interest = watch.interest();
                 if removed.is_some() {
@@ -208,7 +274,30 @@ impl LoopCore {
                     let Some(owner) = q.io.owner_mut(ev.token) else {
                         continue;
                     };
-                    let Owner::Watch(watch) = owner;
+                    let watch = match owner {
+                        Owner::Watch(watch) => watch,
+                        Owner::Stream(so) => {
+                            if ev.readable && so.interest.read {
+                                q.ready.push_back(Job::Stream(StreamJob {
+                                    core: so.core.clone_ref(py),
+                                    event: StreamEvent::Readable(so.read_gen),
+                                }));
+                            }
+                            if ev.writable && so.interest.write {
+                                q.ready.push_back(Job::Stream(StreamJob {
+                                    core: so.core.clone_ref(py),
+                                    event: StreamEvent::Writable,
+                                }));
+                            }
+                            continue;
+                        }
+                        Owner::Listener(l) => {
+                            if ev.readable {
+                                q.ready.push_back(Job::Accept(l.clone_ref(py)));
+                            }
+                            continue;
+                        }
+                    };
                     let before = watch.interest();
                     // asyncio's _process_events: a cancelled handle is removed, not run.
                     for (ready, write) in [(ev.readable, false), (ev.writable, true)] {
@@ -242,5 +331,170 @@ impl LoopCore {
         });
         drop(garbage);
         Ok(())
+    }
+
+    /// Who else than a watch owns `fd`, if anyone.
+    fn fd_taken(slf: &Bound<'_, Self>, fd: RawFd) -> Option<Taken> {
+        let py = slf.py();
+        slf.get().queues.with(|q| match q.io.owner_of_fd(fd) {
+            Some((_, Owner::Stream(so))) => {
+                if so.core.get().is_closing_now() {
+                    Some(Taken::Replace)
+                } else {
+                    Some(Taken::InUse(so.core.clone_ref(py)))
+                }
+            }
+            Some((_, Owner::Listener(_))) => Some(Taken::Replace),
+            _ => None,
+        })
+    }
+
+    /// asyncio's `_ensure_fd_no_transport` error.
+    fn in_use_error(py: Python<'_>, fd: RawFd, core: Py<StreamCore>) -> PyErr {
+        let transport = core.get().transport_repr(py);
+        PyRuntimeError::new_err(format!(
+            "File descriptor {fd} is used by transport {transport}"
+        ))
+    }
+
+    /// Before a watch takes `fd`: refuse if a live transport uses it; take it from a
+    /// closing transport or a listener (whose registration then goes).
+    pub(super) fn take_over_from_transport(slf: &Bound<'_, Self>, fd: RawFd) -> PyResult<()> {
+        match Self::fd_taken(slf, fd) {
+            None => Ok(()),
+            Some(Taken::InUse(core)) => Err(Self::in_use_error(slf.py(), fd, core)),
+            Some(Taken::Replace) => {
+                let this = slf.get();
+                let old = this.registry.with(|registry| {
+                    this.queues.with(|q| {
+                        let token = q.io.token_of(fd)?;
+                        q.io.deregister(registry.as_ref(), token)
+                    })
+                });
+                if let Some(Owner::Listener(l)) = &old {
+                    l.get().deactivate();
+                }
+                drop(old);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes `owner` (a transport or listener) the owner of `fd`, polled for nothing until
+    /// [`Self::set_owner_interest`]. A watch on the fd is replaced and its callbacks
+    /// cancelled, as asyncio's transport replaces a reader added before it.
+    pub(crate) fn adopt_fd(slf: &Bound<'_, Self>, fd: RawFd, owner: Owner) -> PyResult<()> {
+        let this = slf.get();
+        let res = this.registry.with(|registry| {
+            this.queues.with(|q| {
+                let Some(registry) = registry.as_ref() else {
+                    return Err((std::io::Error::from_raw_os_error(libc::EBADF), Some(owner), None));
+                };
+                let old = q
+                    .io
+                    .token_of(fd)
+                    .and_then(|t| q.io.deregister(Some(registry), t));
+                match q.io.register(registry, fd, Interest::default(), owner) {
+                    Ok(_) => Ok(old),
+                    Err((e, owner)) => Err((e.into(), Some(owner), old)),
+                }
+            })
+        });
+        match res {
+            Ok(old) => {
+                if let Some(old) = old {
+                    for h in old.into_handles() {
+                        h.bind(slf.py()).call_method0("cancel")?;
+                    }
+                }
+                Ok(())
+            }
+            Err((e, owner, old)) => {
+                drop((owner, old));
+                Err(os_error(e))
+            }
+        }
+    }
+
+    /// Polls `fd` for `interest` on behalf of its owner `who` (a transport's core or a
+    /// listener); nothing happens if `who` no longer owns it.
+    pub(crate) fn set_owner_interest(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        who: *mut pyo3::ffi::PyObject,
+        interest: Interest,
+        read_gen: u32,
+    ) {
+        let this = slf.get();
+        this.registry.with(|registry| {
+            let Some(registry) = registry.as_ref() else {
+                return;
+            };
+            this.queues.with(|q| {
+                let Some((token, owner)) = q.io.owner_of_fd(fd) else {
+                    return;
+                };
+                if owner.object_ptr() != who {
+                    return;
+                }
+                let changed = match owner {
+                    Owner::Stream(so) => {
+                        so.read_gen = read_gen;
+                        let changed = so.interest != interest;
+                        so.interest = interest;
+                        changed
+                    }
+                    _ => true,
+                };
+                if changed {
+                    // An error means the fd was closed behind the transport's back; its
+                    // next syscall reports that.
+                    let _ = q.io.reregister(registry, token, interest);
+                }
+            })
+        });
+    }
+
+    /// Forgets the registration of `fd` if `who` owns it (a transport that is closed).
+    pub(crate) fn release_fd(slf: &Bound<'_, Self>, fd: RawFd, who: *mut pyo3::ffi::PyObject) {
+        let this = slf.get();
+        let old = this.registry.with(|registry| {
+            this.queues.with(|q| {
+                let token = q.io.token_of(fd)?;
+                let (_, owner) = q.io.owner_of_fd(fd)?;
+                if owner.object_ptr() != who {
+                    return None;
+                }
+                q.io.deregister(registry.as_ref(), token)
+            })
+        });
+        drop(old);
+    }
+
+    /// Forgets the listener of `fd` (`_stop_serving`), giving it back.
+    pub(crate) fn release_listener(slf: &Bound<'_, Self>, fd: RawFd) -> Option<Py<Listener>> {
+        let this = slf.get();
+        let old = this.registry.with(|registry| {
+            this.queues.with(|q| {
+                let token = q.io.token_of(fd)?;
+                match q.io.owner_of_fd(fd)? {
+                    (_, Owner::Listener(_)) => q.io.deregister(registry.as_ref(), token),
+                    _ => None,
+                }
+            })
+        });
+        match old {
+            Some(Owner::Listener(l)) => Some(l),
+            other => {
+                drop(other);
+                None
+            }
+        }
+    }
+
+    /// Appends a transport's job to the ready queue.
+    pub(crate) fn push_stream_job(&self, job: StreamJob) {
+        self.queues.with(|q| q.ready.push_back(Job::Stream(job)));
+        self.wake_if_polling();
     }
 }

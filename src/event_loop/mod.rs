@@ -46,7 +46,9 @@ mod tasks;
 pub mod timers;
 
 use ready::Job;
+pub(crate) use io::{Owner, StreamOwner};
 pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
+pub(crate) use sock::{accept_connection, Attempt};
 pub use run::run_until_complete_cb;
 
 use std::collections::{HashMap, VecDeque};
@@ -64,7 +66,6 @@ use crate::pyo::attached::in_traverse;
 use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
 use crate::reactor::{Poller, Ready, Registrations};
-use io::Owner;
 use signals::SignalSocket;
 use timers::{release_timers, TimerHeap};
 
@@ -162,6 +163,16 @@ impl LoopCore {
         Ok(())
     }
 
+    /// Whether `close()` was called.
+    pub(crate) fn is_closed_now(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The debug flag (`get_debug()` of an unpatched loop).
+    pub(crate) fn is_debug(&self) -> bool {
+        self.debug_on()
+    }
+
     fn is_running_inner(&self) -> bool {
         self.thread_id.load(Ordering::Acquire) != 0
     }
@@ -235,6 +246,8 @@ impl LoopCore {
                             visit.call(&c.context)?;
                         }
                         Job::ReadSignals => {}
+                        Job::Stream(j) => j.visit(&visit)?,
+                        Job::Accept(l) => visit.call(l)?,
                     }
                 }
                 for owner in q.io.owners() {
@@ -243,6 +256,8 @@ impl LoopCore {
                             visit.call(&w.reader)?;
                             visit.call(&w.writer)?;
                         }
+                        Owner::Stream(so) => so.visit(&visit)?,
+                        Owner::Listener(l) => visit.call(l)?,
                     }
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop

@@ -47,6 +47,10 @@ pub(crate) enum Job {
     /// reported the socket, whose `_handle_signal` appends each handler to the ready queue
     /// (so it runs on the next iteration, after what this one scheduled before it).
     ReadSignals,
+    /// A stream transport's readiness or scheduled protocol call (`net::stream`).
+    Stream(crate::net::stream::StreamJob),
+    /// A served listening socket is readable: accept (`net::listener`).
+    Accept(Py<crate::net::listener::Listener>),
 }
 
 /// A step (`wakeup == false`, `arg` = exception to throw in) or a wake-up (`wakeup ==

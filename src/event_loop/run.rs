@@ -352,6 +352,8 @@ impl LoopCore {
                 Job::Call(call) => Self::run_native(slf, call),
                 Job::Task(call) => Self::run_task(slf, call),
                 Job::ReadSignals => Self::dispatch_signals(slf),
+                Job::Stream(job) => crate::net::stream::run_job(slf, job),
+                Job::Accept(listener) => crate::net::listener::run_job(slf, listener),
             };
             if let Err(e) = res {
                 this.queues.with(|q| {

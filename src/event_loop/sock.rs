@@ -54,7 +54,7 @@ enum Op {
 }
 
 /// The outcome of one attempt.
-enum Attempt {
+pub(crate) enum Attempt {
     /// Would block: wait (again).
     Blocked,
     /// The call's result.
@@ -158,7 +158,11 @@ fn connect_outcome(py: Python<'_>, fd: RawFd, address: &Bound<'_, PyAny>) -> PyR
 
 /// `sock.accept()` followed by `conn.setblocking(False)`: the connection as
 /// `socket.socket(family, type, proto, fileno=fd)`, and the peer's address.
-fn accept(py: Python<'_>, fd: RawFd, sock: &Bound<'_, PyAny>) -> PyResult<Attempt> {
+pub(crate) fn accept_connection(
+    py: Python<'_>,
+    fd: RawFd,
+    sock: &Bound<'_, PyAny>,
+) -> PyResult<Attempt> {
     let (conn, addr) = match sys::accept(fd) {
         Ok(v) => v,
         Err(e) if would_block(&e) => return Ok(Attempt::Blocked),
@@ -239,7 +243,7 @@ impl SockWait {
             },
             Op::SendAll { data, pos } => send_rest(py, self.fd, data.bind(py), pos),
             Op::Connect(address) => connect_outcome(py, self.fd, address.bind(py)),
-            Op::Accept(sock) => accept(py, self.fd, sock.bind(py)),
+            Op::Accept(sock) => accept_connection(py, self.fd, sock.bind(py)),
             Op::Method { sock, method, args } => call_method(sock.bind(py), method, args.bind(py)),
         }
     }
@@ -526,7 +530,7 @@ impl LoopCore {
         let py = slf.py();
         let fd = Self::sock_prologue(slf, sock)?;
         let fut = Self::create_future(slf)?.into_bound(py);
-        match accept(py, fd, sock)? {
+        match accept_connection(py, fd, sock)? {
             Attempt::Blocked => {
                 Self::sock_wait(slf, fut, fd, false, Op::Accept(sock.clone().unbind()))
             }

@@ -58,6 +58,13 @@ pub unsafe fn take<'py>(
     }
 }
 
+/// `SystemExit` or `KeyboardInterrupt`: what asyncio's callbacks let propagate
+/// (`except (SystemExit, KeyboardInterrupt): raise`).
+pub fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}
+
 pub fn is_instance_of_exc(exc: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
     // SAFETY: both are live; PyErr_GivenExceptionMatches never raises.
     unsafe { ffi::PyErr_GivenExceptionMatches(exc.as_ptr(), ty.as_ptr()) != 0 }

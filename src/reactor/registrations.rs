@@ -83,6 +83,10 @@ impl From<RegisterError> for io::Error {
 struct Registration<O> {
     fd: RawFd,
     owner: O,
+    /// Whether epoll has the fd: a registration polled for no direction (a paused
+    /// transport) is kept here, as the fd's owner, but not in epoll, which would report
+    /// hang-ups and errors for it on every poll.
+    in_epoll: bool,
 }
 
 /// The loop's registrations: owners by token, and tokens by fd number.
@@ -143,7 +147,8 @@ impl<O> Registrations<O> {
     }
 
     /// Registers `fd` for `interest` on behalf of `owner`; gives the owner back if the fd
-    /// already has one or epoll refuses the fd.
+    /// already has one or epoll refuses the fd. With an empty `interest` the owner is
+    /// recorded and epoll is left alone until [`Self::reregister`] gives a direction.
     pub fn register(
         &mut self,
         registry: &Registry,
@@ -154,13 +159,22 @@ impl<O> Registrations<O> {
         if let Some(&token) = self.by_fd.get(&fd) {
             return Err((RegisterError::InUse(token), owner));
         }
-        let token = match self.slab.insert(Registration { fd, owner }) {
+        let in_epoll = !interest.is_empty();
+        let token = match self.slab.insert(Registration {
+            fd,
+            owner,
+            in_epoll,
+        }) {
             Ok(token) => token,
             Err(r) => {
                 let e = io::Error::other("too many registered file descriptors");
                 return Err((RegisterError::Os(e), r.owner));
             }
         };
+        if !in_epoll {
+            self.by_fd.insert(fd, token);
+            return Ok(token);
+        }
         let events = interest.epoll_events();
         let res = match epoll_ctl(registry, libc::EPOLL_CTL_ADD, fd, events, token) {
             // epoll still has the fd under a token the slab no longer knows (a descriptor
@@ -190,17 +204,41 @@ impl<O> Registrations<O> {
     /// the file the number names now, under a new token (see [`Self::token_of`]): events
     /// still reported for the old file, which lives on if it was duplicated, carry the old
     /// token and are dropped.
+    ///
+    /// An empty `interest` takes the fd out of epoll and keeps the registration (see
+    /// [`Registration::in_epoll`]); a direction puts it back.
     pub fn reregister(
         &mut self,
         registry: &Registry,
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        let Some(r) = self.slab.get(token) else {
+        let Some(r) = self.slab.get_mut(token) else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         };
         let fd = r.fd;
         let events = interest.epoll_events();
+        if interest.is_empty() {
+            if r.in_epoll {
+                r.in_epoll = false;
+                // EBADF/ENOENT: closed (and perhaps reused) already; epoll forgot it.
+                let _ = epoll_ctl(registry, libc::EPOLL_CTL_DEL, fd, 0, token);
+            }
+            return Ok(());
+        }
+        if !r.in_epoll {
+            match epoll_ctl(registry, libc::EPOLL_CTL_ADD, fd, events, token) {
+                // Still there under a token the slab no longer knows: take it over.
+                Err(e) if errno_is(&e, libc::EEXIST) => {
+                    epoll_ctl(registry, libc::EPOLL_CTL_MOD, fd, events, token)?
+                }
+                r => r?,
+            }
+            if let Some(r) = self.slab.get_mut(token) {
+                r.in_epoll = true;
+            }
+            return Ok(());
+        }
         match epoll_ctl(registry, libc::EPOLL_CTL_MOD, fd, events, token) {
             Err(e) if errno_is(&e, libc::ENOENT) => {
                 let new = self.slab.next_token(token).expect("checked above");
@@ -219,7 +257,7 @@ impl<O> Registrations<O> {
     pub fn deregister(&mut self, registry: Option<&Registry>, token: Token) -> Option<O> {
         let r = self.slab.remove(token)?;
         self.by_fd.remove(&r.fd);
-        if let Some(registry) = registry {
+        if let (Some(registry), true) = (registry, r.in_epoll) {
             // EBADF/ENOENT: closed, or closed and the number reused; nothing to undo.
             let _ = epoll_ctl(registry, libc::EPOLL_CTL_DEL, r.fd, 0, token);
         }

@@ -1,0 +1,288 @@
+//! The listener of a server socket: asyncio's `_start_serving` / `_accept_connection` /
+//! `_stop_serving`, with `accept4` in Rust and the connection's transport made at once.
+//!
+//! asyncio accepts up to `backlog` connections per readable event and starts a Task per
+//! connection (`_accept_connection2`) that calls the protocol factory and makes the
+//! transport. Here a plain connection gets its protocol and transport in the accept job
+//! itself (no Task, no waiter future); the callbacks then follow asyncio's order
+//! (`connection_made`, then reading). A TLS connection takes asyncio's own path, whose
+//! handshake needs the Task.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::{PyConnectionAbortedError, PyOSError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::event_loop::{Attempt, LoopCore, Owner};
+use crate::names::logger;
+use crate::pyo::context::{copy_current, with_context};
+use crate::pyo::exc::is_fatal;
+use crate::reactor::Interest;
+
+/// asyncio's `constants.ACCEPT_RETRY_DELAY`: seconds before accepting again after the
+/// process ran out of fds (or memory).
+const ACCEPT_RETRY_DELAY: f64 = 1.0;
+
+/// A listening socket being served (asyncio's reader `_accept_connection`).
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct Listener {
+    fd: RawFd,
+    loop_: Py<LoopCore>,
+    protocol_factory: Py<PyAny>,
+    sock: Py<PyAny>,
+    sslcontext: Py<PyAny>,
+    server: Py<PyAny>,
+    backlog: usize,
+    ssl_handshake_timeout: Py<PyAny>,
+    ssl_shutdown_timeout: Py<PyAny>,
+    /// The context the factory and the connections' callbacks are copied from.
+    context: Py<PyAny>,
+    /// Cleared by `_stop_serving`: a queued accept job does nothing then.
+    active: AtomicBool,
+}
+
+impl Listener {
+    /// Stops accepting: the listener lost its fd (to `_stop_serving`, or to an
+    /// `add_reader` that replaced it, as asyncio's reader would be).
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+}
+
+/// `loop._start_serving(protocol_factory, sock, sslcontext, server, backlog, ...)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_serving(
+    lp: &Bound<'_, LoopCore>,
+    protocol_factory: &Bound<'_, PyAny>,
+    sock: &Bound<'_, PyAny>,
+    sslcontext: &Bound<'_, PyAny>,
+    server: &Bound<'_, PyAny>,
+    backlog: usize,
+    ssl_handshake_timeout: &Bound<'_, PyAny>,
+    ssl_shutdown_timeout: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let listener = Py::new(
+        py,
+        Listener {
+            fd,
+            loop_: lp.clone().unbind(),
+            protocol_factory: protocol_factory.clone().unbind(),
+            sock: sock.clone().unbind(),
+            sslcontext: sslcontext.clone().unbind(),
+            server: server.clone().unbind(),
+            backlog: backlog.max(1),
+            ssl_handshake_timeout: ssl_handshake_timeout.clone().unbind(),
+            ssl_shutdown_timeout: ssl_shutdown_timeout.clone().unbind(),
+            context: copy_current(py)?.unbind(),
+            active: AtomicBool::new(true),
+        },
+    )?;
+    LoopCore::adopt_fd(lp, fd, Owner::Listener(listener.clone_ref(py)))?;
+    LoopCore::set_owner_interest(lp, fd, listener.as_ptr(), Interest::READ, 0);
+    Ok(())
+}
+
+/// `loop._stop_serving(sock)`: stop accepting and close the listening socket.
+pub(crate) fn stop_serving(lp: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    if fd >= 0 {
+        if let Some(l) = LoopCore::release_listener(lp, fd) {
+            l.get().deactivate();
+        }
+    }
+    sock.call_method0("close")?;
+    Ok(())
+}
+
+/// The listening socket is readable: accept up to `backlog` connections.
+pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyResult<()> {
+    let py = lp.py();
+    let listener = listener.into_bound(py);
+    let this = listener.get();
+    let res = with_context(py, this.context.bind(py), || {
+        for _ in 0..this.backlog {
+            if !this.active.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let (conn, addr) = match crate::event_loop::accept_connection(
+                py,
+                this.fd,
+                this.sock.bind(py),
+            )? {
+                Attempt::Blocked => return Ok(()),
+                Attempt::Failed(e) if e.is_instance_of::<PyConnectionAbortedError>(py) => {
+                    return Ok(())
+                }
+                Attempt::Failed(e) => return out_of_resources(lp, &listener, e),
+                Attempt::Done(pair) => {
+                    let pair = pair.into_bound(py);
+                    let pair = pair.cast::<PyTuple>()?;
+                    (pair.get_item(0)?, pair.get_item(1)?)
+                }
+            };
+            if lp.get().is_debug() {
+                logger(py)?.call_method1(
+                    "debug",
+                    (
+                        "%r got a new connection from %r: %r",
+                        this.server.bind(py),
+                        &addr,
+                        &conn,
+                    ),
+                )?;
+            }
+            let extra = PyDict::new(py);
+            extra.set_item("peername", &addr)?;
+            if this.sslcontext.bind(py).is_truthy()? {
+                // asyncio's own path: its TLS handshake runs in a Task.
+                let coro = lp.call_method1(
+                    "_accept_connection2",
+                    (
+                        this.protocol_factory.bind(py),
+                        &conn,
+                        &extra,
+                        this.sslcontext.bind(py),
+                        this.server.bind(py),
+                        this.ssl_handshake_timeout.bind(py),
+                        this.ssl_shutdown_timeout.bind(py),
+                    ),
+                )?;
+                lp.call_method1("create_task", (coro,))?;
+                continue;
+            }
+            // Each connection's callbacks run in a copy of the listener's context, as
+            // asyncio's per-connection Task does.
+            let ctx = copy_current(py)?;
+            with_context(py, &ctx, || connect(lp, this, &conn, &extra))?;
+        }
+        Ok(())
+    });
+    match res {
+        Err(e) if !is_fatal(py, &e) => {
+            let ctx = PyDict::new(py);
+            ctx.set_item("message", "Exception in the accept callback of a server")?;
+            ctx.set_item("exception", e.value(py))?;
+            lp.call_method1("call_exception_handler", (ctx,))?;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// asyncio's `_accept_connection2` for a plain connection: the protocol, then the
+/// transport. A failure is reported in debug mode only, as asyncio does, and the
+/// connection closed.
+fn connect(
+    lp: &Bound<'_, LoopCore>,
+    this: &Listener,
+    conn: &Bound<'_, PyAny>,
+    extra: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let mut protocol = None;
+    let made = (|| -> PyResult<()> {
+        let p = this.protocol_factory.bind(py).call0()?;
+        protocol = Some(p.clone());
+        crate::net::stream::make_socket_transport(
+            lp,
+            conn,
+            &p,
+            None,
+            Some(extra.as_any()),
+            Some(this.server.bind(py)),
+        )?;
+        Ok(())
+    })();
+    let Err(e) = made else {
+        return Ok(());
+    };
+    if is_fatal(py, &e) {
+        return Err(e);
+    }
+    let _ = conn.call_method0("close");
+    if lp.get().is_debug() {
+        let ctx = PyDict::new(py);
+        ctx.set_item(
+            "message",
+            "Error on transport creation for incoming connection",
+        )?;
+        ctx.set_item("exception", e.value(py))?;
+        if let Some(p) = protocol {
+            ctx.set_item("protocol", p)?;
+        }
+        lp.call_method1("call_exception_handler", (ctx,))?;
+    }
+    Ok(())
+}
+
+/// asyncio's handling of `accept()` failing with EMFILE, ENFILE, ENOBUFS or ENOMEM:
+/// report, stop accepting and try again in a second. Other errors are raised (and
+/// reported as a failing callback).
+fn out_of_resources(
+    lp: &Bound<'_, LoopCore>,
+    listener: &Bound<'_, Listener>,
+    e: PyErr,
+) -> PyResult<()> {
+    let py = lp.py();
+    let this = listener.get();
+    let errno = if e.is_instance_of::<PyOSError>(py) {
+        e.value(py).getattr("errno")?.extract::<Option<i32>>()?
+    } else {
+        None
+    };
+    if !matches!(
+        errno,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) {
+        return Err(e);
+    }
+    let ctx = PyDict::new(py);
+    ctx.set_item("message", "socket.accept() out of system resource")?;
+    ctx.set_item("exception", e.value(py))?;
+    let tsock = py
+        .import("asyncio.trsock")?
+        .getattr("TransportSocket")?
+        .call1((this.sock.bind(py),))?;
+    ctx.set_item("socket", tsock)?;
+    lp.call_method1("call_exception_handler", (ctx,))?;
+    LoopCore::set_owner_interest(lp, this.fd, listener.as_ptr(), Interest::default(), 0);
+    lp.call_method1(
+        "call_later",
+        (ACCEPT_RETRY_DELAY, listener.getattr("_resume")?),
+    )?;
+    Ok(())
+}
+
+#[pymethods]
+impl Listener {
+    /// Accept again after [`ACCEPT_RETRY_DELAY`], unless the server stopped meanwhile.
+    fn _resume(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        if this.active.load(Ordering::Acquire) {
+            LoopCore::set_owner_interest(
+                this.loop_.bind(slf.py()),
+                this.fd,
+                slf.as_ptr(),
+                Interest::READ,
+                0,
+            );
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.protocol_factory)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.sslcontext)?;
+        visit.call(&self.server)?;
+        visit.call(&self.ssl_handshake_timeout)?;
+        visit.call(&self.ssl_shutdown_timeout)?;
+        visit.call(&self.context)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,593 @@
+//! The stream transport core: one native implementation of asyncio's socket transport
+//! (`selector_events._SelectorSocketTransport`) for TCP and Unix sockets, meant to carry
+//! pipes and TLS next.
+//!
+//! [`StreamCore`] holds the state: the socket, the protocol, the write queue
+//! ([`queue::WriteQueue`]), flow control, and the EOF / close / abort flags. The object
+//! protocols see is `ferroloop._SocketTransport`, a subclass of `asyncio.Transport`
+//! (isinstance checks must hold, and `BaseTransport`'s `__slots__` rule out a native base)
+//! whose methods are one-line calls into this core.
+//!
+//! The transport owns its fd in the reactor (`Owner::Stream`) for its whole life, polled
+//! for reading while it reads (asyncio's `_add_reader(fd, _read_ready)`), for writing
+//! while bytes are queued. A poll turns readiness into `Job::Stream` jobs in the ready
+//! queue, in event order with the other I/O callbacks, as asyncio's `_process_events`
+//! does; protocol calls that asyncio schedules with `call_soon` (`connection_made`,
+//! `connection_lost`) are jobs too, so the order of callbacks is asyncio's.
+//!
+//! Files: [`queue`] (the write queue), `read.rs` (readable: `data_received` /
+//! `get_buffer`+`buffer_updated`, EOF), `write.rs` (`write`, `writelines`, flushing, flow
+//! control), `close.rs` (close, abort, fatal errors, `connection_lost`).
+
+mod close;
+pub(crate) mod queue;
+mod read;
+mod write;
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::event_loop::{LoopCore, Owner, StreamOwner};
+use crate::names::logger;
+use crate::pyo::context::{copy_current, with_context};
+use crate::pyo::GilCell;
+use crate::reactor::Interest;
+use queue::WriteQueue;
+
+/// `ferroloop._SocketTransport`, registered by the Python package at import.
+static TRANSPORT_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `asyncio.BufferedProtocol`, `asyncio.trsock.TransportSocket`.
+static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Registers the Python class that wraps a [`StreamCore`] (`ferroloop._SocketTransport`).
+#[pyfunction]
+pub fn _register_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
+    let _ = TRANSPORT_CLASS.set(py, cls.unbind());
+    Ok(())
+}
+
+fn imported<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind()))
+        .map(|v| v.bind(py))
+}
+
+/// What the ready queue runs for a stream transport.
+pub(crate) enum StreamEvent {
+    /// The fd is readable; the reader generation at the time of the poll.
+    Readable(u32),
+    /// The fd is writable.
+    Writable,
+    /// `protocol.connection_made(transport)`.
+    ConnectionMade,
+    /// Start polling for reading (asyncio's `call_soon(self._add_reader, ...)` after
+    /// `connection_made`).
+    StartReading,
+    /// `futures._set_result_unless_cancelled(waiter, None)`.
+    WakeWaiter(Py<PyAny>),
+    /// `_call_connection_lost(exc)`.
+    ConnectionLost(Option<Py<PyAny>>),
+}
+
+/// A job of a stream transport (`Job::Stream`).
+pub(crate) struct StreamJob {
+    pub(crate) core: Py<StreamCore>,
+    pub(crate) event: StreamEvent,
+}
+
+impl StreamJob {
+    /// The Python objects the job holds, for the loop's GC traversal.
+    pub(crate) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)?;
+        match &self.event {
+            StreamEvent::WakeWaiter(w) => visit.call(w),
+            StreamEvent::ConnectionLost(e) => visit.call(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The mutable state of a stream transport.
+struct StreamState {
+    /// The Python-visible transport wrapping this core (what protocols receive).
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
+    buffered: bool,
+    protocol_connected: bool,
+    /// The socket object; `None` once `connection_lost` ran (asyncio's `_sock = None`).
+    sock: Option<Py<PyAny>>,
+    server: Option<Py<PyAny>>,
+    extra: Option<Py<PyDict>>,
+    /// The context the transport's callbacks run in.
+    context: Option<Py<PyAny>>,
+    /// `loop.sendfile()`'s wait for an empty write queue.
+    empty_waiter: Option<Py<PyAny>>,
+    queue: WriteQueue,
+    closing: bool,
+    eof: bool,
+    paused: bool,
+    protocol_paused: bool,
+    /// asyncio's `_conn_lost`: set once `connection_lost` is scheduled, then counts the
+    /// writes made after it.
+    conn_lost: u32,
+    high_water: usize,
+    low_water: usize,
+    /// Polled for reading (asyncio: `_read_ready` is the fd's reader).
+    reading: bool,
+    /// Polled for writing (asyncio: `_write_ready` is the fd's writer).
+    writing: bool,
+    /// Bumped whenever the reader is added or removed: a readable event queued before
+    /// is stale then, as asyncio's cancelled reader handle is.
+    read_gen: u32,
+}
+
+/// The native core of a stream transport. See the module docs.
+#[pyclass(module = "ferroloop._ferroloop", frozen, weakref)]
+pub struct StreamCore {
+    fd: RawFd,
+    loop_: Py<LoopCore>,
+    st: GilCell<StreamState>,
+}
+
+impl StreamCore {
+    /// Whether `close()`/`abort()` was called (asyncio lets `add_reader` take a closing
+    /// transport's fd).
+    pub(crate) fn is_closing_now(&self) -> bool {
+        self.st.with(|s| s.closing)
+    }
+
+    fn loop_<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
+        self.loop_.bind(py)
+    }
+
+    /// The Python-visible transport, or `None` once released.
+    fn transport<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.st
+            .with(|s| s.transport.as_ref().map(|t| t.clone_ref(py)))
+            .map(|t| t.into_bound(py))
+            .unwrap_or_else(|| py.None().into_bound(py))
+    }
+
+    /// `repr(transport)`, for error messages.
+    pub(crate) fn transport_repr(&self, py: Python<'_>) -> String {
+        self.transport(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+
+    fn debug(&self, py: Python<'_>) -> bool {
+        crate::event_loop::debug_of(self.loop_(py).as_any()).unwrap_or(false)
+    }
+
+    /// Logs `"%r <what>"` at debug level when the loop is in debug mode.
+    fn debug_log(&self, py: Python<'_>, what: &str) -> PyResult<()> {
+        if self.debug(py) {
+            let fmt = format!("%r {what}");
+            logger(py)?.call_method1("debug", (fmt, self.transport(py)))?;
+        }
+        Ok(())
+    }
+
+    /// Polls the fd for what the state asks for now.
+    fn sync_interest(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        let (interest, gen) = this.st.with(|s| {
+            (
+                Interest {
+                    read: s.reading,
+                    write: s.writing,
+                },
+                s.read_gen,
+            )
+        });
+        LoopCore::set_owner_interest(this.loop_(slf.py()), this.fd, slf.as_ptr(), interest, gen);
+    }
+
+    /// Schedules `event` as the next job of the ready queue.
+    fn schedule(slf: &Bound<'_, Self>, event: StreamEvent) {
+        let job = StreamJob {
+            core: slf.clone().unbind(),
+            event,
+        };
+        slf.get().loop_(slf.py()).get().push_stream_job(job);
+    }
+
+    /// Sets `protocol`, choosing the read path by its kind (asyncio's `set_protocol`).
+    fn set_protocol_inner(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = protocol.py();
+        let buffered = protocol.is_instance(imported(
+            py,
+            &BUFFERED_PROTOCOL,
+            "asyncio",
+            "BufferedProtocol",
+        )?)?;
+        let old = self.st.with(|s| {
+            s.buffered = buffered;
+            s.protocol_connected = true;
+            s.protocol.replace(protocol.clone().unbind())
+        });
+        drop(old);
+        Ok(())
+    }
+}
+
+/// asyncio's `base_events._set_nodelay`: TCP_NODELAY on a TCP stream socket.
+fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
+    let family: i32 = sock.getattr("family")?.extract()?;
+    let ty: i32 = sock.getattr("type")?.extract()?;
+    let proto: i32 = sock.getattr("proto")?.extract()?;
+    if (family == libc::AF_INET || family == libc::AF_INET6)
+        && ty == libc::SOCK_STREAM
+        && proto == libc::IPPROTO_TCP
+    {
+        crate::sys::set_nodelay(fd).map_err(crate::pyo::errno::os_error)?;
+    }
+    Ok(())
+}
+
+/// `loop._make_socket_transport(sock, protocol, waiter, extra=, server=)`: a transport
+/// over connected socket `sock`, as asyncio's `_SelectorSocketTransport(...)` makes it.
+pub(crate) fn make_socket_transport<'py>(
+    lp: &Bound<'py, LoopCore>,
+    sock: &Bound<'py, PyAny>,
+    protocol: &Bound<'py, PyAny>,
+    waiter: Option<&Bound<'py, PyAny>>,
+    extra: Option<&Bound<'py, PyAny>>,
+    server: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = lp.py();
+    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let extra = match extra {
+        Some(e) if !e.is_none() => e.cast::<PyDict>()?.copy()?,
+        _ => PyDict::new(py),
+    };
+    let tsock = imported(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?;
+    extra.set_item("socket", tsock.call1((sock,))?)?;
+    let os_error = py.get_type::<pyo3::exceptions::PyOSError>();
+    match sock.call_method0("getsockname") {
+        Ok(n) => extra.set_item("sockname", n)?,
+        Err(e) if e.matches(py, &os_error)? => extra.set_item("sockname", py.None())?,
+        Err(e) => return Err(e),
+    }
+    if !extra.contains("peername")? {
+        match sock.call_method0("getpeername") {
+            Ok(n) => extra.set_item("peername", n)?,
+            Err(e) if e.matches(py, &os_error)? => extra.set_item("peername", py.None())?,
+            Err(e) => return Err(e),
+        }
+    }
+    let server = server.filter(|s| !s.is_none());
+    let core = Bound::new(
+        py,
+        StreamCore {
+            fd,
+            loop_: lp.clone().unbind(),
+            st: GilCell::new(StreamState {
+                transport: None,
+                protocol: None,
+                buffered: false,
+                protocol_connected: false,
+                sock: Some(sock.clone().unbind()),
+                server: server.map(|s| s.clone().unbind()),
+                extra: Some(extra.unbind()),
+                context: Some(copy_current(py)?.unbind()),
+                empty_waiter: None,
+                queue: WriteQueue::default(),
+                closing: false,
+                eof: false,
+                paused: false,
+                protocol_paused: false,
+                conn_lost: 0,
+                high_water: 64 * 1024,
+                low_water: 16 * 1024,
+                reading: false,
+                writing: false,
+                read_gen: 0,
+            }),
+        },
+    )?;
+    core.get().set_protocol_inner(protocol)?;
+    let cls = TRANSPORT_CLASS
+        .get(py)
+        .ok_or_else(|| PyRuntimeError::new_err("ferroloop's transport class is not registered"))?;
+    let transport = cls.bind(py).call1((&core,))?;
+    core.get()
+        .st
+        .with(|s| s.transport = Some(transport.clone().unbind()));
+    if let Some(server) = server {
+        if crate::names::Names::get(py)?.server_attach_takes_transport {
+            server.call_method1("_attach", (&transport,))?;
+        } else {
+            server.call_method0("_attach")?;
+        }
+    }
+    LoopCore::adopt_fd(lp, fd, Owner::Stream(StreamOwner::new(core.clone().unbind())))?;
+    set_nodelay(sock, fd)?;
+    StreamCore::schedule(&core, StreamEvent::ConnectionMade);
+    StreamCore::schedule(&core, StreamEvent::StartReading);
+    if let Some(w) = waiter.filter(|w| !w.is_none()) {
+        StreamCore::schedule(&core, StreamEvent::WakeWaiter(w.clone().unbind()));
+    }
+    Ok(transport)
+}
+
+/// Runs a stream transport's job in the transport's context. Errors that asyncio's
+/// transport would let escape its callback (a failing `sock.close()`, say) are reported
+/// as a failing callback is; `SystemExit` and `KeyboardInterrupt` propagate.
+pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> {
+    let py = lp.py();
+    let core = job.core.into_bound(py);
+    let Some(context) = core
+        .get()
+        .st
+        .with(|s| s.context.as_ref().map(|c| c.clone_ref(py)))
+    else {
+        return Ok(());
+    };
+    let res = with_context(py, context.bind(py), || match job.event {
+        StreamEvent::Readable(gen) => read::on_readable(&core, gen),
+        StreamEvent::Writable => write::on_writable(&core),
+        StreamEvent::ConnectionMade => {
+            let this = core.get();
+            let proto = this
+                .st
+                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
+            match proto {
+                Some(p) => p
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "connection_made"), (this.transport(py),))
+                    .map(drop),
+                None => Ok(()),
+            }
+        }
+        StreamEvent::StartReading => {
+            let start = core.get().st.with(|s| {
+                let start = !s.closing && !s.paused && !s.reading;
+                if start {
+                    s.reading = true;
+                    s.read_gen = s.read_gen.wrapping_add(1);
+                }
+                start
+            });
+            if start {
+                StreamCore::sync_interest(&core);
+            }
+            Ok(())
+        }
+        StreamEvent::WakeWaiter(w) => {
+            let w = w.bind(py);
+            if !w.call_method0("cancelled")?.is_truthy()? {
+                w.call_method1("set_result", (py.None(),))?;
+            }
+            Ok(())
+        }
+        StreamEvent::ConnectionLost(exc) => close::call_connection_lost(&core, exc),
+    });
+    match res {
+        Err(e) if !crate::pyo::exc::is_fatal(py, &e) => {
+            let ctx = PyDict::new(py);
+            ctx.set_item("message", "Exception in a transport callback")?;
+            ctx.set_item("exception", e.value(py))?;
+            ctx.set_item("transport", core.get().transport(py))?;
+            lp.call_method1("call_exception_handler", (ctx,))?;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[pymethods]
+impl StreamCore {
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        write::write(slf, data)
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        write::writelines(slf, list_of_data)
+    }
+
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        write::write_eof(slf)
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn close(slf: &Bound<'_, Self>) {
+        close::close(slf)
+    }
+
+    fn abort(slf: &Bound<'_, Self>) {
+        close::force_close(slf, None)
+    }
+
+    fn is_closing(&self) -> bool {
+        self.st.with(|s| s.closing)
+    }
+
+    fn is_reading(&self) -> bool {
+        self.st.with(|s| !s.closing && !s.paused)
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let changed = this.st.with(|s| {
+            if s.closing || s.paused {
+                return false;
+            }
+            s.paused = true;
+            if s.reading {
+                s.reading = false;
+                s.read_gen = s.read_gen.wrapping_add(1);
+            }
+            true
+        });
+        if changed {
+            Self::sync_interest(slf);
+            this.debug_log(slf.py(), "pauses reading")?;
+        }
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let changed = this.st.with(|s| {
+            if s.closing || !s.paused {
+                return false;
+            }
+            s.paused = false;
+            s.reading = true;
+            s.read_gen = s.read_gen.wrapping_add(1);
+            true
+        });
+        if changed {
+            Self::sync_interest(slf);
+            this.debug_log(slf.py(), "resumes reading")?;
+        }
+        Ok(())
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        slf: &Bound<'_, Self>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
+        write::set_write_buffer_limits(slf, high, low)
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.st.with(|s| (s.low_water, s.high_water))
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.st.with(|s| s.queue.len())
+    }
+
+    #[pyo3(signature = (name, default=None))]
+    fn get_extra_info<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let extra = self
+            .st
+            .with(|s| s.extra.as_ref().map(|e| e.clone_ref(py)));
+        let default = default.unwrap_or_else(|| py.None().into_bound(py));
+        match extra {
+            Some(e) => Ok(e.bind(py).get_item(name)?.unwrap_or(default)),
+            None => Ok(default),
+        }
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_protocol_inner(protocol)
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Py<PyAny> {
+        self.st
+            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+            .unwrap_or_else(|| py.None())
+    }
+
+    /// The socket (`None` once closed): asyncio's `transport._sock`, used by
+    /// `loop.sendfile()` and `start_tls()`.
+    #[getter]
+    fn _sock(&self, py: Python<'_>) -> Py<PyAny> {
+        self.st
+            .with(|s| s.sock.as_ref().map(|p| p.clone_ref(py)))
+            .unwrap_or_else(|| py.None())
+    }
+
+    #[getter]
+    fn _sock_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        write::make_empty_waiter(slf)
+    }
+
+    fn _reset_empty_waiter(&self) {
+        let old = self.st.with(|s| s.empty_waiter.take());
+        drop(old);
+    }
+
+    /// asyncio's transport `__repr__`, for the wrapper class named `cls_name`.
+    fn _repr(&self, py: Python<'_>, cls_name: &str) -> PyResult<String> {
+        let (closed, closing, reading, writing, size) = self.st.with(|s| {
+            (
+                s.sock.is_none(),
+                s.closing,
+                s.reading,
+                s.writing,
+                s.queue.len(),
+            )
+        });
+        let mut info = vec![cls_name.to_owned()];
+        if closed {
+            info.push("closed".into());
+        } else if closing {
+            info.push("closing".into());
+        }
+        info.push(format!("fd={}", self.fd));
+        if !closed && !self.loop_(py).get().is_closed_now() {
+            info.push(format!("read={}", if reading { "polling" } else { "idle" }));
+            info.push(format!(
+                "write=<{}, bufsize={size}>",
+                if writing { "polling" } else { "idle" }
+            ));
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    /// The wrapper's `__del__`: an unclosed transport warns and closes its socket.
+    fn _del(slf: &Bound<'_, Self>) -> PyResult<()> {
+        close::on_del(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        self.st
+            .try_with(|s| -> Result<(), PyTraverseError> {
+                visit.call(&s.transport)?;
+                visit.call(&s.protocol)?;
+                visit.call(&s.sock)?;
+                visit.call(&s.server)?;
+                visit.call(&s.extra)?;
+                visit.call(&s.context)?;
+                visit.call(&s.empty_waiter)?;
+                Ok(())
+            })
+            .transpose()?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.st.try_with(|s| {
+            (
+                s.transport.take(),
+                s.protocol.take(),
+                s.server.take(),
+                s.extra.take(),
+                s.context.take(),
+                s.empty_waiter.take(),
+            )
+        });
+        drop(taken);
+    }
+}

@@ -1,0 +1,155 @@
+//! Reading: asyncio's `_read_ready__data_received`, `_read_ready__get_buffer` and
+//! `_read_ready__on_eof`, with the syscalls in Rust.
+
+use std::cell::RefCell;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::close::{close, fatal_error};
+use super::StreamCore;
+use crate::net::would_block;
+use crate::pyo::buffer::with_bytes_mut;
+use crate::pyo::errno::os_error;
+use crate::pyo::exc::is_fatal;
+use crate::sys;
+
+/// asyncio's `max_size`: at most this many bytes per `recv()`.
+const MAX_SIZE: usize = 256 * 1024;
+
+thread_local! {
+    /// The buffer `recv()` fills before the bytes are copied into a `bytes` object of
+    /// their exact size: one per thread, reused by every transport the thread's loop runs.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(MAX_SIZE));
+}
+
+/// The outcome of one `recv()`.
+enum Received<'py> {
+    Data(Bound<'py, PyBytes>),
+    Eof,
+    WouldBlock,
+    Failed(std::io::Error),
+}
+
+fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
+    READ_BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        match sys::recv_spare(fd, &mut buf) {
+            Ok(0) => Received::Eof,
+            Ok(_) => Received::Data(PyBytes::new(py, &buf)),
+            Err(e) if would_block(&e) => Received::WouldBlock,
+            Err(e) => Received::Failed(e),
+        }
+    })
+}
+
+/// The fd is readable: receive and hand the bytes to the protocol.
+pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let Some((proto, buffered)) = this.st.with(|s| {
+        if s.conn_lost > 0 || !s.reading || s.read_gen != gen {
+            return None;
+        }
+        Some((s.protocol.as_ref()?.clone_ref(py), s.buffered))
+    }) else {
+        return Ok(());
+    };
+    let proto = proto.into_bound(py);
+    if buffered {
+        return read_into_buffer(slf, &proto);
+    }
+    match recv_bytes(py, this.fd) {
+        Received::WouldBlock => Ok(()),
+        Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
+        Received::Eof => on_eof(slf, &proto),
+        Received::Data(data) => {
+            match proto.call_method1(pyo3::intern!(py, "data_received"), (data,)) {
+                Ok(_) => Ok(()),
+                Err(e) if is_fatal(py, &e) => Err(e),
+                Err(e) => fatal_error(
+                    slf,
+                    e,
+                    "Fatal error: protocol.data_received() call failed.",
+                ),
+            }
+        }
+    }
+}
+
+/// asyncio's `_read_ready__get_buffer`: receive straight into the protocol's buffer.
+fn read_into_buffer(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    let buf = match proto
+        .call_method1(pyo3::intern!(py, "get_buffer"), (-1,))
+        .and_then(|buf| {
+            if buf.len()? == 0 {
+                return Err(PyRuntimeError::new_err(
+                    "get_buffer() returned an empty buffer",
+                ));
+            }
+            Ok(buf)
+        }) {
+        Ok(buf) => buf,
+        Err(e) if is_fatal(py, &e) => return Err(e),
+        Err(e) => {
+            return fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
+        }
+    };
+    let fd = slf.get().fd;
+    let got = match with_bytes_mut(&buf, |b| sys::recv(fd, b)) {
+        Ok(r) => r,
+        // Not a writable buffer: what socket.recv_into() raises.
+        Err(e) => return fatal_error(slf, e, "Fatal read error on socket transport"),
+    };
+    drop(buf);
+    match got {
+        Err(e) if would_block(&e) => Ok(()),
+        Err(e) => fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
+        Ok(0) => on_eof(slf, proto),
+        Ok(n) => match proto.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => fatal_error(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
+        },
+    }
+}
+
+/// asyncio's `_read_ready__on_eof`: the peer closed its side.
+fn on_eof(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    slf.get().debug_log(py, "received EOF")?;
+    let keep_open = match proto
+        .call_method0(pyo3::intern!(py, "eof_received"))
+        .and_then(|r| r.is_truthy())
+    {
+        Ok(k) => k,
+        Err(e) if is_fatal(py, &e) => return Err(e),
+        Err(e) => {
+            return fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed.")
+        }
+    };
+    if keep_open {
+        // The protocol may still write; there is nothing more to read.
+        let changed = slf.get().st.with(|s| {
+            let was = s.reading;
+            if was {
+                s.reading = false;
+                s.read_gen = s.read_gen.wrapping_add(1);
+            }
+            was
+        });
+        if changed {
+            StreamCore::sync_interest(slf);
+        }
+    } else {
+        close(slf);
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! Writing: asyncio's `write`, `writelines`, `_write_ready`, `write_eof` and the flow
+//! control of `_FlowControlMixin`, with the syscalls in Rust.
+//!
+//! `write()` sends at once when nothing is queued (as asyncio and uvloop do) and queues
+//! what the kernel did not take; a writable event flushes the queue with one vectored
+//! send.
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+
+use super::close::{call_connection_lost_now, fatal_error};
+use super::StreamCore;
+use crate::names::logger;
+use crate::net::would_block;
+use crate::pyo::buffer::with_bytes;
+use crate::pyo::errno::os_error;
+use crate::pyo::exc::is_fatal;
+use crate::sys;
+
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// What a write found before touching the socket.
+enum Gate {
+    /// Nothing to do (empty data, or the connection is lost).
+    Skip { warn: bool },
+    /// Send now: nothing is queued.
+    SendNow,
+    /// Queue behind what is queued.
+    Queue,
+}
+
+fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
+    if data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>()
+    {
+        return Ok(());
+    }
+    let name = data.get_type().name()?;
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not '{name}'"
+    )))
+}
+
+/// `transport.write(data)`.
+pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    check_bytes_like(data)?;
+    let this = slf.get();
+    let fd = this.fd;
+    let gate = this.st.with(|s| {
+        if s.eof {
+            return Err(PyRuntimeError::new_err(
+                "Cannot call write() after write_eof()",
+            ));
+        }
+        if s.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "unable to write; sendfile is in progress",
+            ));
+        }
+        Ok(())
+    });
+    gate?;
+    // The send (or the copy into the queue) happens while the bytes are exported: no
+    // Python code runs in between.
+    let outcome = with_bytes(data, |b| {
+        this.st.with(|s| {
+            let gate = if b.is_empty() {
+                Gate::Skip { warn: false }
+            } else if s.conn_lost > 0 {
+                let warn = s.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                s.conn_lost += 1;
+                Gate::Skip { warn }
+            } else if s.queue.is_empty() {
+                Gate::SendNow
+            } else {
+                Gate::Queue
+            };
+            match gate {
+                Gate::Skip { warn } => Ok(Some(warn)),
+                Gate::Queue => {
+                    s.queue.push(b);
+                    Ok(None)
+                }
+                Gate::SendNow => match sys::send(fd, b) {
+                    Ok(n) if n == b.len() => Ok(Some(false)),
+                    Ok(n) => {
+                        s.queue.push(&b[n..]);
+                        s.writing = true;
+                        Ok(None)
+                    }
+                    Err(e) if would_block(&e) => {
+                        s.queue.push(b);
+                        s.writing = true;
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        })
+    })?;
+    match outcome {
+        // Sent, or nothing to send.
+        Ok(Some(warn)) => {
+            if warn {
+                logger(slf.py())?.call_method1("warning", ("socket.send() raised exception.",))?;
+            }
+            Ok(())
+        }
+        // Queued: poll for writing (a no-op when polled already), maybe pause the protocol.
+        Ok(None) => {
+            StreamCore::sync_interest(slf);
+            maybe_pause_protocol(slf)
+        }
+        Err(e) => fatal_error(slf, os_error(e), "Fatal write error on socket transport"),
+    }
+}
+
+/// `transport.writelines(list_of_data)`: on 3.12+ every buffer is queued and the queue
+/// flushed with one vectored send, as asyncio's `sendmsg` path does; on 3.11, asyncio
+/// joins them and writes once.
+pub(super) fn writelines(slf: &Bound<'_, StreamCore>, list: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    if py.version_info() < (3, 12) {
+        let joined = PyBytes::new(py, b"").call_method1("join", (list,))?;
+        return write(slf, &joined);
+    }
+    let this = slf.get();
+    this.st.with(|s| {
+        if s.eof {
+            return Err(PyRuntimeError::new_err(
+                "Cannot call writelines() after write_eof()",
+            ));
+        }
+        if s.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "unable to writelines; sendfile is in progress",
+            ));
+        }
+        Ok(())
+    })?;
+    // asyncio takes memoryview(data) of each first: nothing is queued if one is not
+    // bytes-like.
+    let views: Vec<Bound<'_, PyAny>> = list
+        .try_iter()?
+        .map(|d| d.and_then(|d| PyMemoryView::from(&d).map(|m| m.into_any())))
+        .collect::<PyResult<_>>()?;
+    if views.is_empty() {
+        return Ok(());
+    }
+    for v in &views {
+        with_bytes(v, |b| this.st.with(|s| s.queue.push(b)))?;
+    }
+    let conn_lost = this.st.with(|s| s.conn_lost > 0);
+    if !conn_lost {
+        flush(slf)?;
+    }
+    let queued = this.st.with(|s| {
+        let queued = !s.queue.is_empty() && s.conn_lost == 0;
+        if queued {
+            s.writing = true;
+        }
+        queued
+    });
+    if queued {
+        StreamCore::sync_interest(slf);
+    }
+    Ok(())
+}
+
+/// The fd is writable: asyncio's `_write_ready`.
+pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let busy = slf
+        .get()
+        .st
+        .with(|s| s.conn_lost == 0 && !s.queue.is_empty());
+    if busy {
+        flush(slf)?;
+    }
+    Ok(())
+}
+
+/// Sends what is queued (one vectored send), then does what asyncio's `_write_ready`
+/// does after a send: resume the protocol, stop polling once empty, and finish a pending
+/// close or `write_eof()`.
+fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let fd = this.fd;
+    let sent = this.st.with(|s| {
+        let res = sys::send_vectored(fd, &s.queue.slices());
+        match res {
+            Ok(n) => {
+                s.queue.consume(n);
+                Ok(true)
+            }
+            Err(e) if would_block(&e) => Ok(false),
+            Err(e) => {
+                s.queue.clear();
+                s.writing = false;
+                Err((e, s.empty_waiter.as_ref().map(|w| w.clone_ref(py))))
+            }
+        }
+    });
+    match sent {
+        Ok(false) => Ok(()),
+        Err((e, waiter)) => {
+            StreamCore::sync_interest(slf);
+            let err = os_error(e);
+            let value = err.value(py).clone();
+            fatal_error(slf, err, "Fatal write error on socket transport")?;
+            if let Some(w) = waiter {
+                w.bind(py).call_method1("set_exception", (value,))?;
+            }
+            Ok(())
+        }
+        Ok(true) => {
+            maybe_resume_protocol(slf)?;
+            let done = this.st.with(|s| {
+                if !s.queue.is_empty() {
+                    return None;
+                }
+                s.writing = false;
+                Some((
+                    s.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                    s.closing,
+                    s.eof,
+                ))
+            });
+            let Some((waiter, closing, eof)) = done else {
+                return Ok(());
+            };
+            StreamCore::sync_interest(slf);
+            if let Some(w) = waiter {
+                w.bind(py).call_method1("set_result", (py.None(),))?;
+            }
+            if closing {
+                call_connection_lost_now(slf, None)
+            } else if eof {
+                shutdown_write(slf)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `sock.shutdown(socket.SHUT_WR)`.
+fn shutdown_write(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let sock = slf.get().st.with(|s| s.sock.as_ref().map(|p| p.clone_ref(slf.py())));
+    match sock {
+        Some(sock) => sock
+            .bind(slf.py())
+            .call_method1("shutdown", (libc::SHUT_WR,))
+            .map(drop),
+        None => Ok(()),
+    }
+}
+
+/// `transport.write_eof()`.
+pub(super) fn write_eof(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let now = slf.get().st.with(|s| {
+        if s.closing || s.eof {
+            return false;
+        }
+        s.eof = true;
+        s.queue.is_empty()
+    });
+    if now {
+        shutdown_write(slf)?;
+    }
+    Ok(())
+}
+
+/// `transport._make_empty_waiter()` (for `loop.sendfile()`).
+pub(super) fn make_empty_waiter(slf: &Bound<'_, StreamCore>) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let this = slf.get();
+    if this.st.with(|s| s.empty_waiter.is_some()) {
+        return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+    }
+    let fut = this.loop_(py).call_method0("create_future")?;
+    let empty = this.st.with(|s| {
+        s.empty_waiter = Some(fut.clone().unbind());
+        s.queue.is_empty()
+    });
+    if empty {
+        fut.call_method1("set_result", (py.None(),))?;
+    }
+    Ok(fut.unbind())
+}
+
+/// `_FlowControlMixin._set_write_buffer_limits` + `_maybe_pause_protocol`.
+pub(super) fn set_write_buffer_limits(
+    slf: &Bound<'_, StreamCore>,
+    high: Option<i64>,
+    low: Option<i64>,
+) -> PyResult<()> {
+    let high = match (high, low) {
+        (Some(h), _) => h,
+        (None, None) => 64 * 1024,
+        (None, Some(l)) => 4 * l,
+    };
+    let low = low.unwrap_or(high / 4);
+    if !(high >= low && low >= 0) {
+        return Err(PyValueError::new_err(format!(
+            "high ({high}) must be >= low ({low}) must be >= 0"
+        )));
+    }
+    slf.get().st.with(|s| {
+        s.high_water = high as usize;
+        s.low_water = low as usize;
+    });
+    maybe_pause_protocol(slf)
+}
+
+/// Reports a failing `pause_writing()`/`resume_writing()` as asyncio does.
+fn report_flow_error(
+    slf: &Bound<'_, StreamCore>,
+    e: PyErr,
+    proto: &Bound<'_, PyAny>,
+    message: &str,
+) -> PyResult<()> {
+    let py = slf.py();
+    if is_fatal(py, &e) {
+        return Err(e);
+    }
+    let ctx = PyDict::new(py);
+    ctx.set_item("message", message)?;
+    ctx.set_item("exception", e.value(py))?;
+    ctx.set_item("transport", slf.get().transport(py))?;
+    ctx.set_item("protocol", proto)?;
+    slf.get()
+        .loop_(py)
+        .call_method1("call_exception_handler", (ctx,))?;
+    Ok(())
+}
+
+/// asyncio's `_maybe_pause_protocol`: `pause_writing()` once the queue exceeds the high
+/// watermark.
+pub(super) fn maybe_pause_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let py = slf.py();
+    let proto = slf.get().st.with(|s| {
+        if s.queue.len() <= s.high_water || s.protocol_paused {
+            return None;
+        }
+        s.protocol_paused = true;
+        s.protocol.as_ref().map(|p| p.clone_ref(py))
+    });
+    let Some(proto) = proto else {
+        return Ok(());
+    };
+    let proto = proto.into_bound(py);
+    match proto.call_method0(pyo3::intern!(py, "pause_writing")) {
+        Ok(_) => Ok(()),
+        Err(e) => report_flow_error(slf, e, &proto, "protocol.pause_writing() failed"),
+    }
+}
+
+/// asyncio's `_maybe_resume_protocol`: `resume_writing()` once the queue is down to the
+/// low watermark.
+pub(super) fn maybe_resume_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let py = slf.py();
+    let proto = slf.get().st.with(|s| {
+        if !(s.protocol_paused && s.queue.len() <= s.low_water) {
+            return None;
+        }
+        s.protocol_paused = false;
+        s.protocol.as_ref().map(|p| p.clone_ref(py))
+    });
+    let Some(proto) = proto else {
+        return Ok(());
+    };
+    let proto = proto.into_bound(py);
+    match proto.call_method0(pyo3::intern!(py, "resume_writing")) {
+        Ok(_) => Ok(()),
+        Err(e) => report_flow_error(slf, e, &proto, "protocol.resume_writing() failed"),
+    }
+}
