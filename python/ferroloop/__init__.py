@@ -23,6 +23,7 @@ import warnings as _warnings
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import selector_events as _selector_events
+from asyncio import sslproto as _sslproto
 from asyncio import unix_events as _unix_events
 
 from . import _ferroloop
@@ -100,6 +101,9 @@ class _SocketTransport(_asyncio.Transport):
     def abort(self):
         self._core.abort()
 
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
     # What asyncio's loop.sendfile() and start_tls() use of a selector transport.
     @property
     def _sock(self):
@@ -137,15 +141,41 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         "sendfile", "_sendfile_fallback", "start_tls",
         "sock_sendfile", "_sock_sendfile_fallback", "_check_sendfile_params",
     ))
-    locals().update(_borrowed(
-        _selector_events.BaseSelectorEventLoop, "_accept_connection2", "_make_ssl_transport",
-    ))
+    locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
     locals().update(_borrowed(
         _unix_events._UnixSelectorEventLoop,
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
     ))
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=_constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=_constants.SSL_SHUTDOWN_TIMEOUT):
+        """TLS for now: asyncio's ``SSLProtocol`` over a native transport."""
+        ssl_protocol = _sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        """``loop.sendfile()`` on a native transport: its queue drained and reading
+        paused, the socket is lent to ``sock_sendfile`` (as asyncio's selector loop does)."""
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        transp._core._sendfile_begin()
+        try:
+            return await self.sock_sendfile(transp._sock, file, offset, count,
+                                            fallback=False)
+        finally:
+            transp._core._sendfile_end()
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
 
     if _sys.version_info >= (3, 13):
         def __init__(self):

@@ -388,12 +388,15 @@ impl LoopCore {
         let res = this.registry.with(|registry| {
             this.queues.with(|q| {
                 let Some(registry) = registry.as_ref() else {
-                    return Err((std::io::Error::from_raw_os_error(libc::EBADF), Some(owner), None));
+                    return Err((
+                        std::io::Error::from_raw_os_error(libc::EBADF),
+                        Some(owner),
+                        None,
+                    ));
                 };
-                let old = q
-                    .io
-                    .token_of(fd)
-                    .and_then(|t| q.io.deregister(Some(registry), t));
+                let old =
+                    q.io.token_of(fd)
+                        .and_then(|t| q.io.deregister(Some(registry), t));
                 match q.io.register(registry, fd, Interest::default(), owner) {
                     Ok(_) => Ok(old),
                     Err((e, owner)) => Err((e.into(), Some(owner), old)),

@@ -45,11 +45,11 @@ mod sock;
 mod tasks;
 pub mod timers;
 
-use ready::Job;
 pub(crate) use io::{Owner, StreamOwner};
+use ready::Job;
 pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
-pub(crate) use sock::{accept_connection, Attempt};
 pub use run::run_until_complete_cb;
+pub(crate) use sock::{accept_connection, Attempt};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

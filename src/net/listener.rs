@@ -87,8 +87,21 @@ pub(crate) fn start_serving(
     Ok(())
 }
 
-/// `loop._stop_serving(sock)`: stop accepting and close the listening socket.
+/// `loop._stop_serving(sock)`: stop accepting and close the listening socket; on 3.13,
+/// remove the socket file of a `create_unix_server(cleanup_socket=True)` unless another
+/// file took its path meanwhile (asyncio's `_UnixSelectorEventLoop._stop_serving`).
 pub(crate) fn stop_serving(lp: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = lp.py();
+    // `_unix_server_sockets` is a plain attribute of the 3.13 loop (create_unix_server
+    // fills it in); absent before 3.13.
+    let unix_sockets = lp
+        .getattr("_unix_server_sockets")
+        .ok()
+        .and_then(|m| m.cast_into::<PyDict>().ok());
+    let path = match &unix_sockets {
+        Some(m) if m.contains(sock)? => Some(sock.call_method0("getsockname")?),
+        _ => None,
+    };
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
     if fd >= 0 {
         if let Some(l) = LoopCore::release_listener(lp, fd) {
@@ -96,7 +109,34 @@ pub(crate) fn stop_serving(lp: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) ->
         }
     }
     sock.call_method0("close")?;
-    Ok(())
+    let (Some(path), Some(map)) = (path, unix_sockets) else {
+        return Ok(());
+    };
+    let prev_ino = map.get_item(sock)?;
+    map.del_item(sock)?;
+    let os = py.import("os")?;
+    let res = os.call_method1("stat", (&path,)).and_then(|st| {
+        if st.getattr("st_ino")?.eq(&prev_ino)? {
+            os.call_method1("unlink", (&path,))?;
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileNotFoundError>(py) => Ok(()),
+        Err(e) if e.is_instance_of::<PyOSError>(py) => {
+            logger(py)?.call_method1(
+                "error",
+                (
+                    "Unable to clean up listening UNIX socket %r: %r",
+                    sock,
+                    e.value(py),
+                ),
+            )?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The listening socket is readable: accept up to `backlog` connections.
@@ -109,22 +149,19 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
             if !this.active.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let (conn, addr) = match crate::event_loop::accept_connection(
-                py,
-                this.fd,
-                this.sock.bind(py),
-            )? {
-                Attempt::Blocked => return Ok(()),
-                Attempt::Failed(e) if e.is_instance_of::<PyConnectionAbortedError>(py) => {
-                    return Ok(())
-                }
-                Attempt::Failed(e) => return out_of_resources(lp, &listener, e),
-                Attempt::Done(pair) => {
-                    let pair = pair.into_bound(py);
-                    let pair = pair.cast::<PyTuple>()?;
-                    (pair.get_item(0)?, pair.get_item(1)?)
-                }
-            };
+            let (conn, addr) =
+                match crate::event_loop::accept_connection(py, this.fd, this.sock.bind(py))? {
+                    Attempt::Blocked => return Ok(()),
+                    Attempt::Failed(e) if e.is_instance_of::<PyConnectionAbortedError>(py) => {
+                        return Ok(())
+                    }
+                    Attempt::Failed(e) => return out_of_resources(lp, &listener, e),
+                    Attempt::Done(pair) => {
+                        let pair = pair.into_bound(py);
+                        let pair = pair.cast::<PyTuple>()?;
+                        (pair.get_item(0)?, pair.get_item(1)?)
+                    }
+                };
             if lp.get().is_debug() {
                 logger(py)?.call_method1(
                     "debug",

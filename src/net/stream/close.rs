@@ -73,11 +73,7 @@ pub(super) fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str
         if this.debug(py) {
             let kw = PyDict::new(py);
             kw.set_item("exc_info", &exc)?;
-            logger(py)?.call_method(
-                "debug",
-                ("%r: %s", this.transport(py), message),
-                Some(&kw),
-            )?;
+            logger(py)?.call_method("debug", ("%r: %s", this.transport(py), message), Some(&kw))?;
         }
     } else {
         let ctx = PyDict::new(py);
@@ -114,7 +110,10 @@ pub(super) fn call_connection_lost_now(
     let Some((proto, connected)) = this.st.with(|s| {
         // Ran already (a close raced with a flush).
         s.sock.as_ref()?;
-        Some((s.protocol.as_ref().map(|p| p.clone_ref(py)), s.protocol_connected))
+        Some((
+            s.protocol.as_ref().map(|p| p.clone_ref(py)),
+            s.protocol_connected,
+        ))
     }) else {
         return Ok(());
     };
@@ -127,7 +126,9 @@ pub(super) fn call_connection_lost_now(
     };
     // finally:
     let closed = release(slf, false);
-    let waiter = this.st.with(|s| s.empty_waiter.as_ref().map(|w| w.clone_ref(py)));
+    let waiter = this
+        .st
+        .with(|s| s.empty_waiter.as_ref().map(|w| w.clone_ref(py)));
     if let Some(w) = waiter {
         // asyncio's socket transport fails a pending sendfile() wait.
         let e = PyConnectionError::new_err("Connection is closed by peer");

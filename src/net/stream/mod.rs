@@ -58,8 +58,10 @@ fn imported<'py>(
     module: &str,
     name: &str,
 ) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind()))
-        .map(|v| v.bind(py))
+    cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
+    })
+    .map(|v| v.bind(py))
 }
 
 /// What the ready queue runs for a stream transport.
@@ -313,7 +315,11 @@ pub(crate) fn make_socket_transport<'py>(
             server.call_method0("_attach")?;
         }
     }
-    LoopCore::adopt_fd(lp, fd, Owner::Stream(StreamOwner::new(core.clone().unbind())))?;
+    LoopCore::adopt_fd(
+        lp,
+        fd,
+        Owner::Stream(StreamOwner::new(core.clone().unbind())),
+    )?;
     set_nodelay(sock, fd)?;
     StreamCore::schedule(&core, StreamEvent::ConnectionMade);
     StreamCore::schedule(&core, StreamEvent::StartReading);
@@ -414,6 +420,13 @@ impl StreamCore {
         close::force_close(slf, None)
     }
 
+    /// asyncio's `_force_close(exc)` (called by `SSLProtocol` on a fatal error).
+    #[pyo3(signature = (exc=None))]
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) {
+        let exc = exc.filter(|e| !e.is_none(slf.py()));
+        close::force_close(slf, exc)
+    }
+
     fn is_closing(&self) -> bool {
         self.st.with(|s| s.closing)
     }
@@ -484,9 +497,7 @@ impl StreamCore {
         name: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let extra = self
-            .st
-            .with(|s| s.extra.as_ref().map(|e| e.clone_ref(py)));
+        let extra = self.st.with(|s| s.extra.as_ref().map(|e| e.clone_ref(py)));
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
         match extra {
             Some(e) => Ok(e.bind(py).get_item(name)?.unwrap_or(default)),
@@ -520,6 +531,28 @@ impl StreamCore {
 
     fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         write::make_empty_waiter(slf)
+    }
+
+    /// `loop.sendfile()` hands the fd to `sock_sendfile` (asyncio takes the transport out
+    /// of `loop._transports` for that time): the registration is released...
+    fn _sendfile_begin(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        LoopCore::release_fd(this.loop_(slf.py()), this.fd, slf.as_ptr());
+    }
+
+    /// ... and taken back afterwards, unless the transport was closed meanwhile.
+    fn _sendfile_end(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.st.with(|s| s.sock.is_none()) {
+            return Ok(());
+        }
+        LoopCore::adopt_fd(
+            this.loop_(slf.py()),
+            this.fd,
+            Owner::Stream(StreamOwner::new(slf.clone().unbind())),
+        )?;
+        Self::sync_interest(slf);
+        Ok(())
     }
 
     fn _reset_empty_waiter(&self) {

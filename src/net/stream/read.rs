@@ -63,17 +63,15 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
     }
     match recv_bytes(py, this.fd) {
         Received::WouldBlock => Ok(()),
-        Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
+        Received::Failed(e) => {
+            fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+        }
         Received::Eof => on_eof(slf, &proto),
         Received::Data(data) => {
             match proto.call_method1(pyo3::intern!(py, "data_received"), (data,)) {
                 Ok(_) => Ok(()),
                 Err(e) if is_fatal(py, &e) => Err(e),
-                Err(e) => fatal_error(
-                    slf,
-                    e,
-                    "Fatal error: protocol.data_received() call failed.",
-                ),
+                Err(e) => fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
             }
         }
     }
@@ -94,9 +92,7 @@ fn read_into_buffer(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> Py
         }) {
         Ok(buf) => buf,
         Err(e) if is_fatal(py, &e) => return Err(e),
-        Err(e) => {
-            return fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
-        }
+        Err(e) => return fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed."),
     };
     let fd = slf.get().fd;
     let got = match with_bytes_mut(&buf, |b| sys::recv(fd, b)) {
@@ -131,9 +127,7 @@ fn on_eof(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()>
     {
         Ok(k) => k,
         Err(e) if is_fatal(py, &e) => return Err(e),
-        Err(e) => {
-            return fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed.")
-        }
+        Err(e) => return fatal_error(slf, e, "Fatal error: protocol.eof_received() call failed."),
     };
     if keep_open {
         // The protocol may still write; there is nothing more to read.

@@ -249,7 +249,10 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
 
 /// `sock.shutdown(socket.SHUT_WR)`.
 fn shutdown_write(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
-    let sock = slf.get().st.with(|s| s.sock.as_ref().map(|p| p.clone_ref(slf.py())));
+    let sock = slf
+        .get()
+        .st
+        .with(|s| s.sock.as_ref().map(|p| p.clone_ref(slf.py())));
     match sock {
         Some(sock) => sock
             .bind(slf.py())
