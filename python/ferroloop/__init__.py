@@ -40,12 +40,17 @@ class _SocketTransport(_asyncio.Transport):
     (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport``, which
     ``BaseTransport``'s ``__slots__`` keep a native type from being."""
 
-    __slots__ = ("_core", "__weakref__")
+    __slots__ = ("_core", "__dict__", "__weakref__")
     _start_tls_compatible = True
     _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, core):
         self._core = core
+        # The hottest methods are the core's own, bound in the instance: a call then runs
+        # no Python frame. (The methods below document them and serve a class-level call.)
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
 
     def __repr__(self):
         return self._core._repr(type(self).__name__)
