@@ -56,7 +56,7 @@ class _SocketTransport(_asyncio.Transport):
         return self._core._repr(type(self).__name__)
 
     def __del__(self):
-        self._core._del()
+        self._core._del(self)
 
     def get_extra_info(self, name, default=None):
         return self._core.get_extra_info(name, default)

@@ -49,6 +49,8 @@ pub(crate) enum Owner {
 /// poll's dispatch needs no access to the transport's state.
 pub(crate) struct StreamOwner {
     core: Py<StreamCore>,
+    /// The Python-visible transport: kept alive while it owns the fd (see `net::stream`).
+    transport: Py<PyAny>,
     interest: Interest,
     /// The transport's reader generation when reading was last switched (see
     /// `StreamEvent::Readable`).
@@ -57,12 +59,14 @@ pub(crate) struct StreamOwner {
 
 impl StreamOwner {
     pub(super) fn visit(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.core)
+        visit.call(&self.core)?;
+        visit.call(&self.transport)
     }
 
-    pub(crate) fn new(core: Py<StreamCore>) -> Self {
+    pub(crate) fn new(core: Py<StreamCore>, transport: Py<PyAny>) -> Self {
         StreamOwner {
             core,
+            transport,
             interest: Interest::default(),
             read_gen: 0,
         }

@@ -125,7 +125,7 @@ pub(super) fn call_connection_lost_now(
         _ => Ok(()),
     };
     // finally:
-    let closed = release(slf, false);
+    let closed = release(slf, &this.transport(py));
     let waiter = this
         .st
         .with(|s| s.empty_waiter.as_ref().map(|w| w.clone_ref(py)));
@@ -139,18 +139,13 @@ pub(super) fn call_connection_lost_now(
 
 /// Forgets the fd's registration, closes the socket and detaches from the server
 /// (asyncio's `finally:` of `_call_connection_lost`, and its `__del__`).
-fn release(slf: &Bound<'_, StreamCore>, _from_del: bool) -> PyResult<()> {
+fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
     LoopCore::release_fd(this.loop_(py), this.fd, slf.as_ptr());
-    let (sock, proto, server, transport) = this.st.with(|s| {
-        (
-            s.sock.take(),
-            s.protocol.take(),
-            s.server.take(),
-            s.transport.as_ref().map(|t| t.clone_ref(py)),
-        )
-    });
+    let (sock, proto, server) = this
+        .st
+        .with(|s| (s.sock.take(), s.protocol.take(), s.server.take()));
     drop(proto);
     let closed = match sock {
         Some(sock) => sock.bind(py).call_method0("close").map(drop),
@@ -168,17 +163,16 @@ fn release(slf: &Bound<'_, StreamCore>, _from_del: bool) -> PyResult<()> {
 
 /// The wrapper's `__del__`: asyncio's transport warns `unclosed transport` and closes the
 /// socket when collected open.
-pub(super) fn on_del(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+pub(super) fn on_del(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
     if this.st.with(|s| s.sock.is_none()) {
         return Ok(());
     }
     let names = Names::get(py)?;
-    let transport = this.transport(py);
     let msg = format!("unclosed transport {}", transport.repr()?);
     let kw = PyDict::new(py);
-    kw.set_item("source", &transport)?;
+    kw.set_item("source", transport)?;
     names
         .warn
         .bind(py)
@@ -188,5 +182,5 @@ pub(super) fn on_del(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
         let server = this.st.with(|s| s.server.take());
         drop(server);
     }
-    release(slf, true)
+    release(slf, transport)
 }

@@ -29,7 +29,7 @@ use std::os::fd::RawFd;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyType, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{LoopCore, Owner, StreamOwner};
@@ -101,8 +101,12 @@ impl StreamJob {
 
 /// The mutable state of a stream transport.
 struct StreamState {
-    /// The Python-visible transport wrapping this core (what protocols receive).
-    transport: Option<Py<PyAny>>,
+    /// The Python-visible transport wrapping this core (what protocols receive), by weak
+    /// reference: the wrapper holds the core, and the fd's registration holds the wrapper
+    /// while the transport is open, as asyncio's selector holds its transport. So a
+    /// transport nobody holds is freed by reference counting, not left to the cycle
+    /// collector (an unclosed one warns then, as asyncio's does).
+    transport: Option<Py<PyWeakrefReference>>,
     protocol: Option<Py<PyAny>>,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
@@ -157,7 +161,7 @@ impl StreamCore {
     fn transport<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         self.st
             .with(|s| s.transport.as_ref().map(|t| t.clone_ref(py)))
-            .map(|t| t.into_bound(py))
+            .and_then(|t| t.into_bound(py).upgrade())
             .unwrap_or_else(|| py.None().into_bound(py))
     }
 
@@ -305,9 +309,8 @@ pub(crate) fn make_socket_transport<'py>(
         .get(py)
         .ok_or_else(|| PyRuntimeError::new_err("ferroloop's transport class is not registered"))?;
     let transport = cls.bind(py).call1((&core,))?;
-    core.get()
-        .st
-        .with(|s| s.transport = Some(transport.clone().unbind()));
+    let weak = PyWeakrefReference::new(&transport)?;
+    core.get().st.with(|s| s.transport = Some(weak.unbind()));
     if let Some(server) = server {
         if crate::names::Names::get(py)?.server_attach_takes_transport {
             server.call_method1("_attach", (&transport,))?;
@@ -318,7 +321,10 @@ pub(crate) fn make_socket_transport<'py>(
     LoopCore::adopt_fd(
         lp,
         fd,
-        Owner::Stream(StreamOwner::new(core.clone().unbind())),
+        Owner::Stream(StreamOwner::new(
+            core.clone().unbind(),
+            transport.clone().unbind(),
+        )),
     )?;
     set_nodelay(sock, fd)?;
     StreamCore::schedule(&core, StreamEvent::ConnectionMade);
@@ -549,7 +555,10 @@ impl StreamCore {
         LoopCore::adopt_fd(
             this.loop_(slf.py()),
             this.fd,
-            Owner::Stream(StreamOwner::new(slf.clone().unbind())),
+            Owner::Stream(StreamOwner::new(
+                slf.clone().unbind(),
+                this.transport(slf.py()).unbind(),
+            )),
         )?;
         Self::sync_interest(slf);
         Ok(())
@@ -589,8 +598,8 @@ impl StreamCore {
     }
 
     /// The wrapper's `__del__`: an unclosed transport warns and closes its socket.
-    fn _del(slf: &Bound<'_, Self>) -> PyResult<()> {
-        close::on_del(slf)
+    fn _del(slf: &Bound<'_, Self>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
+        close::on_del(slf, transport)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
