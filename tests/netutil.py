@@ -7,11 +7,33 @@ reference) and on ferroloop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
 
 import pytest
+
+
+@contextlib.asynccontextmanager
+async def background(coro):
+    """Run ``coro`` as a task for the duration of the block; cancel and reap it after.
+
+    A test that fails mid-way must not leave a task whose exception is never retrieved:
+    its ``__del__`` logs a traceback during a later garbage collection, and on CPython
+    3.11.7 that can re-enter ``ast.parse`` (traceback caret anchors) inside pytest's own
+    ``ast.parse`` and crash the run with "AST constructor recursion depth mismatch".
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
 
 
 def has_ipv6_loopback() -> bool:

@@ -618,3 +618,128 @@ def test_argument_errors(loop):
             tcp.close()
 
     run_with_timeout(loop, main(), 5)
+
+
+# ---------------------------------------------------------------- several addresses
+
+
+@pytest.fixture
+def fake_resolver(monkeypatch):
+    """``several.test`` resolves to the given IPv4 addresses, in order."""
+    real = socket.getaddrinfo
+    table = {}
+
+    def fake(host, port, family=0, type=0, proto=0, flags=0):
+        if host in table:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
+        return real(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return table
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 that refuses connections (bound elsewhere, not listening)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kw", [{}, {"happy_eyeballs_delay": 0.05},
+                                {"happy_eyeballs_delay": 0.05, "interleave": 1}])
+def test_connect_tries_every_address(loop, fake_resolver, kw):
+    fake_resolver["several.test"] = ["127.0.0.2", "127.0.0.1"]
+
+    async def main():
+        server = await loop.create_server(echo_factory(loop), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        # 127.0.0.2 refuses (nobody listens there on that port), 127.0.0.1 answers.
+        tr, proto, got = await echo_roundtrip(
+            loop, lambda f: loop.create_connection(f, "several.test", port, **kw))
+        assert got == b"hello ferroloop"
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        await close_all(server)
+
+    run_with_timeout(loop, main(), 5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"happy_eyeballs_delay": 0.05}])
+def test_connect_every_address_fails(loop, fake_resolver, closed_port, kw):
+    fake_resolver["several.test"] = ["127.0.0.2", "127.0.0.3"]
+    port = closed_port
+
+    async def main():
+        with pytest.raises(OSError) as info:
+            await loop.create_connection(asyncio.Protocol, "several.test", port, **kw)
+        assert type(info.value) is OSError
+        assert str(info.value) == (
+            f"Multiple exceptions: [Errno 111] Connect call failed ('127.0.0.2', {port}), "
+            f"[Errno 111] Connect call failed ('127.0.0.3', {port})")
+
+    run_with_timeout(loop, main(), 5)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="all_errors is 3.12+")
+def test_connect_all_errors(loop, fake_resolver, closed_port):
+    fake_resolver["several.test"] = ["127.0.0.2", "127.0.0.3"]
+    port = closed_port
+
+    async def main():
+        with pytest.raises(ExceptionGroup) as info:
+            await loop.create_connection(asyncio.Protocol, "several.test", port, all_errors=True)
+        group = info.value
+        assert group.message == "create_connection failed"
+        assert [type(e) for e in group.exceptions] == [ConnectionRefusedError] * 2
+        assert [str(e) for e in group.exceptions] == [
+            f"[Errno 111] Connect call failed ('127.0.0.{i}', {port})" for i in (2, 3)]
+
+    run_with_timeout(loop, main(), 5)
+
+
+def test_connect_family(loop):
+    async def main():
+        server = await loop.create_server(echo_factory(loop), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto, got = await echo_roundtrip(
+            loop, lambda f: loop.create_connection(f, "localhost", port, family=socket.AF_INET))
+        assert got == b"hello ferroloop"
+        assert tr.get_extra_info("socket").family == socket.AF_INET
+        await close_all(server)
+
+    run_with_timeout(loop, main(), 5)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="keep_alive is 3.13+")
+def test_server_keep_alive(loop):
+    async def main():
+        server, tr, cp, sp = await tcp_pair(loop, server_kw={"keep_alive": True})
+        assert server.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+        accepted = sp.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+        await close_all(server, tr)
+
+    run_with_timeout(loop, main(), 5)
+
+
+def test_unix_path_taken_by_a_regular_file(loop, tmp_path):
+    path = tmp_path / "regular"
+    path.write_text("not a socket")
+
+    async def main():
+        with pytest.raises(OSError) as info:
+            await loop.create_unix_server(asyncio.Protocol, str(path))
+        assert info.value.errno == 98
+        assert str(info.value) == f"[Errno 98] Address {str(path)!r} is already in use"
+        assert path.read_text() == "not a socket"  # asyncio only removes stale sockets
+
+    run_with_timeout(loop, main(), 5)
+
+
+def test_unix_abstract_refused(loop):
+    async def main():
+        with pytest.raises(ConnectionRefusedError) as info:
+            await loop.create_unix_connection(asyncio.Protocol, abstract_name())
+        assert info.value.errno == 111
+
+    run_with_timeout(loop, main(), 5)
