@@ -113,11 +113,14 @@ def test_readuntil_and_limit(loop, tmp_path):
 def test_drain_under_back_pressure(loop, kind, tmp_path):
     total = 8 * MiB
     received = {}
+    go = asyncio.Event()
 
     async def handler(reader, writer):
         sha = hashlib.sha256()
         count = 0
-        await asyncio.sleep(0.05)  # a slow start: the client must wait in drain()
+        # A slow start: the server reads nothing until the client had to wait in drain()
+        # (or sent everything without ever waiting, which the test then reports).
+        await go.wait()
         while chunk := await reader.read(256 * 1024):
             sha.update(chunk)
             count += len(chunk)
@@ -146,8 +149,10 @@ def test_drain_under_back_pressure(loop, kind, tmp_path):
                 await asyncio.sleep(0)
                 if not drain.done():
                     blocked += 1
+                    go.set()
                 await drain
                 assert writer.transport.get_write_buffer_size() <= 128 * 1024
+            go.set()
             writer.write_eof()
             assert await reader.read() == b"done"
             assert received == {"sha": sha.hexdigest(), "count": total}

@@ -288,8 +288,9 @@ def test_pause_resume_writing_at_watermarks(loop, kind, tmp_path):
         tr.set_write_buffer_limits(high=1)
         del sizes[:2]
         assert [k for k, _ in sizes] == ["pause"]
-        sp.transport.resume_reading()
-        await close_all(server, tr)
+        tr.abort()
+        sp.transport.abort()
+        await close_all(server)
 
     run_with_timeout(loop, main(), 5)
 
@@ -394,7 +395,7 @@ def test_buffered_protocol(loop, kind, tmp_path):
             path = str(tmp_path / "b.sock")
             server = await loop.create_unix_server(factory, path)
             tr, _ = await loop.create_unix_connection(asyncio.Protocol, path)
-        data = payload(100_000, 3)
+        data = payload(30_000, 3)
         tr.write(data)
         tr.write_eof()
         p = await accepted
@@ -406,7 +407,7 @@ def test_buffered_protocol(loop, kind, tmp_path):
         # Every buffer_updated() follows its own get_buffer() (a read that finds EOF
         # calls get_buffer() and no buffer_updated()).
         body = p.events[1:-2]
-        assert body.count("buffer_updated") == len(p.updates) >= 100_000 // 7
+        assert body.count("buffer_updated") == len(p.updates) >= 30_000 // 7
         for i, event in enumerate(body):
             if event == "buffer_updated":
                 assert body[i - 1] == "get_buffer"
