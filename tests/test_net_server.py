@@ -40,7 +40,6 @@ async def echo_roundtrip(loop, connect, payload=b"hello ferroloop"):
 def test_tcp_echo(loop, host):
     async def main():
         server = await loop.create_server(echo_factory(loop), host, 0)
-        assert isinstance(server, asyncio.AbstractServer)
         sockname = server.sockets[0].getsockname()
         assert sockname[0] == host and sockname[1] != 0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -48,13 +47,33 @@ def test_tcp_echo(loop, host):
         tr, proto, got = await echo_roundtrip(
             loop, lambda f: loop.create_connection(f, host, sockname[1]))
         assert got == b"hello ferroloop"
-        assert isinstance(tr, asyncio.Transport)
         assert proto.events[0] == "made" and proto.events[-1] == "lost"
         assert proto.events.count("lost") == 1
         assert proto.chunk_types == {bytes}
         assert tr.is_closing()
         server.close()
         await server.wait_closed()
+
+    run_with_timeout(loop, main(), 5)
+
+
+def test_transport_and_server_are_asyncio_types(loop, tmp_path):
+    """asyncio's transports subclass asyncio.Transport and its servers
+    asyncio.AbstractServer (kept in one test: if ferroloop's native classes end up not
+    subclassing them, this is the one test to mark)."""
+
+    async def main():
+        server, tr, cp, sp = await tcp_pair(loop)
+        assert isinstance(server, asyncio.AbstractServer)
+        for t in (tr, sp.transport):
+            assert isinstance(t, asyncio.Transport)
+            assert isinstance(t, asyncio.ReadTransport)
+            assert isinstance(t, asyncio.WriteTransport)
+        await close_all(server, tr)
+        userver, utr, _, _ = await unix_pair(loop, str(tmp_path / "t.sock"))
+        assert isinstance(userver, asyncio.AbstractServer)
+        assert isinstance(utr, asyncio.Transport)
+        await close_all(userver, utr)
 
     run_with_timeout(loop, main(), 5)
 
