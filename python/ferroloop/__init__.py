@@ -24,6 +24,7 @@ from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import selector_events as _selector_events
 from asyncio import sslproto as _sslproto
+from asyncio import transports as _transports
 from asyncio import unix_events as _unix_events
 
 from . import _ferroloop
@@ -35,9 +36,10 @@ __all__ = (
 )
 
 
-class _SocketTransport(_asyncio.Transport):
+class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
     """A stream transport over a TCP or Unix socket. All of it is native
-    (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport``, which
+    (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport`` (and a
+    ``_FlowControlMixin``, which ``loop.sendfile()``'s fallback checks), which
     ``BaseTransport``'s ``__slots__`` keep a native type from being."""
 
     __slots__ = ("_core", "__dict__", "__weakref__")
@@ -117,6 +119,14 @@ class _SocketTransport(_asyncio.Transport):
     @property
     def _sock_fd(self):
         return self._core._sock_fd
+
+    @property
+    def _loop(self):
+        return self._core._loop
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()

@@ -535,6 +535,22 @@ impl StreamCore {
         self.fd
     }
 
+    /// The loop, until `connection_lost` ran (asyncio's `transport._loop`, read by
+    /// `loop.sendfile()`'s fallback).
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        if self.st.with(|s| s.sock.is_none()) {
+            return py.None();
+        }
+        self.loop_.clone_ref(py).into_any()
+    }
+
+    /// Whether `pause_writing()` was called and `resume_writing()` not yet.
+    #[getter]
+    fn _protocol_paused(&self) -> bool {
+        self.st.with(|s| s.protocol_paused)
+    }
+
     fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         write::make_empty_waiter(slf)
     }
