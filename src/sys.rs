@@ -1,9 +1,9 @@
 //! Thin wrappers over libc calls (the only `unsafe` outside [`crate::pyo`]).
 
 use std::io;
-use std::os::fd::RawFd;
 #[cfg(test)]
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// `clock_gettime(CLOCK_MONOTONIC)`: seconds and nanoseconds.
 #[inline]
@@ -120,6 +120,36 @@ pub fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usi
     ssize_result(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
+/// `shutdown(fd, SHUT_WR)`.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a plain syscall on an fd number; no memory is passed.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `getsockopt(fd, SOL_SOCKET, opt)` for an int option (`SO_DOMAIN`, `SO_TYPE`,
+/// `SO_PROTOCOL`, ...).
+pub fn sockopt_int(fd: RawFd, opt: libc::c_int) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` is a writable c_int and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
 /// `setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, 1)`.
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     let one: libc::c_int = 1;
@@ -231,6 +261,13 @@ pub fn accept(fd: RawFd) -> io::Result<(RawFd, SockAddr)> {
         return Err(io::Error::last_os_error());
     }
     Ok((conn, addr))
+}
+
+/// [`accept`], the connection's fd owned.
+pub fn accept_owned(fd: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
+    let (conn, addr) = accept(fd)?;
+    // SAFETY: accept4 returned a new fd that nothing else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(conn) }, addr))
 }
 
 /// `connect(fd, addr)`.

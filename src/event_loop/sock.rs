@@ -190,16 +190,9 @@ pub(crate) fn accept_connection(
             return caught(py, e);
         }
     };
-    let address = match (addr.v4(), addr.v6()) {
-        (Some(a), _) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
-        // getnameinfo() adds the interface to a scoped address, and prints the deprecated
-        // IPv4-compatible ones its own way: let the socket module format those.
-        (_, Some(a)) if a.scope_id() == 0 && a.ip().segments()[..6] != [0; 6] => {
-            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id())
-                .into_pyobject(py)?
-                .into_any()
-        }
-        _ => match conn_obj.call_method0("getpeername") {
+    let address = match crate::net::sockaddr::to_python(py, &addr)? {
+        Some(a) => a,
+        None => match conn_obj.call_method0("getpeername") {
             Ok(a) => a,
             Err(e) => {
                 let _ = conn_obj.call_method0("close");

@@ -18,7 +18,9 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{Attempt, LoopCore, Owner};
 use crate::names::logger;
+use crate::net::{sockaddr, would_block};
 use crate::pyo::context::{copy_current, with_context};
+use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::reactor::Interest;
 
@@ -42,6 +44,9 @@ pub struct Listener {
     context: Py<PyAny>,
     /// Cleared by `_stop_serving`: a queued accept job does nothing then.
     active: AtomicBool,
+    /// The listening socket's family, type and proto: its connections' (as
+    /// `socket.accept()` makes them).
+    kind: (i32, i32, i32),
 }
 
 impl Listener {
@@ -66,6 +71,11 @@ pub(crate) fn start_serving(
 ) -> PyResult<()> {
     let py = lp.py();
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let kind = (
+        crate::sys::sockopt_int(fd, libc::SO_DOMAIN).map_err(os_error)?,
+        crate::sys::sockopt_int(fd, libc::SO_TYPE).map_err(os_error)?,
+        sock.getattr("proto")?.extract()?,
+    );
     let listener = Py::new(
         py,
         Listener {
@@ -80,6 +90,7 @@ pub(crate) fn start_serving(
             ssl_shutdown_timeout: ssl_shutdown_timeout.clone().unbind(),
             context: copy_current(py)?.unbind(),
             active: AtomicBool::new(true),
+            kind,
         },
     )?;
     LoopCore::adopt_fd(lp, fd, Owner::Listener(listener.clone_ref(py)))?;
@@ -145,9 +156,34 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
     let listener = listener.into_bound(py);
     let this = listener.get();
     let res = with_context(py, this.context.bind(py), || {
+        // A plain connection outside debug mode: accepted and served with no socket object.
+        let fast = !lp.get().is_debug() && !this.sslcontext.bind(py).is_truthy()?;
         for _ in 0..this.backlog {
             if !this.active.load(Ordering::Acquire) {
                 return Ok(());
+            }
+            if fast {
+                let (conn, addr) = match crate::sys::accept_owned(this.fd) {
+                    Ok(v) => v,
+                    Err(e) if would_block(&e) || e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                        return Ok(())
+                    }
+                    Err(e) => return out_of_resources(lp, &listener, os_error(e)),
+                };
+                // Each connection's callbacks run in a copy of the listener's context, as
+                // asyncio's per-connection Task does.
+                let ctx = copy_current(py)?;
+                match sockaddr::to_python(py, &addr)? {
+                    Some(peer) => with_context(py, &ctx, || connect_fd(lp, this, conn, peer))?,
+                    None => {
+                        // An address the socket module formats: make the object now.
+                        let conn = socket_of(py, conn, this.kind)?;
+                        let extra = PyDict::new(py);
+                        extra.set_item("peername", conn.call_method0("getpeername")?)?;
+                        with_context(py, &ctx, || connect(lp, this, &conn, &extra))?;
+                    }
+                }
+                continue;
             }
             let (conn, addr) =
                 match crate::event_loop::accept_connection(py, this.fd, this.sock.bind(py))? {
@@ -208,6 +244,50 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
             Ok(())
         }
         other => other,
+    }
+}
+
+/// `socket.socket(family, type, proto, fileno=fd)`, non-blocking.
+fn socket_of(
+    py: Python<'_>,
+    fd: std::os::fd::OwnedFd,
+    (family, ty, proto): (i32, i32, i32),
+) -> PyResult<Bound<'_, PyAny>> {
+    let kw = PyDict::new(py);
+    kw.set_item("fileno", std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    let obj = py
+        .import("socket")?
+        .getattr("socket")?
+        .call((family, ty | libc::SOCK_NONBLOCK, proto), Some(&kw))?;
+    // The object owns the fd now.
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    Ok(obj)
+}
+
+/// [`connect`] for a connection accepted without a socket object.
+fn connect_fd(
+    lp: &Bound<'_, LoopCore>,
+    this: &Listener,
+    conn: std::os::fd::OwnedFd,
+    peer: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let made = this.protocol_factory.bind(py).call0().and_then(|p| {
+        crate::net::stream::make_accepted_transport(
+            lp,
+            conn,
+            this.kind,
+            peer,
+            &p,
+            Some(this.server.bind(py)),
+        )
+    });
+    match made {
+        Ok(_) => Ok(()),
+        Err(e) if is_fatal(py, &e) => Err(e),
+        // Outside debug mode asyncio reports nothing; the connection is closed (the fd
+        // was dropped with the error).
+        Err(_) => Ok(()),
     }
 }
 

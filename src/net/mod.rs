@@ -10,6 +10,7 @@
 //! `_make_socket_transport`, `_start_serving`), which is where the time goes.
 
 pub mod listener;
+pub(crate) mod sockaddr;
 pub mod stream;
 
 /// Whether a syscall error means "not now, wait for readiness" (asyncio's `except

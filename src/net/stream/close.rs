@@ -148,7 +148,7 @@ fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResul
         .with(|s| (s.sock.take(), s.protocol.take(), s.server.take()));
     drop(proto);
     let closed = match sock {
-        Some(sock) => sock.bind(py).call_method0("close").map(drop),
+        Some(sock) => sock.close(py),
         None => Ok(()),
     };
     if let Some(server) = server {

@@ -22,6 +22,7 @@
 mod close;
 pub(crate) mod queue;
 mod read;
+pub(crate) mod sock;
 mod write;
 
 use std::os::fd::RawFd;
@@ -38,6 +39,7 @@ use crate::pyo::context::{copy_current, with_context};
 use crate::pyo::GilCell;
 use crate::reactor::Interest;
 use queue::WriteQueue;
+use sock::Sock;
 
 /// `ferroloop._SocketTransport`, registered by the Python package at import.
 static TRANSPORT_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -111,8 +113,8 @@ struct StreamState {
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
     protocol_connected: bool,
-    /// The socket object; `None` once `connection_lost` ran (asyncio's `_sock = None`).
-    sock: Option<Py<PyAny>>,
+    /// The socket; `None` once `connection_lost` ran (asyncio's `_sock = None`).
+    sock: Option<Sock>,
     server: Option<Py<PyAny>>,
     extra: Option<Py<PyDict>>,
     /// The context the transport's callbacks run in.
@@ -229,11 +231,9 @@ impl StreamCore {
     }
 }
 
-/// asyncio's `base_events._set_nodelay`: TCP_NODELAY on a TCP stream socket.
-fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
-    let family: i32 = sock.getattr("family")?.extract()?;
-    let ty: i32 = sock.getattr("type")?.extract()?;
-    let proto: i32 = sock.getattr("proto")?.extract()?;
+/// asyncio's `base_events._set_nodelay`: TCP_NODELAY on a TCP stream socket (whose
+/// `proto` is `IPPROTO_TCP`: asyncio leaves a socket made with proto 0 alone).
+fn set_nodelay(fd: RawFd, family: i32, ty: i32, proto: i32) -> PyResult<()> {
     if (family == libc::AF_INET || family == libc::AF_INET6)
         && ty == libc::SOCK_STREAM
         && proto == libc::IPPROTO_TCP
@@ -244,7 +244,8 @@ fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
 }
 
 /// `loop._make_socket_transport(sock, protocol, waiter, extra=, server=)`: a transport
-/// over connected socket `sock`, as asyncio's `_SelectorSocketTransport(...)` makes it.
+/// over connected socket object `sock`, as asyncio's `_SelectorSocketTransport(...)`
+/// makes it.
 pub(crate) fn make_socket_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     sock: &Bound<'py, PyAny>,
@@ -274,7 +275,71 @@ pub(crate) fn make_socket_transport<'py>(
             Err(e) => return Err(e),
         }
     }
+    // What `sock.family` and `sock.type` give, without their Python-level properties.
+    let family = crate::sys::sockopt_int(fd, libc::SO_DOMAIN).unwrap_or(-1);
+    let ty = crate::sys::sockopt_int(fd, libc::SO_TYPE).unwrap_or(-1);
+    let proto: i32 = sock.getattr(pyo3::intern!(py, "proto"))?.extract()?;
     let server = server.filter(|s| !s.is_none());
+    build(
+        lp,
+        fd,
+        Sock::Py(sock.clone().unbind()),
+        (family, ty, proto),
+        extra,
+        protocol,
+        waiter,
+        server,
+    )
+}
+
+/// A transport over a connection the listener accepted (`fd`, with the listening
+/// socket's `family`/`ty`/`proto` and the peer's address): no socket object is made
+/// until asked for (see [`sock`]).
+pub(crate) fn make_accepted_transport<'py>(
+    lp: &Bound<'py, LoopCore>,
+    fd: std::os::fd::OwnedFd,
+    kind: (i32, i32, i32),
+    peername: Bound<'py, PyAny>,
+    protocol: &Bound<'py, PyAny>,
+    server: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = lp.py();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let extra = PyDict::new(py);
+    extra.set_item(pyo3::intern!(py, "peername"), peername)?;
+    let (family, ty, proto) = kind;
+    build(
+        lp,
+        raw,
+        Sock::Fd {
+            fd,
+            family,
+            ty,
+            proto,
+        },
+        kind,
+        extra,
+        protocol,
+        None,
+        server.filter(|s| !s.is_none()),
+    )
+}
+
+/// The common part of making a transport: the core, the Python-visible transport, the
+/// server's count, the fd's registration, `TCP_NODELAY`, and the scheduled
+/// `connection_made` / start of reading / waiter.
+#[allow(clippy::too_many_arguments)]
+fn build<'py>(
+    lp: &Bound<'py, LoopCore>,
+    fd: RawFd,
+    sock: Sock,
+    (family, ty, proto): (i32, i32, i32),
+    extra: Bound<'py, PyDict>,
+    protocol: &Bound<'py, PyAny>,
+    waiter: Option<&Bound<'py, PyAny>>,
+    server: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = lp.py();
     let core = Bound::new(
         py,
         StreamCore {
@@ -285,7 +350,7 @@ pub(crate) fn make_socket_transport<'py>(
                 protocol: None,
                 buffered: false,
                 protocol_connected: false,
-                sock: Some(sock.clone().unbind()),
+                sock: Some(sock),
                 server: server.map(|s| s.clone().unbind()),
                 extra: Some(extra.unbind()),
                 context: Some(copy_current(py)?.unbind()),
@@ -326,7 +391,7 @@ pub(crate) fn make_socket_transport<'py>(
             transport.clone().unbind(),
         )),
     )?;
-    set_nodelay(sock, fd)?;
+    set_nodelay(fd, family, ty, proto)?;
     StreamCore::schedule(&core, StreamEvent::ConnectionMade);
     StreamCore::schedule(&core, StreamEvent::StartReading);
     if let Some(w) = waiter.filter(|w| !w.is_none()) {
@@ -505,10 +570,21 @@ impl StreamCore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let extra = self.st.with(|s| s.extra.as_ref().map(|e| e.clone_ref(py)));
         let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        match extra {
-            Some(e) => Ok(e.bind(py).get_item(name)?.unwrap_or(default)),
-            None => Ok(default),
+        let Some(extra) = extra else {
+            return Ok(default);
+        };
+        let extra = extra.into_bound(py);
+        if let Some(v) = extra.get_item(name)? {
+            return Ok(v);
         }
+        if let Ok(key) = name.cast::<pyo3::types::PyString>() {
+            let key = key.to_str()?;
+            if sock::SOCKET_KEYS.contains(&key) {
+                self.fill_socket_extra(py, &extra, key)?;
+                return Ok(extra.get_item(name)?.unwrap_or(default));
+            }
+        }
+        Ok(default)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -521,13 +597,11 @@ impl StreamCore {
             .unwrap_or_else(|| py.None())
     }
 
-    /// The socket (`None` once closed): asyncio's `transport._sock`, used by
+    /// The socket object (`None` once closed): asyncio's `transport._sock`, used by
     /// `loop.sendfile()` and `start_tls()`.
     #[getter]
-    fn _sock(&self, py: Python<'_>) -> Py<PyAny> {
-        self.st
-            .with(|s| s.sock.as_ref().map(|p| p.clone_ref(py)))
-            .unwrap_or_else(|| py.None())
+    fn _sock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.socket_object(py)?.unwrap_or_else(|| py.None()))
     }
 
     #[getter]
@@ -624,7 +698,9 @@ impl StreamCore {
             .try_with(|s| -> Result<(), PyTraverseError> {
                 visit.call(&s.transport)?;
                 visit.call(&s.protocol)?;
-                visit.call(&s.sock)?;
+                if let Some(sock) = &s.sock {
+                    sock.visit(&visit)?;
+                }
                 visit.call(&s.server)?;
                 visit.call(&s.extra)?;
                 visit.call(&s.context)?;

@@ -239,26 +239,11 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
             if closing {
                 call_connection_lost_now(slf, None)
             } else if eof {
-                shutdown_write(slf)
+                slf.get().shutdown_write(slf.py())
             } else {
                 Ok(())
             }
         }
-    }
-}
-
-/// `sock.shutdown(socket.SHUT_WR)`.
-fn shutdown_write(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
-    let sock = slf
-        .get()
-        .st
-        .with(|s| s.sock.as_ref().map(|p| p.clone_ref(slf.py())));
-    match sock {
-        Some(sock) => sock
-            .bind(slf.py())
-            .call_method1("shutdown", (libc::SHUT_WR,))
-            .map(drop),
-        None => Ok(()),
     }
 }
 
@@ -272,7 +257,7 @@ pub(super) fn write_eof(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
         s.queue.is_empty()
     });
     if now {
-        shutdown_write(slf)?;
+        slf.get().shutdown_write(slf.py())?;
     }
     Ok(())
 }
