@@ -381,3 +381,56 @@ def test_signal_read_after_a_threadsafe_wakeup(loop):
 
     loop.run_until_complete(main())
     assert out == ["old"]
+
+
+@pytest.mark.parametrize("wake", ["call_soon_threadsafe", "set_debug"])
+def test_signal_read_after_a_wakeup_made_before_any_handler(loop, wake):
+    """asyncio writes call_soon_threadsafe's wake-up byte to its self-pipe whether or not a
+    signal handler is installed (set_debug on a running loop goes through
+    call_soon_threadsafe), so the next poll queues the pipe's reader; a handler installed
+    and a signal raised by a step of that iteration are read there, before a later step
+    replaces the handler (differential test seeds 2664 and 3526 on 3.11, 3717 on 3.13)."""
+    out = []
+
+    async def main():
+        if wake == "set_debug":
+            loop.set_debug(True)
+            loop.set_debug(False)
+        else:
+            loop.call_soon_threadsafe(lambda: None)
+        await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "old")
+        signal.raise_signal(signal.SIGUSR1)
+        await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "new")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+    loop.run_until_complete(main())
+    assert out == ["old"]
+
+
+def test_signal_pipe_read_consumes_earlier_wakeups(loop):
+    """asyncio's self-pipe reader drains the pipe, wake-up bytes included: a
+    call_soon_threadsafe made before the read in the same iteration leaves nothing for the
+    next poll, so a signal raised in the next iteration is read one iteration later, after
+    the step that replaces its handler."""
+    out = []
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "first")
+        signal.raise_signal(signal.SIGUSR1)
+        await asyncio.sleep(0)
+        # this iteration reads the pipe after this step: the wake-up byte goes with it
+        loop.call_soon_threadsafe(lambda: None)
+        await asyncio.sleep(0)
+        signal.raise_signal(signal.SIGUSR1)
+        await asyncio.sleep(0)
+        loop.add_signal_handler(signal.SIGUSR1, out.append, "new")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+    loop.run_until_complete(main())
+    assert out == ["first", "new"]

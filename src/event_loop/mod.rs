@@ -141,9 +141,12 @@ pub struct LoopCore {
     /// polls: see POLL_EVERY_BUSY_ITERATIONS): set while a signal handler is installed,
     /// and until the first poll after the last one is removed (see `run_once`).
     signals_watched: AtomicBool,
-    /// Set by `call_soon_threadsafe` while `signals_watched`: asyncio's wake-up byte goes
-    /// through the self-pipe that carries signal numbers, so its next poll reads the signal
-    /// socket whether or not a signal came; the next poll here does the same.
+    /// Set by `call_soon_threadsafe` (so also by `set_debug` on a running loop and by
+    /// executor completions, which go through it), cleared when the signal socket is read:
+    /// asyncio's wake-up byte goes through the self-pipe that carries signal numbers, so its
+    /// next poll queues the pipe's reader whether or not a signal came, even with no signal
+    /// handler installed yet; the next iteration here does the same (see `run_once`). A
+    /// read of the pipe consumes the wake-up bytes written before it, so a read clears it.
     self_pipe_pending: AtomicBool,
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.

@@ -249,6 +249,14 @@ impl LoopCore {
                     };
                 if skip_poll {
                     // Nothing can be missed by not polling: see POLL_EVERY_BUSY_ITERATIONS.
+                    // A wake-up since the last read is what a poll would have found: queue
+                    // the signal socket's read where asyncio's self-pipe reader runs (after
+                    // the ready callbacks, before the timers now due).
+                    if this.self_pipe_pending.load(Ordering::Relaxed)
+                        && this.self_pipe_pending.swap(false, Ordering::AcqRel)
+                    {
+                        q.ready.push_back(Job::ReadSignals);
+                    }
                     Self::take_batch(py, q, batch);
                 } else if !nan_poll {
                     // Set during the access: a producer that pushes after it ends sees the

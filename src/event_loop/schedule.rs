@@ -46,11 +46,11 @@ impl LoopCore {
         this.check_closed()?;
         this.check_callback(slf.py(), &callback, "call_soon_threadsafe")?;
         let handle = Self::schedule_soon(slf, callback, args, context)?;
-        if this.signals_watched.load(Ordering::Relaxed) {
-            // asyncio wakes its loop through the self-pipe that also carries signal numbers,
-            // so its next poll reads that pipe: a signal raised meanwhile is handled there.
-            this.self_pipe_pending.store(true, Ordering::Release);
-        }
+        // asyncio wakes its loop through the self-pipe that also carries signal numbers,
+        // so its next poll queues that pipe's reader: a signal raised before the reader runs
+        // is handled there. The byte is written whether or not a signal handler is installed
+        // (one may be added before the reader runs), so the flag is set unconditionally.
+        this.self_pipe_pending.store(true, Ordering::Release);
         Ok(handle)
     }
 

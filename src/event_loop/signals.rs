@@ -246,6 +246,9 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         let mut sigs = Vec::new();
+        // asyncio's reader drains the self-pipe, wake-up bytes included: a
+        // call_soon_threadsafe made before this read does not make the next poll read again.
+        this.self_pipe_pending.store(false, Ordering::Release);
         if let Some(sock) = lock(&this.signal_socket).as_mut() {
             sock.drain(&mut sigs);
         }

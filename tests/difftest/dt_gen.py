@@ -13,7 +13,8 @@ the loop, never of timing):
   only trace a label shared by the whole tie group, never their order;
 * only one fragment per stage uses timers, threads or signals (``solo`` fragments run alone);
 * threads report to the loop only through futures that the program awaits, or through
-  ``call_soon_threadsafe`` from one thread (FIFO);
+  ``call_soon_threadsafe`` from one thread (FIFO); a fragment joins its threads and then
+  settles (``SETTLE_THREADS``) before the program goes on;
 * nothing depends on garbage collection timing except after an explicit ``gc.collect()``
   of objects without reference cycles.
 """
@@ -25,6 +26,19 @@ import random
 import textwrap
 
 STEP = 0.03
+
+
+# What a fragment runs once its threads are done (joined, or back in their executor's pool
+# after the result the fragment awaited). A thread's ``call_soon_threadsafe`` appends its
+# callback and then writes a wake-up byte to asyncio's self-pipe, which also carries signal
+# numbers; the loop may run the callback (and the step awaiting its result) before the poll
+# that finds the byte, or after it. Which iteration then reads the pipe depends on the
+# thread's timing, so a signal raised by a following fragment is read (and goes to the
+# handler installed at that moment) on one iteration or the next, on stock asyncio too
+# (ferroloop's signal socket models the same pipe). Two iterations later the byte has been
+# read in any case: settling keeps the programs deterministic without taking threads out of
+# the programs that also use signals.
+SETTLE_THREADS = "await H_settle()  # the threads' wake-up bytes are read: see SETTLE_THREADS"
 
 
 def ind(code: str, n: int) -> str:
@@ -619,6 +633,7 @@ def frag_executor(g: Gen, name: str):
             "th = threading.Thread(target=thr2); th.start()",
             "T('%s rct', await fut); th.join()" % name,
         ]
+    body.append(SETTLE_THREADS)
     return "async def %s():\n%s\n" % (name, ind("\n".join(body), 4)), "solo"
 
 
@@ -772,6 +787,7 @@ def frag_debug(g: Gen, name: str):
             "    loop.call_soon_threadsafe(res.set_result, r)",
             "th2 = threading.Thread(target=other); th2.start()",
             "T('%s dbg other thread', await res); th2.join()" % name,
+            SETTLE_THREADS,
         ]
         g.uses_threads = True
     if g.coin(0.4):
