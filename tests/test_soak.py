@@ -80,3 +80,52 @@ def test_soak_memory_is_stable(loop_factory):
     gc.collect()
     growth = _rss_mb() - before
     assert growth < MAX_GROWTH_MB, f"RSS grew by {growth:.1f} MB over {ROUNDS_MEASURED} rounds"
+
+
+def test_soak_connection_churn_keeps_memory_and_objects_flat(loop_factory):
+    """A server under connect/disconnect churn (stream client, protocol server) keeps a
+    flat fd count, object count and resident set: nothing per connection outlives it."""
+
+    class Once(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+            self.transport.close()
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"x")
+            assert await reader.read() == b"x"
+            writer.close()
+            await writer.wait_closed()
+
+        samples = []
+        for _ in range(4):
+            for _ in range(500):
+                await one()
+            gc.collect()
+            samples.append((fds(), len(gc.get_objects()), _rss_mb()))
+        server.close()
+        await server.wait_closed()
+        return samples
+
+    loop = loop_factory()
+    try:
+        samples = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    # The first round warms caches and allocators; the rounds after it must not grow.
+    (fd1, obj1, rss1), last = samples[1], samples[-1]
+    assert last[0] == fd1, samples
+    assert last[1] - obj1 < 200, samples
+    assert last[2] - rss1 < 2, samples
