@@ -136,3 +136,60 @@ def test_future_source_traceback_has_no_create_future_frame(loop, loop_name):
         assert last_file.endswith("base_events.py")
         assert "base_events.py:" in repr(fut)
     fut.cancel()
+
+
+def test_accepted_connection_protocol_made_in_the_accept_callback(loop, loop_name):
+    """asyncio calls a server's protocol factory in a Task started per accepted
+    connection (``_accept_connection2``); ferroloop calls it in the accept callback."""
+    seen = []
+
+    def factory():
+        seen.append(asyncio.current_task())
+        return asyncio.Protocol()
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(10):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert len(seen) == 1
+    if loop_name == "ferroloop":
+        assert seen == [None]
+    else:
+        assert isinstance(seen[0], asyncio.Task)
+
+
+def test_transport_hot_methods_are_instance_attributes(loop, loop_name):
+    """ferroloop's transport binds the native core's ``write``, ``writelines`` and
+    ``is_closing`` in the instance; asyncio's are plain methods."""
+    seen = {}
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            seen["transport"] = transport
+
+    async def main():
+        server = await loop.create_server(Proto, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        assert isinstance(transport, asyncio.Transport)
+        names = {"write", "writelines", "is_closing"} & set(getattr(transport, "__dict__", {}))
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return names
+
+    names = loop.run_until_complete(main())
+    if loop_name == "ferroloop":
+        assert names == {"write", "writelines", "is_closing"}
+    else:
+        assert names == set()
