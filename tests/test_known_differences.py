@@ -193,3 +193,35 @@ def test_transport_hot_methods_are_instance_attributes(loop, loop_name):
         assert names == {"write", "writelines", "is_closing"}
     else:
         assert names == set()
+
+
+def test_tcp_nodelay_on_a_socket_made_with_proto_0(loop, loop_name):
+    """asyncio documents TCP_NODELAY "for all TCP connections", but its code skips a
+    socket whose ``proto`` is 0 (``socket.socket()``, as uvicorn makes its listening
+    socket) and the connections it accepts; ferroloop sets it on those too, as uvloop."""
+    import socket
+
+    seen = {}
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            sock = transport.get_extra_info("socket")
+            seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    async def main():
+        lsock = socket.socket()  # proto 0
+        lsock.bind(("127.0.0.1", 0))
+        server = await loop.create_server(Proto, sock=lsock)
+        port = lsock.getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(10):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert (seen["nodelay"] != 0) == (loop_name == "ferroloop")

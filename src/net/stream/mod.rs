@@ -231,12 +231,15 @@ impl StreamCore {
     }
 }
 
-/// asyncio's `base_events._set_nodelay`: TCP_NODELAY on a TCP stream socket (whose
-/// `proto` is `IPPROTO_TCP`: asyncio leaves a socket made with proto 0 alone).
+/// TCP_NODELAY on a TCP stream socket, as asyncio documents ("set by default for all TCP
+/// connections"). Its `base_events._set_nodelay` also asks for `sock.proto ==
+/// IPPROTO_TCP`, which leaves out a TCP socket made with proto 0 (`socket.socket()`, as
+/// uvicorn makes its listening socket) and its accepted connections: those get Nagle's
+/// 40 ms stalls on asyncio. ferroloop follows the documentation, as uvloop does.
 fn set_nodelay(fd: RawFd, family: i32, ty: i32, proto: i32) -> PyResult<()> {
     if (family == libc::AF_INET || family == libc::AF_INET6)
         && ty == libc::SOCK_STREAM
-        && proto == libc::IPPROTO_TCP
+        && (proto == libc::IPPROTO_TCP || proto == 0)
     {
         crate::sys::set_nodelay(fd).map_err(crate::pyo::errno::os_error)?;
     }
