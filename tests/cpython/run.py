@@ -59,7 +59,7 @@ The gate (exit status), against the stock outcomes ``cpython_X.Y.json`` of the n
   a listed test that passes fails the gate, like an unexpected success); tests of
   ``skips.INTERNAL_CLASSES`` are gated only if observed on ferroloop; a test of
   ``skips.DEFERRED`` (a part of the loop that another open issue builds: UDP, pipes,
-  subprocesses, TLS, fork) is not gated while it does not pass, and fails the gate once it
+  subprocesses) is not gated while it does not pass, and fails the gate once it
   passes, until its entry is removed (like a known difference);
   1 also if a ``setUpClass``/``tearDownClass``/``setUpModule``/``tearDownModule`` (or class
   cleanup) errors, or, with ``--fail-under PCT``, if a module's ferroloop row passes less
@@ -128,8 +128,8 @@ CORE_MODULES = [
 
 # The networking modules (`--net`): TCP and Unix transports, servers, streams, the sock_* API and
 # sendfile, with their loop tests on ferroloop through LOOP_MIRRORS. Gated apart from
-# CORE_MODULES until the native transports land; their tests of UDP, pipes, subprocesses, TLS
-# and fork are skips.DEFERRED to the issue that builds those.
+# CORE_MODULES until the native transports land; their tests of UDP, pipes and subprocesses
+# are skips.DEFERRED to the issue that builds those.
 NET_MODULES = [
     "test_events", "test_sock_lowlevel", "test_server", "test_streams",
     "test_buffered_proto", "test_sendfile", "test_unix_events",

@@ -21,7 +21,7 @@ This includes the classes that run.py's LOOP_MIRRORS copy onto ferroloop: the or
 asyncio's own SelectorEventLoop (one class per selector), their ferroloop copy is gated.
 
 DEFERRED: single stock-passing tests, in a module gated for one part of the loop, that exercise a
-part another open issue builds (UDP, pipes, subprocesses, TLS, fork: issue 9), each with that
+part another open issue builds (UDP, pipes, subprocesses: issue 9), each with that
 reason. Like KNOWN_DIFFERENCES they run and are not regressions while they do not pass, and the
 gate fails once one passes (remove its entry then: from that point it is gated). They are not
 differences: the issue that lands the feature empties its entries.
@@ -73,20 +73,13 @@ SKIPS = {
             "asserts on BaseSelectorEventLoop's private self-pipe bookkeeping (loop._internal_fds, "
             "_csock, _ssock), and skips itself on any loop that is not a BaseSelectorEventLoop; "
             "ferroloop wakes its poll with an eventfd",
-        "FerroloopEventLoopTests.test_prompt_cancellation":
-            "after its checks, closes the socket through asyncio's private "
-            "BaseSelectorEventLoop._stop_serving(sock), which ferroloop does not have; the prompt "
-            "cancellation of sock_recv it checks is tested on both loops by "
-            "tests/test_sock.py::test_cancelled_recv_leaves_no_registration",
     },
     "test_unix_events": {
         f"SelectorEventLoopUnixSockSendfileTests.{name}":
-            "calls asyncio's private loop._sock_sendfile_native / _sock_sendfile_native_impl "
-            "directly (with os.sendfile mocked) and looks registrations up in loop._selector; "
-            "ferroloop's sock_sendfile is tested through the public API by test_sendfile"
-        for name in ("test_sock_sendfile_not_available", "test_sock_sendfile_not_a_file",
-                     "test_sock_sendfile_iobuffer", "test_sock_sendfile_not_regular_file",
-                     "test_sock_sendfile_cancel1", "test_sock_sendfile_cancel2",
+            "checks that _sock_sendfile_native_impl left (or did not leave) a writer registered "
+            "by looking the socket up in loop._selector, the selectors.BaseSelector of asyncio's "
+            "selector loop; ferroloop's registrations live in its native reactor"
+        for name in ("test_sock_sendfile_cancel1", "test_sock_sendfile_cancel2",
                      "test_sock_sendfile_blocking_error", "test_sock_sendfile_os_error_first_call",
                      "test_sock_sendfile_os_error_next_call", "test_sock_sendfile_exception")
     },
@@ -161,7 +154,6 @@ INTERNAL_CLASSES = {
     },
 }
 
-_TLS = ("issue 9 (TLS): ssl= is NotImplementedError on ferroloop until the TLS transport lands")
 _UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
 _PIPES = "issue 9 (pipes): connect_read_pipe/connect_write_pipe are NotImplementedError until they land"
 _SUBPROCESS = "issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until they land"
@@ -170,12 +162,6 @@ _SUBPROCESS = "issue 9 (subprocesses): subprocess_exec/_shell are NotImplemented
 # loop that another open issue builds. A test may exist on some Python versions only.
 DEFERRED = {
     "test_events": {
-        **{f"FerroloopEventLoopTests.{name}": _TLS for name in (
-            "test_create_ssl_connection", "test_create_ssl_unix_connection",
-            "test_ssl_connect_accepted_socket", "test_create_server_ssl",
-            "test_create_unix_server_ssl", "test_create_server_ssl_verify_failed",
-            "test_create_unix_server_ssl_verify_failed", "test_create_server_ssl_match_failed",
-            "test_create_unix_server_ssl_verified", "test_create_server_ssl_verified")},
         **{f"FerroloopEventLoopTests.{name}": _UDP for name in (
             "test_create_datagram_endpoint", "test_create_datagram_endpoint_ipv6",
             "test_create_datagram_endpoint_sock",
@@ -193,16 +179,10 @@ DEFERRED = {
             "test_subprocess_exec_invalid_args", "test_subprocess_shell_invalid_args")},
     },
     "test_sendfile": {
-        **{f"FerroloopEventLoopTests.{name}": _TLS for name in (
-            "test_sendfile_ssl", "test_sendfile_ssl_close_peer_after_receiving",
-            "test_sendfile_ssl_partial", "test_sendfile_ssl_pre_and_post_data")},
         "FerroloopEventLoopTests.test_sendfile_not_supported":
             _UDP + " (the test sends a file over a datagram transport)",
     },
     "test_streams": {
-        **{f"StreamTests.{name}": _TLS for name in (
-            "test_open_connection_no_loop_ssl", "test_open_unix_connection_no_loop_ssl",
-            "test_start_tls")},
         "StreamTests.test_read_all_from_pipe_reader": _PIPES,
     },
     "test_unix_events": {
