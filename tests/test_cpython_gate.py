@@ -280,6 +280,42 @@ def test_a_loop_mirror_runs_its_tests_on_ferroloop_and_observes_them(run):
     assert asyncio.SelectorEventLoop is stock_selector_loop      # put back after each test
 
 
+def test_what_a_failed_test_leaves_behind_does_not_warn_inside_the_next_test(run):
+    import gc
+    import warnings
+
+    class Unclosed:
+        """Cyclic garbage that warns when collected, like a file a test did not get to close."""
+
+        def __init__(self):
+            self.cycle = self
+
+        def __del__(self):
+            warnings.warn("unclosed " + type(self).__name__, ResourceWarning)
+
+    class Cases(unittest.TestCase):
+        def test_1_fails_half_way(self):
+            Unclosed()
+            self.fail("NotImplementedError before the resource was handed over")
+
+        def test_2_counts_its_own_warnings(self):
+            with self.assertWarns(ResourceWarning) as cm:
+                Unclosed()
+                gc.collect()
+            self.assertEqual(len(cm.warnings), 1)
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()            # no automatic collection between the two tests
+    try:
+        r = _run_suite(run, run.Observer(), Cases)
+    finally:
+        if enabled:
+            gc.enable()
+    assert r.tests == {"Cases.test_1_fails_half_way": "fail",
+                       "Cases.test_2_counts_its_own_warnings": "pass"}
+
+
 def test_class_fixture_errors_are_recorded(run):
     class TornDown(unittest.TestCase):
         @classmethod

@@ -100,6 +100,7 @@ Standard library only.
 
 import argparse
 import concurrent.futures
+import gc
 import importlib.util
 import json
 import os
@@ -490,16 +491,24 @@ def result_class(emit, arm=lambda: None, observer=OBSERVER):
     class Result(unittest.TextTestResult):
         def startTest(self, test):
             self._before = observer.snapshot()
+            self._failed = False
             arm()
             emit(start=test_id(test))
             super().startTest(test)
 
         def stopTest(self, test):
             super().stopTest(test)
+            if self._failed:
+                # A test that failed half-way may leave objects it would have closed (a pipe
+                # whose transport could not be made): collect them now, so that their
+                # ResourceWarnings are not caught by the next test's assertWarns.
+                gc.collect()
             emit(stop=test_id(test), fl=observer.kinds(self._before))
             arm()
 
         def _record(self, test, outcome, err=None):
+            if outcome in ("fail", "error"):
+                self._failed = True
             tb = self._exc_info_to_string(err, test) if err is not None else None
             if is_fixture(test):
                 emit(fixture=str(test), outcome=outcome, tb=tb)
