@@ -18,7 +18,8 @@ INTERNAL_CLASSES: test classes that test asyncio's own loop implementation insid
 is otherwise run. Their tests still run; one that is observed using ferroloop (it made or ran a
 ferroloop loop) is gated like any other, the others are reported as "internal" and not gated.
 This includes the classes that run.py's LOOP_MIRRORS copy onto ferroloop: the originals keep
-asyncio's own SelectorEventLoop (one class per selector), their ferroloop copy is gated.
+asyncio's own SelectorEventLoop (one class per selector) and are left out of ferroloop runs
+(run.py's LOOP_MIRRORED); their ferroloop copy is gated.
 
 DEFERRED: single stock-passing tests, in a module gated for one part of the loop, that exercise a
 part another open issue builds (UDP, pipes, subprocesses: issue 9), each with that
