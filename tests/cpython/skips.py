@@ -22,7 +22,7 @@ asyncio's own SelectorEventLoop (one class per selector) and are left out of fer
 (run.py's LOOP_MIRRORED); their ferroloop copy is gated.
 
 DEFERRED: single stock-passing tests, in a module gated for one part of the loop, that exercise a
-part another open issue builds (UDP, pipes, subprocesses: issue 9), each with that
+part another open issue builds (UDP, pipes, subprocesses: issue 9), each with that issue as its
 reason. Like KNOWN_DIFFERENCES they run and are not regressions while they do not pass, and the
 gate fails once one passes (remove its entry then: from that point it is gated). They are not
 differences: the issue that lands the feature empties its entries.
@@ -156,8 +156,10 @@ INTERNAL_CLASSES = {
 }
 
 _UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
-_PIPES = "issue 9 (pipes): connect_read_pipe/connect_write_pipe are NotImplementedError until they land"
-_SUBPROCESS = "issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until they land"
+_PIPES = ("issue 9 (pipes): connect_read_pipe/connect_write_pipe are NotImplementedError "
+          "until they land")
+_SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until "
+               "they land")
 
 # module -> {"TestClass.test_method": "issue and reason"}: stock-passing tests of parts of the
 # loop that another open issue builds. A test may exist on some Python versions only.
