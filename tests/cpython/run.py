@@ -14,8 +14,8 @@ The suite is the one shipped with the interpreter running this script (run it wi
 Python you care about). Modules are given as ``test_locks`` (or ``locks``); without any, all
 ``test_asyncio`` modules of that Python except ``skips.EXCLUDED_MODULES`` run. ``--core``
 adds ``CORE_MODULES``, the set CI gates on; ``--net`` adds ``NET_MODULES``, the networking
-modules (TCP and Unix transports, servers, streams, ``sock_*``, sendfile), gated apart until the
-native transports are in and the lead folds them into ``--core``.
+modules (TCP and Unix transports, servers, streams, ``sock_*``, sendfile), gated apart from
+``--core`` for now.
 
 Substitution. Each module runs in its own subprocess. Before the test module is imported,
 the child makes every way a test gets a "default" loop produce a ``ferroloop.Loop``:
@@ -129,8 +129,8 @@ CORE_MODULES = [
 
 # The networking modules (`--net`): TCP and Unix transports, servers, streams, the sock_* API and
 # sendfile, with their loop tests on ferroloop through LOOP_MIRRORS. Gated apart from
-# CORE_MODULES until the native transports land; their tests of UDP, pipes and subprocesses
-# are skips.DEFERRED to the issue that builds those.
+# CORE_MODULES for now; their tests of UDP, pipes and subprocesses are skips.DEFERRED to the
+# issue that builds those.
 NET_MODULES = [
     "test_events", "test_sock_lowlevel", "test_server", "test_streams",
     "test_buffered_proto", "test_sendfile", "test_unix_events",
@@ -386,7 +386,7 @@ _SELECTOR_CLASSES = ("EPollEventLoopTests", "PollEventLoopTests", "SelectEventLo
 
 # The classes each module's LOOP_MIRRORS copy stands in for: a ferroloop run leaves them out, since
 # they would only run asyncio's own loop again (once per selector; the stock outcomes have that),
-# a third of test_events' time. They are skips.INTERNAL_CLASSES, so the gate does not miss them.
+# two thirds of test_events' time. They are skips.INTERNAL_CLASSES, so the gate does not miss them.
 LOOP_MIRRORED = {
     "test_events": _SELECTOR_CLASSES,
     "test_sock_lowlevel": _SELECTOR_CLASSES,
