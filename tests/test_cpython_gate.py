@@ -98,6 +98,29 @@ def test_internal_classes_are_gated_only_where_observed_on_ferroloop(run):
     assert g["ferroloop"] == [1, 0]
 
 
+def test_deferred_tests_are_listed_until_they_pass_then_fail_the_gate(run):
+    tests = dict.fromkeys(STOCK, "pass")
+    tests["A.test_known"] = "error"
+    deferred = {"A.test_known": "issue 9: UDP", "A.test_stock_fails": "stale entry"}
+    g = run.gate_module(tests, {"A.test_known"}, STOCK, deferred=deferred)
+    assert g["regressions"] == []
+    assert g["deferred"] == [("A.test_known", "error")]
+    assert g["known"] == [] and g["unexpected_pass"] == []
+    assert g["stale_deferred"] == ["A.test_stock_fails"]
+    assert g["ferroloop"] == [1, 0]             # still counted in its row
+
+    tests["A.test_known"] = "pass"              # the feature landed: the entry must go
+    g = run.gate_module(tests, {"A.test_known"}, STOCK, deferred=deferred)
+    assert g["deferred_pass"] == ["A.test_known"]
+    assert g["deferred"] == [] and g["regressions"] == []
+
+    # Not applied to a stock run: there every stock-passing test must pass.
+    tests["A.test_known"] = "fail"
+    g = run.gate_module(tests, set(), STOCK, deferred=deferred, stock_mode=True)
+    assert g["regressions"] == [("A.test_known", "fail")]
+    assert g["deferred"] == []
+
+
 # ---- module_problems: what makes a module unmeasurable
 
 
@@ -144,6 +167,36 @@ def test_every_expected_mirror_class_must_exist_and_run(run):
     assert len(probs) == 1 and "ran no tests" in probs[0]
     # A stock run has no mirrors.
     assert run.module_problems(module, idle, "3.13", stock, {}, stock_mode=True) == ([], "")
+
+
+def test_every_expected_loop_mirror_must_exist_and_run(run):
+    module = "test_server"
+    (name, base), = run.LOOP_MIRRORS[module].items()
+    stock = {base + ".test_a": "pass"}
+    extended = run.with_mirrored_stock({module: dict(stock)})[module]
+    assert extended[name + ".test_a"] == "pass"            # the copy takes the original's
+    ok = _module_run(run, tests={name + ".test_a": "pass", base + ".test_a": "pass"})
+    assert run.module_problems(module, ok, "3.13", extended, {}) == ([], "")
+    idle = _module_run(run, tests={base + ".test_a": "pass"})
+    probs, _ = run.module_problems(module, idle, "3.13", extended, {})
+    assert len(probs) == 1 and name in probs[0] and "ran no tests" in probs[0]
+
+
+def test_net_modules_have_their_loop_mirrors_and_internal_twins(run):
+    skips = run.config()
+    assert set(run.LOOP_MIRRORED) == set(run.LOOP_MIRRORS)
+    for module, mirrors in run.LOOP_MIRRORS.items():
+        assert module in run.NET_MODULES
+        for name, base in mirrors.items():
+            assert base in run.LOOP_MIRRORED[module]
+            assert name not in skips.INTERNAL_CLASSES[module]
+        # The originals keep asyncio's loop and are not run on ferroloop: the gate must not
+        # count them as missing.
+        for cls in run.LOOP_MIRRORED[module]:
+            assert cls in skips.INTERNAL_CLASSES[module], (module, cls)
+    for module, entries in skips.DEFERRED.items():
+        assert module in run.NET_MODULES
+        assert all(why.startswith("issue ") for why in entries.values())
 
 
 # ---- the child's result stream: observation and fixture errors
@@ -200,6 +253,71 @@ def test_each_test_is_observed_on_ferroloop_or_not(run):
                     "Cases.test_uses_factory": {"impl"},
                     "Cases.test_fails_after_loop": {"loop"}}
     assert "boom" in r.tbs["Cases.test_fails_after_loop"]
+
+
+def test_a_loop_mirror_runs_its_tests_on_ferroloop_and_observes_them(run):
+    import asyncio
+
+    import ferroloop
+
+    observer = run.Observer()
+    stock_selector_loop = asyncio.SelectorEventLoop
+    seen = {}
+
+    class SelectorTests(unittest.TestCase):
+        def setUp(self):
+            self.loop = asyncio.SelectorEventLoop()
+            self.addCleanup(self.loop.close)
+
+        def test_loop(self):
+            seen[type(self).__name__] = type(self.loop)
+            self.assertEqual(self.loop.run_until_complete(asyncio.sleep(0, 7)), 7)
+
+    mirror = run.loop_mirror("FerroloopSelectorTests", SelectorTests, observer)
+    assert issubclass(mirror, SelectorTests)
+    r = _run_suite(run, observer, SelectorTests, mirror)
+    assert r.tests == {"SelectorTests.test_loop": "pass",
+                       "FerroloopSelectorTests.test_loop": "pass"}
+    assert seen == {"SelectorTests": stock_selector_loop,
+                    "FerroloopSelectorTests": ferroloop.Loop}
+    assert r.fl == {"FerroloopSelectorTests.test_loop": {"loop"}}
+    assert asyncio.SelectorEventLoop is stock_selector_loop      # put back after each test
+
+
+def test_what_a_failed_test_leaves_behind_does_not_warn_inside_the_next_test(run):
+    import gc
+    import warnings
+
+    class Unclosed:
+        """Cyclic garbage that warns when collected, like a file a test did not get to close."""
+
+        def __init__(self):
+            self.cycle = self
+
+        def __del__(self):
+            warnings.warn("unclosed " + type(self).__name__, ResourceWarning)
+
+    class Cases(unittest.TestCase):
+        def test_1_fails_half_way(self):
+            Unclosed()
+            self.fail("NotImplementedError before the resource was handed over")
+
+        def test_2_counts_its_own_warnings(self):
+            with self.assertWarns(ResourceWarning) as cm:
+                Unclosed()
+                gc.collect()
+            self.assertEqual(len(cm.warnings), 1)
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()            # no automatic collection between the two tests
+    try:
+        r = _run_suite(run, run.Observer(), Cases)
+    finally:
+        if enabled:
+            gc.enable()
+    assert r.tests == {"Cases.test_1_fails_half_way": "fail",
+                       "Cases.test_2_counts_its_own_warnings": "pass"}
 
 
 def test_class_fixture_errors_are_recorded(run):
