@@ -13,9 +13,9 @@ Usage::
 The suite is the one shipped with the interpreter running this script (run it with each
 Python you care about). Modules are given as ``test_locks`` (or ``locks``); without any, all
 ``test_asyncio`` modules of that Python except ``skips.EXCLUDED_MODULES`` run. ``--core``
-adds ``CORE_MODULES``, the set CI gates on; ``--net`` adds ``NET_MODULES``, the networking
-modules (TCP and Unix transports, servers, streams, ``sock_*``, sendfile), gated apart from
-``--core`` for now.
+adds ``CORE_MODULES``, the set CI gates on (it includes the networking modules); ``--net`` adds
+only ``NET_MODULES``, the networking modules (TCP and Unix transports, servers, streams,
+``sock_*``, sendfile).
 
 Substitution. Each module runs in its own subprocess. Before the test module is imported,
 the child makes every way a test gets a "default" loop produce a ``ferroloop.Loop``:
@@ -118,23 +118,23 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 STOCK_SUBDIR = Path("shared") / "cpython-stock"
 
-# The set CI gates on: the loop core (all passing on ferroloop), the native Future/Task
-# modules, and test_base_events (its tests that run on ferroloop; skips.INTERNAL_CLASSES).
+# The networking modules (`--net`): TCP and Unix transports, servers, streams, the sock_* API and
+# sendfile, with their loop tests on ferroloop through LOOP_MIRRORS; their tests of UDP, pipes and
+# subprocesses are skips.DEFERRED to the issue that builds those.
+NET_MODULES = [
+    "test_events", "test_sock_lowlevel", "test_server", "test_streams",
+    "test_buffered_proto", "test_sendfile", "test_unix_events",
+]
+
+# The set CI gates on (`--core`): the loop core, the native Future/Task modules,
+# test_base_events (its tests that run on ferroloop; skips.INTERNAL_CLASSES) and the
+# networking modules.
 CORE_MODULES = [
     "test_locks", "test_queues", "test_context", "test_pep492", "test_runners",
     "test_timeouts", "test_waitfor", "test_threads", "test_taskgroups",
     "test_futures", "test_futures2", "test_tasks", "test_eager_task_factory",
     "test_base_events",
-]
-
-# The networking modules (`--net`): TCP and Unix transports, servers, streams, the sock_* API and
-# sendfile, with their loop tests on ferroloop through LOOP_MIRRORS. Gated apart from
-# CORE_MODULES for now; their tests of UDP, pipes and subprocesses are skips.DEFERRED to the
-# issue that builds those.
-NET_MODULES = [
-    "test_events", "test_sock_lowlevel", "test_server", "test_streams",
-    "test_buffered_proto", "test_sendfile", "test_unix_events",
-]
+] + NET_MODULES
 
 RUN_ID = "__run__"          # pseudo-test for failures not attributable to one test
 MAX_RESTARTS = 50           # per module, after crashes/hangs inside a test
