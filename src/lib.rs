@@ -30,6 +30,7 @@ pub mod event_loop;
 pub mod future;
 pub mod handle;
 pub mod names;
+pub mod net;
 #[allow(unsafe_code)]
 pub mod pyo;
 pub mod reactor;
@@ -48,6 +49,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     future::register(m)?;
+    net::dns::register(m)?;
     task::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

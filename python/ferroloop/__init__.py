@@ -100,6 +100,30 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         """Accept a connection on listening ``sock``: ``(conn, address)``."""
         return await self._sock_accept(sock)
 
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send ``file`` over ``sock`` with sendfile(2), else (``fallback``) by chunks."""
+        self._sock_sendfile_prologue(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except _asyncio.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    # asyncio's fallback (file.readinto in the executor, then sock_sendall).
+    _sock_sendfile_fallback = _asyncio.BaseEventLoop._sock_sendfile_fallback
+
+    # DNS (native: src/net/dns.rs); asyncio's debug-mode lookup, which logs it, as is.
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """``socket.getaddrinfo(host, port, family, type, proto, flags)``, off the loop."""
+        return await self._getaddrinfo(host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """``socket.getnameinfo(sockaddr, flags)``, off the loop."""
+        return await self._getnameinfo(sockaddr, flags)
+
+    _getaddrinfo_debug = _asyncio.BaseEventLoop._getaddrinfo_debug
+
     def __del__(self, _warn=_warnings.warn) -> None:
         self._warn_unclosed()
 

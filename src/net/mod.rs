@@ -1,0 +1,3 @@
+//! Networking: DNS (the stream transports come next).
+
+pub mod dns;
