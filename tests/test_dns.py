@@ -353,3 +353,10 @@ def test_lookup_outlived_by_its_loop(loop_factory):
         )
     finally:
         lp2.close()
+
+
+def test_closed_loop(loop):
+    loop.close()
+    for coro in (loop.getaddrinfo("127.0.0.1", 80), loop.getnameinfo(("127.0.0.1", 80))):
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            coro.send(None)

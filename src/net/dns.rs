@@ -559,6 +559,8 @@ pub fn getaddrinfo<'py>(
     let py = lp.py();
     let n = names(py)?;
     let args = [host, port, family, type_, proto, flags];
+    // asyncio's run_in_executor checks first that the loop is open.
+    lp.call_method0(pyo3::intern!(py, "_check_closed"))?;
     // asyncio reads `self._debug`, then `socket.getaddrinfo` at call time.
     if crate::event_loop::own_debug_flag(lp.as_any()) == Some(true) {
         let debug = lp.getattr(pyo3::intern!(py, "_getaddrinfo_debug"))?;
@@ -660,6 +662,7 @@ pub fn getnameinfo<'py>(
 ) -> PyResult<Py<PyAny>> {
     let py = lp.py();
     let n = names(py)?;
+    lp.call_method0(pyo3::intern!(py, "_check_closed"))?;
     let current = n
         .socket
         .bind(py)
