@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -149,6 +149,8 @@ static WORK: Condvar = Condvar::new();
 /// Lookups handed to the pool since the process started (for tests: the fast path must
 /// not add to it).
 static SUBMITTED: AtomicU64 = AtomicU64::new(0);
+/// Lookups skipped because their future was cancelled before a thread took them.
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 fn pool() -> MutexGuard<'static, PoolState> {
     // Critical sections only move jobs and counters: a poisoned lock is still consistent.
@@ -201,8 +203,15 @@ fn worker() {
     loop {
         if let Some(job) = st.queue.pop_front() {
             drop(st);
-            let outcome = run(&job.req);
-            deliver(job, outcome);
+            if job.pending.get().abandoned.load(Ordering::Acquire) {
+                // Cancelled before it started: not looked up, as asyncio's executor drops
+                // a work item whose future was cancelled.
+                SKIPPED.fetch_add(1, Ordering::Relaxed);
+                let _ = Python::try_attach(move |_| drop(job));
+            } else {
+                let outcome = run(&job.req);
+                deliver(job, outcome);
+            }
             st = pool();
             continue;
         }
@@ -248,16 +257,26 @@ fn deliver(job: Job, outcome: Outcome) {
 }
 
 /// The outcome of a lookup in the pool, and the future it resolves; called on the loop
-/// thread (through `call_soon_threadsafe`) once the outcome is in.
+/// thread (through `call_soon_threadsafe`) once the outcome is in. Also the future's
+/// done-callback (called with the future), which marks a cancelled lookup abandoned so
+/// that a thread that has not started it skips it.
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
 pub struct Pending {
     fut: Py<PyAny>,
     outcome: Mutex<Option<Outcome>>,
+    abandoned: AtomicBool,
 }
 
 #[pymethods]
 impl Pending {
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+    #[pyo3(signature = (done_fut=None))]
+    fn __call__(&self, py: Python<'_>, done_fut: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        if let Some(f) = done_fut {
+            if f.call_method0("cancelled")?.is_truthy()? {
+                self.abandoned.store(true, Ordering::Release);
+            }
+            return Ok(());
+        }
         let outcome = self
             .outcome
             .lock()
@@ -530,7 +549,12 @@ fn resolve_in_pool(lp: &Bound<'_, LoopCore>, req: Request) -> PyResult<Py<PyAny>
         Pending {
             fut: fut.clone().unbind(),
             outcome: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
         },
+    )?;
+    fut.call_method1(
+        pyo3::intern!(py, "add_done_callback"),
+        (pending.clone_ref(py),),
     )?;
     let job = Job {
         req,
@@ -684,11 +708,15 @@ pub fn getnameinfo<'py>(
 }
 
 /// `_ferroloop._resolver_stats()`: `(lookups handed to the pool so far, resolver threads
-/// running)`, for tests.
+/// running, lookups skipped as cancelled before they started)`, for tests.
 #[pyfunction]
-fn _resolver_stats() -> (u64, usize) {
+fn _resolver_stats() -> (u64, usize, u64) {
     let threads = pool().threads;
-    (SUBMITTED.load(Ordering::Relaxed), threads)
+    (
+        SUBMITTED.load(Ordering::Relaxed),
+        threads,
+        SKIPPED.load(Ordering::Relaxed),
+    )
 }
 
 /// Registers the module's functions and takes the socket module's originals (before a
