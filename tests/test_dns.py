@@ -380,3 +380,20 @@ def test_cancelled_queued_lookups_are_not_resolved(loop, loop_name):
     assert run_with_timeout(loop, main()) > 0
     if loop_name == "ferroloop":
         assert ferroloop._ferroloop._resolver_stats()[2] > skipped
+
+
+def test_after_the_default_executor_is_shut_down(loop):
+    # asyncio runs lookups in the default executor: once it is shut down, they fail.
+    async def main():
+        await loop.shutdown_default_executor()
+        out = []
+        for coro in (
+            loop.getaddrinfo("127.0.0.1", 80),
+            loop.getaddrinfo("localhost", 80),
+            loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+        ):
+            out.append(await aoutcome(coro))
+        return out
+
+    err = (RuntimeError, ("Executor shutdown has been called",))
+    assert run_with_timeout(loop, main()) == [err, err, err]

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
@@ -510,6 +510,16 @@ fn port_arg(port: &Bound<'_, PyAny>) -> Option<(Option<CString>, bool)> {
 
 // ----- the loop's methods -------------------------------------------------------------
 
+/// asyncio's `run_in_executor` checks, which its lookups go through: the loop is open and
+/// its default executor not shut down.
+fn check_executor(lp: &Bound<'_, LoopCore>) -> PyResult<()> {
+    lp.call_method0(pyo3::intern!(lp.py(), "_check_closed"))?;
+    if lp.get().executor_shut_down() {
+        return Err(PyRuntimeError::new_err("Executor shutdown has been called"));
+    }
+    Ok(())
+}
+
 /// `loop.run_in_executor(None, func, *args)`: asyncio's way.
 fn in_executor<'py>(
     lp: &Bound<'py, LoopCore>,
@@ -583,8 +593,8 @@ pub fn getaddrinfo<'py>(
     let py = lp.py();
     let n = names(py)?;
     let args = [host, port, family, type_, proto, flags];
-    // asyncio's run_in_executor checks first that the loop is open.
-    lp.call_method0(pyo3::intern!(py, "_check_closed"))?;
+    // asyncio's run_in_executor checks first that the loop is open (and its executor).
+    check_executor(lp)?;
     // asyncio reads `self._debug`, then `socket.getaddrinfo` at call time.
     if crate::event_loop::own_debug_flag(lp.as_any()) == Some(true) {
         let debug = lp.getattr(pyo3::intern!(py, "_getaddrinfo_debug"))?;
@@ -686,7 +696,7 @@ pub fn getnameinfo<'py>(
 ) -> PyResult<Py<PyAny>> {
     let py = lp.py();
     let n = names(py)?;
-    lp.call_method0(pyo3::intern!(py, "_check_closed"))?;
+    check_executor(lp)?;
     let current = n
         .socket
         .bind(py)
