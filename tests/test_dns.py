@@ -4,8 +4,10 @@ results and errors (asyncio runs those in its executor), on both loops."""
 import asyncio
 import concurrent.futures
 import logging
+import os
 import socket
 import threading
+import warnings
 
 import pytest
 
@@ -397,3 +399,34 @@ def test_after_the_default_executor_is_shut_down(loop):
 
     err = (RuntimeError, ("Executor shutdown has been called",))
     assert run_with_timeout(loop, main()) == [err, err, err]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_lookup_in_a_forked_child(loop_factory):
+    # The parent's resolver threads are not in the child: the child starts its own.
+    lp = loop_factory()
+    try:
+        lp.run_until_complete(lp.getaddrinfo("localhost", 80))
+    finally:
+        lp.close()
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            child = loop_factory()
+            infos = child.run_until_complete(
+                asyncio.wait_for(child.getaddrinfo("localhost", 80), 10)
+            )
+            child.close()
+            status = 0 if infos == socket.getaddrinfo("localhost", 80) else 2
+        finally:
+            os.write(w, bytes([status]))
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    _, code = os.waitpid(pid, 0)
+    assert (got, os.waitstatus_to_exitcode(code)) == (b"\x00", 0)
