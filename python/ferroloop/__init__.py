@@ -118,6 +118,9 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         """``socket.getaddrinfo(host, port, family, type, proto, flags)``, off the loop."""
         return await self._getaddrinfo(host, port, family, type, proto, flags)
 
+    # sock_connect may then skip the coroutine and call _getaddrinfo itself.
+    getaddrinfo._ferroloop_native = True
+
     async def getnameinfo(self, sockaddr, flags=0):
         """``socket.getnameinfo(sockaddr, flags)``, off the loop."""
         return await self._getnameinfo(sockaddr, flags)
