@@ -51,6 +51,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     future::register(m)?;
+    net::dns::register(m)?;
     task::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

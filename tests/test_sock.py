@@ -462,3 +462,39 @@ def test_fd_count_flat_over_connect_accept_cycles(loop, listener):
 
     before, after = run_with_timeout(loop, main(), timeout=60)
     assert after <= before
+
+
+def test_sock_connect_resolves_through_loop_getaddrinfo(loop, listener):
+    # asyncio's sock_connect resolves a host name with loop.getaddrinfo (_ensure_resolved):
+    # a patched one is called, with the socket's family, type and proto.
+    port = listener.getsockname()[1]
+    calls = []
+
+    async def fake_getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0):
+        calls.append((host, port, family, type, proto, flags))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    loop.getaddrinfo = fake_getaddrinfo
+
+    async def main():
+        with socket.socket() as s:
+            s.setblocking(False)
+            await loop.sock_connect(s, ("no-such-host.invalid", port))
+            return s.getpeername()
+
+    assert run_with_timeout(loop, main()) == ("127.0.0.1", port)
+    assert calls == [
+        ("no-such-host.invalid", port, socket.AF_INET, socket.SOCK_STREAM, 0, 0)
+    ]
+
+
+def test_sock_connect_to_a_host_name(loop, listener):
+    port = listener.getsockname()[1]
+
+    async def main():
+        with socket.socket() as s:
+            s.setblocking(False)
+            await loop.sock_connect(s, ("localhost", port))
+            return s.getpeername()
+
+    assert run_with_timeout(loop, main()) == ("127.0.0.1", port)

@@ -152,16 +152,13 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         _base_events.BaseEventLoop,
         "create_connection", "_create_connection_transport", "_ensure_resolved",
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
-        "connect_accepted_socket", "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
+        "connect_accepted_socket",
         "sendfile", "_sendfile_fallback", "start_tls",
-        "sock_sendfile", "_sock_sendfile_fallback", "_check_sendfile_params",
     ))
     locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
     locals().update(_borrowed(
         _unix_events._UnixSelectorEventLoop,
         "create_unix_connection", "create_unix_server",
-        "_sock_sendfile_native", "_sock_sendfile_native_impl",
-        "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
     ))
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
@@ -263,6 +260,33 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
     async def sock_accept(self, sock):
         """Accept a connection on listening ``sock``: ``(conn, address)``."""
         return await self._sock_accept(sock)
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send ``file`` over ``sock`` with sendfile(2), else (``fallback``) by chunks."""
+        self._sock_sendfile_prologue(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except _asyncio.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    # asyncio's fallback (file.readinto in the executor, then sock_sendall).
+    _sock_sendfile_fallback = _asyncio.BaseEventLoop._sock_sendfile_fallback
+
+    # DNS (native: src/net/dns.rs); asyncio's debug-mode lookup, which logs it, as is.
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """``socket.getaddrinfo(host, port, family, type, proto, flags)``, off the loop."""
+        return await self._getaddrinfo(host, port, family, type, proto, flags)
+
+    # sock_connect may then skip the coroutine and call _getaddrinfo itself.
+    getaddrinfo._ferroloop_native = True
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """``socket.getnameinfo(sockaddr, flags)``, off the loop."""
+        return await self._getnameinfo(sockaddr, flags)
+
+    _getaddrinfo_debug = _asyncio.BaseEventLoop._getaddrinfo_debug
 
     def __del__(self, _warn=_warnings.warn) -> None:
         self._warn_unclosed()

@@ -382,6 +382,64 @@ impl LoopCore {
         crate::net::listener::stop_serving(slf, sock)
     }
 
+    // ----- DNS (src/net/dns.rs) and sendfile (sendfile.rs) -------------------------------
+
+    /// `getaddrinfo`'s work: a future for `socket.getaddrinfo(...)`'s list.
+    #[pyo3(signature = (host, port, family, r#type, proto, flags))]
+    fn _getaddrinfo(
+        slf: &Bound<'_, Self>,
+        host: &Bound<'_, PyAny>,
+        port: &Bound<'_, PyAny>,
+        family: &Bound<'_, PyAny>,
+        r#type: &Bound<'_, PyAny>,
+        proto: &Bound<'_, PyAny>,
+        flags: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::net::dns::getaddrinfo(slf, host, port, family, r#type, proto, flags)
+    }
+
+    /// `getnameinfo`'s work: a future for `socket.getnameinfo(sockaddr, flags)`.
+    fn _getnameinfo(
+        slf: &Bound<'_, Self>,
+        sockaddr: &Bound<'_, PyAny>,
+        flags: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::net::dns::getnameinfo(slf, sockaddr, flags)
+    }
+
+    /// asyncio's `_check_sendfile_params`.
+    fn _check_sendfile_params(
+        &self,
+        sock: &Bound<'_, PyAny>,
+        file: &Bound<'_, PyAny>,
+        offset: &Bound<'_, PyAny>,
+        count: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::check_sendfile_params(sock, file, offset, count)
+    }
+
+    /// `sock_sendfile`'s checks before sending, in asyncio's order.
+    fn _sock_sendfile_prologue(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        file: &Bound<'_, PyAny>,
+        offset: &Bound<'_, PyAny>,
+        count: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::sock_sendfile_prologue(slf, sock, file, offset, count)
+    }
+
+    /// asyncio's `_sock_sendfile_native`: a future for the bytes sent by `sendfile(2)`.
+    fn _sock_sendfile_native(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        file: &Bound<'_, PyAny>,
+        offset: &Bound<'_, PyAny>,
+        count: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_sendfile_native(slf, sock, file, offset, count)
+    }
+
     // ----- signals --------------------------------------------------------------------
 
     /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).

@@ -58,6 +58,12 @@ impl LoopCore {
             .unbind())
     }
 
+    /// Whether `shutdown_default_executor()` was called (then `run_in_executor(None, ...)`
+    /// raises, and so do the lookups asyncio would run there).
+    pub(crate) fn executor_shut_down(&self) -> bool {
+        self.executor_shutdown_called.load(Ordering::Acquire)
+    }
+
     /// Sets the executor used by `run_in_executor(None, ...)`.
     pub(super) fn set_default_executor(&self, executor: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = executor.py();

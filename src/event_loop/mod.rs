@@ -13,6 +13,7 @@
 //! | [`timers`] | the timer heap and its sweeping |
 //! | [`signals`] | `add_signal_handler` through `signal.set_wakeup_fd` |
 //! | `sock.rs` | the `sock_*` methods: syscalls in Rust, waits as native readers/writers |
+//! | `sendfile.rs` | `sock_sendfile`'s checks and its `sendfile(2)` path |
 //! | `tasks.rs` | `create_future`, `create_task`, the task factory |
 //! | `executor.rs` | `run_in_executor` and the default executor |
 //! | `errors.rs` | the exception handler API and its formatting |
@@ -40,6 +41,7 @@ mod io;
 mod ready;
 mod run;
 mod schedule;
+mod sendfile;
 pub mod signals;
 mod sock;
 mod tasks;

@@ -552,22 +552,35 @@ impl LoopCore {
                     let (host, port) = address
                         .get_item(0)
                         .and_then(|h| Ok((h, address.get_item(1)?)))?;
-                    let socket = py.import("socket")?;
-                    let args = (
-                        host,
-                        port,
-                        family,
+                    // asyncio's _ensure_resolved: `await loop.getaddrinfo(host, port,
+                    // family=, type=, proto=, flags=0)` with the socket's values.
+                    let (family, ty, proto) = (
+                        sock.getattr("family")?,
                         sock.getattr("type")?,
                         sock.getattr("proto")?,
-                        0,
-                    )
-                        .into_pyobject(py)?;
-                    let infos = Self::run_in_executor(
-                        slf,
-                        &py.None().into_bound(py),
-                        &socket.getattr("getaddrinfo")?,
-                        &args,
-                    )?;
+                    );
+                    let getaddrinfo = slf.getattr(pyo3::intern!(py, "getaddrinfo"))?;
+                    let infos = if getaddrinfo.hasattr("_ferroloop_native")? {
+                        // ferroloop's own: its native work, without a coroutine and task.
+                        let zero = 0i32.into_pyobject(py)?.into_any();
+                        crate::net::dns::getaddrinfo(
+                            slf, &host, &port, &family, &ty, &proto, &zero,
+                        )?
+                    } else {
+                        let kw = pyo3::types::PyDict::new(py);
+                        kw.set_item("family", family)?;
+                        kw.set_item("type", ty)?;
+                        kw.set_item("proto", proto)?;
+                        kw.set_item("flags", 0)?;
+                        let coro = getaddrinfo.call((host, port), Some(&kw))?;
+                        let kw = pyo3::types::PyDict::new(py);
+                        kw.set_item("loop", slf)?;
+                        Names::get(py)?
+                            .ensure_future
+                            .bind(py)
+                            .call((coro,), Some(&kw))?
+                            .unbind()
+                    };
                     let then = SockResolved {
                         loop_: slf.clone().unbind(),
                         fut: fut.clone().unbind(),

@@ -9,7 +9,7 @@ use crate::names::Names;
 
 impl LoopCore {
     /// A new `asyncio.Future` bound to this loop.
-    pub(super) fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         if let Some(fut) = crate::future::new_for_loop(slf.as_any()) {
             return Ok(fut?.unbind());

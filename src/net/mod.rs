@@ -1,5 +1,6 @@
-//! Networking: the stream transport core (TCP and Unix sockets now, pipes and TLS next)
-//! and the listener that accepts connections for a `Server`.
+//! Networking: the stream transport core (TCP and Unix sockets now, pipes and TLS next),
+//! the listener that accepts connections for a `Server`, and DNS (`getaddrinfo` /
+//! `getnameinfo` off the GIL).
 //!
 //! Like `future` and `task`, this module reaches the loop through a narrow API
 //! (`event_loop::io`'s owner registration and `event_loop::ready`'s jobs): a transport
@@ -9,6 +10,7 @@
 //! loop in `python/ferroloop`: it calls the native pieces (`sock_connect`,
 //! `_make_socket_transport`, `_start_serving`), which is where the time goes.
 
+pub mod dns;
 pub mod listener;
 pub(crate) mod sockaddr;
 pub mod stream;
