@@ -298,6 +298,12 @@ impl LoopCore {
         count: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        // asyncio's `try: os.sendfile except AttributeError`, on the `os` its unix_events
+        // module sees (tests replace it to simulate a platform without sendfile).
+        let os = py.import("asyncio.unix_events")?.getattr("os")?;
+        if !os.hasattr("sendfile")? {
+            return Err(not_available(py, "os.sendfile() is not available")?);
+        }
         let fileno = match file.call_method0("fileno") {
             Ok(f) => f,
             Err(e)
