@@ -405,7 +405,8 @@ impl SockAddr {
         Some(std::net::SocketAddrV6::new(
             sin6.sin6_addr.s6_addr.into(),
             u16::from_be(sin6.sin6_port),
-            sin6.sin6_flowinfo,
+            // Network order in the sockaddr; the socket module gives it in host order.
+            u32::from_be(sin6.sin6_flowinfo),
             sin6.sin6_scope_id,
         ))
     }
@@ -448,7 +449,9 @@ impl SockAddr {
                 let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
                 sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sin6.sin6_port = a.port().to_be();
-                sin6.sin6_flowinfo = a.flowinfo();
+                // Host order in the address, network order in the sockaddr (as the
+                // socket module's getsockaddrarg stores it).
+                sin6.sin6_flowinfo = a.flowinfo().to_be();
                 sin6.sin6_addr.s6_addr = a.ip().octets();
                 sin6.sin6_scope_id = a.scope_id();
                 std::mem::size_of::<libc::sockaddr_in6>()
@@ -551,6 +554,11 @@ mod tests {
             2,
         ));
         assert_eq!(SockAddr::from_ip(&v6).v6().map(SocketAddr::V6), Some(v6));
+        // The flow info sits in network order in the sockaddr, as the socket module puts it.
+        let raw = SockAddr::from_ip(&v6);
+        // SAFETY: `from_ip` of an IPv6 address fills in a sockaddr_in6.
+        let sin6 = unsafe { &*(&raw.storage as *const _ as *const libc::sockaddr_in6) };
+        assert_eq!(sin6.sin6_flowinfo, 7u32.to_be());
     }
 
     #[test]
