@@ -63,9 +63,10 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
         Ok(())
     });
     gate?;
-    // The send (or the copy into the queue) happens while the bytes are exported: no
-    // Python code runs in between.
-    let outcome = with_bytes(data, |b| {
+    // The send (or the copy into the queue) happens while the bytes are held: no Python
+    // code runs in between. A `bytes` object is read in place, other bytes-like objects
+    // through the buffer protocol.
+    let attempt = |b: &[u8]| {
         this.st.with(|s| {
             let gate = if b.is_empty() {
                 Gate::Skip { warn: false }
@@ -100,7 +101,11 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
                 },
             }
         })
-    })?;
+    };
+    let outcome = match data.cast::<PyBytes>() {
+        Ok(bytes) => attempt(bytes.as_bytes()),
+        Err(_) => with_bytes(data, attempt)?,
+    };
     match outcome {
         // Sent, or nothing to send.
         Ok(Some(warn)) => {
