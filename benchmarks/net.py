@@ -75,6 +75,24 @@ class Unavailable(Exception):
     """The loop cannot run this workload (reported as n/a, not as an error)."""
 
 
+def child_setup(a, role):
+    """preexec_fn for the server and client processes: each gets a session of
+    its own, so with the kernel's autogroup scheduling (on by default) the
+    server and the client are each scheduled as a group of their own against
+    other work on the machine instead of sharing this script's share; --pin
+    puts the server on the first allowed CPU and the client on the last."""
+    cpu = None
+    if a.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        cpu = cpus[0] if role == "server" else cpus[-1]
+
+    def setup():
+        os.setsid()
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return setup
+
+
 def build_mio(quiet):
     if not shutil.which("cargo"):
         raise SystemExit("cargo not found: needed to build benchmarks/mio_echo")
@@ -134,7 +152,8 @@ def start_server(a, loop, wl, tmpdir):
     errf = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf,
                             stdin=subprocess.DEVNULL, text=True,
-                            env=R.child_env(), cwd=HERE)
+                            env=R.child_env(), cwd=HERE,
+                            preexec_fn=child_setup(a, "server"))
     line = read_line(proc, a.start_timeout)
     if line and line.startswith("READY "):
         _, kind, where = line.split(None, 2)
@@ -155,7 +174,7 @@ def run_echo_client(a, kind, where, size):
            "--size", str(size), "--warmup", str(a.warmup),
            "--duration", str(a.duration)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=child_setup(a, "client"))
     return p, lambda out: json.loads(out.strip().splitlines()[-1])
 
 
@@ -168,11 +187,12 @@ def run_http_client(a, kind, where):
     warm = max(1, round(a.warmup))
     # wrk has no warm-up phase of its own: a short untimed run first.
     subprocess.run(["wrk", "-t1", f"-c{a.http_conns}", f"-d{warm}s", url],
-                   capture_output=True, timeout=warm + 30)
+                   capture_output=True, timeout=warm + 30,
+                   preexec_fn=child_setup(a, "client"))
     dur = max(1, round(a.duration))
     cmd = ["wrk", "-t1", f"-c{a.http_conns}", f"-d{dur}s", url]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=child_setup(a, "client"))
 
     def parse(out):
         m = WRK_RPS.search(out)
@@ -357,6 +377,9 @@ def main(argv=None):
                     help="echo client connections (default 10)")
     ap.add_argument("--http-conns", type=int, default=50,
                     help="wrk connections (default 50; one wrk thread)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the server to the first allowed CPU and the "
+                         "client to the last")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter for the servers (default: this one)")
@@ -450,6 +473,7 @@ def main(argv=None):
               f"process each, interleaved; {a.warmup}s warm-up + {a.duration}s "
               f"measured per run; echo client: mio_echo, {a.conns} connections, "
               f"ping-pong; HTTP client: wrk -t1 -c{a.http_conns}; "
+              f"{'server and client pinned to a CPU each; ' if a.pin else ''}"
               f"{elapsed:.0f}s total.\n"
               f"Load average (1 min) {load0[0]:.2f} at the start, "
               f"{load1[0]:.2f} at the end.\n"
