@@ -248,6 +248,8 @@ def measure(a, loop, wl, tmpdir):
         if "wrk_errors" in res:
             res["error"] = "wrk: " + res["wrk_errors"]
         return res
+    except Exception as exc:  # a client that could not run: this cell fails
+        return {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         stop(srv)
         errf.close()
