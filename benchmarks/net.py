@@ -106,7 +106,18 @@ def build_mio(quiet):
 
 
 def proc_cpu(pid):
-    """utime + stime of a process (all its threads), in seconds."""
+    """CPU time of a process, all its threads, in seconds: the sum of the
+    threads' /proc schedstat run times (nanoseconds), or utime + stime (clock
+    ticks) where schedstat is missing."""
+    try:
+        total = 0
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for tid in tasks:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -245,6 +256,10 @@ def measure(a, loop, wl, tmpdir):
             res["client_cpu"] = cpu / max(t1 - t0, 1e-9)
         if c0 is not None and c1 is not None and t1 > t0:
             res["server_cpu"] = (c1 - c0) / (t1 - t0)
+            if res.get("msgs_per_s"):
+                res["server_us_per_op"] = res["server_cpu"] / res["msgs_per_s"] * 1e6
+        if res.get("client_cpu") and res.get("msgs_per_s"):
+            res["client_us_per_op"] = res["client_cpu"] / res["msgs_per_s"] * 1e6
         if "wrk_errors" in res:
             res["error"] = "wrk: " + res["wrk_errors"]
         return res
@@ -286,12 +301,18 @@ def summarize(results, loops, workloads):
             if vals:
                 med = statistics.median(vals)
                 scpu = [r["server_cpu"] for r in runs if "server_cpu" in r]
+                sus = [r["server_us_per_op"] for r in runs
+                       if "server_us_per_op" in r and "error" not in r]
+                cus = [r["client_us_per_op"] for r in runs
+                       if "client_us_per_op" in r and "error" not in r]
                 ccpu = [r["client_cpu"] for r in runs if "client_cpu" in r]
                 st[lp] = {"median": med, "min": min(vals), "max": max(vals),
                           "runs": len(vals), "errors": errs,
                           "spread_pct": 100.0 * (max(vals) - min(vals)) / med,
                           "server_cpu": statistics.median(scpu) if scpu else None,
-                          "client_cpu": statistics.median(ccpu) if ccpu else None}
+                          "client_cpu": statistics.median(ccpu) if ccpu else None,
+                          "server_us_per_op": statistics.median(sus) if sus else None,
+                          "client_us_per_op": statistics.median(cus) if cus else None}
             else:
                 st[lp] = {"median": None, "errors": errs, "na": nas}
         stats[wl] = st
@@ -301,7 +322,7 @@ def summarize(results, loops, workloads):
         unit = "requests/s" if client == "http" else "round trips/s"
         out.append(f"\n### {wl}: {WORKLOAD_DOCS[wl]}  ({unit}, median of runs)\n")
         headers = ["loop", unit, "min", "max", "spread", "srv CPU", "cli CPU",
-                   "vs asyncio", "vs uvloop"] + (["vs mio"] if floor else [])
+                   "srv µs/op", "cli µs/op", "vs asyncio", "vs uvloop"] + (["vs mio"] if floor else [])
         rows = []
         for lp in results[wl]:
             s = st[lp]
@@ -313,11 +334,13 @@ def summarize(results, loops, workloads):
                 rows.append([lp, why[:70]] + ["-"] * (len(headers) - 2))
                 continue
             cpu = (lambda v: "-" if v is None else f"{v:.2f}")
+            us = (lambda v: "-" if v is None else f"{v:.1f}")
             row = [lp, fmt_rate(s["median"]), fmt_rate(s["min"]),
                    fmt_rate(s["max"]),
                    f"{s['spread_pct']:.0f}%" + (f" ({len(s['errors'])} err)"
                                                 if s["errors"] else ""),
                    cpu(s["server_cpu"]), cpu(s["client_cpu"]),
+                   us(s["server_us_per_op"]), us(s["client_us_per_op"]),
                    ratio(s["median"], base_a), ratio(s["median"], base_u)]
             if floor:
                 row.append(ratio(s["median"], base_f))
@@ -347,13 +370,60 @@ def summarize(results, loops, workloads):
         rows.append(row)
     out.append(R.table(headers, rows, "l" + "r" * len(cols)))
 
+    out.append("\n### server CPU per round trip / request (µs, median of runs; "
+               "uvloop's figure divided by this loop's in brackets, above 1 = "
+               "cheaper than uvloop)\n")
+    rows = []
+    for wl in workloads:
+        st = stats[wl]
+        base_u = st.get("uvloop", {}).get("server_us_per_op")
+        row = [wl]
+        for lp in cols:
+            s = st.get(lp)
+            v = None if s is None else s.get("server_us_per_op")
+            if s is None:
+                row.append("")
+            elif v is None:
+                row.append("n/a" if s.get("na") else "ERR" if s["median"] is None else "-")
+            elif base_u and lp != "uvloop":
+                row.append(f"{v:.1f} ({base_u / v:.2f}x)")
+            else:
+                row.append(f"{v:.1f}")
+        rows.append(row)
+    out.append(R.table(headers, rows, "l" + "r" * len(cols)))
+
     notes = []
     for wl in workloads:
         st = stats[wl]
         f = st.get("ferroloop", {}).get("median")
         m = st.get(FLOOR, {}).get("median")
         if f and m:
-            notes.append(f"ferroloop / mio floor on {wl}: {f / m:.1%}")
+            fc = st["ferroloop"].get("server_us_per_op")
+            mc = st[FLOOR].get("server_us_per_op")
+            cpu = (f"; server CPU per round trip: mio {mc:.1f} µs, ferroloop "
+                   f"{fc:.1f} µs" if fc and mc else "")
+            notes.append(f"ferroloop / mio floor on {wl}: {f / m:.1%} of its "
+                         f"throughput{cpu}")
+    # Client check: with a core each, the client limits a server whose CPU per
+    # operation is not clearly above the client's own.
+    limited = []
+    for wl in workloads:
+        hits = []
+        for lp, st in stats[wl].items():
+            sv, cv = st.get("server_us_per_op"), st.get("client_us_per_op")
+            if sv and cv and cv > 0.8 * sv:
+                hits.append(f"{lp} {cv:.1f}/{sv:.1f}")
+        if hits:
+            limited.append(f"{wl}: " + ", ".join(hits))
+    if limited:
+        notes.append("Client check: were the server and the client given a core "
+                     "each, the client would be (nearly) the bottleneck where its "
+                     "CPU per op exceeds 0.8x the server's (client/server µs per "
+                     "op):\n  " + "\n  ".join(limited))
+    else:
+        notes.append("Client check: the client's CPU per op is below 0.8x the "
+                     "server's everywhere; with a core each, the server is the "
+                     "bottleneck.")
     if notes:
         out.append("\n" + "\n".join(notes))
     return "\n".join(out), stats
@@ -388,12 +458,31 @@ def main(argv=None):
     ap.add_argument("--json", metavar="OUT", help="write raw numbers here")
     ap.add_argument("--start-timeout", type=float, default=30)
     ap.add_argument("--list", action="store_true", help="list the workloads")
+    ap.add_argument("--from-json", metavar="IN",
+                    help="print the report of a run saved with --json")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
 
     if a.list:
         for k, v in WORKLOAD_DOCS.items():
             print(f"{k:13} {v}")
+        return 0
+    if a.from_json:
+        with open(a.from_json) as f:
+            doc = json.load(f)
+        results = doc["results"]
+        for per_loop in results.values():
+            for runs in per_loop.values():
+                for r in runs:
+                    for k in ("server", "client"):
+                        if (f"{k}_us_per_op" not in r and r.get(f"{k}_cpu")
+                                and r.get("msgs_per_s")):
+                            r[f"{k}_us_per_op"] = r[f"{k}_cpu"] / r["msgs_per_s"] * 1e6
+        text, _ = summarize(results, list(doc["loops"]), list(results))
+        print(f"## {doc['date']}: {doc['executable']}, {doc['runs']} runs, "
+              f"load average {doc['loadavg'][0][0]:.2f} -> {doc['loadavg'][1][0]:.2f}\n"
+              "Loops: " + ", ".join(f"{k} {v['version']}" for k, v in doc["loops"].items()))
+        print(text)
         return 0
     a.runs = a.runs or (3 if a.quick else 5)
     a.duration = a.duration or (1.0 if a.quick else 2.0)
