@@ -27,6 +27,7 @@ import platform
 import re
 import selectors
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -499,6 +500,9 @@ def main(argv=None):
     if any(WORKLOADS[wl][2] == "http" for wl in workloads) and not shutil.which("wrk"):
         raise SystemExit("wrk not found (Debian: apt-get install -y wrk)")
 
+    # SIGTERM unwinds like Ctrl-C, so the running server (in a session of its
+    # own, out of reach of the terminal's signals) is stopped by measure().
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.mio_bin = build_mio(a.quiet)  # the echo client is needed in any case
     py_loops = [lp for lp in wanted if lp != FLOOR]
     info, unavailable = R.probe_loops(py_loops, a.python)
