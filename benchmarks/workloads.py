@@ -6,7 +6,7 @@ Usage (normally invoked by run.py / callgrind.py, one process per measurement):
     python benchmarks/workloads.py --check LOOPNAME
     python benchmarks/workloads.py --list
 
-LOOPNAME is one of: ferroloop, asyncio, uvloop, rloop, rsloop.
+LOOPNAME is one of: ferroloop, asyncio, uvloop, rloop, rsloop, talyn.
 Prints a single JSON object on stdout.
 
 Only the run call is timed (loop.run_forever() / loop.run_until_complete(),
@@ -27,7 +27,7 @@ import time
 perf_counter = time.perf_counter
 process_time = time.process_time
 
-LOOPS = ("ferroloop", "asyncio", "uvloop", "rloop", "rsloop")
+LOOPS = ("ferroloop", "asyncio", "uvloop", "rloop", "rsloop", "talyn")
 
 
 def new_loop(name):
@@ -37,6 +37,8 @@ def new_loop(name):
     if name not in LOOPS:
         raise SystemExit(f"unknown loop {name!r}; known: {', '.join(LOOPS)}")
     mod = importlib.import_module(name)
+    if name == "talyn":  # a Zig loop for 3.13+: no new_event_loop() helper
+        return mod.Loop()
     return mod.new_event_loop()
 
 
