@@ -247,7 +247,7 @@ impl SockWait {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
         // Cancelled (or replaced and resolved) since the poll reported the fd.
-        if fut.call_method0("done")?.is_truthy()? {
+        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
         settle(fut, self.attempt(py)?)
@@ -273,10 +273,13 @@ fn settle(fut: &Bound<'_, PyAny>, attempt: Attempt) -> PyResult<()> {
     match attempt {
         Attempt::Blocked => {}
         Attempt::Done(v) => {
-            fut.call_method1("set_result", (v,))?;
+            fut.call_method1(pyo3::intern!(fut.py(), "set_result"), (v,))?;
         }
         Attempt::Failed(e) => {
-            fut.call_method1("set_exception", (e.into_value(fut.py()),))?;
+            fut.call_method1(
+                pyo3::intern!(fut.py(), "set_exception"),
+                (e.into_value(fut.py()),),
+            )?;
         }
     }
     Ok(())
@@ -322,7 +325,7 @@ pub(crate) struct SockResolved {
 impl SockResolved {
     fn __call__(&self, py: Python<'_>, infos: &Bound<'_, PyAny>) -> PyResult<()> {
         let fut = self.fut.bind(py);
-        if fut.call_method0("done")?.is_truthy()? {
+        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
         if infos.call_method0("cancelled")?.is_truthy()? {
@@ -379,19 +382,34 @@ fn numeric_address(family: i32, address: &Bound<'_, PyAny>) -> Option<std::net::
     }
 }
 
+/// `socket.socket`.
+fn socket_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static SOCKET: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    SOCKET
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
+        })
+        .map(|s| s.bind(py))
+}
+
 impl LoopCore {
     /// The checks every `sock_*` method makes first; the socket's fd.
     fn sock_prologue(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
         let py = slf.py();
-        Names::get(py)?
-            .base_events
-            .bind(py)
-            .getattr("_check_ssl_socket")?
-            .call1((sock,))?;
-        if slf.get().debug_on() && sock.call_method0("gettimeout")?.ne(0)? {
+        // asyncio's `_check_ssl_socket(sock)` refuses an `ssl.SSLSocket`; a plain
+        // `socket.socket` (the usual case) cannot be one, so the call is skipped for it.
+        let plain = sock.get_type().is(socket_type(py)?);
+        if !plain {
+            Names::get(py)?
+                .base_events
+                .bind(py)
+                .getattr(pyo3::intern!(py, "_check_ssl_socket"))?
+                .call1((sock,))?;
+        }
+        if slf.get().debug_on() && sock.call_method0(pyo3::intern!(py, "gettimeout"))?.ne(0)? {
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
-        sock.call_method0("fileno")?.extract()
+        sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()
     }
 
     /// Waits for `fd` to be readable (`write == false`) or writable, then runs `op` until
@@ -426,7 +444,10 @@ impl LoopCore {
             fd,
             write,
         };
-        fut.call_method1("add_done_callback", (Bound::new(py, done)?,))?;
+        fut.call_method1(
+            pyo3::intern!(py, "add_done_callback"),
+            (Bound::new(py, done)?,),
+        )?;
         Ok(fut.unbind())
     }
 
@@ -438,7 +459,8 @@ impl LoopCore {
             Attempt::Failed(e) => Err(e),
             Attempt::Done(v) => {
                 let fut = Self::create_future(slf)?;
-                fut.bind(slf.py()).call_method1("set_result", (v,))?;
+                fut.bind(slf.py())
+                    .call_method1(pyo3::intern!(slf.py(), "set_result"), (v,))?;
                 Ok(Some(fut))
             }
         }
