@@ -25,6 +25,7 @@
 
 pub mod attached;
 pub mod buffer;
+pub mod bytes;
 pub mod call;
 pub mod context;
 pub mod dict;
