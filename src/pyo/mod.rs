@@ -25,7 +25,6 @@
 
 pub mod attached;
 pub mod buffer;
-pub mod bytes;
 pub mod call;
 pub mod context;
 pub mod dict;

@@ -147,8 +147,6 @@ struct StreamState {
 #[pyclass(module = "ferroloop._ferroloop", frozen, weakref)]
 pub struct StreamCore {
     fd: RawFd,
-    /// The size of the `bytes` object the next read is made into (see `read.rs`).
-    read_size: std::sync::atomic::AtomicUsize,
     loop_: Py<LoopCore>,
     st: GilCell<StreamState>,
 }
@@ -352,7 +350,6 @@ fn build<'py>(
         py,
         StreamCore {
             fd,
-            read_size: std::sync::atomic::AtomicUsize::new(64 * 1024),
             loop_: lp.clone().unbind(),
             st: GilCell::new(StreamState {
                 transport: None,

@@ -1,7 +1,7 @@
 //! Reading: asyncio's `_read_ready__data_received`, `_read_ready__get_buffer` and
 //! `_read_ready__on_eof`, with the syscalls in Rust.
 
-use std::sync::atomic::Ordering;
+use std::cell::RefCell;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -11,15 +11,18 @@ use super::close::{close, fatal_error};
 use super::StreamCore;
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes_mut;
-use crate::pyo::bytes::read_into_new_bytes;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
 
 /// asyncio's `max_size`: at most this many bytes per `recv()`.
 const MAX_SIZE: usize = 256 * 1024;
-/// The smallest `bytes` object a read is made into.
-const MIN_SIZE: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffer `recv()` fills before the bytes are copied into a `bytes` object of
+    /// their exact size: one per thread, reused by every transport the thread's loop runs.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(MAX_SIZE));
+}
 
 /// The outcome of one `recv()`.
 enum Received<'py> {
@@ -29,27 +32,16 @@ enum Received<'py> {
     Failed(std::io::Error),
 }
 
-/// Receives into a new `bytes` object, shrunk to what arrived (no copy from a scratch
-/// buffer). Its size follows the transport's recent reads: twice the last one, between
-/// [`MIN_SIZE`] and [`MAX_SIZE`], doubled when a read filled it.
-fn recv_bytes<'py>(py: Python<'py>, core: &StreamCore) -> PyResult<Received<'py>> {
-    let cap = core.read_size.load(Ordering::Relaxed);
-    let got = read_into_new_bytes(py, cap, |b| sys::recv(core.fd, b))?;
-    Ok(match got {
-        Ok(Some(data)) => {
-            let n = data.as_bytes().len();
-            let next = if n >= cap {
-                cap * 2
-            } else {
-                (2 * n).next_power_of_two()
-            };
-            core.read_size
-                .store(next.clamp(MIN_SIZE, MAX_SIZE), Ordering::Relaxed);
-            Received::Data(data)
+fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
+    READ_BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        match sys::recv_spare(fd, &mut buf) {
+            Ok(0) => Received::Eof,
+            Ok(_) => Received::Data(PyBytes::new(py, &buf)),
+            Err(e) if would_block(&e) => Received::WouldBlock,
+            Err(e) => Received::Failed(e),
         }
-        Ok(None) => Received::Eof,
-        Err(e) if would_block(&e) => Received::WouldBlock,
-        Err(e) => Received::Failed(e),
     })
 }
 
@@ -69,7 +61,7 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
     if buffered {
         return read_into_buffer(slf, &proto);
     }
-    match recv_bytes(py, this)? {
+    match recv_bytes(py, this.fd) {
         Received::WouldBlock => Ok(()),
         Received::Failed(e) => {
             fatal_error(slf, os_error(e), "Fatal read error on socket transport")
