@@ -44,6 +44,11 @@ pub struct Names {
     pub resource_warning: Py<PyAny>,
     pub runtime_warning: Py<PyAny>,
     pub thread_cls: Py<PyAny>,
+    /// `socket.socket`, `asyncio.BufferedProtocol`, `asyncio.trsock.TransportSocket`: for
+    /// the transports (`net/`) and the `sock_*` methods.
+    pub socket_cls: Py<PyAny>,
+    pub buffered_protocol: Py<PyAny>,
+    pub transport_socket: Py<PyAny>,
     pub format_list: Py<PyAny>,
 
     // ----- futures ------------------------------------------------------------------
@@ -169,6 +174,9 @@ impl Names {
                 resource_warning: attr(&builtins, "ResourceWarning")?,
                 runtime_warning: attr(&builtins, "RuntimeWarning")?,
                 thread_cls: attr(&threading, "Thread")?,
+                socket_cls: attr(&py.import("socket")?, "socket")?,
+                buffered_protocol: attr(&asyncio, "BufferedProtocol")?,
+                transport_socket: attr(&py.import("asyncio.trsock")?, "TransportSocket")?,
                 format_list: attr(&traceback, "format_list")?,
 
                 cancelled_error: attr(&exceptions, "CancelledError")?,

@@ -138,6 +138,22 @@ def test_future_source_traceback_has_no_create_future_frame(loop, loop_name):
     fut.cancel()
 
 
+async def _connect_once(making_server, seen):
+    """Serves with the server ``making_server`` makes, connects once, waits until the
+    server side recorded something in ``seen``, and closes both."""
+    server = await making_server
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for _ in range(10):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+
+
 def test_accepted_connection_protocol_made_in_the_accept_callback(loop, loop_name):
     """asyncio calls a server's protocol factory in a Task started per accepted
     connection (``_accept_connection2``); ferroloop calls it in the accept callback."""
@@ -147,20 +163,7 @@ def test_accepted_connection_protocol_made_in_the_accept_callback(loop, loop_nam
         seen.append(asyncio.current_task())
         return asyncio.Protocol()
 
-    async def main():
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(10):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
-        writer.close()
-        await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
-
-    loop.run_until_complete(main())
+    loop.run_until_complete(_connect_once(loop.create_server(factory, "127.0.0.1", 0), seen))
     assert len(seen) == 1
     if loop_name == "ferroloop":
         assert seen == [None]
@@ -208,20 +211,7 @@ def test_tcp_nodelay_on_a_socket_made_with_proto_0(loop, loop_name):
             sock = transport.get_extra_info("socket")
             seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
-    async def main():
-        lsock = socket.socket()  # proto 0
-        lsock.bind(("127.0.0.1", 0))
-        server = await loop.create_server(Proto, sock=lsock)
-        port = lsock.getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(10):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
-        writer.close()
-        await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
-
-    loop.run_until_complete(main())
+    lsock = socket.socket()  # proto 0
+    lsock.bind(("127.0.0.1", 0))
+    loop.run_until_complete(_connect_once(loop.create_server(Proto, sock=lsock), seen))
     assert (seen["nodelay"] != 0) == (loop_name == "ferroloop")

@@ -467,8 +467,7 @@ impl LoopCore {
         let this = slf.get();
         let old = this.registry.with(|registry| {
             this.queues.with(|q| {
-                let token = q.io.token_of(fd)?;
-                let (_, owner) = q.io.owner_of_fd(fd)?;
+                let (token, owner) = q.io.owner_of_fd(fd)?;
                 if owner.object_ptr() != who {
                     return None;
                 }
@@ -482,12 +481,9 @@ impl LoopCore {
     pub(crate) fn release_listener(slf: &Bound<'_, Self>, fd: RawFd) -> Option<Py<Listener>> {
         let this = slf.get();
         let old = this.registry.with(|registry| {
-            this.queues.with(|q| {
-                let token = q.io.token_of(fd)?;
-                match q.io.owner_of_fd(fd)? {
-                    (_, Owner::Listener(_)) => q.io.deregister(registry.as_ref(), token),
-                    _ => None,
-                }
+            this.queues.with(|q| match q.io.owner_of_fd(fd)? {
+                (token, Owner::Listener(_)) => q.io.deregister(registry.as_ref(), token),
+                _ => None,
             })
         });
         match old {

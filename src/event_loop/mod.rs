@@ -51,7 +51,7 @@ pub(crate) use io::{Owner, StreamOwner};
 use ready::Job;
 pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
 pub use run::run_until_complete_cb;
-pub(crate) use sock::{accept_connection, Attempt};
+pub(crate) use sock::{accept_connection, socket_from_fd, Attempt};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -20,11 +20,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use pyo3::exceptions::{PyAttributeError, PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyInt, PyTuple};
+use pyo3::types::PyInt;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::LoopCore;
-use crate::handle::Handle;
 use crate::names::Names;
 use crate::pyo::errno::os_error;
 use crate::sys;
@@ -179,38 +178,6 @@ fn settle(fut: &Bound<'_, PyAny>, step: Step) -> PyResult<()> {
     Ok(())
 }
 
-/// The done-callback of a waiting `sock_sendfile`: removes its writer, unless another
-/// writer replaced it or the socket was closed meanwhile (asyncio's
-/// `_sock_add_cancellation_callback` checks `sock.fileno() != -1`).
-#[pyclass(module = "ferroloop._ferroloop", frozen)]
-pub(crate) struct SendfileDone {
-    loop_: Py<LoopCore>,
-    handle: Py<Handle>,
-    sock: Py<PyAny>,
-    fd: RawFd,
-}
-
-#[pymethods]
-impl SendfileDone {
-    fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.handle.get().is_cancelled() {
-            return Ok(());
-        }
-        let fd: RawFd = self.sock.bind(py).call_method0("fileno")?.extract()?;
-        if fd == -1 || fd != self.fd {
-            return Ok(());
-        }
-        let fd = PyInt::new(py, self.fd);
-        LoopCore::remove_io(self.loop_.bind(py), fd.as_any(), true).map(drop)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.handle)?;
-        visit.call(&self.sock)
-    }
-}
-
 impl LoopCore {
     /// asyncio's `_check_sendfile_params`, with its messages.
     pub(super) fn check_sendfile_params(
@@ -347,22 +314,7 @@ impl LoopCore {
                 return Ok(fut.unbind());
             }
         }
-        let wait = Bound::new(py, wait)?;
-        let fd_obj = PyInt::new(py, fd);
-        let handle = Self::add_io(
-            slf,
-            fd_obj.as_any(),
-            wait.into_any(),
-            PyTuple::empty(py),
-            true,
-        )?;
-        let done = SendfileDone {
-            loop_: slf.clone().unbind(),
-            handle,
-            sock: sock.clone().unbind(),
-            fd,
-        };
-        fut.call_method1("add_done_callback", (Bound::new(py, done)?,))?;
-        Ok(fut.unbind())
+        let wait = Bound::new(py, wait)?.into_any();
+        Self::wait_on_fd(slf, fut, fd, true, wait, Some(sock.clone().unbind()))
     }
 }

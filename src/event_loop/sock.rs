@@ -169,18 +169,12 @@ pub(crate) fn accept_connection(
         Err(e) => return Ok(Attempt::Failed(os_error(e))),
     };
     let made = (|| -> PyResult<Bound<'_, PyAny>> {
-        let ty: i32 = sock.getattr("type")?.extract()?;
-        let kw = pyo3::types::PyDict::new(py);
-        kw.set_item("fileno", conn)?;
-        // SOCK_NONBLOCK in the type: the socket object starts with timeout 0.0, as
-        // `setblocking(False)` would leave it (the fd is non-blocking already).
-        py.import("socket")?.getattr("socket")?.call(
-            (
-                sock.getattr("family")?,
-                ty | libc::SOCK_NONBLOCK,
-                sock.getattr("proto")?,
-            ),
-            Some(&kw),
+        socket_from_fd(
+            py,
+            conn,
+            sock.getattr("family")?.extract()?,
+            sock.getattr("type")?.extract()?,
+            sock.getattr("proto")?.extract()?,
         )
     })();
     let conn_obj = match made {
@@ -294,6 +288,9 @@ pub(crate) struct SockDone {
     handle: Py<Handle>,
     fd: RawFd,
     write: bool,
+    /// For `sock_sendfile` (asyncio's `_sock_add_cancellation_callback`): the socket,
+    /// whose fd must still be `fd` (not closed, not another file's now) to be removed.
+    sock: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -302,13 +299,23 @@ impl SockDone {
         if self.handle.get().is_cancelled() {
             return Ok(());
         }
+        if let Some(sock) = &self.sock {
+            let fd: RawFd = sock
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "fileno"))?
+                .extract()?;
+            if fd != self.fd {
+                return Ok(());
+            }
+        }
         let fd = PyInt::new(py, self.fd);
         LoopCore::remove_io(self.loop_.bind(py), fd.as_any(), self.write).map(drop)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
-        visit.call(&self.handle)
+        visit.call(&self.handle)?;
+        visit.call(&self.sock)
     }
 }
 
@@ -382,14 +389,22 @@ fn numeric_address(family: i32, address: &Bound<'_, PyAny>) -> Option<std::net::
     }
 }
 
-/// `socket.socket`.
-fn socket_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static SOCKET: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    SOCKET
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
-        })
-        .map(|s| s.bind(py))
+/// `socket.socket(family, type, proto, fileno=fd)` for a non-blocking connected or
+/// accepted `fd`, which the object owns once made. SOCK_NONBLOCK in the type makes the
+/// object start with timeout 0.0, as asyncio's `conn.setblocking(False)` leaves it.
+pub(crate) fn socket_from_fd(
+    py: Python<'_>,
+    fd: RawFd,
+    family: i32,
+    ty: i32,
+    proto: i32,
+) -> PyResult<Bound<'_, PyAny>> {
+    let kw = pyo3::types::PyDict::new(py);
+    kw.set_item(pyo3::intern!(py, "fileno"), fd)?;
+    Names::get(py)?
+        .socket_cls
+        .bind(py)
+        .call((family, ty | libc::SOCK_NONBLOCK, proto), Some(&kw))
 }
 
 impl LoopCore {
@@ -398,7 +413,7 @@ impl LoopCore {
         let py = slf.py();
         // asyncio's `_check_ssl_socket(sock)` refuses an `ssl.SSLSocket`; a plain
         // `socket.socket` (the usual case) cannot be one, so the call is skipped for it.
-        let plain = sock.get_type().is(socket_type(py)?);
+        let plain = sock.get_type().is(Names::get(py)?.socket_cls.bind(py));
         if !plain {
             Names::get(py)?
                 .base_events
@@ -430,19 +445,29 @@ impl LoopCore {
                 op,
             },
         )?;
+        Self::wait_on_fd(slf, fut, fd, write, wait.into_any(), None)
+    }
+
+    /// Makes `callback` the reader (`write == false`) or writer of `fd` until `fut` is
+    /// done, as asyncio's `_add_reader`/`_add_writer` plus the done-callback that removes
+    /// it (see [`SockDone`]); returns `fut`.
+    pub(super) fn wait_on_fd(
+        slf: &Bound<'_, Self>,
+        fut: Bound<'_, PyAny>,
+        fd: RawFd,
+        write: bool,
+        callback: Bound<'_, PyAny>,
+        sock: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
         let fd_obj = PyInt::new(py, fd);
-        let handle = Self::add_io(
-            slf,
-            fd_obj.as_any(),
-            wait.into_any(),
-            PyTuple::empty(py),
-            write,
-        )?;
+        let handle = Self::add_io(slf, fd_obj.as_any(), callback, PyTuple::empty(py), write)?;
         let done = SockDone {
             loop_: slf.clone().unbind(),
             handle,
             fd,
             write,
+            sock,
         };
         fut.call_method1(
             pyo3::intern!(py, "add_done_callback"),

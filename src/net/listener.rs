@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::event_loop::{Attempt, LoopCore, Owner};
+use crate::event_loop::{socket_from_fd, Attempt, LoopCore, Owner};
 use crate::names::logger;
 use crate::net::{sockaddr, would_block};
 use crate::pyo::context::{copy_current, with_context};
@@ -247,19 +247,13 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
     }
 }
 
-/// `socket.socket(family, type, proto, fileno=fd)`, non-blocking.
+/// The socket object of an accepted fd (which it owns then).
 fn socket_of(
     py: Python<'_>,
     fd: std::os::fd::OwnedFd,
     (family, ty, proto): (i32, i32, i32),
 ) -> PyResult<Bound<'_, PyAny>> {
-    let kw = PyDict::new(py);
-    kw.set_item("fileno", std::os::fd::AsRawFd::as_raw_fd(&fd))?;
-    let obj = py
-        .import("socket")?
-        .getattr("socket")?
-        .call((family, ty | libc::SOCK_NONBLOCK, proto), Some(&kw))?;
-    // The object owns the fd now.
+    let obj = socket_from_fd(py, std::os::fd::AsRawFd::as_raw_fd(&fd), family, ty, proto)?;
     let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
     Ok(obj)
 }
@@ -361,9 +355,9 @@ fn out_of_resources(
     let ctx = PyDict::new(py);
     ctx.set_item("message", "socket.accept() out of system resource")?;
     ctx.set_item("exception", e.value(py))?;
-    let tsock = py
-        .import("asyncio.trsock")?
-        .getattr("TransportSocket")?
+    let tsock = crate::names::Names::get(py)?
+        .transport_socket
+        .bind(py)
         .call1((this.sock.bind(py),))?;
     ctx.set_item("socket", tsock)?;
     lp.call_method1("call_exception_handler", (ctx,))?;

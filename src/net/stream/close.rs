@@ -45,9 +45,7 @@ pub(super) fn force_close(slf: &Bound<'_, StreamCore>, exc: Option<Py<PyAny>>) {
         }
         s.queue.clear();
         s.writing = false;
-        if !s.closing {
-            s.closing = true;
-        }
+        s.closing = true;
         if s.reading {
             s.reading = false;
             s.read_gen = s.read_gen.wrapping_add(1);
@@ -91,17 +89,10 @@ pub(super) fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str
     Ok(())
 }
 
-/// The scheduled `_call_connection_lost(exc)`.
+/// asyncio's `_call_connection_lost(exc)` (scheduled, or called by a flush that ends a
+/// close): `protocol.connection_lost(exc)`, then the socket is closed (its fd released at
+/// once) and the server told.
 pub(super) fn call_connection_lost(
-    slf: &Bound<'_, StreamCore>,
-    exc: Option<Py<PyAny>>,
-) -> PyResult<()> {
-    call_connection_lost_now(slf, exc)
-}
-
-/// asyncio's `_call_connection_lost(exc)`: `protocol.connection_lost(exc)`, then the
-/// socket is closed (its fd released at once) and the server told.
-pub(super) fn call_connection_lost_now(
     slf: &Bound<'_, StreamCore>,
     exc: Option<Py<PyAny>>,
 ) -> PyResult<()> {

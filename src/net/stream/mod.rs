@@ -46,27 +46,12 @@ use sock::Sock;
 
 /// `ferroloop._SocketTransport`, registered by the Python package at import.
 static TRANSPORT_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-/// `asyncio.BufferedProtocol`, `asyncio.trsock.TransportSocket`.
-static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Registers the Python class that wraps a [`StreamCore`] (`ferroloop._SocketTransport`).
 #[pyfunction]
 pub fn _register_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
     let _ = TRANSPORT_CLASS.set(py, cls.unbind());
     Ok(())
-}
-
-fn imported<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    module: &str,
-    name: &str,
-) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
-    })
-    .map(|v| v.bind(py))
 }
 
 /// What the ready queue runs for a stream transport.
@@ -218,12 +203,8 @@ impl StreamCore {
     /// Sets `protocol`, choosing the read path by its kind (asyncio's `set_protocol`).
     fn set_protocol_inner(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = protocol.py();
-        let buffered = protocol.is_instance(imported(
-            py,
-            &BUFFERED_PROTOCOL,
-            "asyncio",
-            "BufferedProtocol",
-        )?)?;
+        let buffered =
+            protocol.is_instance(crate::names::Names::get(py)?.buffered_protocol.bind(py))?;
         let old = self.st.with(|s| {
             s.buffered = buffered;
             s.protocol_connected = true;
@@ -266,7 +247,7 @@ pub(crate) fn make_socket_transport<'py>(
         Some(e) if !e.is_none() => e.cast::<PyDict>()?.copy()?,
         _ => PyDict::new(py),
     };
-    let tsock = imported(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?;
+    let tsock = crate::names::Names::get(py)?.transport_socket.bind(py);
     extra.set_item("socket", tsock.call1((sock,))?)?;
     let os_error = py.get_type::<pyo3::exceptions::PyOSError>();
     match sock.call_method0("getsockname") {

@@ -10,7 +10,7 @@ use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{imported, StreamCore, TRANSPORT_SOCKET};
+use super::StreamCore;
 use crate::pyo::errno::os_error;
 
 /// The socket of a stream transport.
@@ -74,14 +74,7 @@ impl StreamCore {
             Found::Made(p) => return Ok(Some(p)),
             Found::Make(fd, family, ty, proto) => (fd, family, ty, proto),
         };
-        let kw = PyDict::new(py);
-        kw.set_item("fileno", fd)?;
-        // SOCK_NONBLOCK in the type: the object starts with timeout 0.0, as asyncio's
-        // `conn.setblocking(False)` leaves it (the fd is non-blocking already).
-        let obj = py
-            .import("socket")?
-            .getattr("socket")?
-            .call((family, ty | libc::SOCK_NONBLOCK, proto), Some(&kw))?;
+        let obj = crate::event_loop::socket_from_fd(py, fd, family, ty, proto)?;
         // The object owns the fd now.
         let owned = self.st.with(|s| match s.sock.take() {
             Some(Sock::Fd { fd, .. }) => {
@@ -114,7 +107,7 @@ impl StreamCore {
         };
         let sock = sock.bind(py);
         if !extra.contains("socket")? {
-            let tsock = imported(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?;
+            let tsock = crate::names::Names::get(py)?.transport_socket.bind(py);
             extra.set_item("socket", tsock.call1((sock,))?)?;
         }
         if name == "sockname" && !extra.contains("sockname")? {

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 
-use super::close::{call_connection_lost_now, fatal_error};
+use super::close::{call_connection_lost, fatal_error};
 use super::StreamCore;
 use crate::names::logger;
 use crate::net::would_block;
@@ -242,7 +242,7 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
                 w.bind(py).call_method1("set_result", (py.None(),))?;
             }
             if closing {
-                call_connection_lost_now(slf, None)
+                call_connection_lost(slf, None)
             } else if eof {
                 slf.get().shutdown_write(slf.py())
             } else {
