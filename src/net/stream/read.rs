@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
-use super::StreamCore;
+use super::{Kind, StreamCore};
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes_mut;
 use crate::pyo::errno::os_error;
@@ -24,8 +24,8 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(MAX_SIZE));
 }
 
-/// The outcome of one `recv()`.
-enum Received<'py> {
+/// The outcome of one `recv()` (or a pipe's `read()`).
+pub(super) enum Received<'py> {
     Data(Bound<'py, PyBytes>),
     Eof,
     WouldBlock,
@@ -37,6 +37,20 @@ fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
         let mut buf = b.borrow_mut();
         buf.clear();
         match sys::recv_spare(fd, &mut buf) {
+            Ok(0) => Received::Eof,
+            Ok(_) => Received::Data(PyBytes::new(py, &buf)),
+            Err(e) if would_block(&e) => Received::WouldBlock,
+            Err(e) => Received::Failed(e),
+        }
+    })
+}
+
+/// `read()` for a pipe transport (see [`super::pipe`]), into the same per-thread buffer.
+pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
+    READ_BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        match sys::read_spare(fd, &mut buf) {
             Ok(0) => Received::Eof,
             Ok(_) => Received::Data(PyBytes::new(py, &buf)),
             Err(e) if would_block(&e) => Received::WouldBlock,
@@ -58,6 +72,9 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
         return Ok(());
     };
     let proto = proto.into_bound(py);
+    if this.kind != Kind::Socket {
+        return super::pipe::on_readable(slf, &proto);
+    }
     if buffered {
         return read_into_buffer(slf, &proto);
     }
