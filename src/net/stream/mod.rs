@@ -134,6 +134,10 @@ struct StreamState {
     /// asyncio's `_conn_lost`: set once `connection_lost` is scheduled, then counts the
     /// writes made after it.
     conn_lost: u32,
+    /// A write pipe's own `_conn_lost` (asyncio's pipe transport counts a failed write and
+    /// every write dropped after `close()`, and warns from the sixth on; `conn_lost`
+    /// above only guards `connection_lost`).
+    pipe_conn_lost: u32,
     high_water: usize,
     low_water: usize,
     /// Polled for reading (asyncio: `_read_ready` is the fd's reader).
@@ -370,6 +374,7 @@ fn build<'py>(
                 paused: false,
                 protocol_paused: false,
                 conn_lost: 0,
+                pipe_conn_lost: 0,
                 high_water: 64 * 1024,
                 low_water: 16 * 1024,
                 reading: false,

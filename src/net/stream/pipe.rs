@@ -261,9 +261,9 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             if b.is_empty() {
                 return Ok(Outcome::Done);
             }
-            if s.conn_lost > 0 || s.closing {
-                let warn = s.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                s.conn_lost += 1;
+            if s.pipe_conn_lost > 0 || s.closing {
+                let warn = s.pipe_conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                s.pipe_conn_lost += 1;
                 return Ok(Outcome::Dropped(warn));
             }
             if !s.queue.is_empty() {
@@ -273,7 +273,10 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             let n = match sys::write(fd, b) {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => 0,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    s.pipe_conn_lost += 1;
+                    return Err(e);
+                }
             };
             if n == b.len() {
                 return Ok(Outcome::Done);
@@ -325,6 +328,7 @@ pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
             Err(e) => {
                 s.queue.clear();
                 s.writing = false;
+                s.pipe_conn_lost += 1;
                 Err(e)
             }
         }
