@@ -665,6 +665,68 @@ def test_pty_both_ways_and_eio_at_close(loop):
     assert errors == []
 
 
+def test_pty_master_both_ways_through_a_dup(loop):
+    """One PTY master read and written by two transports, the writer on a dup of the fd."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    wmaster = os.dup(master)
+
+    async def main():
+        rproto, wproto = ReadProto(loop), WriteProto(loop)
+        rtr, _ = await loop.connect_read_pipe(lambda: rproto, open(master, "rb", 0))
+        wtr, _ = await loop.connect_write_pipe(lambda: wproto, open(wmaster, "wb", 0))
+        wtr.write(b"ping")
+        os.set_blocking(slave, False)
+        got = b""
+        while len(got) < 4:
+            await asyncio.sleep(0.01)
+            got += drain_fd(slave)
+        assert got == b"ping"
+        os.write(slave, b"pong")
+        for _ in range(200):
+            if len(rproto.data) >= 4:
+                break
+            await asyncio.sleep(0.01)
+        assert rproto.data == b"pong"
+        wtr.close()
+        rtr.close()
+        await wproto.lost
+        await rproto.lost
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        os.close(slave)
+
+
+def test_one_fd_for_two_pipe_transports(loop, loop_name):
+    """Known difference: the reactor keeps one owner per fd, so ferroloop refuses a second
+    transport over an fd another transport uses (RuntimeError, as add_reader on it);
+    asyncio's selector lets a reader and a writer share it. A dup of the fd works on both
+    (test above)."""
+    master, slave = os.openpty()
+    rpipe, wpipe = open(master, "rb", 0), open(master, "wb", 0, closefd=False)
+
+    async def main():
+        rproto, wproto = ReadProto(loop), WriteProto(loop)
+        rtr, _ = await loop.connect_read_pipe(lambda: rproto, rpipe)
+        if loop_name == "ferroloop":
+            with pytest.raises(RuntimeError, match=f"^File descriptor {master} is used by transport "):
+                await loop.connect_write_pipe(lambda: wproto, wpipe)
+            assert rtr.is_reading()
+        else:
+            wtr, _ = await loop.connect_write_pipe(lambda: wproto, wpipe)
+            wtr.close()
+            await wproto.lost
+        rtr.close()
+        await rproto.lost
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        os.close(slave)
+
+
 def test_char_device_write(loop):
     """A write pipe over a character device (/dev/null): written at once, never polled
     (epoll refuses /dev/null), closed with no error."""

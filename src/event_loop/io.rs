@@ -353,6 +353,15 @@ impl LoopCore {
         })
     }
 
+    /// Refuses `fd` if a live transport owns it (a pipe transport over an fd another
+    /// transport uses: the reactor keeps one owner per fd).
+    pub(crate) fn ensure_fd_no_transport(slf: &Bound<'_, Self>, fd: RawFd) -> PyResult<()> {
+        match Self::fd_taken(slf, fd) {
+            Some(Taken::InUse(core)) => Err(Self::in_use_error(slf.py(), fd, core)),
+            _ => Ok(()),
+        }
+    }
+
     /// asyncio's `_ensure_fd_no_transport` error.
     fn in_use_error(py: Python<'_>, fd: RawFd, core: Py<StreamCore>) -> PyErr {
         let transport = core.get().transport_repr(py);

@@ -102,6 +102,7 @@ pub(crate) fn make_read_pipe_transport<'py>(
             "Pipe transport is for pipes/sockets only.",
         ));
     }
+    LoopCore::ensure_fd_no_transport(lp, fd)?;
     sys::set_nonblocking(fd).map_err(os_error)?;
     build(
         lp,
@@ -132,6 +133,7 @@ pub(crate) fn make_write_pipe_transport<'py>(
             "Pipe transport is only for pipes, sockets and character devices",
         ));
     }
+    LoopCore::ensure_fd_no_transport(lp, fd)?;
     sys::set_nonblocking(fd).map_err(os_error)?;
     // Polled for reading to notice the reader's close: for a pipe or a socket (a
     // character device would report readable for its own input).
