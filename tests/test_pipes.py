@@ -475,6 +475,28 @@ def test_queued_data_survives_mutation_of_the_written_buffer(loop, pipe_fds):
     run_with_timeout(loop, main())
 
 
+def test_queued_bytes_subclass_with_del(loop, pipe_fds):
+    """A queued bytes subclass whose __del__ touches the transport when abort() drops it."""
+    r, w = pipe_fds
+    seen = []
+
+    async def main():
+        proto = WriteProto(loop)
+        tr, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+
+        class B(bytes):
+            def __del__(self):
+                seen.append(tr.get_write_buffer_size())
+
+        fill_pipe(tr)
+        tr.write(B(payload(100_000)))
+        tr.abort()
+        assert await proto.lost is None
+
+    run_with_timeout(loop, main())
+    assert len(seen) == 1
+
+
 def test_writes_after_close_warn_from_the_sixth(loop, pipe_fds, caplog):
     r, w = pipe_fds
 

@@ -295,7 +295,9 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             Ok(Outcome::Queued)
         })
     };
-    let outcome = match data.cast::<PyBytes>() {
+    // Exactly `bytes`: a subclass could have a `__del__`, which must not run when the
+    // queue drops it inside the state's lock.
+    let outcome = match data.cast_exact::<PyBytes>() {
         Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
         Err(_) => with_bytes(data, |b| attempt(b, None))?,
     };
