@@ -77,9 +77,12 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// [`recv`] into the spare capacity of `buf` (left uninitialized until received into: no
-/// zeroing of a large buffer for a call that may find nothing), extending its length.
-pub fn recv_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// zeroing of a large buffer for a call that may find nothing), at most `max` bytes,
+/// extending its length.
+pub fn recv_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
+    let len = max.min(spare.len());
+    let spare = &mut spare[..len];
     // SAFETY: the spare capacity is valid and writable for its length during the call.
     let got = ssize_result(unsafe {
         libc::recv(
@@ -572,9 +575,9 @@ mod tests {
         assert_eq!(&buf[..2], b"hi");
         assert_eq!(send(b.as_raw_fd(), b"abc").unwrap(), 3);
         let mut v = Vec::with_capacity(1 << 16);
-        assert_eq!(recv_spare(a.as_raw_fd(), &mut v).unwrap(), 3);
+        assert_eq!(recv_spare(a.as_raw_fd(), &mut v, 16).unwrap(), 3);
         assert_eq!(v, b"abc");
-        let e = recv_spare(a.as_raw_fd(), &mut v).unwrap_err();
+        let e = recv_spare(a.as_raw_fd(), &mut v, 16).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
     }
 

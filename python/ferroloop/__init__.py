@@ -228,30 +228,38 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
             thread.join()
 
     # asyncio's sock_* methods are coroutines (create_task() takes them); the work is
-    # native (LoopCore._sock_*), these only await its future.
+    # native (LoopCore._sock_*), which returns the result when the syscall completes at
+    # once (no future then, as asyncio makes none), else a future to await.
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from non-blocking socket ``sock``."""
-        return await self._sock_recv(sock, n)
+        r = self._sock_recv(sock, n)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recv_into(self, sock, buf):
         """Receive data from ``sock`` into ``buf``; return the number of bytes."""
-        return await self._sock_recv_into(sock, buf)
+        r = self._sock_recv_into(sock, buf)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
-        return await self._sock_recvfrom(sock, bufsize)
+        r = self._sock_recvfrom(sock, bufsize)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
-        return await self._sock_recvfrom_into(sock, buf, nbytes)
+        r = self._sock_recvfrom_into(sock, buf, nbytes)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to ``address``; return the number of bytes sent."""
-        return await self._sock_sendto(sock, data, address)
+        r = self._sock_sendto(sock, data, address)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data`` to ``sock``."""
-        return await self._sock_sendall(sock, data)
+        r = self._sock_sendall(sock, data)
+        if r is not None:
+            await r
 
     async def sock_connect(self, sock, address):
         """Connect ``sock`` to ``address``."""
