@@ -132,6 +132,69 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// `read(fd, buf)` of at most `max` bytes into the spare capacity of `buf` (as
+/// [`recv_spare`], for pipes, FIFOs, character devices and PTYs, where `recv` fails with
+/// `ENOTSOCK`). The fd must be in non-blocking mode.
+pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let len = max.min(spare.len());
+    let spare = &mut spare[..len];
+    // SAFETY: the spare capacity is valid and writable for its length during the call.
+    let got = ssize_result(unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) })?;
+    // SAFETY: read initialized the `got` (<= spare length) bytes after the current length.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
+/// `write(fd, buf)`: for pipes and character devices (`send` needs a socket). The fd must
+/// be in non-blocking mode; a pipe whose reader is gone gives `EPIPE` (Python ignores
+/// `SIGPIPE`).
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and readable for `buf.len()` bytes during the call.
+    ssize_result(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `writev(fd, iov)`: [`write`] of several buffers in one call.
+pub fn write_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; writev only reads them.
+    // SAFETY: `bufs` holds `bufs.len()` valid iovecs that outlive the call.
+    ssize_result(unsafe {
+        libc::writev(
+            fd,
+            bufs.as_ptr() as *const libc::iovec,
+            bufs.len() as libc::c_int,
+        )
+    })
+}
+
+/// `fstat(fd).st_mode`.
+pub fn file_mode(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: an all-zero stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat for the call.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode)
+}
+
+/// `os.set_blocking(fd, False)`: sets `O_NONBLOCK`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL only takes integers; a bad fd is an error.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `getsockopt(fd, SOL_SOCKET, opt)` for an int option (`SO_DOMAIN`, `SO_TYPE`,
 /// `SO_PROTOCOL`, ...).
 pub fn sockopt_int(fd: RawFd, opt: libc::c_int) -> io::Result<i32> {

@@ -140,6 +140,119 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
 _ferroloop._register_transport_class(_SocketTransport)
 
 
+class _PipeTransportBase:
+    """What the two pipe transports share; all of it is native (``_ferroloop.StreamCore``
+    of a pipe kind, ``src/net/stream/pipe.rs``)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return self._core._repr(type(self).__name__)
+
+    def __del__(self):
+        self._core._del(self)
+
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    # What asyncio's pipe transports have and code around them reads.
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _fileno(self):
+        return self._core._sock_fd
+
+    @property
+    def _loop(self):
+        return self._core._loop
+
+    @property
+    def _pipe(self):
+        return self._core._pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        # asyncio's tests forget a pipe they closed themselves (no unclosed warning then).
+        if value is not None:
+            raise ValueError("only None can be assigned to _pipe")
+        self._core._forget_pipe()
+
+
+class _ReadPipeTransport(_PipeTransportBase, _asyncio.ReadTransport):
+    """``loop.connect_read_pipe()``'s transport (asyncio's ``_UnixReadPipeTransport``)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+    max_size = 256 * 1024
+
+    def __init__(self, core):
+        self._core = core
+
+    def close(self):
+        self._core.close()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+
+class _WritePipeTransport(_PipeTransportBase, _transports._FlowControlMixin,
+                          _asyncio.WriteTransport):
+    """``loop.connect_write_pipe()``'s transport (asyncio's ``_UnixWritePipeTransport``)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+
+    def __init__(self, core):
+        self._core = core
+        self.write = core._pipe_write
+
+    def write(self, data):
+        self._core._pipe_write(data)
+
+    def write_eof(self):
+        self._core._pipe_write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def close(self):
+        self._core._pipe_write_eof()
+
+    def abort(self):
+        self._core.abort()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+
+_ferroloop._register_pipe_transport_classes(_ReadPipeTransport, _WritePipeTransport)
+
+
 def _borrowed(cls, *names):
     """asyncio's own connection-setup methods (address resolution, happy eyeballs, the
     ``Server`` object, TLS via ``SSLProtocol``), bound to ferroloop's loop: they call its
@@ -156,6 +269,7 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
         "connect_accepted_socket",
         "sendfile", "_sendfile_fallback", "start_tls",
+        "connect_read_pipe", "connect_write_pipe",
     ))
     locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
     locals().update(_borrowed(
