@@ -461,6 +461,10 @@ def _after_fork_in_child() -> None:
 
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_after_fork_in_child)
+    # The resolver pool's lock must not be held by one of its threads at the fork.
+    _os.register_at_fork(before=_ferroloop._resolver_before_fork,
+                         after_in_parent=_ferroloop._resolver_after_fork_in_parent,
+                         after_in_child=_ferroloop._resolver_after_fork_in_child)
 
 
 def run(main, *, debug: bool | None = None):
