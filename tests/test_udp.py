@@ -554,3 +554,47 @@ def test_sendfile_not_supported(loop, tmp_path):
                 await loop.sendfile(tr, fo)
         await close_all((tr, pr))
     run_with_timeout(loop, main())
+
+
+def test_known_difference_datagrams_per_iteration(loop):
+    """asyncio reads one datagram per readiness event (one per iteration); ferroloop
+    reads up to 32 while the socket has them."""
+    from conftest import run_briefly
+
+    async def main():
+        return await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=("127.0.0.1", 0))
+
+    tr, pr = run_with_timeout(loop, main())
+    run_briefly(loop, 2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        for i in range(40):
+            c.sendto(b"%d" % i, tr.get_extra_info("sockname"))
+        per_iteration = []
+        for _ in range(200):
+            before = len(pr.data)
+            run_briefly(loop)
+            per_iteration.append(len(pr.data) - before)
+            if len(pr.data) == 40:
+                break
+    assert [d for d, _ in pr.data] == [b"%d" % i for i in range(40)]
+    if is_ferroloop(loop):
+        assert max(per_iteration) == 32
+    else:
+        assert max(per_iteration) == 1
+    tr.close()
+    run_briefly(loop, 2)
+
+
+def test_known_difference_sendto_after_connection_lost(loop):
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=("127.0.0.1", 0))
+        tr.close()
+        await asyncio.wait_for(asyncio.shield(pr.done), 5)
+        if is_ferroloop(loop):
+            tr.sendto(b"x", ("127.0.0.1", 9))  # dropped
+        else:
+            with pytest.raises(AttributeError):
+                tr.sendto(b"x", ("127.0.0.1", 9))
+    run_with_timeout(loop, main())
