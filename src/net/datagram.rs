@@ -660,9 +660,26 @@ fn sendto(
         return Ok(());
     }
     let mut addr = addr.filter(|a| !a.is_none()).cloned();
-    let (address, connected) = this
-        .st
-        .with(|s| (s.address.as_ref().map(|a| a.clone_ref(py)), s.connected));
+    // One look at the state: in the common case (no remote address, the connection not
+    // lost, the address object the last peer's) it is all a send needs.
+    let (address, connected, lost, empty, cached) = this.st.with(|s| {
+        let lost = s.conn_lost > 0 && (s.address.is_some() || s.sock.is_none());
+        let cached = match (&addr, s.connected || s.address.is_some()) {
+            (Some(a), false) => [&s.peer, &s.sent_to]
+                .into_iter()
+                .flatten()
+                .find(|(obj, _)| obj.is(a))
+                .map(|(_, sa)| *sa),
+            _ => None,
+        };
+        (
+            s.address.as_ref().map(|a| a.clone_ref(py)),
+            s.connected,
+            lost,
+            s.queue.is_empty(),
+            cached,
+        )
+    });
     if let Some(address) = address {
         let address = address.into_bound(py);
         if let Some(a) = &addr {
@@ -677,23 +694,20 @@ fn sendto(
     }
     // asyncio drops the datagram once the connection is lost with an address set; with
     // none, it would still send on an open socket (and fail on a closed one).
-    let lost = this.st.with(|s| {
-        if s.conn_lost > 0 && (s.address.is_some() || s.sock.is_none()) {
-            let warn = s.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+    if lost {
+        let warn = this.st.with(|s| {
             s.conn_lost += 1;
-            Some(warn)
-        } else {
-            None
-        }
-    });
-    if let Some(warn) = lost {
+            s.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES
+        });
         if warn {
             logger(py)?.call_method1("warning", ("socket.send() raised exception.",))?;
         }
         return Ok(());
     }
-    let dest = this.dest_of(py, addr.as_ref(), connected);
-    let empty = this.st.with(|s| s.queue.is_empty());
+    let dest = match cached {
+        Some(sa) => Dest::Addr(sa),
+        None => this.dest_of(py, addr.as_ref(), connected),
+    };
     if empty {
         // Attempt to send it right away first.
         let sent = match &dest {
