@@ -377,6 +377,20 @@ impl LoopCore {
         crate::net::stream::pipe::make_write_pipe_transport(slf, pipe, protocol, waiter, extra)
     }
 
+    /// A native datagram transport over `sock` (asyncio's selector loop method, which
+    /// `create_datagram_endpoint` calls).
+    #[pyo3(signature = (sock, protocol, address=None, waiter=None, extra=None))]
+    fn _make_datagram_transport<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        address: Option<&Bound<'py, PyAny>>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::datagram::make_datagram_transport(slf, sock, protocol, address, waiter, extra)
+    }
+
     /// Starts accepting connections on listening `sock` for `server` (called by
     /// `asyncio.Server`).
     #[pyo3(signature = (protocol_factory, sock, sslcontext=None, server=None, backlog=100,
