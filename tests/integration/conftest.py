@@ -2,8 +2,9 @@
 
 Run them with ``python -m pytest -p no:cacheprovider tests/integration`` after
 ``pip install -r tests/integration/requirements.txt`` (``tests/run_all.sh`` does both, on every
-CPython it tests). ``pytest tests`` does not collect them (``tests/conftest.py`` ignores this
-directory unless it is named on the command line), so ferroloop's own suite needs no framework.
+CPython it tests). This directory is its own pytest root (``pytest.ini``), so ferroloop's unit
+test fixtures (tests/conftest.py) are not loaded here; ``pytest tests`` does not collect it
+(tests/conftest.py's ``collect_ignore``), so ferroloop's own suite needs no framework.
 
 Every test runs on stock asyncio (the reference) and on ferroloop (param ``loop_name``); on
 the ferroloop param it asserts that the framework's code really ran on a ``ferroloop.Loop``
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import logging
 import os
 import sys
 import warnings
@@ -46,6 +48,19 @@ def _restore_policy():
         warnings.simplefilter("ignore", DeprecationWarning)
         asyncio.set_event_loop_policy(policy)
         asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _no_loop_errors(caplog):
+    """Errors the loop reports (unhandled exceptions in callbacks, tasks destroyed while
+    pending, "Task exception was never retrieved", ...) go to the ``asyncio`` logger: a test
+    during which it logged an error fails, on either loop."""
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    yield
+    errors = [r for r in caplog.get_records("call") + caplog.get_records("teardown")
+              if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert not errors, "the loop logged errors:\n" + "\n".join(
+        caplog.handler.format(r) for r in errors)
 
 
 @pytest.fixture(autouse=True)

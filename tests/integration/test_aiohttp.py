@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
-from _integ import check_loop, run, tls_contexts
+from _integ import check_loop, free_port, run, tls_contexts
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
@@ -234,3 +240,36 @@ def test_aiohttp_https(loop_name, big_file):
             await runner.cleanup()
 
     run(loop_name, main)
+
+
+@pytest.mark.parametrize("mode,sig", [("asyncio", signal.SIGINT), ("install", signal.SIGTERM),
+                                      ("loop", signal.SIGINT)])
+def test_aiohttp_run_app(mode, sig):
+    """``web.run_app`` on ferroloop (``ferroloop.install()`` or ``loop=``): serves, and a
+    signal (run_app's ``loop.add_signal_handler``) stops it with its cleanup run."""
+    port = free_port()
+    script = os.path.join(os.path.dirname(__file__), "apps", "aiohttp_app.py")
+    proc = subprocess.Popen([sys.executable, script, mode, str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    expected = "asyncio" if mode == "asyncio" else "ferroloop"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "run_app did not start"
+                time.sleep(0.1)
+        assert body.startswith(expected), body
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert f"CLEANUP {expected}" in out, (out, err)
+    assert "Traceback" not in err, err

@@ -1,14 +1,18 @@
 """anyio on its asyncio backend, running on ferroloop through
 ``anyio.run(..., backend="asyncio", backend_options={"loop_factory": ferroloop.new_event_loop})``:
-task groups, cancel scopes, TCP listener/connect, threads."""
+task groups, cancel scopes, TCP listener/connect, threads; UDP sockets and subprocesses
+(xfail on ferroloop while its loop lacks them: issue 9)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import sys
 import threading
 
 import pytest
 
+import ferroloop
 from _integ import FACTORIES, check_loop
 
 anyio = pytest.importorskip("anyio")
@@ -152,6 +156,52 @@ def test_anyio_threads(loop_name):
         with anyio.move_on_after(0.05) as scope:
             await anyio.to_thread.run_sync(threading.Event().wait, 0.5, abandon_on_cancel=True)
         assert scope.cancelled_caught
+        return "ok"
+
+    assert anyio_run(loop_name, main) == "ok"
+
+
+def test_anyio_udp(loop_name):
+    if loop_name == "ferroloop":
+        missing = (ferroloop.Loop.create_datagram_endpoint
+                   is asyncio.AbstractEventLoop.create_datagram_endpoint)
+        if missing:
+            pytest.xfail("ferroloop.Loop.create_datagram_endpoint is not implemented yet "
+                         "(issue 9, branch udp): NotImplementedError")
+
+    async def main():
+        check_loop(loop_name)
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as server:
+            port = server.extra(anyio.abc.SocketAttribute.local_port)
+            async with await anyio.create_connected_udp_socket("127.0.0.1", port) as client:
+                for i in range(100):
+                    await client.send(f"datagram {i}".encode())
+                    data, addr = await server.receive()
+                    assert data == f"datagram {i}".encode()
+                    await server.sendto(data.upper(), *addr)
+                    assert await client.receive() == data.upper()
+        return "ok"
+
+    assert anyio_run(loop_name, main) == "ok"
+
+
+def test_anyio_subprocess(loop_name):
+    if loop_name == "ferroloop":
+        missing = ferroloop.Loop.subprocess_exec is asyncio.AbstractEventLoop.subprocess_exec
+        if missing:
+            pytest.xfail("ferroloop.Loop.subprocess_exec is not implemented yet "
+                         "(issue 9, branch subproc): NotImplementedError")
+
+    async def main():
+        check_loop(loop_name)
+        payload = b"x" * 300_000
+        result = await anyio.run_process(
+            [sys.executable, "-c",
+             "import sys, hashlib; d = sys.stdin.buffer.read(); "
+             "print(hashlib.sha256(d).hexdigest()); sys.exit(3)"],
+            input=payload, check=False)
+        assert result.returncode == 3
+        assert result.stdout.decode().strip() == hashlib.sha256(payload).hexdigest()
         return "ok"
 
     assert anyio_run(loop_name, main) == "ok"

@@ -154,3 +154,62 @@ def test_uvicorn_in_process(loop_name):
         await asyncio.wait_for(task, 10)
 
     run(loop_name, main)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # uvicorn's legacy websockets impl
+@pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated")
+def test_uvicorn_unix_socket_and_websocket(loop_name, tmp_path):
+    """uvicorn on a Unix socket (``uds=``), httpx through it, and websockets served by
+    uvicorn: its websockets-sansio implementation over the Unix socket, its (legacy)
+    websockets implementation over TCP."""
+    websockets_client = pytest.importorskip("websockets.asyncio.client")
+    from websockets.exceptions import ConnectionClosedError
+
+    path = str(tmp_path / "uvicorn.sock")
+    port = free_port()
+
+    async def ws_session(ws):
+        for i in range(300):
+            await ws.send(f"message {i}")
+            assert await ws.recv() == f"message {i}"[::-1]
+        big = os.urandom(2 * 1024 * 1024)
+        await ws.send(big)
+        assert await ws.recv() == hashlib.sha256(big).digest()
+        await ws.send("bye")
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.rcvd.code == 4000
+
+    async def main():
+        servers = [uvicorn.Server(uvicorn.Config(asgi_app.app, uds=path, loop="none",
+                                                 ws="websockets-sansio", ws_max_size=8 * 1024 * 1024,
+                                                 lifespan="off", log_level="warning")),
+                   uvicorn.Server(uvicorn.Config(asgi_app.app, host="127.0.0.1", port=port,
+                                                 loop="none", ws="websockets",
+                                                 ws_max_size=8 * 1024 * 1024,
+                                                 lifespan="off", log_level="warning"))]
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not all(s.started for s in servers):
+            for t in tasks:
+                assert not t.done(), t.result()
+            await asyncio.sleep(0.01)
+
+        transport = httpx.AsyncHTTPTransport(uds=path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://uvicorn") as client:
+            r = await client.get("/loop")
+            assert r.json()["loop"].startswith(loop_name)
+            body = os.urandom(BODY_SIZE)
+            r = await client.post("/sha256", content=body)
+            assert r.json() == {"sha256": hashlib.sha256(body).hexdigest(), "size": BODY_SIZE}
+
+        async with websockets_client.unix_connect(path, "ws://uvicorn/ws",
+                                                  max_size=None) as ws:
+            await ws_session(ws)
+        async with websockets_client.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
+            await ws_session(ws)
+
+        for s in servers:
+            s.should_exit = True
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    run(loop_name, main)

@@ -3,7 +3,8 @@
 Routes: GET /loop (the module of the running loop's type), POST /sha256 (digest and length of
 the request body), GET /stream (100 chunks of 10 KiB, streamed), GET /peer (the client's port,
 to see keep-alive reuse one connection), GET /slow (answers after 0.5 s, to test graceful
-shutdown). The lifespan shutdown prints ``LIFESPAN-SHUTDOWN <loop module>`` to stdout.
+shutdown), websocket /ws (text echoed reversed, bytes answered with their sha256, "bye"
+closes with code 4000). The lifespan shutdown prints ``LIFESPAN-SHUTDOWN <loop module>`` to stdout.
 """
 
 import asyncio
@@ -41,6 +42,21 @@ async def app(scope, receive, send):
                 sys.stdout.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":  # /ws: echo, text reversed, bytes as their sha256
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                if message["text"] == "bye":
+                    await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+                    return
+                await send({"type": "websocket.send", "text": message["text"][::-1]})
+            else:
+                await send({"type": "websocket.send",
+                            "bytes": hashlib.sha256(message["bytes"]).digest()})
     assert scope["type"] == "http"
     path, method = scope["path"], scope["method"]
     if path == "/loop":
