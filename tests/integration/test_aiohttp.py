@@ -206,6 +206,8 @@ def test_aiohttp_websocket(loop_name):
     run(loop_name, main)
 
 
+# in debug mode (-X dev) asyncio logs the refused handshake of the untrusting client
+@pytest.mark.allow_loop_errors("Error on transport creation for incoming connection")
 def test_aiohttp_https(loop_name, big_file):
     """HTTPS: the server's certificate verified by the client for ``localhost``; uploads,
     downloads (FileResponse without sendfile) and a websocket over TLS."""

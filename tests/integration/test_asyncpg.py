@@ -214,3 +214,26 @@ def test_asyncpg_tls(postgres, loop_name):
             await plain.close()
 
     run(loop_name, main)
+
+
+def test_asyncpg_timeout_cancel_and_large_results(postgres, loop_name):
+    """A query timeout (asyncpg cancels it on the server through a second connection) leaves
+    the connection usable; a 20 MiB result set arrives whole."""
+
+    async def main():
+        conn = await asyncpg.connect(**dsn(postgres))
+        try:
+            check_loop(loop_name)
+            with pytest.raises(asyncio.TimeoutError):
+                await conn.fetch("SELECT pg_sleep(10)", timeout=0.3)
+            assert await conn.fetchval("SELECT 'still usable'") == "still usable"
+
+            rows = await conn.fetch("SELECT g, repeat(chr(65 + g % 26), 1024) AS s "
+                                    "FROM generate_series(1, 20000) g")
+            assert len(rows) == 20000
+            assert all(r["s"] == chr(65 + r["g"] % 26) * 1024 for r in rows)
+
+        finally:
+            await conn.close()
+
+    run(loop_name, main)

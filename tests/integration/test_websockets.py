@@ -81,6 +81,8 @@ def test_websockets(loop_name):
     run(loop_name, main)
 
 
+# in debug mode (-X dev) asyncio logs the refused handshake of the untrusting client
+@pytest.mark.allow_loop_errors("Error on transport creation for incoming connection")
 def test_websockets_tls(loop_name):
     """wss:// to ``localhost`` (name resolution, certificate verification), a large message
     and a compressed one both ways."""
