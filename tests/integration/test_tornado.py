@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import urllib.request
 
 import pytest
 
@@ -105,6 +106,9 @@ def test_tornado_on_running_loop(loop_name):
     run(loop_name, exercise, loop_name)
 
 
+# tornado's AsyncIOLoop.make_current() calls asyncio.get_event_loop(), which warns under a
+# freshly installed policy (ferroloop's or asyncio's) with no current loop
+@pytest.mark.filterwarnings("ignore:There is no current event loop:DeprecationWarning")
 def test_tornado_ioloop_run_sync(loop_name):
     """tornado's own IOLoop (AsyncIOLoop) makes its loop with asyncio.new_event_loop():
     after ferroloop.install() that is a ferroloop.Loop."""
@@ -115,4 +119,35 @@ def test_tornado_ioloop_run_sync(loop_name):
         check_loop(loop_name, io_loop.asyncio_loop)
         io_loop.run_sync(lambda: exercise(loop_name), timeout=60)
     finally:
+        io_loop.close(all_fds=True)
+
+
+@pytest.mark.filterwarnings("ignore:There is no current event loop:DeprecationWarning")
+def test_tornado_classic_ioloop_start(loop_name):
+    """The classic tornado main: ``app.listen(port)`` then ``IOLoop.current().start()``, with
+    no loop running (tornado gets one from asyncio.get_event_loop(), i.e. the policy: after
+    ``ferroloop.install()`` a ferroloop loop); a request from another thread, then ``stop``."""
+    if loop_name == "ferroloop":
+        ferroloop.install()
+    server = Application([("/loop", LoopHandler)]).listen(0, "127.0.0.1")
+    port = next(iter(server._sockets.values())).getsockname()[1]
+    io_loop = IOLoop.current()
+    bodies = []
+
+    def client():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/loop", timeout=10) as r:
+                bodies.append(json.loads(r.read()))
+        finally:
+            io_loop.add_callback(io_loop.stop)
+
+    try:
+        check_loop(loop_name, io_loop.asyncio_loop)
+        thread = threading.Thread(target=client)
+        thread.start()
+        io_loop.start()
+        thread.join()
+        assert len(bodies) == 1 and bodies[0]["loop"].startswith(loop_name), bodies
+    finally:
+        server.stop()
         io_loop.close(all_fds=True)
