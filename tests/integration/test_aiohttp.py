@@ -169,7 +169,7 @@ def test_aiohttp_pool_and_timeouts(loop_name):
                     async with session.get("/slow", timeout=aiohttp.ClientTimeout(total=0.3)):
                         pass
                 elapsed = asyncio.get_running_loop().time() - t0
-                assert 0.29 <= elapsed < 3, elapsed
+                assert 0.29 <= elapsed < 10, elapsed
 
                 # the session still works after the timeout
                 assert await get_peer()

@@ -118,7 +118,10 @@ def test_uvicorn_process(loop_name, argv):
             # graceful shutdown: SIGTERM while /slow is being served
             async with httpx.AsyncClient(base_url=base, timeout=20) as client:
                 slow = asyncio.ensure_future(client.get("/slow"))
-                await asyncio.sleep(0.2)
+                async with httpx.AsyncClient(base_url=base, timeout=5) as probe:
+                    while (await probe.get("/slow-in-progress")).text != "1":
+                        assert not slow.done()
+                        await asyncio.sleep(0.01)
                 proc.send_signal(signal.SIGTERM)
                 r = await slow
                 assert (r.status_code, r.text) == (200, "slow-done")

@@ -3,7 +3,7 @@
 Routes: GET /loop (the module of the running loop's type), POST /sha256 (digest and length of
 the request body), GET /stream (100 chunks of 10 KiB, streamed), GET /peer (the client's port,
 to see keep-alive reuse one connection), GET /slow (answers after 0.5 s, to test graceful
-shutdown), websocket /ws (text echoed reversed, bytes answered with their sha256, "bye"
+shutdown; GET /slow-in-progress counts those being served), websocket /ws (text echoed reversed, bytes answered with their sha256, "bye"
 closes with code 4000). The lifespan shutdown prints ``LIFESPAN-SHUTDOWN <loop module>`` to stdout.
 """
 
@@ -14,6 +14,7 @@ import sys
 
 STREAM_CHUNKS = 100
 STREAM_CHUNK_SIZE = 10 * 1024
+SLOW_IN_PROGRESS = 0
 
 
 def stream_chunk(i: int) -> bytes:
@@ -32,6 +33,7 @@ async def _send(send, status, body: bytes, content_type=b"text/plain"):
 
 
 async def app(scope, receive, send):
+    global SLOW_IN_PROGRESS
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -81,7 +83,13 @@ async def app(scope, receive, send):
     elif path == "/peer":
         await _send(send, 200, str(scope["client"][1]).encode())
     elif path == "/slow":
-        await asyncio.sleep(0.5)
-        await _send(send, 200, b"slow-done")
+        SLOW_IN_PROGRESS += 1
+        try:
+            await asyncio.sleep(0.5)
+            await _send(send, 200, b"slow-done")
+        finally:
+            SLOW_IN_PROGRESS -= 1
+    elif path == "/slow-in-progress":
+        await _send(send, 200, str(SLOW_IN_PROGRESS).encode())
     else:
         await _send(send, 404, b"not found")
