@@ -245,13 +245,18 @@ def test_aiohttp_https(loop_name, big_file):
 
 
 @pytest.mark.parametrize("mode,sig", [("asyncio", signal.SIGINT), ("install", signal.SIGTERM),
-                                      ("loop", signal.SIGINT)])
+                                      ("loop", signal.SIGINT), ("cli", signal.SIGTERM)])
 def test_aiohttp_run_app(mode, sig):
-    """``web.run_app`` on ferroloop (``ferroloop.install()`` or ``loop=``): serves, and a
-    signal (run_app's ``loop.add_signal_handler``) stops it with its cleanup run."""
+    """``web.run_app`` on ferroloop (``ferroloop.install()``, ``loop=``, or the unchanged
+    program under ``python -m ferroloop run``): serves, and a signal (run_app's
+    ``loop.add_signal_handler``) stops it with its cleanup run."""
     port = free_port()
     script = os.path.join(os.path.dirname(__file__), "apps", "aiohttp_app.py")
-    proc = subprocess.Popen([sys.executable, script, mode, str(port)],
+    if mode == "cli":
+        argv = [sys.executable, "-m", "ferroloop", "run", script, "plain", str(port)]
+    else:
+        argv = [sys.executable, script, mode, str(port)]
+    proc = subprocess.Popen(argv,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     expected = "asyncio" if mode == "asyncio" else "ferroloop"
     try:

@@ -3,7 +3,8 @@
 Three ways to put uvicorn on ferroloop, each tested:
   * ``uvicorn --loop ferroloop:new_event_loop app:app`` (uvicorn >= 0.36 takes a loop factory
     as ``module:callable``),
-  * ``ferroloop.install()`` then ``uvicorn.run(app, loop="none")`` (uvicorn then uses
+  * ``ferroloop.install()`` then ``uvicorn.run(app, loop="none")``, or
+    ``python -m ferroloop run -m uvicorn --loop none app:app`` (uvicorn then uses
     ``asyncio.run``, whose loop comes from the installed policy; note ``loop="asyncio"`` would
     not: uvicorn constructs ``asyncio.SelectorEventLoop`` itself),
   * in process: ``uvicorn.Server(Config(app, loop="none")).serve()`` awaited on a running
@@ -89,10 +90,11 @@ CLI_MODES = [
     ("ferroloop", ["-m", "uvicorn", "--loop", "ferroloop:new_event_loop"]),
     ("ferroloop", ["-c", "import sys, ferroloop, uvicorn; ferroloop.install(); "
                          "uvicorn.main(sys.argv[1:])", "--loop", "none"]),
+    ("ferroloop", ["-m", "ferroloop", "run", "-m", "uvicorn", "--loop", "none"]),
 ]
 
 
-@pytest.mark.parametrize("loop_name,argv", CLI_MODES, ids=["asyncio", "loop-factory", "install"])
+@pytest.mark.parametrize("loop_name,argv", CLI_MODES, ids=["asyncio", "loop-factory", "install", "ferroloop-cli"])
 def test_uvicorn_process(loop_name, argv):
     """A uvicorn process on the loop; httpx requests; SIGTERM during a request shuts it down
     gracefully (the in-flight request completes, the lifespan shutdown runs on the loop)."""

@@ -1,6 +1,7 @@
 """``python apps/aiohttp_app.py MODE PORT``: an aiohttp app started with ``web.run_app``, on
 ferroloop either through ``ferroloop.install()`` (MODE "install") or ``loop=`` (MODE "loop"),
-or on stock asyncio (MODE "asyncio"). GET / answers with the running loop's module; SIGTERM
+or on whatever asyncio's policy makes (MODE "asyncio" or "plain": stock asyncio, or
+ferroloop under ``python -m ferroloop run``). GET / answers with the running loop's module; SIGTERM
 or SIGINT stops it gracefully (run_app's signal handlers: ``loop.add_signal_handler``), and
 the cleanup context prints ``CLEANUP <loop module>``."""
 
