@@ -1,7 +1,8 @@
 """asyncpg on ferroloop against a real PostgreSQL server that this module's fixture starts
-(initdb into a temporary directory, TLS on with CPython's test certificate for localhost, ``pg_ctl start`` on a private port and a Unix socket
-directory in that temporary directory; as the ``postgres`` user, or ``nobody``, when running as
-root, since PostgreSQL refuses to run as root) and stops afterwards.
+(initdb into a temporary directory, TLS on with CPython's test certificate for localhost,
+``pg_ctl start`` on a private port and a Unix socket directory in that temporary directory; as
+the ``postgres`` user, or ``nobody``, when running as root, since PostgreSQL refuses to run as
+root) and stops afterwards.
 
 The server binaries are found on PATH or in Debian's /usr/lib/postgresql/<version>/bin
 (``apt-get install postgresql``; tests/run_all.sh installs it when missing)."""
@@ -100,7 +101,8 @@ def test_asyncpg_queries_transactions_copy(postgres, loop_name):
             check_loop(loop_name)
             assert await conn.fetchval("SELECT 1 + 1") == 2
             rows = await conn.fetch("SELECT g, g * g AS sq FROM generate_series(1, 1000) g")
-            assert len(rows) == 1000 and sum(r["sq"] for r in rows) == sum(g * g for g in range(1, 1001))
+            assert len(rows) == 1000
+            assert sum(r["sq"] for r in rows) == sum(g * g for g in range(1, 1001))
 
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
             await conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, name text, v float8)")
@@ -126,7 +128,8 @@ def test_asyncpg_queries_transactions_copy(postgres, loop_name):
             assert result == "COPY 20000"
             count, total = await conn.fetchrow(f"SELECT count(*), sum(v) FROM {table}")
             assert count == 20100
-            assert total == sum(i / 2 for i in range(100)) + sum(float(i) for i in range(1000, 21000))
+            assert total == (sum(i / 2 for i in range(100))
+                             + sum(float(i) for i in range(1000, 21000)))
 
             # a server-side cursor inside a transaction
             async with conn.transaction():
@@ -203,7 +206,8 @@ def test_asyncpg_tls(postgres, loop_name):
             total = await conn.fetchval("SELECT sum(g) FROM generate_series(1, 100000) g")
             assert total == sum(range(1, 100001))
             big = "x" * (4 * 1024 * 1024)
-            assert await conn.fetchval("SELECT md5($1)", big) == hashlib.md5(big.encode()).hexdigest()
+            md5 = await conn.fetchval("SELECT md5($1)", big)
+            assert md5 == hashlib.md5(big.encode()).hexdigest()
         finally:
             await conn.close()
         plain = await asyncpg.connect(**dsn(postgres), ssl="disable")

@@ -94,13 +94,15 @@ CLI_MODES = [
 ]
 
 
-@pytest.mark.parametrize("loop_name,argv", CLI_MODES, ids=["asyncio", "loop-factory", "install", "ferroloop-cli"])
+@pytest.mark.parametrize("loop_name,argv", CLI_MODES,
+                         ids=["asyncio", "loop-factory", "install", "ferroloop-cli"])
 def test_uvicorn_process(loop_name, argv):
     """A uvicorn process on the loop; httpx requests; SIGTERM during a request shuts it down
     gracefully (the in-flight request completes, the lifespan shutdown runs on the loop)."""
     port = free_port()
     cmd = [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port),
-           "--app-dir", HERE, "--lifespan", "on", "--log-level", "info", "apps.asgi_app:app"]
+           "--app-dir", HERE, "--lifespan", "on", "--log-level", "info", "--no-access-log",
+           "apps.asgi_app:app"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -128,7 +130,7 @@ def test_uvicorn_process(loop_name, argv):
                 r = await slow
                 assert (r.status_code, r.text) == (200, "slow-done")
 
-        run("ferroloop" if loop_name == "ferroloop" else "asyncio", main)
+        run(loop_name, main)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -187,7 +189,8 @@ def test_uvicorn_unix_socket_and_websocket(loop_name, tmp_path):
 
     async def main():
         servers = [uvicorn.Server(uvicorn.Config(asgi_app.app, uds=path, loop="none",
-                                                 ws="websockets-sansio", ws_max_size=8 * 1024 * 1024,
+                                                 ws="websockets-sansio",
+                                                 ws_max_size=8 * 1024 * 1024,
                                                  lifespan="off", log_level="warning")),
                    uvicorn.Server(uvicorn.Config(asgi_app.app, host="127.0.0.1", port=port,
                                                  loop="none", ws="websockets",

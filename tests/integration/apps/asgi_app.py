@@ -3,8 +3,9 @@
 Routes: GET /loop (the module of the running loop's type), POST /sha256 (digest and length of
 the request body), GET /stream (100 chunks of 10 KiB, streamed), GET /peer (the client's port,
 to see keep-alive reuse one connection), GET /slow (answers after 0.5 s, to test graceful
-shutdown; GET /slow-in-progress counts those being served), websocket /ws (text echoed reversed, bytes answered with their sha256, "bye"
-closes with code 4000). The lifespan shutdown prints ``LIFESPAN-SHUTDOWN <loop module>`` to stdout.
+shutdown; GET /slow-in-progress counts those being served), websocket /ws (text echoed
+reversed, bytes answered with their sha256, "bye" closes with code 4000). The lifespan
+shutdown prints ``LIFESPAN-SHUTDOWN <loop module>`` to stdout.
 """
 
 import asyncio

@@ -2,8 +2,6 @@
 of pytest-asyncio 0.23 to 1.x; deprecated in recent 1.x releases, which warn and recommend the
 ``pytest_asyncio_loop_factories`` hook, see ../pytest_asyncio_hook/conftest.py)."""
 
-import warnings
-
 import pytest
 
 pytest.importorskip("pytest_asyncio")

@@ -1,4 +1,5 @@
-"""Tests run by pytest-asyncio on ferroloop (see conftest.py: the overridden event_loop_policy fixture)."""
+"""Tests run by pytest-asyncio on ferroloop (see conftest.py: the overridden
+event_loop_policy fixture)."""
 
 import asyncio
 
