@@ -155,7 +155,6 @@ INTERNAL_CLASSES = {
     },
 }
 
-_UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
 _SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until "
                "they land")
 
@@ -163,10 +162,6 @@ _SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplemente
 # loop that another open issue builds. A test may exist on some Python versions only.
 DEFERRED = {
     "test_events": {
-        **{f"FerroloopEventLoopTests.{name}": _UDP for name in (
-            "test_create_datagram_endpoint", "test_create_datagram_endpoint_ipv6",
-            "test_create_datagram_endpoint_sock",
-            "test_datagram_send_to_non_listening_address")},      # 3.13
         **{f"FerroloopEventLoopTests.{name}": _SUBPROCESS for name in (
             "test_subprocess_exec", "test_subprocess_interactive", "test_subprocess_shell",
             "test_subprocess_exitcode", "test_subprocess_close_after_finish",
@@ -174,10 +169,6 @@ DEFERRED = {
             "test_subprocess_stderr", "test_subprocess_stderr_redirect_to_stdout",
             "test_subprocess_close_client_stream", "test_subprocess_wait_no_same_group",
             "test_subprocess_exec_invalid_args", "test_subprocess_shell_invalid_args")},
-    },
-    "test_sendfile": {
-        "FerroloopEventLoopTests.test_sendfile_not_supported":
-            _UDP + " (the test sends a file over a datagram transport)",
     },
     "test_streams": {
         # Its pipe is native now; the test also runs create_subprocess_exec.
