@@ -766,6 +766,30 @@ def test_char_device_write(loop):
     run_with_timeout(loop, main())
 
 
+def test_char_device_epoll_refuses_is_reported(loop):
+    """A read pipe over /dev/zero, which epoll refuses: asyncio's add_reader (called soon
+    after connection_made) raises PermissionError into the exception handler, and nothing
+    is ever read. The transport stays open until closed."""
+    zero = open("/dev/zero", "rb", 0)
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+
+    async def main():
+        proto = asyncio.Protocol()
+        tr, _ = await loop.connect_read_pipe(lambda: proto, zero)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not tr.is_closing()
+        tr.close()
+        await asyncio.sleep(0)
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        zero.close()
+    assert len(errors) == 1 and isinstance(errors[0], PermissionError), errors
+
+
 def test_regular_file_is_refused(loop, tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x")

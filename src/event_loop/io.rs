@@ -488,25 +488,26 @@ impl LoopCore {
     }
 
     /// Polls `fd` for `interest` on behalf of its owner `who` (a transport's core or a
-    /// listener); nothing happens if `who` no longer owns it.
+    /// listener); nothing happens if `who` no longer owns it. The error is epoll's, when it
+    /// refuses the fd (a closed fd, or one epoll cannot poll, such as `/dev/zero`).
     pub(crate) fn set_owner_interest(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         who: *mut pyo3::ffi::PyObject,
         interest: Interest,
         read_gen: u32,
-    ) {
+    ) -> std::io::Result<()> {
         let this = slf.get();
         this.registry.with(|registry| {
             let Some(registry) = registry.as_ref() else {
-                return;
+                return Ok(());
             };
             this.queues.with(|q| {
                 let Some((token, owner)) = q.io.owner_of_fd(fd) else {
-                    return;
+                    return Ok(());
                 };
                 if owner.object_ptr() != who {
-                    return;
+                    return Ok(());
                 }
                 let changed = match owner {
                     Owner::Stream(so) => {
@@ -524,12 +525,11 @@ impl LoopCore {
                     _ => true,
                 };
                 if changed {
-                    // An error means the fd was closed behind the transport's back; its
-                    // next syscall reports that.
-                    let _ = q.io.reregister(registry, token, interest);
+                    q.io.reregister(registry, token, interest)?;
                 }
+                Ok(())
             })
-        });
+        })
     }
 
     /// Forgets the registration of `fd` if `who` owns it (a transport that is closed).

@@ -334,7 +334,15 @@ impl DatagramCore {
                 s.read_gen,
             )
         });
-        LoopCore::set_owner_interest(this.loop_(slf.py()), this.fd, slf.as_ptr(), interest, gen);
+        // An error means the fd was closed behind the transport's back; its next
+        // syscall reports that.
+        let _ = LoopCore::set_owner_interest(
+            this.loop_(slf.py()),
+            this.fd,
+            slf.as_ptr(),
+            interest,
+            gen,
+        );
     }
 
     fn schedule(slf: &Bound<'_, Self>, event: StreamEvent) {

@@ -94,7 +94,8 @@ pub(crate) fn start_serving(
         },
     )?;
     LoopCore::adopt_fd(lp, fd, Owner::Listener(listener.clone_ref(py)))?;
-    LoopCore::set_owner_interest(lp, fd, listener.as_ptr(), Interest::READ, 0);
+    // An error means the fd was closed behind the listener's back; accept() reports it.
+    let _ = LoopCore::set_owner_interest(lp, fd, listener.as_ptr(), Interest::READ, 0);
     Ok(())
 }
 
@@ -361,7 +362,7 @@ fn out_of_resources(
         .call1((this.sock.bind(py),))?;
     ctx.set_item("socket", tsock)?;
     lp.call_method1("call_exception_handler", (ctx,))?;
-    LoopCore::set_owner_interest(lp, this.fd, listener.as_ptr(), Interest::default(), 0);
+    let _ = LoopCore::set_owner_interest(lp, this.fd, listener.as_ptr(), Interest::default(), 0);
     lp.call_method1(
         "call_later",
         (ACCEPT_RETRY_DELAY, listener.getattr("_resume")?),
@@ -375,7 +376,7 @@ impl Listener {
     fn _resume(slf: &Bound<'_, Self>) {
         let this = slf.get();
         if this.active.load(Ordering::Acquire) {
-            LoopCore::set_owner_interest(
+            let _ = LoopCore::set_owner_interest(
                 this.loop_.bind(slf.py()),
                 this.fd,
                 slf.as_ptr(),

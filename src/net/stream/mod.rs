@@ -42,6 +42,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::event_loop::{LoopCore, Owner, StreamOwner};
 use crate::names::logger;
 use crate::pyo::context::{copy_current, with_context};
+use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
 use crate::reactor::Interest;
 use queue::WriteQueue;
@@ -191,7 +192,15 @@ impl StreamCore {
     }
 
     /// Polls the fd for what the state asks for now.
+    /// Polls the fd for what the transport waits for now. An error here means the fd was
+    /// closed behind the transport's back; its next syscall reports that.
     fn sync_interest(slf: &Bound<'_, Self>) {
+        let _ = Self::try_sync_interest(slf);
+    }
+
+    /// [`Self::sync_interest`], with epoll's error: it refuses an fd that was closed, or
+    /// one it cannot poll (such as `/dev/zero`).
+    fn try_sync_interest(slf: &Bound<'_, Self>) -> std::io::Result<()> {
         let this = slf.get();
         let (interest, gen) = this.st.with(|s| {
             (
@@ -202,7 +211,7 @@ impl StreamCore {
                 s.read_gen,
             )
         });
-        LoopCore::set_owner_interest(this.loop_(slf.py()), this.fd, slf.as_ptr(), interest, gen);
+        LoopCore::set_owner_interest(this.loop_(slf.py()), this.fd, slf.as_ptr(), interest, gen)
     }
 
     /// Schedules `event` as the next job of the ready queue.
@@ -452,7 +461,9 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> 
                 start
             });
             if start {
-                StreamCore::sync_interest(&core);
+                // asyncio's `call_soon(self._add_reader, ...)`: epoll's refusal is that
+                // callback's error, reported to the exception handler.
+                StreamCore::try_sync_interest(&core).map_err(os_error)?;
             }
             Ok(())
         }
