@@ -168,6 +168,11 @@ impl LoopCore {
         Ok(())
     }
 
+    /// `RuntimeError('Event loop is closed')` once closed, for callers outside this module.
+    pub(crate) fn check_open(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
     /// Whether `close()` was called.
     pub(crate) fn is_closed_now(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -253,6 +258,7 @@ impl LoopCore {
                         Job::ReadSignals => {}
                         Job::Stream(j) => j.visit(&visit)?,
                         Job::Accept(l) => visit.call(l)?,
+                        Job::Child(c) => c.visit(&visit)?,
                     }
                 }
                 for owner in q.io.owners() {
@@ -263,6 +269,7 @@ impl LoopCore {
                         }
                         Owner::Stream(so) => so.visit(&visit)?,
                         Owner::Listener(l) => visit.call(l)?,
+                        Owner::Child(c) => c.visit(&visit)?,
                     }
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop

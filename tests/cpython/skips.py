@@ -156,8 +156,6 @@ INTERNAL_CLASSES = {
 }
 
 _UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
-_SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until "
-               "they land")
 
 # module -> {"TestClass.test_method": "issue and reason"}: stock-passing tests of parts of the
 # loop that another open issue builds. A test may exist on some Python versions only.
@@ -167,24 +165,10 @@ DEFERRED = {
             "test_create_datagram_endpoint", "test_create_datagram_endpoint_ipv6",
             "test_create_datagram_endpoint_sock",
             "test_datagram_send_to_non_listening_address")},      # 3.13
-        **{f"FerroloopEventLoopTests.{name}": _SUBPROCESS for name in (
-            "test_subprocess_exec", "test_subprocess_interactive", "test_subprocess_shell",
-            "test_subprocess_exitcode", "test_subprocess_close_after_finish",
-            "test_subprocess_kill", "test_subprocess_terminate", "test_subprocess_send_signal",
-            "test_subprocess_stderr", "test_subprocess_stderr_redirect_to_stdout",
-            "test_subprocess_close_client_stream", "test_subprocess_wait_no_same_group",
-            "test_subprocess_exec_invalid_args", "test_subprocess_shell_invalid_args")},
     },
     "test_sendfile": {
         "FerroloopEventLoopTests.test_sendfile_not_supported":
             _UDP + " (the test sends a file over a datagram transport)",
-    },
-    "test_streams": {
-        # Its pipe is native now; the test also runs create_subprocess_exec.
-        "StreamTests.test_read_all_from_pipe_reader": _SUBPROCESS,
-    },
-    "test_unix_events": {
-        "TestFork.test_fork_asyncio_subprocess": _SUBPROCESS,        # 3.12+
     },
 }
 
