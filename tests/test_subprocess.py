@@ -359,3 +359,41 @@ def test_no_thread_per_child(loop_name, loop):
     assert run_with_timeout(loop, main()) == 0
     assert seen == [before]
 
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "AbstractChildWatcher"),
+                    reason="child watchers were removed in 3.14")
+def test_user_child_watcher_is_honoured(loop):
+    """A watcher of the user's own (here a subclass) is used as asyncio uses it: entered,
+    asked is_active(), handed the pid; it reports the exit."""
+    from asyncio import unix_events
+
+    calls = []
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Recording(unix_events.ThreadedChildWatcher):
+            def __enter__(self):
+                calls.append("enter")
+                return super().__enter__()
+
+            def add_child_handler(self, pid, callback, *args):
+                calls.append(("add", pid))
+                return super().add_child_handler(pid, callback, *args)
+
+        policy = asyncio.get_event_loop_policy()
+        saved = policy._watcher
+        watcher = Recording()
+        policy._watcher = watcher       # set_child_watcher() would close the old one
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(PY, "-c", "import sys; sys.exit(4)")
+        return p.pid, await p.wait()
+
+    try:
+        pid, rc = run_with_timeout(loop, main())
+    finally:
+        policy._watcher = saved
+    assert rc == 4
+    assert calls == ["enter", ("add", pid)]
