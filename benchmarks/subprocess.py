@@ -12,8 +12,9 @@ Workloads (each loop in a fresh child process, runs interleaved, median reported
     python benchmarks/subprocess.py                  # 5 runs, N=300
     python benchmarks/subprocess.py --runs 3 --n 200 --loops ferroloop,asyncio
 
-Prints microseconds per child (lower is better) and the ratio to uvloop. Most of the time
-is fork/exec, so the ratios say how much the loop adds on top of the kernel.
+Prints microseconds per child (lower is better) and the ratio to uvloop, wall-clock and the
+parent's CPU time. Most of the wall-clock is fork/exec and the child's own run; the parent's
+CPU is what the loop (and Popen in it) spends per child.
 """
 
 import os
@@ -73,6 +74,7 @@ def child(loop_name, workload, n):
         for _ in range(5):
             await spawn_wait()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         if workload == "spawn_wait":
             for _ in range(n):
                 await spawn_wait()
@@ -82,12 +84,13 @@ def child(loop_name, workload, n):
         elif workload == "communicate":
             for _ in range(n):
                 await communicate()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    elapsed = loop.run_until_complete(main())
+    elapsed, cpu = loop.run_until_complete(main())
     loop.close()
     count = n // 10 * 10 if workload == "spawn_wait_10" else n
-    print(json.dumps({"us_per_child": elapsed / count * 1e6}))
+    print(json.dumps({"us_per_child": elapsed / count * 1e6,
+                      "cpu_us_per_child": cpu / count * 1e6}))
 
 
 def main():
@@ -112,6 +115,7 @@ def main():
         else:
             print(f"{name}: not installed, skipped", file=sys.stderr)
     results = {(w, lp): [] for w in workloads for lp in available}
+    cpu = {(w, lp): [] for w in workloads for lp in available}
     for r in range(args.runs):
         for w in workloads:
             order = available[r % len(available):] + available[:r % len(available)]
@@ -123,24 +127,27 @@ def main():
                     print(f"{lp} {w} failed: {p.stderr.strip().splitlines()[-1:]}",
                           file=sys.stderr)
                     continue
-                results[(w, lp)].append(json.loads(p.stdout.strip().splitlines()[-1])
-                                        ["us_per_child"])
-    print(f"Python {sys.version.split()[0]}, {args.runs} runs, N={args.n}; "
-          "median us per child (ratio to uvloop, < 1 is faster)")
-    print(f"{'workload':<16}" + "".join(f"{lp:>20}" for lp in available))
-    for w in workloads:
-        base = results.get((w, "uvloop"))
-        base = statistics.median(base) if base else None
-        row = f"{w:<16}"
-        for lp in available:
-            vals = results[(w, lp)]
-            if not vals:
-                row += f"{'failed':>20}"
-                continue
-            med = statistics.median(vals)
-            ratio = f" ({med / base:.2f}x)" if base else ""
-            row += f"{med:>12.1f}{ratio:>8}"
-        print(row)
+                got = json.loads(p.stdout.strip().splitlines()[-1])
+                results[(w, lp)].append(got["us_per_child"])
+                cpu[(w, lp)].append(got["cpu_us_per_child"])
+    for title, table in (("wall-clock", results), ("the parent's CPU (user+sys)", cpu)):
+        print(f"Python {sys.version.split()[0]}, {args.runs} runs, N={args.n}; {title}: "
+              "median us per child (ratio to uvloop, < 1 is faster)")
+        print(f"{'workload':<16}" + "".join(f"{lp:>20}" for lp in available))
+        for w in workloads:
+            base = table.get((w, "uvloop"))
+            base = statistics.median(base) if base else None
+            row = f"{w:<16}"
+            for lp in available:
+                vals = table[(w, lp)]
+                if not vals:
+                    row += f"{'failed':>20}"
+                    continue
+                med = statistics.median(vals)
+                ratio = f" ({med / base:.2f}x)" if base else ""
+                row += f"{med:>12.1f}{ratio:>8}"
+            print(row)
+        print()
 
 
 if __name__ == "__main__":
