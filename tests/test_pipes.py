@@ -448,6 +448,33 @@ def test_write_eof_flushes_then_closes(loop, pipe_fds):
     run_with_timeout(loop, main())
 
 
+def test_queued_data_survives_mutation_of_the_written_buffer(loop, pipe_fds):
+    """Queued bytes are the bytes at write() time: a bytearray/memoryview is copied (a
+    large ``bytes`` object, immutable, may be kept by reference)."""
+    r, w = pipe_fds
+    os.set_blocking(r, False)
+
+    async def main():
+        proto = WriteProto(loop)
+        tr, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        sent = bytearray(fill_pipe(tr))
+        for kind in (bytearray, memoryview, bytes):
+            buf = bytearray(payload(100_000, seed=len(sent)))
+            obj = buf if kind is bytearray else memoryview(buf) if kind is memoryview else bytes(buf)
+            tr.write(obj)
+            sent += buf
+            buf[:] = b"\0" * len(buf)  # a bytes object is unaffected; the others were copied
+        tr.close()
+        received = bytearray()
+        while not proto.lost.done():
+            received += drain_fd(r)
+            await asyncio.sleep(0.001)
+        received += drain_fd(r)
+        assert received == sent
+
+    run_with_timeout(loop, main())
+
+
 def test_writes_after_close_warn_from_the_sixth(loop, pipe_fds, caplog):
     r, w = pipe_fds
 

@@ -256,7 +256,8 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
     }
     let this = slf.get();
     let fd = this.fd;
-    let attempt = |b: &[u8]| {
+    // `obj`: the `bytes` object `b` is, queued by reference when large (see `WriteQueue`).
+    let attempt = |b: &[u8], obj: Option<&Bound<'_, PyBytes>>| {
         this.st.with(|s| {
             if b.is_empty() {
                 return Ok(Outcome::Done);
@@ -267,7 +268,10 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
                 return Ok(Outcome::Dropped(warn));
             }
             if !s.queue.is_empty() {
-                s.queue.push(b);
+                match obj {
+                    Some(o) => s.queue.push_bytes(o, 0),
+                    None => s.queue.push(b),
+                }
                 return Ok(Outcome::Queued);
             }
             let n = match sys::write(fd, b) {
@@ -281,14 +285,17 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             if n == b.len() {
                 return Ok(Outcome::Done);
             }
-            s.queue.push(&b[n..]);
+            match obj {
+                Some(o) => s.queue.push_bytes(o, n),
+                None => s.queue.push(&b[n..]),
+            }
             s.writing = true;
             Ok(Outcome::Queued)
         })
     };
     let outcome = match data.cast::<PyBytes>() {
-        Ok(bytes) => attempt(bytes.as_bytes()),
-        Err(_) => with_bytes(data, attempt)?,
+        Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
+        Err(_) => with_bytes(data, |b| attempt(b, None))?,
     };
     match outcome {
         Ok(Outcome::Done) | Ok(Outcome::Dropped(false)) => Ok(()),
@@ -309,13 +316,14 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
 
 /// A write pipe's fd is writable: asyncio's `_write_ready`, with one `writev()`.
 pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let py = slf.py();
     let this = slf.get();
     let fd = this.fd;
     let res = this.st.with(|s| {
         if s.conn_lost > 0 || s.queue.is_empty() {
             return Ok(false);
         }
-        match sys::write_vectored(fd, &s.queue.slices()) {
+        match sys::write_vectored(fd, &s.queue.slices(py)) {
             Ok(n) => {
                 s.queue.consume(n);
                 if s.queue.is_empty() {

@@ -1,8 +1,15 @@
 //! The write queue of a stream transport: the bytes `write()` could not send at once, in
 //! order, flushed with one vectored send per writable event.
+//!
+//! A chunk is a copy of the bytes, or (for a large `bytes` object, which is immutable) a
+//! reference to the object itself: no copy and no allocation for the bulk of a large
+//! write, as uvloop keeps its write's object.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 /// Small writes are appended to the last chunk up to this size, so that a burst of them
 /// is flushed with few iovecs.
@@ -10,10 +17,40 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 /// At most this many chunks per vectored send (Linux's `IOV_MAX` is 1024).
 const MAX_IOVECS: usize = 64;
 
+/// A `bytes` object shorter than this is copied into the queue rather than referenced.
+pub(crate) const SHARE_THRESHOLD: usize = COALESCE_LIMIT;
+
+/// One queued chunk.
+enum Chunk {
+    Owned(Vec<u8>),
+    /// `obj[start..start + len]` of an immutable `bytes` object.
+    Shared {
+        obj: Py<PyBytes>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Owned(v) => v.len(),
+            Chunk::Shared { len, .. } => *len,
+        }
+    }
+
+    fn bytes<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared { obj, start, len } => &obj.as_bytes(py)[*start..*start + *len],
+        }
+    }
+}
+
 /// Queued bytes: chunks, the first of them partly sent up to `head`.
 #[derive(Default)]
 pub(crate) struct WriteQueue {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     head: usize,
     len: usize,
 }
@@ -34,13 +71,29 @@ impl WriteQueue {
             return;
         }
         self.len += data.len();
-        if let Some(last) = self.chunks.back_mut() {
+        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
             if last.len() + data.len() <= COALESCE_LIMIT {
                 last.extend_from_slice(data);
                 return;
             }
         }
-        self.chunks.push_back(data.to_vec());
+        self.chunks.push_back(Chunk::Owned(data.to_vec()));
+    }
+
+    /// Queues `obj[start..]` after what is queued: by reference if it is at least
+    /// [`SHARE_THRESHOLD`] bytes long (a `bytes` object never changes), else a copy.
+    pub(crate) fn push_bytes(&mut self, obj: &Bound<'_, PyBytes>, start: usize) {
+        let data = &obj.as_bytes()[start..];
+        if data.len() < SHARE_THRESHOLD {
+            self.push(data);
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push_back(Chunk::Shared {
+            obj: obj.clone().unbind(),
+            start,
+            len: data.len(),
+        });
     }
 
     /// Drops everything queued (`abort()`, a fatal error).
@@ -51,12 +104,15 @@ impl WriteQueue {
     }
 
     /// The queued bytes as iovecs, oldest first (up to [`MAX_IOVECS`] of them).
-    pub(crate) fn slices(&self) -> Vec<IoSlice<'_>> {
+    pub(crate) fn slices(&self, py: Python<'_>) -> Vec<IoSlice<'_>> {
         self.chunks
             .iter()
             .take(MAX_IOVECS)
             .enumerate()
-            .map(|(i, c)| IoSlice::new(if i == 0 { &c[self.head..] } else { c }))
+            .map(|(i, c)| {
+                let b = c.bytes(py);
+                IoSlice::new(if i == 0 { &b[self.head..] } else { b })
+            })
             .collect()
     }
 
@@ -85,7 +141,8 @@ mod tests {
     use super::*;
 
     fn flat(q: &WriteQueue) -> Vec<u8> {
-        q.slices().iter().flat_map(|s| s.to_vec()).collect()
+        Python::initialize();
+        Python::attach(|py| q.slices(py).iter().flat_map(|s| s.to_vec()).collect())
     }
 
     #[test]
@@ -103,6 +160,27 @@ mod tests {
         assert_eq!(flat(&q), b"world");
         q.consume(5);
         assert!(q.is_empty());
-        assert!(q.slices().is_empty());
+        assert!(flat(&q).is_empty());
+    }
+
+    #[test]
+    fn shares_large_bytes_and_copies_small_ones() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut q = WriteQueue::default();
+            let big = PyBytes::new(py, &vec![b'b'; SHARE_THRESHOLD + 10]);
+            q.push(b"head ");
+            q.push_bytes(&big, 10);
+            q.push_bytes(&PyBytes::new(py, b"tail"), 1);
+            assert_eq!(q.chunks.len(), 3);
+            assert!(matches!(q.chunks[1], Chunk::Shared { .. }));
+            assert_eq!(q.len(), 5 + SHARE_THRESHOLD + 3);
+            q.consume(7);
+            let rest = flat(&q);
+            assert_eq!(rest.len(), SHARE_THRESHOLD - 2 + 3);
+            assert!(rest.ends_with(b"bbail"));
+            q.consume(SHARE_THRESHOLD - 2);
+            assert_eq!(flat(&q), b"ail");
+        });
     }
 }

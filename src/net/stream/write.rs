@@ -198,7 +198,7 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
     let this = slf.get();
     let fd = this.fd;
     let sent = this.st.with(|s| {
-        let res = sys::send_vectored(fd, &s.queue.slices());
+        let res = sys::send_vectored(fd, &s.queue.slices(py));
         match res {
             Ok(n) => {
                 s.queue.consume(n);
