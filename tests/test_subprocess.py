@@ -397,3 +397,34 @@ def test_user_child_watcher_is_honoured(loop):
         policy._watcher = saved
     assert rc == 4
     assert calls == ["enter", ("add", pid)]
+
+
+def test_fallback_without_pidfd(loop_name):
+    """Where pidfd_open fails (Linux < 5.3, seccomp: ENOSYS/EPERM), ferroloop falls back to
+    asyncio's ThreadedChildWatcher: exit codes and pipes work as before."""
+    if loop_name == "asyncio":
+        pytest.skip("ferroloop's fallback")
+    import errno
+
+    import ferroloop
+
+    class NoPidfd(ferroloop.Loop):
+        def _watch_child(self, pid, callback, *args):
+            raise OSError(errno.ENOSYS, "pidfd_open not available")
+
+    loop = NoPidfd()
+    seen = []
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(
+            PY, "-c", "import sys, time; time.sleep(0.1); print('hi'); sys.exit(9)",
+            stdout=PIPE)
+        seen.append(any(t.name.startswith("asyncio-waitpid") for t in threading.enumerate()))
+        out, _ = await p.communicate()
+        return out, p.returncode
+
+    try:
+        assert run_with_timeout(loop, main()) == (b"hi\n", 9)
+    finally:
+        loop.close()
+    assert seen == [True]
