@@ -89,36 +89,40 @@ pub(crate) fn watch_child(
     )
 }
 
+/// asyncio's warning (`PidfdChildWatcher._do_wait`) for a child reaped by someone else.
+const ALREADY_REAPED: &str =
+    "child process pid %d exit status already read:  will report returncode 255";
+
 /// The job of a child whose pidfd was reported readable: reap it, close the pidfd, call the
 /// callback (asyncio's `PidfdChildWatcher._do_wait`).
 pub(crate) fn run_job(slf: &Bound<'_, LoopCore>, mut watch: ChildWatch) -> PyResult<()> {
     let py = slf.py();
-    let returncode =
-        match crate::sys::waitpid_nohang(watch.pid) {
-            Ok(Some(status)) => crate::sys::waitstatus_to_exitcode(status),
-            Ok(None) => {
-                // Readable but not exited cannot happen; watch on rather than block.
-                let Some(fd) = watch.pidfd.as_ref().map(|f| f.as_raw_fd()) else {
-                    return Ok(());
-                };
-                let interest = Interest {
-                    read: true,
-                    write: false,
-                };
-                return LoopCore::register_owner(slf, fd, interest, Owner::Child(watch));
+    let returncode = match crate::sys::waitpid_nohang(watch.pid) {
+        Ok(Some(status)) => crate::sys::waitstatus_to_exitcode(status),
+        Ok(None) => {
+            // Readable but not exited cannot happen; watch on rather than block.
+            let Some(fd) = watch.pidfd.as_ref().map(|f| f.as_raw_fd()) else {
+                return Ok(());
+            };
+            let interest = Interest {
+                read: true,
+                write: false,
+            };
+            return LoopCore::register_owner(slf, fd, interest, Owner::Child(watch));
+        }
+        Err(_) => {
+            // ECHILD: reaped elsewhere (Popen.poll(), a user's waitpid), as asyncio says.
+            // A failing logger must not keep the transport from hearing of the exit.
+            let logged = py
+                .import("asyncio.unix_events")
+                .and_then(|m| m.getattr("logger"))
+                .and_then(|l| l.call_method1("warning", (ALREADY_REAPED, watch.pid)));
+            if let Err(e) = logged {
+                e.write_unraisable(py, None);
             }
-            Err(_) => {
-                // ECHILD: reaped elsewhere (Popen.poll(), a user's waitpid), as asyncio says.
-                py.import("asyncio.unix_events")?.getattr("logger")?.call_method1(
-                "warning",
-                (
-                    "child process pid %d exit status already read:  will report returncode 255",
-                    watch.pid,
-                ),
-            )?;
-                255
-            }
-        };
+            255
+        }
+    };
     drop(watch.pidfd.take());
     let mut args: Vec<Bound<'_, PyAny>> = vec![
         watch.pid.into_pyobject(py)?.into_any(),
