@@ -475,6 +475,28 @@ def test_queued_data_survives_mutation_of_the_written_buffer(loop, pipe_fds):
     run_with_timeout(loop, main())
 
 
+def test_queued_bytes_subclass_with_del(loop, pipe_fds):
+    """A queued bytes subclass whose __del__ touches the transport when abort() drops it."""
+    r, w = pipe_fds
+    seen = []
+
+    async def main():
+        proto = WriteProto(loop)
+        tr, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+
+        class B(bytes):
+            def __del__(self):
+                seen.append(tr.get_write_buffer_size())
+
+        fill_pipe(tr)
+        tr.write(B(payload(100_000)))
+        tr.abort()
+        assert await proto.lost is None
+
+    run_with_timeout(loop, main())
+    assert len(seen) == 1
+
+
 def test_writes_after_close_warn_from_the_sixth(loop, pipe_fds, caplog):
     r, w = pipe_fds
 
@@ -663,6 +685,68 @@ def test_pty_both_ways_and_eio_at_close(loop):
 
     run_with_timeout(loop, main())
     assert errors == []
+
+
+def test_pty_master_both_ways_through_a_dup(loop):
+    """One PTY master read and written by two transports, the writer on a dup of the fd."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    wmaster = os.dup(master)
+
+    async def main():
+        rproto, wproto = ReadProto(loop), WriteProto(loop)
+        rtr, _ = await loop.connect_read_pipe(lambda: rproto, open(master, "rb", 0))
+        wtr, _ = await loop.connect_write_pipe(lambda: wproto, open(wmaster, "wb", 0))
+        wtr.write(b"ping")
+        os.set_blocking(slave, False)
+        got = b""
+        while len(got) < 4:
+            await asyncio.sleep(0.01)
+            got += drain_fd(slave)
+        assert got == b"ping"
+        os.write(slave, b"pong")
+        for _ in range(200):
+            if len(rproto.data) >= 4:
+                break
+            await asyncio.sleep(0.01)
+        assert rproto.data == b"pong"
+        wtr.close()
+        rtr.close()
+        await wproto.lost
+        await rproto.lost
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        os.close(slave)
+
+
+def test_one_fd_for_two_pipe_transports(loop, loop_name):
+    """Known difference: the reactor keeps one owner per fd, so ferroloop refuses a second
+    transport over an fd another transport uses (RuntimeError, as add_reader on it);
+    asyncio's selector lets a reader and a writer share it. A dup of the fd works on both
+    (test above)."""
+    master, slave = os.openpty()
+    rpipe, wpipe = open(master, "rb", 0), open(master, "wb", 0, closefd=False)
+
+    async def main():
+        rproto, wproto = ReadProto(loop), WriteProto(loop)
+        rtr, _ = await loop.connect_read_pipe(lambda: rproto, rpipe)
+        if loop_name == "ferroloop":
+            with pytest.raises(RuntimeError, match=f"^File descriptor {master} is used by transport "):
+                await loop.connect_write_pipe(lambda: wproto, wpipe)
+            assert rtr.is_reading()
+        else:
+            wtr, _ = await loop.connect_write_pipe(lambda: wproto, wpipe)
+            wtr.close()
+            await wproto.lost
+        rtr.close()
+        await rproto.lost
+
+    try:
+        run_with_timeout(loop, main())
+    finally:
+        os.close(slave)
 
 
 def test_char_device_write(loop):

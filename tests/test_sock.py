@@ -319,6 +319,101 @@ def test_closed_loop(loop, sockpair):
         asyncio.run(main())
 
 
+def test_recv_sizes_around_the_read_buffer(loop, sockpair):
+    """``sock_recv(n)`` returns at most ``n`` bytes, in order, whether ``n`` is below, at
+    or above the 256 KiB buffer ferroloop receives small reads into."""
+    a, b = sockpair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    data = hashlib.sha256(b"seed").digest() * (3 * 65536 // 32)   # 6 MiB / 32 * 32
+    sizes = (1, 1000, 262144, 262145, 1 << 20, 3 << 20)
+
+    writer_done = []
+
+    async def both():
+        got = asyncio.ensure_future(main_reader())
+        await loop.sock_sendall(a, data)
+        writer_done.append(True)
+        a.shutdown(socket.SHUT_WR)
+        return await got
+
+    async def main_reader():
+        chunks = []
+        for n in sizes * 200:
+            chunk = await loop.sock_recv(b, n)
+            if not chunk:
+                break
+            assert len(chunk) <= n
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    assert run_with_timeout(loop, both(), timeout=60) == data
+    assert writer_done == [True]
+
+
+def test_results_at_once_and_after_waiting(loop, sockpair):
+    """Each sock_* coroutine gives the same kind of result whether its syscall completed at
+    once or after waiting for readiness: bytes, a count, ``None`` for sock_sendall."""
+    a, b = sockpair
+
+    async def main():
+        results = []
+        results.append(await loop.sock_sendall(a, b"abc"))            # at once
+        results.append(await loop.sock_recv(b, 10))                   # at once
+        waiting = asyncio.ensure_future(loop.sock_recv(b, 10))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        a.send(b"def")
+        results.append(await waiting)                                 # after waiting
+        buf = bytearray(8)
+        a.send(b"gh")
+        results.append(await loop.sock_recv_into(b, buf))             # at once
+        waiting = asyncio.ensure_future(loop.sock_recv_into(b, buf))
+        await asyncio.sleep(0)
+        a.send(b"ijk")
+        results.append(await waiting)                                 # after waiting
+        results.append(bytes(buf[:3]))
+        # A send that must wait for the peer to read.
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = b"x" * (4 << 20)
+        sending = asyncio.ensure_future(loop.sock_sendall(a, big))
+        await asyncio.sleep(0)
+        assert not sending.done()
+        got = 0
+        while got < len(big):
+            got += len(await loop.sock_recv(b, 1 << 20))
+        results.append(await sending)
+        return results
+
+    assert run_with_timeout(loop, main(), timeout=30) == [
+        None, b"abc", b"def", 2, 3, b"ijk", None]
+
+
+def test_socket_subclass_fileno_is_called(loop, sockpair):
+    """A socket of another class than socket.socket gets its fd from ``fileno()`` (the
+    fd is read from the object only for exactly socket.socket)."""
+    a, b = sockpair
+    calls = []
+
+    class Sock(socket.socket):
+        def fileno(self):
+            calls.append(1)
+            return super().fileno()
+
+    c = Sock(fileno=b.detach())
+    try:
+        async def main():
+            a.send(b"x")
+            return await loop.sock_recv(c, 1)
+
+        assert run_with_timeout(loop, main()) == b"x"
+    finally:
+        c.close()
+    if type(loop).__module__.startswith("ferroloop"):
+        assert calls
+    # asyncio calls c.recv() directly.
+
+
 def test_closed_socket(loop, sockpair):
     a, _ = sockpair
     a.close()

@@ -18,6 +18,8 @@ makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts its coroutine
 from __future__ import annotations
 
 import asyncio as _asyncio
+import os as _os
+import signal as _signal
 import sys as _sys
 import warnings as _warnings
 from asyncio import base_events as _base_events
@@ -252,6 +254,91 @@ class _WritePipeTransport(_PipeTransportBase, _transports._FlowControlMixin,
 _ferroloop._register_pipe_transport_classes(_ReadPipeTransport, _WritePipeTransport)
 
 
+class _DatagramTransport(_transports._FlowControlMixin, _asyncio.DatagramTransport):
+    """A datagram transport over a UDP or Unix datagram socket. All of it is native
+    (``_ferroloop.DatagramCore``); this class makes it an ``asyncio.DatagramTransport``
+    (and, through ``_FlowControlMixin``, an ``asyncio.Transport``, as asyncio's is)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+
+    def __init__(self, core):
+        self._core = core
+        # The core's own bound method: a send runs no Python frame.
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+
+    def __repr__(self):
+        return self._core._repr(type(self).__name__)
+
+    def __del__(self):
+        self._core._del(self)
+
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+    @property
+    def _loop(self):
+        return self._core._loop
+
+    @property
+    def _address(self):
+        return self._core._address
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+
+_ferroloop._register_datagram_transport_class(_DatagramTransport)
+
+
 _NATIVELY_WATCHED = tuple(
     getattr(_unix_events, name) for name in ("ThreadedChildWatcher", "PidfdChildWatcher")
     if hasattr(_unix_events, name))
@@ -305,7 +392,7 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         _base_events.BaseEventLoop,
         "create_connection", "_create_connection_transport", "_ensure_resolved",
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
-        "connect_accepted_socket",
+        "connect_accepted_socket", "create_datagram_endpoint",
         "sendfile", "_sendfile_fallback", "start_tls",
         "connect_read_pipe", "connect_write_pipe",
     ))
@@ -418,30 +505,38 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
             thread.join()
 
     # asyncio's sock_* methods are coroutines (create_task() takes them); the work is
-    # native (LoopCore._sock_*), these only await its future.
+    # native (LoopCore._sock_*), which returns the result when the syscall completes at
+    # once (no future then, as asyncio makes none), else a future to await.
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from non-blocking socket ``sock``."""
-        return await self._sock_recv(sock, n)
+        r = self._sock_recv(sock, n)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recv_into(self, sock, buf):
         """Receive data from ``sock`` into ``buf``; return the number of bytes."""
-        return await self._sock_recv_into(sock, buf)
+        r = self._sock_recv_into(sock, buf)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
-        return await self._sock_recvfrom(sock, bufsize)
+        r = self._sock_recvfrom(sock, bufsize)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
-        return await self._sock_recvfrom_into(sock, buf, nbytes)
+        r = self._sock_recvfrom_into(sock, buf, nbytes)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to ``address``; return the number of bytes sent."""
-        return await self._sock_sendto(sock, data, address)
+        r = self._sock_sendto(sock, data, address)
+        return (await r) if r.__class__ is Future else r
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data`` to ``sock``."""
-        return await self._sock_sendall(sock, data)
+        r = self._sock_sendall(sock, data)
+        if r is not None:
+            await r
 
     async def sock_connect(self, sock, address):
         """Connect ``sock`` to ``address``."""
@@ -502,6 +597,35 @@ def install() -> None:
             _asyncio.set_event_loop_policy(EventLoopPolicy())
     else:
         _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def _after_fork_in_child() -> None:
+    """What asyncio 3.12+ does in a forked child (``asyncio.events.on_fork``), done on
+    3.11 too for ferroloop's state: no running loop, ferroloop's policy forgets its loop,
+    and a wakeup fd that is a ferroloop loop's signal socket (shared with the parent, whose
+    loop would run its handlers for the child's signals) is reset."""
+    if _sys.version_info >= (3, 12):
+        return  # asyncio's own hook does all of it
+    _asyncio.events._set_running_loop(None)
+    policy = _asyncio.events._event_loop_policy
+    if isinstance(policy, EventLoopPolicy):
+        policy._local = _asyncio.events.BaseDefaultEventLoopPolicy._Local()
+    ours = _ferroloop._signal_wakeup_fd()
+    if ours != -1:
+        try:
+            old = _signal.set_wakeup_fd(-1)
+            if old != ours:
+                _signal.set_wakeup_fd(old)  # not ferroloop's: leave it as it was
+        except (ValueError, OSError):
+            pass  # forked from a thread other than the main one: nothing to reset
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+    # The resolver pool's lock must not be held by one of its threads at the fork.
+    _os.register_at_fork(before=_ferroloop._resolver_before_fork,
+                         after_in_parent=_ferroloop._resolver_after_fork_in_parent,
+                         after_in_child=_ferroloop._resolver_after_fork_in_child)
 
 
 def run(main, *, debug: bool | None = None):

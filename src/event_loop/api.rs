@@ -252,12 +252,14 @@ impl LoopCore {
 
     // ----- sockets (wrapped in coroutines by python/ferroloop) -------------------------
 
-    /// `sock_recv`'s work: a future for up to `n` bytes received from `sock`.
+    /// `sock_recv`'s work: up to `n` bytes received from `sock`, or a future for them when
+    /// none are there yet.
     fn _sock_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
         Self::sock_recv(slf, sock, n)
     }
 
-    /// `sock_recv_into`'s work: a future for the number of bytes received into `buf`.
+    /// `sock_recv_into`'s work: the number of bytes received into `buf`, or a future for it
+    /// when none are there yet.
     fn _sock_recv_into(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
@@ -266,7 +268,7 @@ impl LoopCore {
         Self::sock_recv_into(slf, sock, buf)
     }
 
-    /// `sock_recvfrom`'s work: a future for `(data, address)`.
+    /// `sock_recvfrom`'s work: `(data, address)`, or a future for it when it would block.
     fn _sock_recvfrom(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
@@ -276,7 +278,8 @@ impl LoopCore {
         Self::sock_method(slf, sock, "recvfrom", args.clone(), args, false)
     }
 
-    /// `sock_recvfrom_into`'s work: a future for `(nbytes, address)`.
+    /// `sock_recvfrom_into`'s work: `(nbytes, address)`, or a future for it when it would
+    /// block.
     #[pyo3(signature = (sock, buf, nbytes=None))]
     fn _sock_recvfrom_into(
         slf: &Bound<'_, Self>,
@@ -294,7 +297,7 @@ impl LoopCore {
         Self::sock_method(slf, sock, "recvfrom_into", args.clone(), args, false)
     }
 
-    /// `sock_sendto`'s work: a future for the number of bytes sent.
+    /// `sock_sendto`'s work: the number of bytes sent, or a future for it when it would block.
     fn _sock_sendto(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
@@ -309,7 +312,8 @@ impl LoopCore {
         Self::sock_method(slf, sock, "sendto", args, wait_args, true)
     }
 
-    /// `sock_sendall`'s work: a future done once all of `data` is sent.
+    /// `sock_sendall`'s work: `None` once all of `data` is sent at once, else a future done
+    /// once it is.
     fn _sock_sendall(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
@@ -371,6 +375,20 @@ impl LoopCore {
         extra: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         crate::net::stream::pipe::make_write_pipe_transport(slf, pipe, protocol, waiter, extra)
+    }
+
+    /// A native datagram transport over `sock` (asyncio's selector loop method, which
+    /// `create_datagram_endpoint` calls).
+    #[pyo3(signature = (sock, protocol, address=None, waiter=None, extra=None))]
+    fn _make_datagram_transport<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        address: Option<&Bound<'py, PyAny>>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::datagram::make_datagram_transport(slf, sock, protocol, address, waiter, extra)
     }
 
     /// Starts accepting connections on listening `sock` for `server` (called by

@@ -47,7 +47,7 @@ mod sock;
 mod tasks;
 pub mod timers;
 
-pub(crate) use io::{Owner, StreamOwner};
+pub(crate) use io::{DatagramOwner, Owner, StreamOwner};
 use ready::Job;
 pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
 pub use run::run_until_complete_cb;
@@ -153,6 +153,10 @@ pub struct LoopCore {
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.
     shadowed: AtomicBool,
+    /// The process that made the loop. In a child made by `os.fork()` the loop's epoll
+    /// instance is still the parent's (a forked fd shares it): `close()` there must not
+    /// deregister anything, or the parent's loop would stop seeing its fds.
+    pid: u32,
 }
 
 /// What `threading.get_ident()` returns for the calling thread.
@@ -181,6 +185,11 @@ impl LoopCore {
     /// The debug flag (`get_debug()` of an unpatched loop).
     pub(crate) fn is_debug(&self) -> bool {
         self.debug_on()
+    }
+
+    /// Whether this is a copy of the loop in a child made by `os.fork()`.
+    fn in_forked_child(&self) -> bool {
+        self.pid != std::process::id()
     }
 
     fn is_running_inner(&self) -> bool {
@@ -235,6 +244,7 @@ impl LoopCore {
             signals_watched: AtomicBool::new(false),
             self_pipe_pending: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
+            pid: std::process::id(),
         })
     }
 
@@ -259,6 +269,7 @@ impl LoopCore {
                         Job::Stream(j) => j.visit(&visit)?,
                         Job::Accept(l) => visit.call(l)?,
                         Job::Child(c) => c.visit(&visit)?,
+                        Job::Datagram(j) => j.visit(&visit)?,
                     }
                 }
                 for owner in q.io.owners() {
@@ -270,6 +281,7 @@ impl LoopCore {
                         Owner::Stream(so) => so.visit(&visit)?,
                         Owner::Listener(l) => visit.call(l)?,
                         Owner::Child(c) => c.visit(&visit)?,
+                        Owner::Datagram(d) => d.visit(&visit)?,
                     }
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop

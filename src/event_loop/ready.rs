@@ -53,6 +53,8 @@ pub(crate) enum Job {
     Accept(Py<crate::net::listener::Listener>),
     /// A watched child's pidfd is readable: reap it and report its exit (`process`).
     Child(crate::process::ChildWatch),
+    /// A datagram transport's readiness or scheduled protocol call (`net::datagram`).
+    Datagram(crate::net::datagram::DatagramJob),
 }
 
 /// A step (`wakeup == false`, `arg` = exception to throw in) or a wake-up (`wakeup ==

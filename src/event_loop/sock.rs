@@ -100,11 +100,18 @@ fn recv(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Attempt> {
         // socket.recv(0) makes no syscall.
         return Ok(Attempt::Done(PyBytes::new(py, b"").into_any().unbind()));
     }
+    if n <= crate::net::MAX_READ {
+        return crate::net::with_read_buf(|buf| {
+            attempt_of(sys::recv_spare(fd, buf, n), |_| {
+                Ok(PyBytes::new(py, buf).into_any().unbind())
+            })
+        });
+    }
     let mut buf = Vec::new();
     // As socket.recv(n), whose bytes object of n bytes may not fit in memory.
     buf.try_reserve_exact(n)
         .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))?;
-    attempt_of(sys::recv_spare(fd, &mut buf), |_| {
+    attempt_of(sys::recv_spare(fd, &mut buf, n), |_| {
         Ok(PyBytes::new(py, &buf).into_any().unbind())
     })
 }
@@ -413,9 +420,10 @@ impl LoopCore {
         let py = slf.py();
         // asyncio's `_check_ssl_socket(sock)` refuses an `ssl.SSLSocket`; a plain
         // `socket.socket` (the usual case) cannot be one, so the call is skipped for it.
-        let plain = sock.get_type().is(Names::get(py)?.socket_cls.bind(py));
-        if !plain {
-            Names::get(py)?
+        let names = Names::get(py)?;
+        let fast_fd = crate::pyo::socket_fd::socket_fd(sock, names.socket_cls.bind(py));
+        if fast_fd.is_none() {
+            names
                 .base_events
                 .bind(py)
                 .getattr(pyo3::intern!(py, "_check_ssl_socket"))?
@@ -424,7 +432,10 @@ impl LoopCore {
         if slf.get().debug_on() && sock.call_method0(pyo3::intern!(py, "gettimeout"))?.ne(0)? {
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
-        sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()
+        match fast_fd {
+            Some(fd) => Ok(fd),
+            None => sock.call_method0(pyo3::intern!(py, "fileno"))?.extract(),
+        }
     }
 
     /// Waits for `fd` to be readable (`write == false`) or writable, then runs `op` until
@@ -476,18 +487,13 @@ impl LoopCore {
         Ok(fut.unbind())
     }
 
-    /// A future holding the result of an attempt that completed at once, or raises its
-    /// error; `None` if it would block.
-    fn done_at_once(slf: &Bound<'_, Self>, attempt: Attempt) -> PyResult<Option<Py<PyAny>>> {
+    /// The result of an attempt that completed at once (the `sock_*` wrapper returns it
+    /// without a future), or its error; `None` if it would block.
+    fn value_at_once(attempt: Attempt) -> PyResult<Option<Py<PyAny>>> {
         match attempt {
             Attempt::Blocked => Ok(None),
             Attempt::Failed(e) => Err(e),
-            Attempt::Done(v) => {
-                let fut = Self::create_future(slf)?;
-                fut.bind(slf.py())
-                    .call_method1(pyo3::intern!(slf.py(), "set_result"), (v,))?;
-                Ok(Some(fut))
-            }
+            Attempt::Done(v) => Ok(Some(v)),
         }
     }
 
@@ -500,8 +506,8 @@ impl LoopCore {
         let fd = Self::sock_prologue(slf, sock)?;
         let n =
             usize::try_from(n).map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
-        if let Some(fut) = Self::done_at_once(slf, recv(py, fd, n)?)? {
-            return Ok(fut);
+        if let Some(value) = Self::value_at_once(recv(py, fd, n)?)? {
+            return Ok(value);
         }
         let fut = Self::create_future(slf)?.into_bound(py);
         Self::sock_wait(slf, fut, fd, false, Op::Recv(n))
@@ -514,8 +520,8 @@ impl LoopCore {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let fd = Self::sock_prologue(slf, sock)?;
-        if let Some(fut) = Self::done_at_once(slf, recv_into(py, fd, buf)?)? {
-            return Ok(fut);
+        if let Some(value) = Self::value_at_once(recv_into(py, fd, buf)?)? {
+            return Ok(value);
         }
         let fut = Self::create_future(slf)?.into_bound(py);
         Self::sock_wait(slf, fut, fd, false, Op::RecvInto(buf.clone().unbind()))
@@ -529,8 +535,8 @@ impl LoopCore {
         let py = slf.py();
         let fd = Self::sock_prologue(slf, sock)?;
         let pos = AtomicUsize::new(0);
-        if let Some(fut) = Self::done_at_once(slf, send_rest(py, fd, data, &pos)?)? {
-            return Ok(fut);
+        if let Some(value) = Self::value_at_once(send_rest(py, fd, data, &pos)?)? {
+            return Ok(value);
         }
         // asyncio keeps a memoryview of the data while it waits: the object cannot be
         // resized meanwhile.
@@ -551,8 +557,8 @@ impl LoopCore {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let fd = Self::sock_prologue(slf, sock)?;
-        if let Some(fut) = Self::done_at_once(slf, call_method(sock, method, &args)?)? {
-            return Ok(fut);
+        if let Some(value) = Self::value_at_once(call_method(sock, method, &args)?)? {
+            return Ok(value);
         }
         let fut = Self::create_future(slf)?.into_bound(py);
         let op = Op::Method {

@@ -22,6 +22,7 @@
 //! | [`iter`] | hand-written `tp_iternext` / `am_send` of an iterator class |
 //! | [`task_ref`] | the untracked weak-reference look-alike of the task registry |
 //! | [`buffer`] | byte views of bytes-like objects (the buffer protocol) for socket syscalls |
+//! | [`socket_fd`] | a `socket.socket`'s fd read from the object (`sock_*` calls) |
 
 pub mod attached;
 pub mod buffer;
@@ -38,6 +39,7 @@ pub mod object;
 pub mod panic;
 pub mod recursion;
 pub mod refs;
+pub mod socket_fd;
 pub mod task_counter;
 #[cfg(not(Py_GIL_DISABLED))]
 pub mod task_ref;

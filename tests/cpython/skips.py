@@ -155,22 +155,10 @@ INTERNAL_CLASSES = {
     },
 }
 
-_UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
 
 # module -> {"TestClass.test_method": "issue and reason"}: stock-passing tests of parts of the
 # loop that another open issue builds. A test may exist on some Python versions only.
-DEFERRED = {
-    "test_events": {
-        **{f"FerroloopEventLoopTests.{name}": _UDP for name in (
-            "test_create_datagram_endpoint", "test_create_datagram_endpoint_ipv6",
-            "test_create_datagram_endpoint_sock",
-            "test_datagram_send_to_non_listening_address")},      # 3.13
-    },
-    "test_sendfile": {
-        "FerroloopEventLoopTests.test_sendfile_not_supported":
-            _UDP + " (the test sends a file over a datagram transport)",
-    },
-}
+DEFERRED: dict[str, dict[str, str]] = {}
 
 # module -> {"X.Y": reason}: Pythons on which the module may be missing (absent, skipped at
 # import, or without stock outcomes).

@@ -177,14 +177,6 @@ impl StreamCore {
             .unwrap_or_else(|| py.None().into_bound(py))
     }
 
-    /// `repr(transport)`, for error messages.
-    pub(crate) fn transport_repr(&self, py: Python<'_>) -> String {
-        self.transport(py)
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_default()
-    }
-
     fn debug(&self, py: Python<'_>) -> bool {
         crate::event_loop::debug_of(self.loop_(py).as_any()).unwrap_or(false)
     }

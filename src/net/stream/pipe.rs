@@ -102,6 +102,7 @@ pub(crate) fn make_read_pipe_transport<'py>(
             "Pipe transport is for pipes/sockets only.",
         ));
     }
+    LoopCore::ensure_fd_no_transport(lp, fd)?;
     sys::set_nonblocking(fd).map_err(os_error)?;
     build(
         lp,
@@ -132,6 +133,7 @@ pub(crate) fn make_write_pipe_transport<'py>(
             "Pipe transport is only for pipes, sockets and character devices",
         ));
     }
+    LoopCore::ensure_fd_no_transport(lp, fd)?;
     sys::set_nonblocking(fd).map_err(os_error)?;
     // Polled for reading to notice the reader's close: for a pipe or a socket (a
     // character device would report readable for its own input).
@@ -293,7 +295,9 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             Ok(Outcome::Queued)
         })
     };
-    let outcome = match data.cast::<PyBytes>() {
+    // Exactly `bytes`: a subclass could have a `__del__`, which must not run when the
+    // queue drops it inside the state's lock.
+    let outcome = match data.cast_exact::<PyBytes>() {
         Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
         Err(_) => with_bytes(data, |b| attempt(b, None))?,
     };

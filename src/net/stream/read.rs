@@ -1,28 +1,17 @@
 //! Reading: asyncio's `_read_ready__data_received`, `_read_ready__get_buffer` and
 //! `_read_ready__on_eof`, with the syscalls in Rust.
 
-use std::cell::RefCell;
-
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
 use super::{Kind, StreamCore};
-use crate::net::would_block;
+use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
-
-/// asyncio's `max_size`: at most this many bytes per `recv()`.
-const MAX_SIZE: usize = 256 * 1024;
-
-thread_local! {
-    /// The buffer `recv()` fills before the bytes are copied into a `bytes` object of
-    /// their exact size: one per thread, reused by every transport the thread's loop runs.
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(MAX_SIZE));
-}
 
 /// The outcome of one `recv()` (or a pipe's `read()`).
 pub(super) enum Received<'py> {
@@ -33,29 +22,21 @@ pub(super) enum Received<'py> {
 }
 
 fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    READ_BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        buf.clear();
-        match sys::recv_spare(fd, &mut buf) {
-            Ok(0) => Received::Eof,
-            Ok(_) => Received::Data(PyBytes::new(py, &buf)),
-            Err(e) if would_block(&e) => Received::WouldBlock,
-            Err(e) => Received::Failed(e),
-        }
+    with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+        Ok(0) => Received::Eof,
+        Ok(_) => Received::Data(PyBytes::new(py, buf)),
+        Err(e) if would_block(&e) => Received::WouldBlock,
+        Err(e) => Received::Failed(e),
     })
 }
 
 /// `read()` for a pipe transport (see [`super::pipe`]), into the same per-thread buffer.
 pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    READ_BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        buf.clear();
-        match sys::read_spare(fd, &mut buf) {
-            Ok(0) => Received::Eof,
-            Ok(_) => Received::Data(PyBytes::new(py, &buf)),
-            Err(e) if would_block(&e) => Received::WouldBlock,
-            Err(e) => Received::Failed(e),
-        }
+    with_read_buf(|buf| match sys::read_spare(fd, buf, MAX_READ) {
+        Ok(0) => Received::Eof,
+        Ok(_) => Received::Data(PyBytes::new(py, buf)),
+        Err(e) if would_block(&e) => Received::WouldBlock,
+        Err(e) => Received::Failed(e),
     })
 }
 
