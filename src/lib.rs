@@ -13,6 +13,7 @@
 //!   `Ref`, the native type builder, the panic guard. With [`sys`], the only place
 //!   `unsafe` is allowed.
 //! * [`names`] — the one table of interned Python objects (asyncio functions, modules).
+//! * [`process`] — child processes: exit watching through pidfds, the shared reaper.
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
 //! * [`sys`] — thin libc wrappers.
 //!
@@ -31,6 +32,7 @@ pub mod future;
 pub mod handle;
 pub mod names;
 pub mod net;
+pub mod process;
 #[allow(unsafe_code)]
 pub mod pyo;
 pub mod reactor;

@@ -659,6 +659,67 @@ pub fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// `pidfd_open(pid, 0)` (Linux 5.3+): an fd, close-on-exec, that becomes readable when the
+/// process `pid` exits. `ENOSYS` on older kernels, `EPERM` under some seccomp policies.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: the raw syscall takes two integers and returns a new fd or -1 with errno set;
+    // it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by pidfd_open, so it is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `waitpid(pid, &status, WNOHANG)`: `Ok(None)` while `pid` has not exited, else its raw
+/// wait status. `EINTR` is retried.
+pub fn waitpid_nohang(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid, writable int for the duration of the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc > 0 {
+            return Ok(Some(status));
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `os.waitstatus_to_exitcode`: the exit code, or minus the signal number.
+pub fn waitstatus_to_exitcode(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        -libc::WTERMSIG(status)
+    } else {
+        // Stopped or continued: not an exit (waitpid without WUNTRACED never says so).
+        status
+    }
+}
+
+/// `poll(fds, timeout_ms)` (-1: no timeout); `EINTR` is returned as an error.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, writable slice of pollfd of the given length.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// `getpid()`.
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ import sys as _sys
 import warnings as _warnings
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
+from asyncio import events as _events
 from asyncio import selector_events as _selector_events
 from asyncio import sslproto as _sslproto
 from asyncio import transports as _transports
@@ -338,6 +339,45 @@ class _DatagramTransport(_transports._FlowControlMixin, _asyncio.DatagramTranspo
 _ferroloop._register_datagram_transport_class(_DatagramTransport)
 
 
+_NATIVELY_WATCHED = tuple(
+    getattr(_unix_events, name) for name in ("ThreadedChildWatcher", "PidfdChildWatcher")
+    if hasattr(_unix_events, name))
+
+
+def _user_child_watcher():
+    """The child watcher a subprocess must be handed to, or None to watch it natively.
+
+    Python 3.11-3.13 have child watchers (``asyncio.set_child_watcher``). ferroloop watches
+    its children natively (a pidfd in its reactor, see ``src/process``) when the policy
+    has no watcher or one of the two kinds that watch only the pids handed to them
+    (``ThreadedChildWatcher``, asyncio's default, and ``PidfdChildWatcher``): bypassing
+    those is unobservable but for their thread and timing. A watcher that reaps children
+    itself (``SafeChildWatcher``, ``FastChildWatcher``, ``MultiLoopChildWatcher`` call
+    ``waitpid`` on SIGCHLD, ``FastChildWatcher`` with ``-1``, so a child watched natively
+    would be reaped behind the loop's back) or one of the user's own is honoured exactly as
+    asyncio does: ``with watcher:``, ``is_active()``, ``add_child_handler``."""
+    if not _NATIVELY_WATCHED:
+        return None                      # 3.14+: no child watchers
+    policy = _events.get_event_loop_policy()
+    if (type(policy).get_child_watcher is _unix_events._UnixDefaultEventLoopPolicy.get_child_watcher
+            and hasattr(policy, "_watcher")):
+        watcher = policy._watcher        # not get_child_watcher(): it would make one
+    else:
+        try:
+            with _warnings.catch_warnings():
+                _warnings.simplefilter("ignore", DeprecationWarning)
+                watcher = policy.get_child_watcher()
+        except NotImplementedError:
+            return None
+    if watcher is None or type(watcher) in _NATIVELY_WATCHED:
+        return None
+    return watcher
+
+
+# Where pidfd_open is not available (Linux < 5.3, seccomp): asyncio's thread per child.
+_fallback_watcher = None
+
+
 def _borrowed(cls, *names):
     """asyncio's own connection-setup methods (address resolution, happy eyeballs, the
     ``Server`` object, TLS via ``SSLProtocol``), bound to ferroloop's loop: they call its
@@ -361,6 +401,42 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         _unix_events._UnixSelectorEventLoop,
         "create_unix_connection", "create_unix_server",
     ))
+    # Subprocesses: asyncio's argument checks and its transport (subprocess.Popen takes
+    # every Popen argument), over ferroloop's pipes; the child's exit is watched natively.
+    locals().update(_borrowed(
+        _base_events.BaseEventLoop, "subprocess_exec", "subprocess_shell", "_log_subprocess"))
+    # asyncio's per-version hop(s) from the watcher to transport._process_exited.
+    _child_watcher_callback = _unix_events._UnixSelectorEventLoop._child_watcher_callback
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        watcher = _user_child_watcher()
+        if watcher is not None:
+            # A watcher that must see every child (see _user_child_watcher): asyncio's path.
+            return await _unix_events._UnixSelectorEventLoop._make_subprocess_transport(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra,
+                **kwargs)
+        waiter = self.create_future()
+        transp = _unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, waiter=waiter,
+            extra=extra, **kwargs)
+        pid = transp.get_pid()
+        try:
+            self._watch_child(pid, self._child_watcher_callback, transp)
+        except OSError:
+            global _fallback_watcher
+            if _fallback_watcher is None:
+                _fallback_watcher = _unix_events.ThreadedChildWatcher()
+            _fallback_watcher.add_child_handler(pid, self._child_watcher_callback, transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,

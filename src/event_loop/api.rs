@@ -483,6 +483,20 @@ impl LoopCore {
         Self::sock_sendfile_native(slf, sock, file, offset, count)
     }
 
+    // ----- child processes ------------------------------------------------------------
+
+    /// Calls `callback(pid, returncode, *args)` from the loop once child `pid` exited,
+    /// watched through a pidfd (`process`); `OSError` if pidfds are not available.
+    #[pyo3(signature = (pid, callback, *args))]
+    fn _watch_child(
+        slf: &Bound<'_, Self>,
+        pid: i32,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        crate::process::watch_child(slf, pid, callback, args)
+    }
+
     // ----- signals --------------------------------------------------------------------
 
     /// Runs `callback(*args)` on the loop whenever signal `sig` arrives (main thread only).

@@ -45,6 +45,8 @@ pub(crate) enum Owner {
     Stream(StreamOwner),
     /// A server's listening socket (`net::listener`), while it is served.
     Listener(Py<Listener>),
+    /// A child process's pidfd (`process`), until the child exited.
+    Child(crate::process::ChildWatch),
     /// A datagram transport (`net::datagram`), for its whole life.
     Datagram(DatagramOwner),
 }
@@ -108,6 +110,7 @@ impl Owner {
             Owner::Watch(_) => std::ptr::null_mut(),
             Owner::Stream(so) => so.core.as_ptr(),
             Owner::Listener(l) => l.as_ptr(),
+            Owner::Child(_) => std::ptr::null_mut(),
             Owner::Datagram(d) => d.core.as_ptr(),
         }
     }
@@ -327,6 +330,14 @@ impl LoopCore {
                         Owner::Listener(l) => {
                             if ev.readable {
                                 q.ready.push_back(Job::Accept(l.clone_ref(py)));
+                            }
+                            continue;
+                        }
+                        Owner::Child(_) => {
+                            // The child exited: its job reaps it. One event per child.
+                            if let Some(Owner::Child(c)) = q.io.deregister(Some(registry), ev.token)
+                            {
+                                q.ready.push_back(Job::Child(c));
                             }
                             continue;
                         }
@@ -563,6 +574,30 @@ impl LoopCore {
                 None
             }
         }
+    }
+
+    /// Registers `fd` for `interest` on behalf of `owner` (a watched child's pidfd, which
+    /// nobody else can know of, so no watch is there to take over).
+    pub(crate) fn register_owner(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        interest: Interest,
+        owner: Owner,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let res = this.registry.with(|registry| {
+            this.queues.with(|q| match registry.as_ref() {
+                None => Err((std::io::Error::from_raw_os_error(libc::EBADF), Some(owner))),
+                Some(registry) => match q.io.register(registry, fd, interest, owner) {
+                    Ok(_) => Ok(()),
+                    Err((e, owner)) => Err((e.into(), Some(owner))),
+                },
+            })
+        });
+        res.map_err(|(e, owner)| {
+            drop(owner);
+            os_error(e)
+        })
     }
 
     /// Appends a datagram transport's job to the ready queue.

@@ -172,6 +172,11 @@ impl LoopCore {
         Ok(())
     }
 
+    /// `RuntimeError('Event loop is closed')` once closed, for callers outside this module.
+    pub(crate) fn check_open(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
     /// Whether `close()` was called.
     pub(crate) fn is_closed_now(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -263,6 +268,7 @@ impl LoopCore {
                         Job::ReadSignals => {}
                         Job::Stream(j) => j.visit(&visit)?,
                         Job::Accept(l) => visit.call(l)?,
+                        Job::Child(c) => c.visit(&visit)?,
                         Job::Datagram(j) => j.visit(&visit)?,
                     }
                 }
@@ -274,6 +280,7 @@ impl LoopCore {
                         }
                         Owner::Stream(so) => so.visit(&visit)?,
                         Owner::Listener(l) => visit.call(l)?,
+                        Owner::Child(c) => c.visit(&visit)?,
                         Owner::Datagram(d) => d.visit(&visit)?,
                     }
                 }

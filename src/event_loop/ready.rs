@@ -51,6 +51,8 @@ pub(crate) enum Job {
     Stream(crate::net::stream::StreamJob),
     /// A served listening socket is readable: accept (`net::listener`).
     Accept(Py<crate::net::listener::Listener>),
+    /// A watched child's pidfd is readable: reap it and report its exit (`process`).
+    Child(crate::process::ChildWatch),
     /// A datagram transport's readiness or scheduled protocol call (`net::datagram`).
     Datagram(crate::net::datagram::DatagramJob),
 }
@@ -132,6 +134,28 @@ impl LoopCore {
         handle
             .get()
             .report_error(handle.as_any(), err, &func, &args)
+    }
+
+    /// Reports the error of `func(*args)` called by the loop from Rust with no `Handle`
+    /// (a child watcher callback), as a handle's run would have.
+    pub(crate) fn report_call_error<'py>(
+        slf: &Bound<'py, Self>,
+        err: PyErr,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let handle = Bound::new(
+            py,
+            Handle::new(
+                func.clone().unbind(),
+                args.clone().unbind(),
+                Self::context_for(py, None)?,
+                slf.clone().into_any().unbind(),
+                None,
+            ),
+        )?;
+        handle.get().report_error(handle.as_any(), err, func, args)
     }
 
     /// Runs a `Job::Task`: the task's step or wake-up in its context. An unexpected error

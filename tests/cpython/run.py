@@ -133,7 +133,7 @@ CORE_MODULES = [
     "test_locks", "test_queues", "test_context", "test_pep492", "test_runners",
     "test_timeouts", "test_waitfor", "test_threads", "test_taskgroups",
     "test_futures", "test_futures2", "test_tasks", "test_eager_task_factory",
-    "test_base_events",
+    "test_base_events", "test_subprocess",
 ] + NET_MODULES
 
 RUN_ID = "__run__"          # pseudo-test for failures not attributable to one test

@@ -155,29 +155,10 @@ INTERNAL_CLASSES = {
     },
 }
 
-_SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until "
-               "they land")
 
 # module -> {"TestClass.test_method": "issue and reason"}: stock-passing tests of parts of the
 # loop that another open issue builds. A test may exist on some Python versions only.
-DEFERRED = {
-    "test_events": {
-        **{f"FerroloopEventLoopTests.{name}": _SUBPROCESS for name in (
-            "test_subprocess_exec", "test_subprocess_interactive", "test_subprocess_shell",
-            "test_subprocess_exitcode", "test_subprocess_close_after_finish",
-            "test_subprocess_kill", "test_subprocess_terminate", "test_subprocess_send_signal",
-            "test_subprocess_stderr", "test_subprocess_stderr_redirect_to_stdout",
-            "test_subprocess_close_client_stream", "test_subprocess_wait_no_same_group",
-            "test_subprocess_exec_invalid_args", "test_subprocess_shell_invalid_args")},
-    },
-    "test_streams": {
-        # Its pipe is native now; the test also runs create_subprocess_exec.
-        "StreamTests.test_read_all_from_pipe_reader": _SUBPROCESS,
-    },
-    "test_unix_events": {
-        "TestFork.test_fork_asyncio_subprocess": _SUBPROCESS,        # 3.12+
-    },
-}
+DEFERRED: dict[str, dict[str, str]] = {}
 
 # module -> {"X.Y": reason}: Pythons on which the module may be missing (absent, skipped at
 # import, or without stock outcomes).

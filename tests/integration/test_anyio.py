@@ -186,12 +186,6 @@ def test_anyio_udp(loop_name):
 
 
 def test_anyio_subprocess(loop_name):
-    if loop_name == "ferroloop":
-        missing = ferroloop.Loop.subprocess_exec is asyncio.AbstractEventLoop.subprocess_exec
-        if missing:
-            pytest.xfail("ferroloop.Loop.subprocess_exec is not implemented yet "
-                         "(issue 9, branch subproc): NotImplementedError")
-
     async def main():
         check_loop(loop_name)
         payload = b"x" * 300_000
