@@ -126,14 +126,15 @@ NET_MODULES = [
     "test_buffered_proto", "test_sendfile", "test_unix_events",
 ]
 
-# The set CI gates on (`--core`): the loop core, the native Future/Task modules,
-# test_base_events (its tests that run on ferroloop; skips.INTERNAL_CLASSES) and the
-# networking modules.
+# The set CI gates on (`--core`): the whole suite but skips.EXCLUDED_MODULES (the loop core,
+# the native Future/Task modules, test_base_events (its tests that run on ferroloop;
+# skips.INTERNAL_CLASSES), networking, subprocesses, TLS). `--core` reports a module of the
+# running Python that is in neither list.
 CORE_MODULES = [
     "test_locks", "test_queues", "test_context", "test_pep492", "test_runners",
     "test_timeouts", "test_waitfor", "test_threads", "test_taskgroups",
     "test_futures", "test_futures2", "test_tasks", "test_eager_task_factory",
-    "test_base_events", "test_subprocess",
+    "test_base_events", "test_subprocess", "test_ssl", "test_sslproto", "test_staggered",
 ] + NET_MODULES
 
 RUN_ID = "__run__"          # pseudo-test for failures not attributable to one test
@@ -1038,6 +1039,13 @@ def main(argv=None):
             notes.append(note)
         if m in runs and runs[m].status in ("ok", "broken") and stock.get(m):
             ran.append(m)
+    if args.core:
+        # The whole suite is gated: a module of this Python that is neither gated nor
+        # excluded with its reason (one a newer CPython adds, say) is an error.
+        for m in present:
+            if m not in wanted and m not in excluded:
+                problems.append("%s is in this Python's test_asyncio but neither in CORE_MODULES "
+                                "nor in skips.EXCLUDED_MODULES" % m)
 
     # ---- gate each module
     gates = {}

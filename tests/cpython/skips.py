@@ -166,4 +166,7 @@ UNAVAILABLE_MODULES = {
     "test_eager_task_factory": {
         "3.11": "eager task factories (and this test module) were added in CPython 3.12",
     },
+    "test_staggered": {
+        "3.11": "this test module of asyncio.staggered was added in CPython 3.12",
+    },
 }
