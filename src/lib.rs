@@ -50,6 +50,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::stream::StreamCore>()?;
     m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
+    m.add_function(wrap_pyfunction!(event_loop::signals::_signal_wakeup_fd, m)?)?;
     future::register(m)?;
     net::dns::register(m)?;
     task::register(m)?;

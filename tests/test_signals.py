@@ -1,14 +1,17 @@
 """Signals: add/remove_signal_handler, Ctrl-C while the loop sleeps, Python handlers."""
 
 import asyncio
+import errno
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-SIGNALS = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGALRM]
+SIGNALS = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD]
 
 
 @pytest.fixture(autouse=True)
@@ -434,3 +437,454 @@ def test_signal_pipe_read_consumes_earlier_wakeups(loop):
 
     loop.run_until_complete(main())
     assert out == ["first", "new"]
+
+
+
+# --- issue 9: the complete add/remove_signal_handler contract, checked on both loops ---
+
+
+def _run_until(loop, pred, timeout=5.0):
+    """Run ``loop`` until ``pred()`` holds (checked every millisecond), or fail."""
+
+    async def wait():
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, "condition never held"
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(wait())
+
+
+@pytest.mark.parametrize(
+    "sig, exc, message",
+    [
+        (0, ValueError, "invalid signal number 0"),
+        (999, ValueError, "invalid signal number 999"),
+        (-1, ValueError, "invalid signal number -1"),
+        ("SIGUSR1", TypeError, "sig must be an int, not 'SIGUSR1'"),
+        (10.0, TypeError, "sig must be an int, not 10.0"),
+        (None, TypeError, "sig must be an int, not None"),
+    ],
+)
+def test_add_and_remove_signal_handler_reject_invalid_signals(loop, sig, exc, message):
+    with pytest.raises(exc) as info:
+        loop.add_signal_handler(sig, print)
+    assert str(info.value) == message
+    with pytest.raises(exc) as info:
+        loop.remove_signal_handler(sig)
+    assert str(info.value) == message
+    assert signal.set_wakeup_fd(-1) == -1  # nothing was installed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
+def test_uncatchable_signal_raises_runtime_error(loop, sig):
+    """signal.signal() fails with EINVAL: RuntimeError('sig N cannot be caught') raised
+    while handling that OSError, the handler forgotten and, none being left, the wakeup fd
+    reset; remove_signal_handler() then finds nothing."""
+    with pytest.raises(RuntimeError) as info:
+        loop.add_signal_handler(sig, print)
+    assert str(info.value) == f"sig {sig} cannot be caught"
+    assert isinstance(info.value.__context__, OSError)
+    assert info.value.__context__.errno == errno.EINVAL
+    assert signal.set_wakeup_fd(-1) == -1
+    assert loop.remove_signal_handler(sig) is False
+
+
+def test_uncatchable_signal_keeps_the_other_handlers(loop):
+    """A failed add_signal_handler leaves the wakeup fd in place while another handler is
+    installed: that handler still runs."""
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    with pytest.raises(RuntimeError):
+        loop.add_signal_handler(signal.SIGKILL, print)
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: got)
+    assert got == ["usr1"]
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+async def _coroutine_function():
+    pass
+
+
+def test_coroutines_rejected(loop):
+    coro = _coroutine_function()
+    try:
+        for cb in (_coroutine_function, coro):
+            with pytest.raises(TypeError) as info:
+                loop.add_signal_handler(signal.SIGUSR1, cb)
+            assert str(info.value) == "coroutines cannot be used with add_signal_handler()"
+    finally:
+        coro.close()
+    # The type check comes first: even an invalid signal gets the TypeError.
+    with pytest.raises(TypeError, match="coroutines cannot be used"):
+        loop.add_signal_handler(0, _coroutine_function)
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+
+
+def test_add_signal_handler_outside_the_main_thread(loop):
+    """set_wakeup_fd() refuses outside the main thread: RuntimeError with its message,
+    raised while handling its ValueError; nothing is installed."""
+    got = {}
+
+    def worker():
+        try:
+            loop.add_signal_handler(signal.SIGUSR1, print)
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+            got["add"] = e
+        got["remove"] = loop.remove_signal_handler(signal.SIGUSR1)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join()
+    assert type(got["add"]) is RuntimeError
+    assert str(got["add"]) == "set_wakeup_fd only works in main thread of the main interpreter"
+    assert type(got["add"].__context__) is ValueError
+    assert got["remove"] is False
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_add_signal_handler_in_a_loop_running_in_another_thread(loop_factory):
+    got = []
+
+    def worker():
+        lp = loop_factory()
+
+        async def main():
+            try:
+                lp.add_signal_handler(signal.SIGUSR1, print)
+            except RuntimeError as e:
+                got.append(str(e))
+
+        lp.run_until_complete(main())
+        lp.close()
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join()
+    assert got == ["set_wakeup_fd only works in main thread of the main interpreter"]
+
+
+def test_closed_loop_checks_the_signal_first(loop):
+    loop.close()
+    with pytest.raises(ValueError, match="invalid signal number 0"):
+        loop.add_signal_handler(0, print)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.add_signal_handler(signal.SIGUSR1, print)
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_several_handlers_on_different_signals(loop):
+    """Each signal runs its own handler with its own arguments, in arrival order."""
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    loop.add_signal_handler(signal.SIGUSR2, lambda *a: got.append(a), "usr2", 2)
+    loop.add_signal_handler(signal.SIGALRM, got.append, "alrm")
+
+    def raise_all():
+        signal.raise_signal(signal.SIGALRM)
+        signal.raise_signal(signal.SIGUSR1)
+        signal.raise_signal(signal.SIGUSR2)
+        signal.raise_signal(signal.SIGUSR1)
+
+    loop.call_soon(raise_all)
+    _run_until(loop, lambda: len(got) == 4)
+    assert got == ["alrm", "usr1", ("usr2", 2), "usr1"]
+    assert sorted(loop._signal_handlers) == sorted(
+        [signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM]
+    )
+    # Removing one leaves the others working.
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    got.clear()
+    loop.call_soon(signal.raise_signal, signal.SIGUSR2)
+    _run_until(loop, lambda: got)
+    assert got == [("usr2", 2)]
+    assert signal.set_wakeup_fd(-1) != -1  # still installed for SIGUSR2 / SIGALRM
+
+
+def test_reregistering_replaces_handler_and_arguments(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "first")
+    first = loop._signal_handlers[signal.SIGUSR1]
+    loop.add_signal_handler(signal.SIGUSR1, lambda *a: got.append(a), "second", 2)
+    assert loop._signal_handlers[signal.SIGUSR1] is not first
+    assert len(loop._signal_handlers) == 1
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: got)
+    assert got == [("second", 2)]
+    # One removal undoes both registrations.
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_removing_the_last_handler_resets_the_wakeup_fd_only_then(loop):
+    loop.add_signal_handler(signal.SIGUSR1, print)
+    loop.add_signal_handler(signal.SIGINT, print)
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    fd = signal.set_wakeup_fd(-1)
+    assert fd != -1
+    signal.set_wakeup_fd(fd)
+    assert loop.remove_signal_handler(signal.SIGINT) is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_raising_handlers_go_to_the_exception_handler(loop):
+    """A handler that raises is reported like any callback (message, exception, handle)
+    and the loop goes on: the next signal runs it again."""
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+
+    def handler(tag):
+        raise ZeroDivisionError(tag)
+
+    loop.add_signal_handler(signal.SIGUSR1, handler, "a")
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: len(reports) == 1)
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: len(reports) == 2)
+    for ctx in reports:
+        assert type(ctx["exception"]) is ZeroDivisionError
+        assert ctx["exception"].args == ("a",)
+        assert ctx["message"].startswith("Exception in callback ")
+        assert ctx["handle"] is loop._signal_handlers[signal.SIGUSR1]
+    assert loop.run_until_complete(_sleep_value(loop)) == "ok"
+
+
+def test_keyboard_interrupt_from_a_handler_leaves_run_forever(loop):
+    """BaseExceptions raised by a handler are not reported: they leave run_forever."""
+
+    def handler():
+        raise KeyboardInterrupt
+
+    loop.add_signal_handler(signal.SIGUSR1, handler)
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    safety = loop.call_later(5, loop.stop)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    safety.cancel()
+    assert loop.run_until_complete(_sleep_value(loop)) == "ok"
+
+
+def test_cancelled_handle_removes_the_handler_when_the_signal_comes(loop):
+    """asyncio's _handle_signal: a cancelled handler is removed properly (SIG_DFL back,
+    wakeup fd reset) when its signal next arrives, and does not run."""
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "x")
+    loop._signal_handlers[signal.SIGUSR1].cancel()
+    assert signal.SIGUSR1 in loop._signal_handlers
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: signal.SIGUSR1 not in loop._signal_handlers)
+    assert got == []
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_handler_runs_in_the_context_of_add_signal_handler(loop):
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    got = []
+    var.set("at add")
+    loop.add_signal_handler(signal.SIGUSR1, lambda: got.append(var.get()))
+    var.set("later")
+    loop.call_soon(signal.raise_signal, signal.SIGUSR1)
+    _run_until(loop, lambda: got)
+    assert got == ["at add"]
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_user_sigchld_handler(loop):
+    """A SIGCHLD handler runs when a child exits; the child can then be reaped."""
+    got = []
+    loop.add_signal_handler(signal.SIGCHLD, got.append, "chld")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(7)
+    try:
+        _run_until(loop, lambda: got)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert got[0] == "chld"
+    assert os.waitstatus_to_exitcode(status) == 7
+    assert loop.remove_signal_handler(signal.SIGCHLD) is True
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+
+
+def test_burst_of_raised_signals_runs_the_handler_once_per_signal(loop):
+    """raise_signal delivers each signal at once: one wakeup byte, one handler call per
+    signal (200 bytes fit in the signal socket's buffer on both loops)."""
+    count = [0]
+    loop.add_signal_handler(signal.SIGUSR1, lambda: count.__setitem__(0, count[0] + 1))
+
+    def burst():
+        for _ in range(200):
+            signal.raise_signal(signal.SIGUSR1)
+
+    loop.call_soon(burst)
+    _run_until(loop, lambda: count[0] == 200)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert count[0] == 200
+
+
+def test_burst_overflowing_the_wakeup_socket(loop):
+    """1,000 signals raised faster than the loop reads: the bytes that do not fit are
+    reported as unraisable BlockingIOErrors by Python's signal module; every other one
+    runs the handler, and the loop keeps working."""
+    count = [0]
+    unraisable = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: count.__setitem__(0, count[0] + 1))
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(u.exc_type)
+    try:
+
+        def burst():
+            for _ in range(1000):
+                signal.raise_signal(signal.SIGUSR1)
+
+        loop.call_soon(burst)
+        _run_until(loop, lambda: count[0] + len(unraisable) == 1000)
+        loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        sys.unraisablehook = old_hook
+    assert count[0] + len(unraisable) == 1000
+    assert count[0] > 0
+    assert set(unraisable) <= {BlockingIOError}
+    assert loop.run_until_complete(_sleep_value(loop)) == "ok"
+
+
+_COALESCE_PROGRAM = r"""
+import asyncio, os, signal, sys
+import ferroloop
+
+loop = ferroloop.new_event_loop() if sys.argv[1] == "ferroloop" else asyncio.new_event_loop()
+count = [0]
+loop.add_signal_handler(signal.SIGUSR1, lambda: count.__setitem__(0, count[0] + 1))
+
+async def main():
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    for _ in range(1000):
+        os.kill(os.getpid(), signal.SIGUSR1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
+    await asyncio.sleep(0.1)
+
+loop.run_until_complete(main())
+loop.close()
+print(count[0])
+"""
+
+
+def test_blocked_signals_coalesce_into_one_handler_call(loop_name):
+    """The kernel keeps one pending instance of a blocked standard signal: 1,000 kills
+    while it is blocked are one delivery, so one handler call, on both loops. (In a fresh
+    process: with other threads running, a thread that does not block the signal would
+    take the deliveries.)"""
+    out = subprocess.run(
+        [sys.executable, "-c", _COALESCE_PROGRAM, loop_name],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1"]
+
+
+@pytest.mark.parametrize("sender", ["thread", "child"])
+def test_burst_from_another_thread_or_process(loop, sender):
+    """1,000 SIGUSR1 from a thread or a child process: deliveries may coalesce, each
+    delivery runs the handler once (at least one, at most 1,000), and a SIGUSR2 sent
+    afterwards still gets through."""
+    count = [0]
+    done = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: count.__setitem__(0, count[0] + 1))
+    loop.add_signal_handler(signal.SIGUSR2, done.append, True)
+    pid = os.getpid()
+
+    async def main():
+        if sender == "thread":
+
+            def worker():
+                for _ in range(1000):
+                    os.kill(pid, signal.SIGUSR1)
+                os.kill(pid, signal.SIGUSR2)
+
+            th = threading.Thread(target=worker)
+            th.start()
+            await loop.run_in_executor(None, th.join)
+        else:
+            code = (
+                "import os, signal, sys\n"
+                "pid = int(sys.argv[1])\n"
+                "for _ in range(1000): os.kill(pid, signal.SIGUSR1)\n"
+                "os.kill(pid, signal.SIGUSR2)\n"
+            )
+            proc = await loop.run_in_executor(
+                None, lambda: subprocess.run([sys.executable, "-c", code, str(pid)])
+            )
+            assert proc.returncode == 0
+        deadline = time.monotonic() + 5
+        while not done:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)
+
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(u.exc_type)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        sys.unraisablehook = old_hook
+    assert 1 <= count[0] <= 1000
+    assert count[0] + len(unraisable) <= 1000
+    assert done == [True]
+
+
+def test_two_loops_share_the_process_wakeup_fd(loop_factory):
+    """The wakeup fd is process-wide: the loop that added a handler last receives every
+    signal and drops those it has no handler for (as asyncio does)."""
+    a, b = loop_factory(), loop_factory()
+    got = []
+    try:
+        a.add_signal_handler(signal.SIGUSR1, got.append, "a")
+        b.add_signal_handler(signal.SIGUSR2, got.append, "b")
+        a.call_soon(signal.raise_signal, signal.SIGUSR1)
+        a.run_until_complete(asyncio.sleep(0.05))
+        b.call_soon(signal.raise_signal, signal.SIGUSR2)
+        b.run_until_complete(asyncio.sleep(0.05))
+        assert got == ["b"]
+        a.run_until_complete(asyncio.sleep(0.01))
+        assert got == ["b"]
+    finally:
+        a.close()
+        b.close()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_signals_after_close_and_a_new_loop(loop_factory):
+    """close() removes the handlers and resets the wakeup fd; a new loop then installs
+    its own and receives the signals."""
+    a = loop_factory()
+    a.add_signal_handler(signal.SIGUSR1, print)
+    a.add_signal_handler(signal.SIGINT, print)
+    a.close()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.set_wakeup_fd(-1) == -1
+    assert a._signal_handlers == {}
+    b = loop_factory()
+    try:
+        got = []
+        b.add_signal_handler(signal.SIGUSR1, got.append, "b")
+        b.call_soon(signal.raise_signal, signal.SIGUSR1)
+        _run_until(b, lambda: got)
+        assert got == ["b"]
+    finally:
+        b.close()
+    assert signal.set_wakeup_fd(-1) == -1

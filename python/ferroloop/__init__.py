@@ -18,6 +18,8 @@ makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts its coroutine
 from __future__ import annotations
 
 import asyncio as _asyncio
+import os as _os
+import signal as _signal
 import sys as _sys
 import warnings as _warnings
 from asyncio import base_events as _base_events
@@ -320,6 +322,31 @@ def install() -> None:
             _asyncio.set_event_loop_policy(EventLoopPolicy())
     else:
         _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def _after_fork_in_child() -> None:
+    """What asyncio 3.12+ does in a forked child (``asyncio.events.on_fork``), done on
+    3.11 too for ferroloop's state: no running loop, ferroloop's policy forgets its loop,
+    and a wakeup fd that is a ferroloop loop's signal socket (shared with the parent, whose
+    loop would run its handlers for the child's signals) is reset."""
+    if _sys.version_info >= (3, 12):
+        return  # asyncio's own hook does all of it
+    _asyncio.events._set_running_loop(None)
+    policy = _asyncio.events._event_loop_policy
+    if isinstance(policy, EventLoopPolicy):
+        policy._local = _asyncio.events.BaseDefaultEventLoopPolicy._Local()
+    ours = _ferroloop._signal_wakeup_fd()
+    if ours != -1:
+        try:
+            old = _signal.set_wakeup_fd(-1)
+            if old != ours:
+                _signal.set_wakeup_fd(old)  # not ferroloop's: leave it as it was
+        except (ValueError, OSError):
+            pass  # forked from a thread other than the main one: nothing to reset
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run(main, *, debug: bool | None = None):

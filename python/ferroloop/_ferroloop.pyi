@@ -15,6 +15,7 @@ _T = TypeVar("_T")
 __version__: str
 
 def _resolver_stats() -> tuple[int, int, int]: ...
+def _signal_wakeup_fd() -> int: ...
 
 class Future(asyncio.Future[_T]):
     """asyncio.Future implemented in Rust; a subclass of CPython's C ``_asyncio.Future``."""

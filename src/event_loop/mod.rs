@@ -153,6 +153,10 @@ pub struct LoopCore {
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.
     shadowed: AtomicBool,
+    /// The process that made the loop. In a child made by `os.fork()` the loop's epoll
+    /// instance is still the parent's (a forked fd shares it): `close()` there must not
+    /// deregister anything, or the parent's loop would stop seeing its fds.
+    pid: u32,
 }
 
 /// What `threading.get_ident()` returns for the calling thread.
@@ -176,6 +180,11 @@ impl LoopCore {
     /// The debug flag (`get_debug()` of an unpatched loop).
     pub(crate) fn is_debug(&self) -> bool {
         self.debug_on()
+    }
+
+    /// Whether this is a copy of the loop in a child made by `os.fork()`.
+    fn in_forked_child(&self) -> bool {
+        self.pid != std::process::id()
     }
 
     fn is_running_inner(&self) -> bool {
@@ -230,6 +239,7 @@ impl LoopCore {
             signals_watched: AtomicBool::new(false),
             self_pipe_pending: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
+            pid: std::process::id(),
         })
     }
 

@@ -436,14 +436,19 @@ impl LoopCore {
         release_timers(py, Some(timers));
         drop((ready, pool));
         // Release every fd the loop owns now, as asyncio's close() does, even if the loop
-        // object lives on.
+        // object lives on. In a forked child the epoll instance is the parent's: closing
+        // the child's copies of the fds is all it may do (deregistering them would take
+        // them from the parent's loop).
         let registry = this.registry.with(|s| s.take());
-        let owners = io.drain(registry.as_ref());
-        if let Some(registry) = &registry {
-            if let Some(sock) = lock(&this.signal_socket).take() {
+        let forked = this.in_forked_child();
+        let owners = io.drain(registry.as_ref().filter(|_| !forked));
+        let signal_socket = lock(&this.signal_socket).take();
+        if let (Some(registry), Some(sock)) = (&registry, &signal_socket) {
+            if !forked {
                 sock.deregister(registry);
             }
         }
+        drop(signal_socket);
         drop(owners);
         drop(registry);
         drop(this.waker.with(|s| s.take()));

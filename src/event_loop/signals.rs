@@ -8,7 +8,7 @@
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
@@ -20,6 +20,25 @@ use super::{lock, os_error, LoopCore};
 use crate::handle::Handle;
 use crate::names::{logger, Names};
 use crate::reactor::SIGNALS;
+
+/// The fd a ferroloop loop last handed to `signal.set_wakeup_fd` (-1 once it handed -1):
+/// the process-wide setting, so a forked child can tell whether the wakeup fd is one of
+/// ferroloop's signal sockets, which it shares with the parent (see `_signal_wakeup_fd`).
+static WAKEUP_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// `signal.set_wakeup_fd(fd)`, remembering the fd in [`WAKEUP_FD`] when it succeeds.
+fn set_wakeup_fd<'py>(signal_mod: &Bound<'py, PyModule>, fd: i32) -> PyResult<Bound<'py, PyAny>> {
+    let old = signal_mod.call_method1("set_wakeup_fd", (fd,))?;
+    WAKEUP_FD.store(fd, Ordering::Relaxed);
+    Ok(old)
+}
+
+/// The wakeup fd ferroloop installed last, or -1: `ferroloop`'s fork hook resets the
+/// wakeup fd in a child only when it is still this one (asyncio 3.12+ resets it always).
+#[pyfunction]
+pub fn _signal_wakeup_fd() -> i32 {
+    WAKEUP_FD.load(Ordering::Relaxed)
+}
 
 /// The socket pair whose write end is `signal.set_wakeup_fd`'s target.
 pub struct SignalSocket {
@@ -151,7 +170,7 @@ impl LoopCore {
             sock.as_ref().map(|s| s.wakeup_fd()).unwrap_or(-1)
         };
         // set_wakeup_fd raises ValueError outside the main thread: check that first.
-        if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (wakeup_fd,)) {
+        if let Err(e) = set_wakeup_fd(signal_mod, wakeup_fd) {
             if e.is_instance_of::<PyValueError>(py) || e.is_instance_of::<PyOSError>(py) {
                 // asyncio: `raise RuntimeError(str(exc))` inside `except ... as exc:`.
                 let err = PyRuntimeError::new_err(e.value(py).str()?.unbind());
@@ -177,7 +196,7 @@ impl LoopCore {
             });
             drop(gone);
             if none_left {
-                if let Err(e2) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+                if let Err(e2) = set_wakeup_fd(signal_mod, -1) {
                     logger(py)?
                         .call_method1("info", ("set_wakeup_fd(-1) failed: %s", e2.value(py)))?;
                 }
@@ -220,7 +239,7 @@ impl LoopCore {
             return Err(cannot_be_caught(py, sig, e));
         }
         if none_left {
-            if let Err(e) = signal_mod.call_method1("set_wakeup_fd", (-1,)) {
+            if let Err(e) = set_wakeup_fd(signal_mod, -1) {
                 logger(py)?.call_method1("info", ("set_wakeup_fd(-1) failed: %s", e.value(py)))?;
             }
         }
