@@ -140,6 +140,45 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
 _ferroloop._register_transport_class(_SocketTransport)
 
 
+class _SSLProtocol(_ferroloop.SSLProtocolCore, _asyncio.BufferedProtocol):
+    """asyncio's ``sslproto.SSLProtocol`` (TLS over ``SSLObject`` + ``MemoryBIO``), native:
+    ``_ferroloop.SSLProtocolCore`` (``src/net/tls.rs``). This class makes it an
+    ``asyncio.BufferedProtocol``, which a native base cannot be."""
+
+    __slots__ = ()
+
+    def __init__(self, *args, **kwargs):
+        # asyncio's __init__ ends by making the app transport.
+        self._get_app_transport()
+
+
+class _SSLTransport(_sslproto._SSLProtocolTransport):
+    """asyncio's ``_SSLProtocolTransport`` over the native ``_SSLProtocol``."""
+
+    def write(self, data):
+        self._ssl_protocol._app_write(data)
+
+    def _test__append_write_backlog(self, data):
+        self._ssl_protocol._append_write_backlog(data)
+
+
+_ferroloop._register_ssl_transport_class(_SSLTransport)
+
+
+def _with_sslproto(func):
+    """asyncio's ``func`` with its module's ``sslproto.SSLProtocol`` read as ferroloop's
+    native ``_SSLProtocol`` (``loop.start_tls`` makes one directly)."""
+    import types
+    globs = dict(func.__globals__)
+    globs["sslproto"] = types.SimpleNamespace(SSLProtocol=_SSLProtocol)
+    new = types.FunctionType(func.__code__, globs, func.__name__, func.__defaults__,
+                             func.__closure__)
+    new.__kwdefaults__ = func.__kwdefaults__
+    new.__qualname__ = func.__qualname__
+    new.__doc__ = func.__doc__
+    return new
+
+
 def _borrowed(cls, *names):
     """asyncio's own connection-setup methods (address resolution, happy eyeballs, the
     ``Server`` object, TLS via ``SSLProtocol``), bound to ferroloop's loop: they call its
@@ -155,8 +194,9 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         "create_connection", "_create_connection_transport", "_ensure_resolved",
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
         "connect_accepted_socket",
-        "sendfile", "_sendfile_fallback", "start_tls",
+        "sendfile", "_sendfile_fallback",
     ))
+    start_tls = _with_sslproto(_base_events.BaseEventLoop.start_tls)
     locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
     locals().update(_borrowed(
         _unix_events._UnixSelectorEventLoop,
@@ -167,8 +207,9 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
                             server_side=False, server_hostname=None, extra=None, server=None,
                             ssl_handshake_timeout=_constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=_constants.SSL_SHUTDOWN_TIMEOUT):
-        """TLS for now: asyncio's ``SSLProtocol`` over a native transport."""
-        ssl_protocol = _sslproto.SSLProtocol(
+        """TLS: the native ``_SSLProtocol`` (asyncio's ``SSLProtocol`` ported to Rust) over
+        a native transport."""
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)

@@ -34,15 +34,22 @@ fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
 pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let Some((proto, buffered)) = this.st.with(|s| {
+    let Some((proto, buffered, tls)) = this.st.with(|s| {
         if s.conn_lost > 0 || !s.reading || s.read_gen != gen {
             return None;
         }
-        Some((s.protocol.as_ref()?.clone_ref(py), s.buffered))
+        Some((
+            s.protocol.as_ref()?.clone_ref(py),
+            s.buffered,
+            s.tls.as_ref().map(|t| t.clone_ref(py)),
+        ))
     }) else {
         return Ok(());
     };
     let proto = proto.into_bound(py);
+    if let Some(tls) = tls {
+        return read_into_tls(slf, &proto, tls.bind(py));
+    }
     if buffered {
         return read_into_buffer(slf, &proto);
     }
@@ -59,6 +66,32 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
                 Err(e) => fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
             }
         }
+    }
+}
+
+/// A native TLS protocol: the bytes go to its incoming BIO directly (what
+/// `get_buffer` + `buffer_updated` do, without the calls).
+fn read_into_tls(
+    slf: &Bound<'_, StreamCore>,
+    proto: &Bound<'_, PyAny>,
+    tls: &Bound<'_, crate::net::tls::SSLProtocolCore>,
+) -> PyResult<()> {
+    let py = slf.py();
+    match recv_bytes(py, slf.get().fd) {
+        Received::WouldBlock => Ok(()),
+        Received::Failed(e) => {
+            fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+        }
+        Received::Eof => on_eof(slf, proto),
+        Received::Data(data) => match crate::net::tls::SSLProtocolCore::feed(tls, data.as_any()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => fatal_error(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
+        },
     }
 }
 
