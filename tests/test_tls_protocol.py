@@ -549,3 +549,23 @@ def test_bad_timeouts(loop, client_ctx):
         "ssl_handshake_timeout should be a positive number, got 0",
         "ssl_shutdown_timeout should be a positive number, got -1",
     ]
+
+
+def test_write_after_second_close(loop, server_ctx, client_ctx):
+    """A second close() drops the app transport's protocol (asyncio's
+    _SSLProtocolTransport): write() raises AttributeError then, abort() does nothing."""
+
+    async def main():
+        server, client, _ = await _pair(loop, server_ctx, client_ctx)
+        async with server:
+            tr = client.transport
+            tr.write(b"before")
+            tr.close()
+            tr.write(b"after first close")  # dropped, no error
+            tr.close()
+            with pytest.raises(AttributeError):
+                tr.write(b"after second close")
+            tr.abort()
+            await client.lost
+
+    run_with_timeout(loop, main())

@@ -139,6 +139,15 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+static MAX_READ_INT: PyOnceLock<Py<PyInt>> = PyOnceLock::new();
+
+/// `MAX_READ` as a Python int (not a cached small int: made once).
+fn max_read_int(py: Python<'_>) -> &Bound<'_, PyInt> {
+    MAX_READ_INT
+        .get_or_init(py, || PyInt::new(py, MAX_READ).unbind())
+        .bind(py)
+}
+
 fn read_buf(py: Python<'_>) -> Py<PyByteArray> {
     READ_BUF.with(|b| {
         b.borrow_mut()
@@ -668,8 +677,11 @@ impl SSLProtocolCore {
         let (paused, read) = this
             .st
             .with(|s| (s.ssl_writing_paused, s.m.outgoing_read.clone_ref(py)));
+        // The outgoing BIO's size: 0 once read out (only the SSL object adds to it).
+        let mut pending = None;
         if !paused {
             let data = vcall(read.bind(py), &[])?;
+            pending = Some(0);
             if data.len()? > 0 {
                 let (core, t) = this.st.with(|s| {
                     (
@@ -685,7 +697,7 @@ impl SSLProtocolCore {
                 }
             }
         }
-        Self::control_app_writing(slf)
+        Self::control_app_writing_sized(slf, pending)
     }
 
     // Incoming flow
@@ -693,10 +705,20 @@ impl SSLProtocolCore {
     /// Encrypted bytes from the transport below (a native transport's read, or
     /// `buffer_updated` / `data_received`).
     pub(crate) fn feed(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::bio_write(slf, data)?;
+        Self::advance(slf)
+    }
+
+    /// `self._incoming.write(data)`: runs no Python code (`ssl.MemoryBIO.write`).
+    pub(crate) fn bio_write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
+        let w = slf.get().st.with(|s| s.m.incoming_write.clone_ref(py));
+        vcall(w.bind(py), &[data.as_ptr()]).map(drop)
+    }
+
+    /// What `buffer_updated` does after the BIO write: the state's next step.
+    pub(crate) fn advance(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        let w = this.st.with(|s| s.m.incoming_write.clone_ref(py));
-        vcall(w.bind(py), &[data.as_ptr()])?;
         match this.state() {
             State::DoHandshake => Self::do_handshake(slf),
             State::Wrapped => Self::do_read(slf),
@@ -714,11 +736,14 @@ impl SSLProtocolCore {
         }
         let res = (|| {
             let (paused, buffered) = this.st.with(|s| (s.app_reading_paused, s.app_is_buffer));
+            // The incoming BIO's size when the read found it empty (only the transport
+            // below adds to it, never during the read).
+            let mut incoming = None;
             if !paused {
                 if buffered {
                     Self::do_read_buffered(slf)?;
-                } else {
-                    Self::do_read_copied(slf)?;
+                } else if Self::do_read_copied(slf)? {
+                    incoming = Some(0);
                 }
                 if this.st.with(|s| !s.write_backlog.is_empty()) {
                     Self::do_write(slf)?;
@@ -726,7 +751,7 @@ impl SSLProtocolCore {
                     Self::process_outgoing(slf)?;
                 }
             }
-            Self::control_ssl_reading(slf)
+            Self::control_ssl_reading_sized(slf, incoming)
         })();
         match res {
             Err(e) if is_exception(py, &e) => {
@@ -737,32 +762,31 @@ impl SSLProtocolCore {
         }
     }
 
-    /// Whether the SSL object has nothing to read now: no bytes in the incoming BIO and
-    /// none decrypted and pending (then `read()` could only raise `SSLWantReadError`).
+    /// Whether the SSL object has nothing more to read now, after a read of up to
+    /// `MAX_READ` bytes: the incoming BIO is empty (then `read()` could only raise
+    /// `SSLWantReadError`: a read of `MAX_READ`, more than a record's 16 KiB, leaves
+    /// nothing of its record pending, and without read-ahead the SSL object takes no more
+    /// from the BIO than the records it reads).
     fn drained(&self, py: Python<'_>) -> PyResult<bool> {
-        let (incoming, pending) = self
-            .st
-            .with(|s| (s.incoming.clone_ref(py), s.m.pending.clone_ref(py)));
-        if incoming
+        let incoming = self.st.with(|s| s.incoming.clone_ref(py));
+        Ok(incoming
             .bind(py)
             .getattr(intern!(py, "pending"))?
             .extract::<usize>()?
-            > 0
-        {
-            return Ok(false);
-        }
-        Ok(vcall(pending.bind(py), &[])?.extract::<usize>()? == 0)
+            == 0)
     }
 
-    fn do_read_copied(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// `_do_read__copied()`; true if it found the incoming BIO empty.
+    fn do_read_copied(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         let n = names(py)?;
         let read = this.st.with(|s| s.m.read.clone_ref(py)).into_bound(py);
         let buf = read_buf(py).into_bound(py);
-        let size = PyInt::new(py, MAX_READ);
+        let size = max_read_int(py);
         let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut eof = false;
+        let mut drained = false;
         loop {
             let got = match vcall(&read, &[size.as_ptr(), buf.as_ptr()]) {
                 Ok(c) => c.extract::<usize>()?,
@@ -777,6 +801,7 @@ impl SSLProtocolCore {
                 crate::pyo::buffer::with_bytes(buf.as_any(), |b| PyBytes::new(py, &b[..got]))?;
             chunks.push(chunk);
             if this.drained(py)? {
+                drained = true;
                 break;
             }
         }
@@ -794,8 +819,9 @@ impl SSLProtocolCore {
         if eof {
             Self::call_eof_received(slf)?;
             Self::start_shutdown(slf)?;
+            return Ok(false);
         }
-        Ok(())
+        Ok(drained)
     }
 
     fn do_read_buffered(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -945,9 +971,17 @@ impl SSLProtocolCore {
     }
 
     fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::control_app_writing_sized(slf, None)
+    }
+
+    /// `_control_app_writing()`, given the outgoing BIO's size if known.
+    fn control_app_writing_sized(slf: &Bound<'_, Self>, outgoing: Option<i64>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let size = Self::get_write_buffer_size_inner(slf)?;
+        let size = match outgoing {
+            Some(n) => n + this.st.with(|s| s.write_buffer_size),
+            None => Self::get_write_buffer_size_inner(slf)?,
+        };
         let action = this.st.with(|s| {
             if size >= s.outgoing_high && !s.app_writing_paused {
                 s.app_writing_paused = true;
@@ -975,9 +1009,17 @@ impl SSLProtocolCore {
     }
 
     fn control_ssl_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::control_ssl_reading_sized(slf, None)
+    }
+
+    /// `_control_ssl_reading()`, given the incoming BIO's size if known.
+    fn control_ssl_reading_sized(slf: &Bound<'_, Self>, incoming: Option<i64>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let size = Self::get_read_buffer_size_inner(slf)?;
+        let size = match incoming {
+            Some(n) => n,
+            None => Self::get_read_buffer_size_inner(slf)?,
+        };
         let action = this.st.with(|s| {
             if size >= s.incoming_high && !s.ssl_reading_paused {
                 s.ssl_reading_paused = true;

@@ -76,22 +76,43 @@ fn read_into_tls(
     proto: &Bound<'_, PyAny>,
     tls: &Bound<'_, crate::net::tls::SSLProtocolCore>,
 ) -> PyResult<()> {
+    use crate::net::tls::SSLProtocolCore;
+    /// The outcome of one `recv()` handed to the BIO.
+    enum Fed {
+        Data(PyResult<()>),
+        Eof,
+        WouldBlock,
+        Failed(std::io::Error),
+    }
     let py = slf.py();
-    match recv_bytes(py, slf.get().fd) {
-        Received::WouldBlock => Ok(()),
-        Received::Failed(e) => {
-            fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+    let fd = slf.get().fd;
+    // The bytes go to the protocol's incoming BIO, which copies them: a view of the
+    // thread's read buffer, no `bytes` object. (The BIO's write runs no Python code, so
+    // the buffer is free again before the state machine runs.)
+    let fed = with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+        Ok(0) => Fed::Eof,
+        Ok(_) => Fed::Data(crate::pyo::buffer::with_memoryview(py, buf, |view| {
+            SSLProtocolCore::bio_write(tls, view)
+        })),
+        Err(e) if would_block(&e) => Fed::WouldBlock,
+        Err(e) => Fed::Failed(e),
+    });
+    let res = match fed {
+        Fed::WouldBlock => return Ok(()),
+        Fed::Failed(e) => {
+            return fatal_error(slf, os_error(e), "Fatal read error on socket transport")
         }
-        Received::Eof => on_eof(slf, proto),
-        Received::Data(data) => match crate::net::tls::SSLProtocolCore::feed(tls, data.as_any()) {
-            Ok(()) => Ok(()),
-            Err(e) if is_fatal(py, &e) => Err(e),
-            Err(e) => fatal_error(
-                slf,
-                e,
-                "Fatal error: protocol.buffer_updated() call failed.",
-            ),
-        },
+        Fed::Eof => return on_eof(slf, proto),
+        Fed::Data(written) => written.and_then(|()| SSLProtocolCore::advance(tls)),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if is_fatal(py, &e) => Err(e),
+        Err(e) => fatal_error(
+            slf,
+            e,
+            "Fatal error: protocol.buffer_updated() call failed.",
+        ),
     }
 }
 
