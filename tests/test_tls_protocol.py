@@ -569,3 +569,34 @@ def test_write_after_second_close(loop, server_ctx, client_ctx):
             await client.lost
 
     run_with_timeout(loop, main())
+
+
+class _SmallBytearrayProto(_BufProto):
+    def get_buffer(self, sizehint):
+        self.sizes.append(sizehint)
+        return self.buf  # a bytearray, not a view
+
+
+def test_app_buffered_protocol_bytearray_smaller_than_a_record(loop, server_ctx, client_ctx):
+    """Known difference: an app BufferedProtocol whose get_buffer() returns a bytearray
+    smaller than a decrypted record. asyncio reads the rest of the buffer through
+    ``buf[offset:]``, a copy of a bytearray, so those bytes are lost (while counted in
+    buffer_updated); ferroloop reads into the buffer itself, as uvloop does."""
+    payload = _payload(100_000, b"small")
+
+    async def main():
+        server, client, srv_proto = await _pair(
+            loop, server_ctx, client_ctx, client_factory=lambda: _SmallBytearrayProto(loop))
+        async with server:
+            srv = await srv_proto
+            srv.transport.write(payload)
+            srv.transport.close()
+            await client.lost
+            return bytes(client.data)
+
+    got = run_with_timeout(loop, main(), timeout=30)
+    assert len(got) == len(payload)
+    if isinstance(loop, ferroloop.Loop):
+        assert got == payload
+    else:
+        assert got != payload
