@@ -600,3 +600,71 @@ def test_app_buffered_protocol_bytearray_smaller_than_a_record(loop, server_ctx,
         assert got == payload
     else:
         assert got != payload
+
+
+def test_tls_accepted_connection_protocol_made_in_the_accept_callback(
+        loop, server_ctx, client_ctx):
+    """Known difference (as for plain connections): asyncio calls a TLS server's protocol
+    factory in a Task per accepted connection (``_accept_connection2``); ferroloop, outside
+    debug mode, in the accept callback."""
+    seen = []
+
+    def factory():
+        seen.append(asyncio.current_task())
+        return _Recorder(loop)
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            tr, pr = await loop.create_connection(
+                lambda: _Recorder(loop), "127.0.0.1", port, ssl=client_ctx,
+                server_hostname="localhost")
+            tr.close()
+            await pr.lost
+
+    run_with_timeout(loop, main())
+    assert len(seen) == 1
+    if isinstance(loop, ferroloop.Loop):
+        assert seen == [None]
+    else:
+        assert isinstance(seen[0], asyncio.Task)
+
+
+def test_server_side_failed_handshake_closes_the_connection(loop, server_ctx, certfiles):
+    """A client that rejects the server's certificate: the server's waiter fails, the
+    accepted connection is closed (asyncio's Task closes the transport after ``await
+    waiter``), the app protocol never sees connection_made, nothing is reported outside
+    debug mode, and no "exception was never retrieved"."""
+    made = []
+    contexts = []
+
+    def factory():
+        p = _Recorder(loop)
+        made.append(p)
+        return p
+
+    async def main():
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            for _ in range(3):
+                bad = ssl.create_default_context()  # does not trust the self-signed cert
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await loop.create_connection(
+                        asyncio.Protocol, "127.0.0.1", port, ssl=bad,
+                        server_hostname="localhost")
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                if all(p.transport is None for p in made) and len(made) == 3:
+                    break
+        await asyncio.sleep(0.05)
+        import gc
+        gc.collect()
+        await asyncio.sleep(0)
+
+    run_with_timeout(loop, main())
+    assert len(made) == 3
+    assert all(p.events == [] for p in made)
+    assert contexts == []
