@@ -92,6 +92,8 @@ struct SslNames {
     state_enum: Py<PyAny>,
     app_state_enum: Py<PyAny>,
     logger: Py<PyAny>,
+    /// `asyncio.constants` (its `SSL_*_TIMEOUT` read at each use, as asyncio does).
+    constants: Py<PyAny>,
     /// asyncio 3.13's `_abort(exc)` (`transport._force_close(exc)`); 3.11's is
     /// `_abort()` (`transport.abort()`).
     abort_takes_exc: bool,
@@ -120,6 +122,7 @@ fn names(py: Python<'_>) -> PyResult<&'static SslNames> {
             state_enum: get(&sslproto, "SSLProtocolState")?,
             app_state_enum: get(&sslproto, "AppProtocolState")?,
             logger: py.import("asyncio.log")?.getattr("logger")?.unbind(),
+            constants: py.import("asyncio.constants")?.into_any().unbind(),
             abort_takes_exc: py.version_info() >= (3, 13),
         })
     })
@@ -1075,7 +1078,7 @@ fn check_timeout<'py>(
     default: &str,
 ) -> PyResult<Py<PyAny>> {
     match value.filter(|v| !v.is_none()) {
-        None => Ok(py.import("asyncio.constants")?.getattr(default)?.unbind()),
+        None => Ok(names(py)?.constants.bind(py).getattr(default)?.unbind()),
         Some(v) => {
             if v.le(0)? {
                 return Err(PyValueError::new_err(format!(
