@@ -174,7 +174,7 @@ class _SSLTransport(_sslproto._SSLProtocolTransport):
         self._ssl_protocol._append_write_backlog(data)
 
 
-_ferroloop._register_ssl_transport_class(_SSLTransport)
+_ferroloop._register_ssl_classes(_SSLProtocol, _SSLTransport)
 
 
 def _with_sslproto(func):

@@ -128,11 +128,28 @@ fn names(py: Python<'_>) -> PyResult<&'static SslNames> {
     })
 }
 
-/// Registers the app transport class (`ferroloop._SSLTransport`).
+/// `ferroloop._SSLProtocol`, registered by the Python package at import.
+static PROTOCOL_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Registers the protocol class (`ferroloop._SSLProtocol`) and the app transport class
+/// (`ferroloop._SSLTransport`).
 #[pyfunction]
-pub fn _register_ssl_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
-    let _ = APP_TRANSPORT_CLASS.set(py, cls.unbind());
+pub fn _register_ssl_classes(
+    py: Python<'_>,
+    protocol_cls: Bound<'_, PyType>,
+    transport_cls: Bound<'_, PyType>,
+) -> PyResult<()> {
+    let _ = PROTOCOL_CLASS.set(py, protocol_cls.unbind());
+    let _ = APP_TRANSPORT_CLASS.set(py, transport_cls.unbind());
     Ok(())
+}
+
+/// `ferroloop._SSLProtocol` (what `loop._make_ssl_transport()` makes).
+pub(crate) fn protocol_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    PROTOCOL_CLASS
+        .get(py)
+        .map(|c| c.bind(py))
+        .ok_or_else(|| PyRuntimeError::new_err("ferroloop's SSL protocol class is not registered"))
 }
 
 thread_local! {
@@ -1808,6 +1825,6 @@ impl SSLProtocolCore {
 /// Registers the class and function of this module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SSLProtocolCore>()?;
-    m.add_function(wrap_pyfunction!(_register_ssl_transport_class, m)?)?;
+    m.add_function(wrap_pyfunction!(_register_ssl_classes, m)?)?;
     Ok(())
 }
