@@ -11,14 +11,16 @@ Workloads (the server is an ``asyncio.Protocol`` echo, ``data_received -> write`
 
 * ``tls_echo_1k``: one connection, the client sends 1 KiB and reads it back, over and over;
   round trips/s.
+* ``tls_echo_1k_x8``: the same over 8 connections at once (one message in flight on each),
+  so the server, not the client's round-trip latency, is the bottleneck; round trips/s.
 * ``tls_handshake``: a new connection per operation: TCP connect, full TLS handshake (no
   session resumption), one 1 KiB echo, close; connections/s.
 
 Each measurement starts a fresh server process on the loop under test and a fixed client in
-another process (blocking ``ssl`` sockets, no event loop), interleaved as in run.py: run r
+another process, each in a session of its own (as net.py does, for autogroup scheduling) (blocking ``ssl`` sockets, no event loop), interleaved as in run.py: run r
 measures every workload, and for each workload every loop in an order rotated by r. The
 figures are medians over the runs; besides the client's rate, the server's CPU time per
-operation (user + system, from /proc) is reported, which is the loop's cost even when the
+operation (every thread's run time, from /proc/PID/task/*/schedstat) is reported, which is the loop's cost even when the
 client is the bottleneck. Loops that cannot do TLS are reported as n/a.
 """
 
@@ -41,9 +43,9 @@ sys.dont_write_bytecode = True
 
 import workloads as W  # noqa: E402  (new_loop, loop_version)
 
-WORKLOADS = ("tls_echo_1k", "tls_handshake")
+WORKLOADS = ("tls_echo_1k", "tls_echo_1k_x8", "tls_handshake")
+CONNECTIONS = 8  # tls_echo_1k_x8
 DEFAULT_LOOPS = ("ferroloop", "asyncio", "uvloop", "rloop")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MSG = 1024
 
 
@@ -131,6 +133,39 @@ def client(workload, port, cert, seconds, warmup):
                     measured += 1
         finally:
             s.close()
+    elif workload == "tls_echo_1k_x8":
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        socks = [connect() for _ in range(CONNECTIONS)]
+        got = {}
+        try:
+            for s in socks:
+                sel.register(s, selectors.EVENT_READ)
+                got[s] = 0
+                s.sendall(payload)
+            while True:
+                now = time.perf_counter()
+                if now >= end:
+                    break
+                for key, _ in sel.select(1.0):
+                    s = key.fileobj
+                    while True:  # a readable socket holds a record: read what TLS has
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            raise ConnectionError("server closed")
+                        got[s] += len(chunk)
+                        if not s.pending():
+                            break
+                    if got[s] >= MSG:
+                        got[s] -= MSG
+                        total += 1
+                        if now >= t_measure:
+                            measured += 1
+                        s.sendall(payload)
+        finally:
+            for s in socks:
+                s.close()
     else:
         while True:
             now = time.perf_counter()
@@ -150,17 +185,24 @@ def client(workload, port, cert, seconds, warmup):
 # --- the driver ---
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+def cpu_ns(pid):
+    """CPU time of every thread of ``pid`` so far, in ns (schedstat: finer than the
+    clock ticks of /proc/PID/stat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total
 
 
 def measure(python, loop_name, workload, cert, key, seconds, warmup):
     env = dict(os.environ, PYTHONHASHSEED="0")
     server = subprocess.Popen([python, __file__, "--serve", loop_name, cert, key],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env, cwd=HERE)
+                              env=env, cwd=HERE, start_new_session=True)
     try:
         line = server.stdout.readline()
         if not line:
@@ -169,17 +211,18 @@ def measure(python, loop_name, workload, cert, key, seconds, warmup):
         hello = json.loads(line)
         if "error" in hello:
             return hello
-        ticks0 = cpu_ticks(server.pid)
+        cpu0 = cpu_ns(server.pid)
         out = subprocess.run(
             [python, __file__, "--client", workload, str(hello["port"]), cert,
              str(seconds), str(warmup)],
-            capture_output=True, text=True, env=env, cwd=HERE, timeout=seconds * 10 + 60)
-        ticks1 = cpu_ticks(server.pid)
+            capture_output=True, text=True, env=env, cwd=HERE, timeout=seconds * 10 + 60,
+            start_new_session=True)
+        cpu1 = cpu_ns(server.pid)
         if out.returncode != 0:
             err = out.stderr.strip().splitlines()
             return {"error": err[-1] if err else f"client exit {out.returncode}"}
         res = json.loads(out.stdout.strip().splitlines()[-1])
-        cpu_us = (ticks1 - ticks0) / CLK_TCK * 1e6 / max(res["total"], 1)
+        cpu_us = (cpu1 - cpu0) / 1e3 / max(res["total"], 1)
         return {"rate": res["rate"], "server_cpu_us": cpu_us, "version": hello["version"]}
     finally:
         server.kill()
@@ -245,7 +288,7 @@ def main(argv=None):
             cratio = f"{mcpu[lp] / mcpu[base]:.2f}x" if base in mcpu else ""
             rows.append([f"{lp} {versions.get(lp, '')}", f"{med[lp]:,.0f}", ratio,
                          f"{mcpu[lp]:.1f}", cratio])
-        unit = "round trips/s" if w == "tls_echo_1k" else "connections/s"
+        unit = "connections/s" if w == "tls_handshake" else "round trips/s"
         print(f"{w}:")
         print(table(["loop", unit, "vs uvloop", "server CPU us/op", "vs uvloop"], rows))
         print()

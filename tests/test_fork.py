@@ -380,3 +380,29 @@ def test_policy_forgets_its_loop_in_the_child(loop_factory, loop_name):
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_child_resolves_names_after_the_parent_did(loop_factory):
+    """ferroloop resolves names in a pool of native threads; a forked child has none of
+    the parent's threads, so its lookups must start threads of its own."""
+    loop = loop_factory()
+
+    def child():
+        async def main():
+            lp = asyncio.get_running_loop()
+            infos = await asyncio.wait_for(
+                lp.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), 10
+            )
+            return sorted({info[4][1] for info in infos})
+
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main())
+
+    async def main():
+        await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        return in_child(child)
+
+    try:
+        assert loop.run_until_complete(main()) == [80]
+    finally:
+        loop.close()
