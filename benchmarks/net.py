@@ -54,6 +54,7 @@ WORKLOADS = {
     "streams_1k": ("streams", 1024, "echo", False),
     "sock_1k": ("sock", 1024, "echo", False),
     "unix_1k": ("unix_proto", 1024, "echo", True),
+    "udp_1k": ("udp_proto", 1024, "echo", True),
     "http_uvicorn": ("http_uvicorn", 0, "http", False),
     "http_aiohttp": ("http_aiohttp", 0, "http", False),
 }
@@ -65,6 +66,8 @@ WORKLOAD_DOCS = {
     "streams_1k": "TCP, start_server + readexactly(1024) + write + drain",
     "sock_1k": "TCP, sock_accept + sock_recv + sock_sendall, 1 KiB",
     "unix_1k": "Unix stream socket, asyncio.Protocol echo, 1 KiB",
+    "udp_1k": ("UDP, DatagramProtocol echo (datagram_received -> transport.sendto(data, "
+               "addr)), 1 KiB datagrams, each client socket with one in flight"),
     "http_uvicorn": "uvicorn + httptools, bare ASGI hello world, wrk keep-alive GETs",
     "http_aiohttp": "aiohttp.web hello world, wrk keep-alive GETs",
 }
@@ -156,6 +159,7 @@ def start_server(a, loop, wl, tmpdir):
         os.unlink(path)
     if loop == FLOOR:
         cmd = [a.mio_bin, "server"] + (["--unix", path] if unix
+                                       else ["--udp", "127.0.0.1:0"] if server.startswith("udp")
                                        else ["--tcp", "127.0.0.1:0"])
     else:
         cmd = [a.python, SERVERS_PY, loop, server, "--size", str(size or 1024)]

@@ -16,7 +16,8 @@ not counted, so check a change against wall-clock (``net.py``) too.
 
 Workloads: ``echo_1k`` / ``echo_100k`` (an ``asyncio.Protocol`` echo, one connection,
 ping-pong), ``sock_1k`` (``sock_recv`` + ``sock_sendall`` in a task), ``accept``
-(connect, one byte echoed, close: the cost of an accepted connection).
+(connect, one byte echoed, close: the cost of an accepted connection), ``udp_1k`` (a
+``DatagramProtocol`` echo, ``datagram_received`` -> ``sendto(data, addr)``, ping-pong).
 """
 
 import argparse
@@ -38,7 +39,15 @@ CLIENT = r"""
 import socket, sys
 port, kind, n, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 msg = b"x" * size
-if kind == "accept":
+if kind == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(5)
+    for _ in range(n):
+        s.send(msg)
+        s.recv(65536)
+    s.close()
+elif kind == "accept":
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"x"); s.recv(10); s.close()
@@ -59,6 +68,7 @@ WORKLOADS = {
     "echo_100k": ("echo", 102400, (300, 900)),
     "sock_1k": ("sock", 1024, (2000, 6000)),
     "accept": ("accept", 1, (500, 1500)),
+    "udp_1k": ("udp", 1024, (2000, 6000)),
 }
 
 
@@ -68,6 +78,14 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data):
         self.transport.write(data)
+
+
+class EchoDatagram(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
 
 
 class EchoOnce(Echo):
@@ -98,6 +116,10 @@ async def serve(kind, n, size):
             await echo(conn)
 
         tasks.append(loop.create_task(acceptor()))
+    elif kind == "udp":
+        transport, _ = await loop.create_datagram_endpoint(
+            EchoDatagram, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
     else:
         server = await loop.create_server(
             EchoOnce if kind == "accept" else Echo, "127.0.0.1", 0)
@@ -106,7 +128,9 @@ async def serve(kind, n, size):
     await loop.run_in_executor(None, lambda: subprocess.run(argv, check=True))
     for t in tasks:
         await t
-    if kind != "sock":
+    if kind == "udp":
+        transport.close()
+    elif kind != "sock":
         server.close()
         await server.wait_closed()
 

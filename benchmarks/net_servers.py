@@ -144,6 +144,27 @@ async def srv_sock(loop, ctx):
     return addr
 
 
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("transport",)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+async def srv_udp_proto(loop, ctx):
+    """asyncio.DatagramProtocol echo: datagram_received() -> transport.sendto(data, addr)."""
+    transport, _ = await loop.create_datagram_endpoint(
+        EchoDatagramProtocol, local_addr=("127.0.0.1", 0))
+    ctx.keep(transport)
+    # A burst of the client's datagrams must not be dropped for want of buffer.
+    transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return ("udp", transport.get_extra_info("sockname"))
+
+
 # ---------------------------------------------------------------------------
 # HTTP/1.1 servers ("hello world"), loaded by wrk
 # ---------------------------------------------------------------------------
@@ -214,6 +235,7 @@ async def srv_http_aiohttp(loop, ctx):
 SERVERS = {
     "tcp_proto": (srv_tcp_proto, "echo"),
     "unix_proto": (srv_unix_proto, "echo"),
+    "udp_proto": (srv_udp_proto, "echo"),
     "streams": (srv_streams, "echo"),
     "sock": (srv_sock, "echo"),
     "http_uvicorn": (srv_http_uvicorn, "http"),
@@ -230,6 +252,8 @@ def _client_socket(addr):
     kind, where = addr
     if kind == "unix":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    elif kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     else:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(SELF_CHECK_TIMEOUT)
@@ -374,7 +398,7 @@ def main(argv):
             traceback.print_exc()
         return na(describe(exc))
     kind, where = addr
-    where = f"{where[0]}:{where[1]}" if kind == "tcp" else where
+    where = f"{where[0]}:{where[1]}" if kind in ("tcp", "udp") else where
     sys.stdout.write(f"READY {kind} {where}\n")
     sys.stdout.flush()
     loop.run_forever()  # until net.py kills us

@@ -49,6 +49,15 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handle::TimerHandle>()?;
     m.add_class::<net::stream::StreamCore>()?;
     m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        net::stream::pipe::_register_pipe_transport_classes,
+        m
+    )?)?;
+    m.add_class::<net::datagram::DatagramCore>()?;
+    m.add_function(wrap_pyfunction!(
+        net::datagram::_register_datagram_transport_class,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     m.add_function(wrap_pyfunction!(event_loop::signals::_signal_wakeup_fd, m)?)?;
     future::register(m)?;

@@ -123,10 +123,121 @@ pub fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usi
     ssize_result(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
+/// `recvfrom(fd, buf's spare capacity, MSG_DONTWAIT)`: one datagram, appended to `buf`
+/// (left uninitialized until received into), and the sender's address (`len == 0` when
+/// the sender has none, e.g. an unbound Unix datagram socket).
+pub fn recvfrom_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<(usize, SockAddr)> {
+    let mut addr = SockAddr {
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        storage: unsafe { std::mem::zeroed() },
+        len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    };
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the spare capacity is valid and writable for its length during the call;
+    // `addr.storage` is writable for `addr.len` bytes, which recvfrom updates.
+    let got = ssize_result(unsafe {
+        libc::recvfrom(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+            &mut addr.storage as *mut _ as *mut libc::sockaddr,
+            &mut addr.len,
+        )
+    })?;
+    // SAFETY: recvfrom initialized the `got` (<= spare length) bytes after the length.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok((got, addr))
+}
+
+/// `sendto(fd, buf, MSG_DONTWAIT | MSG_NOSIGNAL, addr)`, or `send` with no address (a
+/// connected socket).
+pub fn sendto(fd: RawFd, buf: &[u8], addr: Option<&SockAddr>) -> io::Result<usize> {
+    let (ptr, len) = match addr {
+        Some(a) => (&a.storage as *const _ as *const libc::sockaddr, a.len),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `buf` is readable for its length; `ptr` is null or points at a sockaddr of
+    // `len` bytes that outlives the call.
+    ssize_result(unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            ptr,
+            len,
+        )
+    })
+}
+
 /// `shutdown(fd, SHUT_WR)`.
 pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     // SAFETY: a plain syscall on an fd number; no memory is passed.
     if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `read(fd, buf)` of at most `max` bytes into the spare capacity of `buf` (as
+/// [`recv_spare`], for pipes, FIFOs, character devices and PTYs, where `recv` fails with
+/// `ENOTSOCK`). The fd must be in non-blocking mode.
+pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let len = max.min(spare.len());
+    let spare = &mut spare[..len];
+    // SAFETY: the spare capacity is valid and writable for its length during the call.
+    let got = ssize_result(unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) })?;
+    // SAFETY: read initialized the `got` (<= spare length) bytes after the current length.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
+/// `write(fd, buf)`: for pipes and character devices (`send` needs a socket). The fd must
+/// be in non-blocking mode; a pipe whose reader is gone gives `EPIPE` (Python ignores
+/// `SIGPIPE`).
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and readable for `buf.len()` bytes during the call.
+    ssize_result(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `writev(fd, iov)`: [`write`] of several buffers in one call.
+pub fn write_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; writev only reads them.
+    // SAFETY: `bufs` holds `bufs.len()` valid iovecs that outlive the call.
+    ssize_result(unsafe {
+        libc::writev(
+            fd,
+            bufs.as_ptr() as *const libc::iovec,
+            bufs.len() as libc::c_int,
+        )
+    })
+}
+
+/// `fstat(fd).st_mode`.
+pub fn file_mode(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: an all-zero stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat for the call.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode)
+}
+
+/// `os.set_blocking(fd, False)`: sets `O_NONBLOCK`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL only takes integers; a bad fd is an error.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -374,6 +485,7 @@ pub fn inet_ntop6(addr: &[u8; 16]) -> String {
 }
 
 /// A socket address as the kernel fills it in.
+#[derive(Clone, Copy)]
 pub struct SockAddr {
     pub storage: libc::sockaddr_storage,
     pub len: libc::socklen_t,
@@ -425,6 +537,14 @@ impl SockAddr {
         let sin6 = unsafe { &mut *(&mut self.storage as *mut _ as *mut libc::sockaddr_in6) };
         sin6.sin6_flowinfo = flowinfo.to_be();
         sin6.sin6_scope_id = scope_id;
+    }
+
+    /// The address's bytes (`len` of them), for comparing two addresses.
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = (self.len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: sockaddr_storage is plain data of at least `len` bytes, all initialized
+        // (zeroed or written by the kernel).
+        unsafe { std::slice::from_raw_parts(&self.storage as *const _ as *const u8, len) }
     }
 
     /// The raw bytes of `sa_data` (what the socket module returns for an unknown family).

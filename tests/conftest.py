@@ -24,7 +24,9 @@ import pytest
 import ferroloop
 
 # tests/cpython is a standalone runner for CPython's own asyncio suite, not pytest tests.
-collect_ignore = ["cpython"]
+# tests/integration needs third-party frameworks and has its own conftest: it runs only when
+# named (``pytest tests/integration``, as tests/run_all.sh does), never as part of ``pytest tests``.
+collect_ignore = ["cpython", "integration"]
 
 LOOP_NAMES = ["asyncio", "ferroloop"]
 

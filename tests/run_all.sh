@@ -10,6 +10,15 @@
 #                                              (known differences aside, each with its reason in
 #                                              tests/cpython/skips.py) and on any module or
 #                                              mirror class it could not measure
+#        pytest tests/integration              real frameworks on ferroloop over loopback
+#                                              (uvicorn+httpx, aiohttp, websockets, tornado,
+#                                              anyio, pytest-asyncio, asyncpg against a
+#                                              PostgreSQL server the tests start), after
+#                                              pip install -r tests/integration/requirements.txt;
+#                                              any skipped integration test fails the run
+# PostgreSQL's server (Debian's postgresql package) is installed with apt-get when initdb is
+# missing and the script runs as root or has passwordless sudo; otherwise the asyncpg tests
+# skip and, the integration run being strict, fail with the reason.
 # Exits non-zero as soon as any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +43,37 @@ else
     done
 fi
 
+have_postgres() {
+    command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+ensure_postgres() {  # best effort; the asyncpg tests report a missing server themselves
+    have_postgres && return 0
+    local sudo=()
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            echo "warning: PostgreSQL (initdb) is missing and this is neither root nor passwordless" \
+                 "sudo: install Debian's postgresql package; the asyncpg integration tests will fail" >&2
+            return 0
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "warning: PostgreSQL (initdb) is missing and there is no apt-get;" \
+             "the asyncpg integration tests will fail" >&2
+        return 0
+    fi
+    echo "== installing PostgreSQL (apt-get install postgresql) for the asyncpg integration tests"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+               --no-install-recommends postgresql >/dev/null \
+        || echo "warning: apt-get install postgresql failed; the asyncpg integration tests will fail" >&2
+    have_postgres || echo "warning: still no initdb after installing postgresql" >&2
+}
+
 mkdir -p results
+ensure_postgres
 echo "== cargo test"
 PYO3_PYTHON="${pythons[0]}" cargo test --quiet
 
@@ -47,5 +86,9 @@ for py in "${pythons[@]}"; do
     "$py" -m pytest -q -p no:cacheprovider tests
     echo "-- CPython asyncio suite on ferroloop (Python $ver)"
     "$py" tests/cpython/run.py --core --json "results/cpython-$ver.json"
+    echo "-- integration tests: real frameworks on ferroloop (Python $ver)"
+    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        -r tests/integration/requirements.txt
+    FERROLOOP_INTEGRATION_STRICT=1 "$py" -m pytest -q -p no:cacheprovider -rs tests/integration
 done
 echo "== all tests passed"

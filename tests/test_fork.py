@@ -76,6 +76,8 @@ def in_child(fn, timeout=30.0):
             chunks.append(chunk)
     finally:
         os.close(r)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)   # a hung child: the assertion above reports it
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     kind, value = pickle.loads(b"".join(chunks))
@@ -406,3 +408,24 @@ def test_child_resolves_names_after_the_parent_did(loop_factory):
         assert loop.run_until_complete(main()) == [80]
     finally:
         loop.close()
+
+
+def test_child_resolves_names_when_forked_while_a_resolver_thread_holds_the_pool():
+    """A resolver thread holds the pool's lock briefly; a fork at that moment used to give
+    the child a lock nobody would release, and its first lookup hung. ferroloop's
+    before-fork hook waits for the lock, so the child starts with it free."""
+    from ferroloop import _ferroloop
+
+    def child():
+        async def main():
+            lp = asyncio.get_running_loop()
+            infos = await asyncio.wait_for(
+                lp.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM), 10
+            )
+            return sorted({info[4][1] for info in infos})
+
+        with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+            return runner.run(main())
+
+    _ferroloop._resolver_hold_lock(0.3)   # returns once the lock is held
+    assert in_child(child, timeout=20) == [80]

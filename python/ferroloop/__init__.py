@@ -191,6 +191,204 @@ def _with_sslproto(func):
     return new
 
 
+class _PipeTransportBase:
+    """What the two pipe transports share; all of it is native (``_ferroloop.StreamCore``
+    of a pipe kind, ``src/net/stream/pipe.rs``)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return self._core._repr(type(self).__name__)
+
+    def __del__(self):
+        self._core._del(self)
+
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    # What asyncio's pipe transports have and code around them reads.
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _fileno(self):
+        return self._core._sock_fd
+
+    @property
+    def _loop(self):
+        return self._core._loop
+
+    @property
+    def _pipe(self):
+        return self._core._pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        # asyncio's tests forget a pipe they closed themselves (no unclosed warning then).
+        if value is not None:
+            raise ValueError("only None can be assigned to _pipe")
+        self._core._forget_pipe()
+
+
+class _ReadPipeTransport(_PipeTransportBase, _asyncio.ReadTransport):
+    """``loop.connect_read_pipe()``'s transport (asyncio's ``_UnixReadPipeTransport``)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+    max_size = 256 * 1024
+
+    def __init__(self, core):
+        self._core = core
+
+    def close(self):
+        self._core.close()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+
+class _WritePipeTransport(_PipeTransportBase, _transports._FlowControlMixin,
+                          _asyncio.WriteTransport):
+    """``loop.connect_write_pipe()``'s transport (asyncio's ``_UnixWritePipeTransport``)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+
+    def __init__(self, core):
+        self._core = core
+        self.write = core._pipe_write
+
+    def write(self, data):
+        self._core._pipe_write(data)
+
+    def write_eof(self):
+        self._core._pipe_write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def close(self):
+        self._core._pipe_write_eof()
+
+    def abort(self):
+        self._core.abort()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+
+_ferroloop._register_pipe_transport_classes(_ReadPipeTransport, _WritePipeTransport)
+
+
+class _DatagramTransport(_transports._FlowControlMixin, _asyncio.DatagramTransport):
+    """A datagram transport over a UDP or Unix datagram socket. All of it is native
+    (``_ferroloop.DatagramCore``); this class makes it an ``asyncio.DatagramTransport``
+    (and, through ``_FlowControlMixin``, an ``asyncio.Transport``, as asyncio's is)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+
+    def __init__(self, core):
+        self._core = core
+        # The core's own bound method: a send runs no Python frame.
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+
+    def __repr__(self):
+        return self._core._repr(type(self).__name__)
+
+    def __del__(self):
+        self._core._del(self)
+
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+    @property
+    def _loop(self):
+        return self._core._loop
+
+    @property
+    def _address(self):
+        return self._core._address
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+
+_ferroloop._register_datagram_transport_class(_DatagramTransport)
+
+
 def _borrowed(cls, *names):
     """asyncio's own connection-setup methods (address resolution, happy eyeballs, the
     ``Server`` object, TLS via ``SSLProtocol``), bound to ferroloop's loop: they call its
@@ -205,8 +403,9 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         _base_events.BaseEventLoop,
         "create_connection", "_create_connection_transport", "_ensure_resolved",
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
-        "connect_accepted_socket",
+        "connect_accepted_socket", "create_datagram_endpoint",
         "sendfile", "_sendfile_fallback",
+        "connect_read_pipe", "connect_write_pipe",
     ))
     start_tls = _with_sslproto(_base_events.BaseEventLoop.start_tls)
     locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
@@ -400,6 +599,10 @@ def _after_fork_in_child() -> None:
 
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_after_fork_in_child)
+    # The resolver pool's lock must not be held by one of its threads at the fork.
+    _os.register_at_fork(before=_ferroloop._resolver_before_fork,
+                         after_in_parent=_ferroloop._resolver_after_fork_in_parent,
+                         after_in_child=_ferroloop._resolver_after_fork_in_child)
 
 
 def run(main, *, debug: bool | None = None):

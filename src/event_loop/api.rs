@@ -352,6 +352,45 @@ impl LoopCore {
         crate::net::stream::make_socket_transport(slf, sock, protocol, waiter, extra, server)
     }
 
+    /// A native read pipe transport over `pipe` (asyncio's unix loop method, which
+    /// `connect_read_pipe` and subprocesses call).
+    #[pyo3(signature = (pipe, protocol, waiter=None, extra=None))]
+    fn _make_read_pipe_transport<'py>(
+        slf: &Bound<'py, Self>,
+        pipe: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::stream::pipe::make_read_pipe_transport(slf, pipe, protocol, waiter, extra)
+    }
+
+    /// A native write pipe transport over `pipe` (see `_make_read_pipe_transport`).
+    #[pyo3(signature = (pipe, protocol, waiter=None, extra=None))]
+    fn _make_write_pipe_transport<'py>(
+        slf: &Bound<'py, Self>,
+        pipe: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::stream::pipe::make_write_pipe_transport(slf, pipe, protocol, waiter, extra)
+    }
+
+    /// A native datagram transport over `sock` (asyncio's selector loop method, which
+    /// `create_datagram_endpoint` calls).
+    #[pyo3(signature = (sock, protocol, address=None, waiter=None, extra=None))]
+    fn _make_datagram_transport<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        address: Option<&Bound<'py, PyAny>>,
+        waiter: Option<&Bound<'py, PyAny>>,
+        extra: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::net::datagram::make_datagram_transport(slf, sock, protocol, address, waiter, extra)
+    }
+
     /// Starts accepting connections on listening `sock` for `server` (called by
     /// `asyncio.Server`).
     #[pyo3(signature = (protocol_factory, sock, sslcontext=None, server=None, backlog=100,

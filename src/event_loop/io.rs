@@ -21,6 +21,7 @@ use pyo3::exceptions::PyRuntimeError;
 use super::ready::Job;
 use super::{os_error, LoopCore};
 use crate::handle::Handle;
+use crate::net::datagram::{DatagramCore, DatagramJob};
 use crate::net::listener::Listener;
 use crate::net::stream::{StreamCore, StreamEvent, StreamJob};
 use crate::reactor::{Interest, Ready, SIGNALS};
@@ -28,8 +29,9 @@ use crate::reactor::{Interest, Ready, SIGNALS};
 /// What `add_reader`/`add_writer` (and a `sock_*` wait) may do on an fd with an owner
 /// other than a watch.
 enum Taken {
-    /// A live transport uses it: asyncio's `_ensure_fd_no_transport` raises.
-    InUse(Py<StreamCore>),
+    /// A live transport uses it (the Python-visible transport, for the message):
+    /// asyncio's `_ensure_fd_no_transport` raises.
+    InUse(Py<PyAny>),
     /// A closing transport or a listener: the watch replaces it, as asyncio's reader
     /// replaces theirs.
     Replace,
@@ -43,6 +45,32 @@ pub(crate) enum Owner {
     Stream(StreamOwner),
     /// A server's listening socket (`net::listener`), while it is served.
     Listener(Py<Listener>),
+    /// A datagram transport (`net::datagram`), for its whole life.
+    Datagram(DatagramOwner),
+}
+
+/// A datagram transport's registration (as [`StreamOwner`] for a stream transport).
+pub(crate) struct DatagramOwner {
+    core: Py<DatagramCore>,
+    transport: Py<PyAny>,
+    interest: Interest,
+    read_gen: u32,
+}
+
+impl DatagramOwner {
+    pub(super) fn visit(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.core)?;
+        visit.call(&self.transport)
+    }
+
+    pub(crate) fn new(core: Py<DatagramCore>, transport: Py<PyAny>) -> Self {
+        DatagramOwner {
+            core,
+            transport,
+            interest: Interest::default(),
+            read_gen: 0,
+        }
+    }
 }
 
 /// A stream transport's registration: what it is polled for, mirrored here so that a
@@ -80,6 +108,7 @@ impl Owner {
             Owner::Watch(_) => std::ptr::null_mut(),
             Owner::Stream(so) => so.core.as_ptr(),
             Owner::Listener(l) => l.as_ptr(),
+            Owner::Datagram(d) => d.core.as_ptr(),
         }
     }
 }
@@ -301,6 +330,21 @@ impl LoopCore {
                             }
                             continue;
                         }
+                        Owner::Datagram(d) => {
+                            if ev.readable && d.interest.read {
+                                q.ready.push_back(Job::Datagram(DatagramJob {
+                                    core: d.core.clone_ref(py),
+                                    event: StreamEvent::Readable(d.read_gen),
+                                }));
+                            }
+                            if ev.writable && d.interest.write {
+                                q.ready.push_back(Job::Datagram(DatagramJob {
+                                    core: d.core.clone_ref(py),
+                                    event: StreamEvent::Writable,
+                                }));
+                            }
+                            continue;
+                        }
                     };
                     let before = watch.interest();
                     // asyncio's _process_events: a cancelled handle is removed, not run.
@@ -345,7 +389,14 @@ impl LoopCore {
                 if so.core.get().is_closing_now() {
                     Some(Taken::Replace)
                 } else {
-                    Some(Taken::InUse(so.core.clone_ref(py)))
+                    Some(Taken::InUse(so.transport.clone_ref(py)))
+                }
+            }
+            Some((_, Owner::Datagram(d))) => {
+                if d.core.get().is_closing_now() {
+                    Some(Taken::Replace)
+                } else {
+                    Some(Taken::InUse(d.transport.clone_ref(py)))
                 }
             }
             Some((_, Owner::Listener(_))) => Some(Taken::Replace),
@@ -354,8 +405,12 @@ impl LoopCore {
     }
 
     /// asyncio's `_ensure_fd_no_transport` error.
-    fn in_use_error(py: Python<'_>, fd: RawFd, core: Py<StreamCore>) -> PyErr {
-        let transport = core.get().transport_repr(py);
+    fn in_use_error(py: Python<'_>, fd: RawFd, transport: Py<PyAny>) -> PyErr {
+        let transport = transport
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         PyRuntimeError::new_err(format!(
             "File descriptor {fd} is used by transport {transport}"
         ))
@@ -363,7 +418,7 @@ impl LoopCore {
 
     /// Before a watch takes `fd`: refuse if a live transport uses it; take it from a
     /// closing transport or a listener (whose registration then goes).
-    pub(super) fn take_over_from_transport(slf: &Bound<'_, Self>, fd: RawFd) -> PyResult<()> {
+    pub(crate) fn take_over_from_transport(slf: &Bound<'_, Self>, fd: RawFd) -> PyResult<()> {
         match Self::fd_taken(slf, fd) {
             None => Ok(()),
             Some(Taken::InUse(core)) => Err(Self::in_use_error(slf.py(), fd, core)),
@@ -451,6 +506,12 @@ impl LoopCore {
                         so.interest = interest;
                         changed
                     }
+                    Owner::Datagram(d) => {
+                        d.read_gen = read_gen;
+                        let changed = d.interest != interest;
+                        d.interest = interest;
+                        changed
+                    }
                     _ => true,
                 };
                 if changed {
@@ -493,6 +554,12 @@ impl LoopCore {
                 None
             }
         }
+    }
+
+    /// Appends a datagram transport's job to the ready queue.
+    pub(crate) fn push_datagram_job(&self, job: DatagramJob) {
+        self.queues.with(|q| q.ready.push_back(Job::Datagram(job)));
+        self.wake_if_polling();
     }
 
     /// Appends a transport's job to the ready queue.

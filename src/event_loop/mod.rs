@@ -47,7 +47,7 @@ mod sock;
 mod tasks;
 pub mod timers;
 
-pub(crate) use io::{Owner, StreamOwner};
+pub(crate) use io::{DatagramOwner, Owner, StreamOwner};
 use ready::Job;
 pub(crate) use ready::{debug_of, own_debug_flag, timer_cancelled, NativeLoop, TaskCall};
 pub use run::run_until_complete_cb;
@@ -263,6 +263,7 @@ impl LoopCore {
                         Job::ReadSignals => {}
                         Job::Stream(j) => j.visit(&visit)?,
                         Job::Accept(l) => visit.call(l)?,
+                        Job::Datagram(j) => j.visit(&visit)?,
                     }
                 }
                 for owner in q.io.owners() {
@@ -273,6 +274,7 @@ impl LoopCore {
                         }
                         Owner::Stream(so) => so.visit(&visit)?,
                         Owner::Listener(l) => visit.call(l)?,
+                        Owner::Datagram(d) => d.visit(&visit)?,
                     }
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop

@@ -51,6 +51,8 @@ pub(crate) enum Job {
     Stream(crate::net::stream::StreamJob),
     /// A served listening socket is readable: accept (`net::listener`).
     Accept(Py<crate::net::listener::Listener>),
+    /// A datagram transport's readiness or scheduled protocol call (`net::datagram`).
+    Datagram(crate::net::datagram::DatagramJob),
 }
 
 /// A step (`wakeup == false`, `arg` = exception to throw in) or a wake-up (`wakeup ==

@@ -362,6 +362,7 @@ impl LoopCore {
                 Job::ReadSignals => Self::dispatch_signals(slf),
                 Job::Stream(job) => crate::net::stream::run_job(slf, job),
                 Job::Accept(listener) => crate::net::listener::run_job(slf, listener),
+                Job::Datagram(job) => crate::net::datagram::run_job(slf, job),
             };
             if let Err(e) = res {
                 this.queues.with(|q| {

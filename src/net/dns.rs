@@ -729,11 +729,69 @@ fn _resolver_stats() -> (u64, usize, u64) {
     )
 }
 
+thread_local! {
+    /// The pool's lock, held by the forking thread from `os.fork()`'s before-hook to its
+    /// after-hooks (see [`_resolver_before_fork`]).
+    static HELD_FOR_FORK: std::cell::RefCell<Option<MutexGuard<'static, PoolState>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `os.fork()`'s before-hook: takes the pool's lock, so that no resolver thread holds it
+/// at the moment of the fork. A child inherits a locked mutex as it was, without the
+/// thread that would unlock it, and its first lookup would hang. No thread waits for the
+/// GIL while it holds this lock, so taking it with the GIL held cannot deadlock.
+#[pyfunction]
+fn _resolver_before_fork() {
+    let guard = pool();
+    HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(guard));
+}
+
+/// `os.fork()`'s after-hook in the parent: releases the lock taken before the fork.
+#[pyfunction]
+fn _resolver_after_fork_in_parent() {
+    HELD_FOR_FORK.with(|h| drop(h.borrow_mut().take()));
+}
+
+/// `os.fork()`'s after-hook in the child: the parent's resolver threads do not exist
+/// here, so the pool starts empty (the queued jobs belong to the parent's loops and are
+/// leaked rather than dropped), then the lock taken before the fork is released.
+#[pyfunction]
+fn _resolver_after_fork_in_child() {
+    HELD_FOR_FORK.with(|h| {
+        if let Some(mut st) = h.borrow_mut().take() {
+            std::mem::forget(std::mem::take(&mut st.queue));
+            st.threads = 0;
+            st.idle = 0;
+            st.pid = std::process::id();
+        }
+    });
+}
+
+/// For tests: a thread that holds the pool's lock for `seconds`, as a resolver thread
+/// does briefly, so that a test can fork while it is held.
+#[pyfunction]
+fn _resolver_hold_lock(py: Python<'_>, seconds: f64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let guard = pool();
+        let _ = tx.send(());
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
+        drop(guard);
+    });
+    py.detach(move || {
+        let _ = rx.recv();
+    });
+}
+
 /// Registers the module's functions and takes the socket module's originals (before a
 /// test or user can patch them).
 pub fn register(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
     names(m.py())?;
     m.add_function(pyo3::wrap_pyfunction!(_resolver_stats, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(_resolver_before_fork, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(_resolver_after_fork_in_parent, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(_resolver_after_fork_in_child, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(_resolver_hold_lock, m)?)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! loop in `python/ferroloop`: it calls the native pieces (`sock_connect`,
 //! `_make_socket_transport`, `_start_serving`), which is where the time goes.
 
+pub mod datagram;
 pub mod dns;
 pub mod listener;
 pub(crate) mod sockaddr;

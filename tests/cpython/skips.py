@@ -155,9 +155,6 @@ INTERNAL_CLASSES = {
     },
 }
 
-_UDP = "issue 9 (UDP): create_datagram_endpoint is NotImplementedError until it lands"
-_PIPES = ("issue 9 (pipes): connect_read_pipe/connect_write_pipe are NotImplementedError "
-          "until they land")
 _SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplementedError until "
                "they land")
 
@@ -165,14 +162,6 @@ _SUBPROCESS = ("issue 9 (subprocesses): subprocess_exec/_shell are NotImplemente
 # loop that another open issue builds. A test may exist on some Python versions only.
 DEFERRED = {
     "test_events": {
-        **{f"FerroloopEventLoopTests.{name}": _UDP for name in (
-            "test_create_datagram_endpoint", "test_create_datagram_endpoint_ipv6",
-            "test_create_datagram_endpoint_sock",
-            "test_datagram_send_to_non_listening_address")},      # 3.13
-        **{f"FerroloopEventLoopTests.{name}": _PIPES for name in (
-            "test_read_pipe", "test_unclosed_pipe_transport", "test_read_pty_output",
-            "test_write_pipe", "test_write_pipe_disconnect_on_close", "test_write_pty",
-            "test_bidirectional_pty")},
         **{f"FerroloopEventLoopTests.{name}": _SUBPROCESS for name in (
             "test_subprocess_exec", "test_subprocess_interactive", "test_subprocess_shell",
             "test_subprocess_exitcode", "test_subprocess_close_after_finish",
@@ -181,12 +170,9 @@ DEFERRED = {
             "test_subprocess_close_client_stream", "test_subprocess_wait_no_same_group",
             "test_subprocess_exec_invalid_args", "test_subprocess_shell_invalid_args")},
     },
-    "test_sendfile": {
-        "FerroloopEventLoopTests.test_sendfile_not_supported":
-            _UDP + " (the test sends a file over a datagram transport)",
-    },
     "test_streams": {
-        "StreamTests.test_read_all_from_pipe_reader": _PIPES,
+        # Its pipe is native now; the test also runs create_subprocess_exec.
+        "StreamTests.test_read_all_from_pipe_reader": _SUBPROCESS,
     },
     "test_unix_events": {
         "TestFork.test_fork_asyncio_subprocess": _SUBPROCESS,        # 3.12+

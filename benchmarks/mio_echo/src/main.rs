@@ -1,10 +1,18 @@
 //! Echo floor and load generator for `benchmarks/net.py`.
 //!
 //! ```text
-//! mio_echo server (--tcp HOST:PORT | --unix PATH)
-//! mio_echo client (--tcp HOST:PORT | --unix PATH) [--conns C] [--size S]
-//!                 [--warmup SECS] [--duration SECS]
+//! mio_echo server (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT)
+//! mio_echo client (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT) [--conns C]
+//!                 [--size S] [--warmup SECS] [--duration SECS]
 //! ```
+//!
+//! With `--udp` the server answers each datagram with the same datagram to its
+//! sender (`recvfrom` + `sendto`, up to 64 per readable event), and the client
+//! uses C UDP sockets, each connected to the server, each with one datagram in
+//! flight: it sends a datagram of S bytes carrying its sequence number and
+//! waits for the echo, which must match exactly; a datagram lost on the way
+//! (the kernel drops rather than blocks) is sent again after 100 ms (counted as
+//! `resent`), and a late echo of an earlier one is ignored (`stale`).
 //!
 //! `server` is the floor the Python loops are compared with: one thread, one
 //! mio `Poll` (epoll, edge-triggered), each readable event answered with one
@@ -28,7 +36,7 @@
 //! not the bottleneck.
 
 use mio::event::Source;
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -42,6 +50,7 @@ const LISTENER: Token = Token(usize::MAX);
 enum Addr {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    Udp(SocketAddr),
 }
 
 struct Args {
@@ -76,6 +85,7 @@ fn parse_args(it: impl Iterator<Item = String>) -> Args {
         match flag.as_str() {
             "--tcp" => addr = Some(Addr::Tcp(val.parse().unwrap_or_else(|_| usage()))),
             "--unix" => addr = Some(Addr::Unix(PathBuf::from(val))),
+            "--udp" => addr = Some(Addr::Udp(val.parse().unwrap_or_else(|_| usage()))),
             "--conns" => a.conns = val.parse().unwrap_or_else(|_| usage()),
             "--size" => a.size = val.parse().unwrap_or_else(|_| usage()),
             "--warmup" => a.warmup = val.parse().unwrap_or_else(|_| usage()),
@@ -272,7 +282,148 @@ fn run_server(addr: Addr) -> io::Result<()> {
             println!("READY unix {}", p.display());
             serve(l)
         }
+        Addr::Udp(sa) => serve_udp(sa),
     }
+}
+
+fn serve_udp(sa: SocketAddr) -> io::Result<()> {
+    let mut s = UdpSocket::bind(sa)?;
+    println!("READY udp {}", s.local_addr()?);
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(16);
+    poll.registry().register(&mut s, LISTENER, Interest::READABLE)?;
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        poll_once(&mut poll, &mut events, None)?;
+        // Edge-triggered: read until EAGAIN.
+        loop {
+            match s.recv_from(&mut buf) {
+                Ok((n, from)) => match s.send_to(&buf[..n], from) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {} // dropped, as UDP may
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => eprintln!("send_to: {e}"),
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => eprintln!("recv_from: {e}"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// UDP client
+// ---------------------------------------------------------------------------
+
+const UDP_RESEND: Duration = Duration::from_millis(100);
+
+struct UConn {
+    s: UdpSocket,
+    msg: Vec<u8>,
+    seq: u64,
+    sent_at: Instant,
+}
+
+impl UConn {
+    fn send(&mut self) -> io::Result<()> {
+        let tag = self.seq.to_le_bytes();
+        let k = tag.len().min(self.msg.len());
+        self.msg[..k].copy_from_slice(&tag[..k]);
+        self.sent_at = Instant::now();
+        match self.s.send(&self.msg) {
+            Ok(_) => Ok(()),
+            // Lost: sent again after UDP_RESEND.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn run_udp_client(sa: SocketAddr, a: &Args) -> io::Result<String> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let local: SocketAddr = if sa.is_ipv6() {
+        "[::1]:0".parse().unwrap()
+    } else {
+        "127.0.0.1:0".parse().unwrap()
+    };
+    let mut conns = Vec::with_capacity(a.conns);
+    for i in 0..a.conns {
+        let s = UdpSocket::bind(local)?;
+        s.connect(sa)?;
+        let msg = (0..a.size).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect();
+        conns.push(UConn {
+            s,
+            msg,
+            seq: 0,
+            sent_at: Instant::now(),
+        });
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        poll.registry()
+            .register(&mut c.s, Token(i), Interest::READABLE)?;
+        c.send()?;
+    }
+    let mut buf = vec![0u8; READ_BUF];
+    let (mut count, mut resent, mut stale) = (0u64, 0u64, 0u64);
+    let start = Instant::now();
+    let t_warm = start + Duration::from_secs_f64(a.warmup);
+    let t_end = t_warm + Duration::from_secs_f64(a.duration);
+    let mut window: Option<(Instant, f64, u64)> = None;
+    loop {
+        let now = Instant::now();
+        if window.is_none() && now >= t_warm {
+            window = Some((now, cpu_seconds(), count));
+        }
+        if now >= t_end {
+            break;
+        }
+        let until = if window.is_none() { t_warm } else { t_end };
+        poll_once(&mut poll, &mut events, Some((until - now).min(UDP_RESEND)))?;
+        for ev in events.iter() {
+            let c = &mut conns[ev.token().0];
+            loop {
+                match c.s.recv(&mut buf) {
+                    Ok(n) => {
+                        if buf[..n] == c.msg[..] {
+                            count += 1;
+                            c.seq += 1;
+                            c.send()?;
+                        } else if n == c.msg.len() && buf[8.min(n)..n] == c.msg[8.min(n)..] {
+                            stale += 1;
+                        } else {
+                            return Err(io::Error::other("echoed datagram differs from the sent one"));
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let now = Instant::now();
+        for c in conns.iter_mut() {
+            if now.duration_since(c.sent_at) >= UDP_RESEND {
+                resent += 1;
+                c.send()?;
+            }
+        }
+    }
+    let (w0, cpu0, n0) = window.expect("window opened before the end");
+    let secs = w0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let msgs = count - n0;
+    Ok(format!(
+        "{{\"msgs\": {msgs}, \"secs\": {secs:.6}, \"msgs_per_s\": {:.1}, \
+         \"mib_per_s\": {:.2}, \"client_cpu\": {:.3}, \"conns\": {}, \"size\": {}, \
+         \"resent\": {resent}, \"stale\": {stale}}}",
+        msgs as f64 / secs,
+        msgs as f64 * a.size as f64 / secs / (1024.0 * 1024.0),
+        cpu / secs,
+        a.conns,
+        a.size
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -401,6 +552,7 @@ fn drive<S: Read + Write + Source>(mut conns: Vec<CConn<S>>, a: &Args) -> io::Re
 
 fn run_client(a: &Args) -> io::Result<String> {
     match &a.addr {
+        Addr::Udp(sa) => run_udp_client(*sa, a),
         Addr::Tcp(sa) => {
             let mut v = Vec::with_capacity(a.conns);
             for i in 0..a.conns {

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::{close, sock, write, StreamCore};
+use super::{close, pipe, sock, write, Kind, StreamCore};
 use crate::event_loop::{LoopCore, Owner, StreamOwner};
 
 #[pymethods]
@@ -205,6 +205,9 @@ impl StreamCore {
 
     /// asyncio's transport `__repr__`, for the wrapper class named `cls_name`.
     fn _repr(&self, py: Python<'_>, cls_name: &str) -> PyResult<String> {
+        if self.kind != Kind::Socket {
+            return Ok(pipe::repr(self, py, cls_name));
+        }
         let (closed, closing, reading, writing, size) = self.st.with(|s| {
             (
                 s.sock.is_none(),
@@ -229,6 +232,29 @@ impl StreamCore {
             ));
         }
         Ok(format!("<{}>", info.join(" ")))
+    }
+
+    // ----- pipe transports (pipe.rs) ----------------------------------------------------
+
+    /// A write pipe's `write(data)`.
+    fn _pipe_write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        pipe::write(slf, data)
+    }
+
+    /// A write pipe's `write_eof()` and `close()`.
+    fn _pipe_write_eof(slf: &Bound<'_, Self>) {
+        pipe::write_eof(slf)
+    }
+
+    /// A pipe transport's `_pipe`: its file object, `None` once closed.
+    #[getter]
+    fn _pipe(&self, py: Python<'_>) -> Py<PyAny> {
+        pipe::pipe_object(self, py).unwrap_or_else(|| py.None())
+    }
+
+    /// `transport._pipe = None`: forget the pipe without closing it.
+    fn _forget_pipe(slf: &Bound<'_, Self>) {
+        pipe::forget_pipe(slf)
     }
 
     /// The wrapper's `__del__`: an unclosed transport warns and closes its socket.

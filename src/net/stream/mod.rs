@@ -1,6 +1,7 @@
 //! The stream transport core: one native implementation of asyncio's socket transport
-//! (`selector_events._SelectorSocketTransport`) for TCP and Unix sockets, meant to carry
-//! pipes and TLS next.
+//! (`selector_events._SelectorSocketTransport`) for TCP and Unix sockets, which also
+//! carries asyncio's pipe transports (`unix_events._UnixReadPipeTransport` /
+//! `_UnixWritePipeTransport`, see [`pipe`]), meant to carry TLS next.
 //!
 //! [`StreamCore`] holds the state: the socket, the protocol, the write queue
 //! ([`queue::WriteQueue`]), flow control, and the EOF / close / abort flags. The object
@@ -19,10 +20,12 @@
 //! (readable: `data_received` / `get_buffer`+`buffer_updated`, EOF), `write.rs` (`write`,
 //! `writelines`, flushing, flow control), `close.rs` (close, abort, fatal errors,
 //! `connection_lost`), [`sock`] (the socket: an object, or an accepted connection's fd until
-//! an object is asked for).
+//! an object is asked for, or a pipe's file object), [`pipe`] (what pipe transports do
+//! differently: `read(2)`/`writev(2)`, their EOF, close and error rules).
 
 mod api;
 mod close;
+pub(crate) mod pipe;
 pub(crate) mod queue;
 mod read;
 pub(crate) mod sock;
@@ -54,6 +57,17 @@ pub fn _register_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyRe
     Ok(())
 }
 
+/// What a stream transport carries: a socket, or one direction of a pipe (see [`pipe`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Socket,
+    /// `connect_read_pipe`: read-only.
+    ReadPipe,
+    /// `connect_write_pipe`: write-only; polled for reading only to notice that the reader
+    /// went away.
+    WritePipe,
+}
+
 /// What the ready queue runs for a stream transport.
 pub(crate) enum StreamEvent {
     /// The fd is readable; the reader generation at the time of the poll.
@@ -69,6 +83,9 @@ pub(crate) enum StreamEvent {
     WakeWaiter(Py<PyAny>),
     /// `_call_connection_lost(exc)`.
     ConnectionLost(Option<Py<PyAny>>),
+    /// `protocol.eof_received()`, scheduled by a read pipe at EOF (its return value is
+    /// ignored: the pipe closes).
+    EofReceived,
 }
 
 /// A job of a stream transport (`Job::Stream`).
@@ -119,6 +136,10 @@ struct StreamState {
     /// asyncio's `_conn_lost`: set once `connection_lost` is scheduled, then counts the
     /// writes made after it.
     conn_lost: u32,
+    /// A write pipe's own `_conn_lost` (asyncio's pipe transport counts a failed write and
+    /// every write dropped after `close()`, and warns from the sixth on; `conn_lost`
+    /// above only guards `connection_lost`).
+    pipe_conn_lost: u32,
     high_water: usize,
     low_water: usize,
     /// Polled for reading (asyncio: `_read_ready` is the fd's reader).
@@ -134,6 +155,7 @@ struct StreamState {
 #[pyclass(module = "ferroloop._ferroloop", frozen, weakref)]
 pub struct StreamCore {
     fd: RawFd,
+    kind: Kind,
     loop_: Py<LoopCore>,
     st: GilCell<StreamState>,
 }
@@ -155,14 +177,6 @@ impl StreamCore {
             .with(|s| s.transport.as_ref().map(|t| t.clone_ref(py)))
             .and_then(|t| t.into_bound(py).upgrade())
             .unwrap_or_else(|| py.None().into_bound(py))
-    }
-
-    /// `repr(transport)`, for error messages.
-    pub(crate) fn transport_repr(&self, py: Python<'_>) -> String {
-        self.transport(py)
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_default()
     }
 
     fn debug(&self, py: Python<'_>) -> bool {
@@ -298,6 +312,7 @@ pub(crate) fn make_socket_transport<'py>(
     build(
         lp,
         fd,
+        (Kind::Socket, true),
         Sock::Py(sock.clone().unbind()),
         (family, ty, proto),
         extra,
@@ -326,6 +341,7 @@ pub(crate) fn make_accepted_transport<'py>(
     build(
         lp,
         raw,
+        (Kind::Socket, true),
         Sock::Fd {
             fd,
             family,
@@ -340,13 +356,14 @@ pub(crate) fn make_accepted_transport<'py>(
     )
 }
 
-/// The common part of making a transport: the core, the Python-visible transport, the
-/// server's count, the fd's registration, `TCP_NODELAY`, and the scheduled
-/// `connection_made` / start of reading / waiter.
+/// The common part of making a transport (a socket's, or a pipe's, see [`pipe`]): the
+/// core, the Python-visible transport, the server's count, the fd's registration,
+/// `TCP_NODELAY`, and the scheduled `connection_made` / start of reading / waiter.
 #[allow(clippy::too_many_arguments)]
 fn build<'py>(
     lp: &Bound<'py, LoopCore>,
     fd: RawFd,
+    (kind, start_reading): (Kind, bool),
     sock: Sock,
     (family, ty, proto): (i32, i32, i32),
     extra: Bound<'py, PyDict>,
@@ -359,6 +376,7 @@ fn build<'py>(
         py,
         StreamCore {
             fd,
+            kind,
             loop_: lp.clone().unbind(),
             st: GilCell::new(StreamState {
                 transport: None,
@@ -377,6 +395,7 @@ fn build<'py>(
                 paused: false,
                 protocol_paused: false,
                 conn_lost: 0,
+                pipe_conn_lost: 0,
                 high_water: 64 * 1024,
                 low_water: 16 * 1024,
                 reading: false,
@@ -386,9 +405,11 @@ fn build<'py>(
         },
     )?;
     core.get().set_protocol_inner(protocol)?;
-    let cls = TRANSPORT_CLASS
-        .get(py)
-        .ok_or_else(|| PyRuntimeError::new_err("ferroloop's transport class is not registered"))?;
+    let cls = match kind {
+        Kind::Socket => TRANSPORT_CLASS.get(py),
+        Kind::ReadPipe | Kind::WritePipe => pipe::transport_class(py, kind),
+    }
+    .ok_or_else(|| PyRuntimeError::new_err("ferroloop's transport class is not registered"))?;
     let transport = cls.bind(py).call1((&core,))?;
     let weak = PyWeakrefReference::new(&transport)?;
     core.get().st.with(|s| s.transport = Some(weak.unbind()));
@@ -407,9 +428,14 @@ fn build<'py>(
             transport.clone().unbind(),
         )),
     )?;
-    set_nodelay(fd, family, ty, proto)?;
+    if kind == Kind::Socket {
+        set_nodelay(fd, family, ty, proto)?;
+    }
     StreamCore::schedule(&core, StreamEvent::ConnectionMade);
-    StreamCore::schedule(&core, StreamEvent::StartReading);
+    // (A write pipe over a character device is never polled for reading.)
+    if start_reading {
+        StreamCore::schedule(&core, StreamEvent::StartReading);
+    }
     if let Some(w) = waiter.filter(|w| !w.is_none()) {
         StreamCore::schedule(&core, StreamEvent::WakeWaiter(w.clone().unbind()));
     }
@@ -467,6 +493,19 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> 
             Ok(())
         }
         StreamEvent::ConnectionLost(exc) => close::call_connection_lost(&core, exc),
+        StreamEvent::EofReceived => {
+            let proto = core
+                .get()
+                .st
+                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
+            match proto {
+                Some(p) => p
+                    .bind(py)
+                    .call_method0(pyo3::intern!(py, "eof_received"))
+                    .map(drop),
+                None => Ok(()),
+            }
+        }
     });
     match res {
         Err(e) if !crate::pyo::exc::is_fatal(py, &e) => {

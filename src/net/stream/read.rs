@@ -6,15 +6,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
-use super::StreamCore;
+use super::{Kind, StreamCore};
 use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
 
-/// The outcome of one `recv()`.
-enum Received<'py> {
+/// The outcome of one `recv()` (or a pipe's `read()`).
+pub(super) enum Received<'py> {
     Data(Bound<'py, PyBytes>),
     Eof,
     WouldBlock,
@@ -23,6 +23,16 @@ enum Received<'py> {
 
 fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
     with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+        Ok(0) => Received::Eof,
+        Ok(_) => Received::Data(PyBytes::new(py, buf)),
+        Err(e) if would_block(&e) => Received::WouldBlock,
+        Err(e) => Received::Failed(e),
+    })
+}
+
+/// `read()` for a pipe transport (see [`super::pipe`]), into the same per-thread buffer.
+pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
+    with_read_buf(|buf| match sys::read_spare(fd, buf, MAX_READ) {
         Ok(0) => Received::Eof,
         Ok(_) => Received::Data(PyBytes::new(py, buf)),
         Err(e) if would_block(&e) => Received::WouldBlock,
@@ -47,6 +57,9 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
         return Ok(());
     };
     let proto = proto.into_bound(py);
+    if this.kind != Kind::Socket {
+        return super::pipe::on_readable(slf, &proto);
+    }
     if let Some(tls) = tls {
         return read_into_tls(slf, &proto, tls.bind(py));
     }

@@ -25,24 +25,27 @@ pub(crate) enum Sock {
     },
     /// A socket object.
     Py(Py<PyAny>),
+    /// A pipe transport's file object (`connect_read_pipe(factory, pipe)`'s `pipe`: a
+    /// file, a socket, anything with `fileno()` and `close()`).
+    Pipe(Py<PyAny>),
 }
 
 impl Sock {
     pub(crate) fn visit(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         match self {
-            Sock::Py(s) => visit.call(s),
+            Sock::Py(s) | Sock::Pipe(s) => visit.call(s),
             Sock::Fd { .. } => Ok(()),
         }
     }
 
-    /// Closes the socket: the fd at once, or `sock.close()`.
+    /// Closes the socket: the fd at once, or `sock.close()` (`pipe.close()`).
     pub(crate) fn close(self, py: Python<'_>) -> PyResult<()> {
         match self {
             Sock::Fd { fd, .. } => {
                 drop(fd);
                 Ok(())
             }
-            Sock::Py(s) => s.bind(py).call_method0("close").map(drop),
+            Sock::Py(s) | Sock::Pipe(s) => s.bind(py).call_method0("close").map(drop),
         }
     }
 }
@@ -60,7 +63,8 @@ impl StreamCore {
             Make(RawFd, i32, i32, i32),
         }
         let found = self.st.with(|s| match &s.sock {
-            None => Found::Closed,
+            // A pipe transport has no socket object (its `pipe` is in the extra info).
+            None | Some(Sock::Pipe(_)) => Found::Closed,
             Some(Sock::Py(p)) => Found::Made(p.clone_ref(py)),
             Some(Sock::Fd {
                 fd,
@@ -124,7 +128,7 @@ impl StreamCore {
     /// `sock.shutdown(socket.SHUT_WR)`.
     pub(super) fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
         let sock = self.st.with(|s| match &s.sock {
-            None => None,
+            None | Some(Sock::Pipe(_)) => None,
             Some(Sock::Py(p)) => Some(Err(p.clone_ref(py))),
             Some(Sock::Fd { fd, .. }) => Some(Ok(std::os::fd::AsRawFd::as_raw_fd(fd))),
         });

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 
 use super::close::{call_connection_lost, fatal_error};
-use super::StreamCore;
+use super::{Kind, StreamCore};
 use crate::names::logger;
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
@@ -177,6 +177,9 @@ pub(super) fn writelines(slf: &Bound<'_, StreamCore>, list: &Bound<'_, PyAny>) -
 
 /// The fd is writable: asyncio's `_write_ready`.
 pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    if slf.get().kind == Kind::WritePipe {
+        return super::pipe::on_writable(slf);
+    }
     let busy = slf
         .get()
         .st

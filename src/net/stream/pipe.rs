@@ -1,0 +1,436 @@
+//! Pipe transports on the stream core: `loop.connect_read_pipe()` and
+//! `loop.connect_write_pipe()`, asyncio's `unix_events._UnixReadPipeTransport` and
+//! `_UnixWritePipeTransport` (identical in 3.11 and 3.13), over pipes, FIFOs, sockets,
+//! character devices and PTYs.
+//!
+//! A pipe transport is a [`StreamCore`] of kind [`Kind::ReadPipe`] or [`Kind::WritePipe`]
+//! whose socket is the pipe's file object ([`Sock::Pipe`]): the same state, fd
+//! registration (`Owner::Stream`), ready-queue jobs, write queue, flow control and
+//! `connection_lost` as a socket transport. What differs lives here:
+//!
+//! * the syscalls: `read(2)` and `write(2)`/`writev(2)` (`recv`/`sendmsg` need a socket);
+//! * a read pipe at EOF schedules `eof_received()` then `connection_lost(None)` (it never
+//!   stays half-open), and hands every read to `data_received()` (no `BufferedProtocol`
+//!   path), letting the protocol's errors reach the loop's handler;
+//! * a write pipe polls a pipe or socket fd for reading to notice that the reader went
+//!   away (`connection_lost(BrokenPipeError())` if bytes were queued, else
+//!   `connection_lost(None)`); `close()` is `write_eof()`: flush, then close the pipe;
+//!   writes after it are dropped, counted, and warned about from the fifth on;
+//!   `resume_writing()` comes once the queue is empty, not at the low watermark;
+//! * errors: a read pipe only logs `EIO` (a PTY whose other side closed), and only in
+//!   debug mode, and reports any other error to the exception handler; a write pipe logs
+//!   any `OSError` (debug mode); then the transport is closed with it.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
+
+use super::close::force_close;
+use super::read::{read_bytes, Received};
+use super::sock::Sock;
+use super::write::{maybe_pause_protocol, maybe_resume_protocol};
+use super::{build, Kind, StreamCore, StreamEvent};
+use crate::event_loop::LoopCore;
+use crate::names::logger;
+use crate::net::would_block;
+use crate::pyo::buffer::with_bytes;
+use crate::pyo::errno::os_error;
+use crate::sys;
+
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// `ferroloop._ReadPipeTransport` and `ferroloop._WritePipeTransport`, registered by the
+/// Python package at import.
+static READ_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static WRITE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Registers the Python classes that wrap a pipe transport's core.
+#[pyfunction]
+pub fn _register_pipe_transport_classes(
+    py: Python<'_>,
+    read_cls: Bound<'_, PyType>,
+    write_cls: Bound<'_, PyType>,
+) -> PyResult<()> {
+    let _ = READ_CLASS.set(py, read_cls.unbind());
+    let _ = WRITE_CLASS.set(py, write_cls.unbind());
+    Ok(())
+}
+
+/// The Python class of a pipe transport of `kind`.
+pub(super) fn transport_class(py: Python<'_>, kind: Kind) -> Option<&Py<PyType>> {
+    match kind {
+        Kind::WritePipe => WRITE_CLASS.get(py),
+        _ => READ_CLASS.get(py),
+    }
+}
+
+/// The file type bits of `fd`'s mode (`stat.S_IFMT(os.fstat(fd).st_mode)`).
+fn file_type(fd: RawFd) -> PyResult<u32> {
+    Ok(sys::file_mode(fd).map_err(os_error)? & libc::S_IFMT)
+}
+
+/// `extra` (copied) with `extra['pipe'] = pipe`.
+fn pipe_extra<'py>(
+    pipe: &Bound<'py, PyAny>,
+    extra: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let extra = match extra {
+        Some(e) if !e.is_none() => e.cast::<PyDict>()?.copy()?,
+        _ => PyDict::new(pipe.py()),
+    };
+    extra.set_item("pipe", pipe)?;
+    Ok(extra)
+}
+
+/// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)`.
+pub(crate) fn make_read_pipe_transport<'py>(
+    lp: &Bound<'py, LoopCore>,
+    pipe: &Bound<'py, PyAny>,
+    protocol: &Bound<'py, PyAny>,
+    waiter: Option<&Bound<'py, PyAny>>,
+    extra: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let extra = pipe_extra(pipe, extra)?;
+    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
+    let ty = file_type(fd)?;
+    if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
+        return Err(PyValueError::new_err(
+            "Pipe transport is for pipes/sockets only.",
+        ));
+    }
+    sys::set_nonblocking(fd).map_err(os_error)?;
+    build(
+        lp,
+        fd,
+        (Kind::ReadPipe, true),
+        Sock::Pipe(pipe.clone().unbind()),
+        (-1, -1, -1),
+        extra,
+        protocol,
+        waiter,
+        None,
+    )
+}
+
+/// `loop._make_write_pipe_transport(pipe, protocol, waiter, extra)`.
+pub(crate) fn make_write_pipe_transport<'py>(
+    lp: &Bound<'py, LoopCore>,
+    pipe: &Bound<'py, PyAny>,
+    protocol: &Bound<'py, PyAny>,
+    waiter: Option<&Bound<'py, PyAny>>,
+    extra: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let extra = pipe_extra(pipe, extra)?;
+    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
+    let ty = file_type(fd)?;
+    if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
+        return Err(PyValueError::new_err(
+            "Pipe transport is only for pipes, sockets and character devices",
+        ));
+    }
+    sys::set_nonblocking(fd).map_err(os_error)?;
+    // Polled for reading to notice the reader's close: for a pipe or a socket (a
+    // character device would report readable for its own input).
+    let watch = ty != libc::S_IFCHR;
+    build(
+        lp,
+        fd,
+        (Kind::WritePipe, watch),
+        Sock::Pipe(pipe.clone().unbind()),
+        (-1, -1, -1),
+        extra,
+        protocol,
+        waiter,
+        None,
+    )
+}
+
+/// Logs `"%r was closed by peer"` at info level in debug mode.
+fn log_closed_by_peer(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    if this.debug(py) {
+        logger(py)?.call_method1("info", ("%r was closed by peer", this.transport(py)))?;
+    }
+    Ok(())
+}
+
+/// The fd is readable (the stream core's readable job, for a pipe).
+pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    if this.kind == Kind::WritePipe {
+        // asyncio's _UnixWritePipeTransport._read_ready: the reader closed its end.
+        log_closed_by_peer(slf)?;
+        let queued = this.st.with(|s| !s.queue.is_empty());
+        let exc = if queued {
+            Some(py.get_type::<PyBrokenPipeError>().call0()?.unbind())
+        } else {
+            None
+        };
+        force_close(slf, exc);
+        return Ok(());
+    }
+    match read_bytes(py, this.fd) {
+        Received::WouldBlock => Ok(()),
+        Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on pipe transport"),
+        Received::Eof => {
+            log_closed_by_peer(slf)?;
+            this.st.with(|s| {
+                s.closing = true;
+                s.conn_lost += 1;
+                if s.reading {
+                    s.reading = false;
+                    s.read_gen = s.read_gen.wrapping_add(1);
+                }
+            });
+            StreamCore::sync_interest(slf);
+            StreamCore::schedule(slf, StreamEvent::EofReceived);
+            StreamCore::schedule(slf, StreamEvent::ConnectionLost(None));
+            Ok(())
+        }
+        // An error of the protocol's goes to the loop's handler; reading goes on.
+        Received::Data(data) => proto
+            .call_method1(pyo3::intern!(py, "data_received"), (data,))
+            .map(drop),
+    }
+}
+
+/// asyncio's pipe `_fatal_error(exc, message)`: report it (see the module docs for
+/// which errors are only logged), then close the transport with it.
+fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let exc = err.value(py).clone();
+    let quiet = exc.is_instance_of::<PyOSError>()
+        && (this.kind == Kind::WritePipe
+            || exc
+                .getattr(pyo3::intern!(py, "errno"))?
+                .extract::<Option<i32>>()?
+                == Some(libc::EIO));
+    if quiet {
+        if this.debug(py) {
+            let kw = PyDict::new(py);
+            kw.set_item("exc_info", &exc)?;
+            logger(py)?.call_method("debug", ("%r: %s", this.transport(py), message), Some(&kw))?;
+        }
+    } else {
+        let ctx = PyDict::new(py);
+        ctx.set_item("message", message)?;
+        ctx.set_item("exception", &exc)?;
+        ctx.set_item("transport", this.transport(py))?;
+        let proto = this
+            .st
+            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
+        ctx.set_item("protocol", proto)?;
+        this.loop_(py)
+            .call_method1("call_exception_handler", (ctx,))?;
+    }
+    force_close(slf, Some(exc.into_any().unbind()));
+    Ok(())
+}
+
+/// What a write found before touching the pipe.
+enum Outcome {
+    /// Written, or nothing to write.
+    Done,
+    /// Dropped: the pipe is closing or lost (`true`: warn about it).
+    Dropped(bool),
+    /// Queued, the fd to be polled for writing.
+    Queued,
+}
+
+/// A write pipe's `write(data)`: written at once when nothing is queued, else queued.
+pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    if !(data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>())
+    {
+        // asyncio's `assert isinstance(data, (bytes, bytearray, memoryview)), repr(data)`.
+        return Err(PyAssertionError::new_err(data.repr()?.unbind()));
+    }
+    let this = slf.get();
+    let fd = this.fd;
+    let attempt = |b: &[u8]| {
+        this.st.with(|s| {
+            if b.is_empty() {
+                return Ok(Outcome::Done);
+            }
+            if s.pipe_conn_lost > 0 || s.closing {
+                let warn = s.pipe_conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                s.pipe_conn_lost += 1;
+                return Ok(Outcome::Dropped(warn));
+            }
+            if !s.queue.is_empty() {
+                s.queue.push(b);
+                return Ok(Outcome::Queued);
+            }
+            let n = match sys::write(fd, b) {
+                Ok(n) => n,
+                Err(e) if would_block(&e) => 0,
+                Err(e) => {
+                    s.pipe_conn_lost += 1;
+                    return Err(e);
+                }
+            };
+            if n == b.len() {
+                return Ok(Outcome::Done);
+            }
+            s.queue.push(&b[n..]);
+            s.writing = true;
+            Ok(Outcome::Queued)
+        })
+    };
+    let outcome = match data.cast::<PyBytes>() {
+        Ok(bytes) => attempt(bytes.as_bytes()),
+        Err(_) => with_bytes(data, attempt)?,
+    };
+    match outcome {
+        Ok(Outcome::Done) | Ok(Outcome::Dropped(false)) => Ok(()),
+        Ok(Outcome::Dropped(true)) => {
+            logger(py)?.call_method1(
+                "warning",
+                ("pipe closed by peer or os.write(pipe, data) raised exception.",),
+            )?;
+            Ok(())
+        }
+        Ok(Outcome::Queued) => {
+            StreamCore::sync_interest(slf);
+            maybe_pause_protocol(slf)
+        }
+        Err(e) => fatal_error(slf, os_error(e), "Fatal write error on pipe transport"),
+    }
+}
+
+/// A write pipe's fd is writable: asyncio's `_write_ready`, with one `writev()`.
+pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
+    let this = slf.get();
+    let fd = this.fd;
+    let res = this.st.with(|s| {
+        if s.conn_lost > 0 || s.queue.is_empty() {
+            return Ok(false);
+        }
+        match sys::write_vectored(fd, &s.queue.slices()) {
+            Ok(n) => {
+                s.queue.consume(n);
+                if s.queue.is_empty() {
+                    s.writing = false;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Err(e) if would_block(&e) => Ok(false),
+            Err(e) => {
+                s.queue.clear();
+                s.writing = false;
+                s.pipe_conn_lost += 1;
+                Err(e)
+            }
+        }
+    });
+    match res {
+        Ok(false) => Ok(()),
+        Err(e) => {
+            StreamCore::sync_interest(slf);
+            fatal_error(slf, os_error(e), "Fatal write error on pipe transport")
+        }
+        Ok(true) => {
+            StreamCore::sync_interest(slf);
+            // May write again (and queue).
+            maybe_resume_protocol(slf)?;
+            let closing = this.st.with(|s| {
+                if s.closing && s.reading {
+                    s.reading = false;
+                    s.read_gen = s.read_gen.wrapping_add(1);
+                }
+                s.closing
+            });
+            if closing {
+                StreamCore::sync_interest(slf);
+                super::close::call_connection_lost(slf, None)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A write pipe's `write_eof()`, which is also its `close()`: once the queue is flushed,
+/// `connection_lost(None)` and the pipe is closed.
+pub(super) fn write_eof(slf: &Bound<'_, StreamCore>) {
+    let now = slf.get().st.with(|s| {
+        if s.closing || s.sock.is_none() {
+            return false;
+        }
+        s.closing = true;
+        if !s.queue.is_empty() {
+            return false;
+        }
+        if s.reading {
+            s.reading = false;
+            s.read_gen = s.read_gen.wrapping_add(1);
+        }
+        true
+    });
+    if now {
+        StreamCore::sync_interest(slf);
+        StreamCore::schedule(slf, StreamEvent::ConnectionLost(None));
+    }
+}
+
+/// `transport._pipe = None`: forgets the pipe without closing it (asyncio's tests do
+/// this to silence the unclosed-transport warning of a pipe they closed themselves).
+pub(super) fn forget_pipe(slf: &Bound<'_, StreamCore>) {
+    let this = slf.get();
+    LoopCore::release_fd(this.loop_(slf.py()), this.fd, slf.as_ptr());
+    let old = this.st.with(|s| {
+        s.reading = false;
+        s.writing = false;
+        s.sock.take()
+    });
+    drop(old);
+}
+
+/// The pipe's file object (`None` once closed).
+pub(super) fn pipe_object(this: &StreamCore, py: Python<'_>) -> Option<Py<PyAny>> {
+    this.st.with(|s| match &s.sock {
+        Some(Sock::Pipe(p)) => Some(p.clone_ref(py)),
+        _ => None,
+    })
+}
+
+/// asyncio's pipe transport `__repr__`, for the wrapper class named `cls_name`.
+pub(super) fn repr(this: &StreamCore, py: Python<'_>, cls_name: &str) -> String {
+    let (closed, closing, reading, writing, size) = this.st.with(|s| {
+        (
+            s.sock.is_none(),
+            s.closing,
+            s.reading,
+            s.writing,
+            s.queue.len(),
+        )
+    });
+    let mut info = vec![cls_name.to_owned()];
+    if closed {
+        info.push("closed".into());
+    } else if closing {
+        info.push("closing".into());
+    }
+    info.push(format!("fd={}", this.fd));
+    if closed {
+        info.push("closed".into());
+    } else if this.loop_(py).get().is_closed_now() {
+        info.push("open".into());
+    } else if this.kind == Kind::WritePipe {
+        info.push(if writing { "polling" } else { "idle" }.into());
+        info.push(format!("bufsize={size}"));
+    } else {
+        info.push(if reading { "polling" } else { "idle" }.into());
+    }
+    format!("<{}>", info.join(" "))
+}
