@@ -64,6 +64,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_loop::signals::_signal_wakeup_fd, m)?)?;
     future::register(m)?;
     net::dns::register(m)?;
+    net::tls::register(m)?;
     task::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -141,6 +141,57 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
 _ferroloop._register_transport_class(_SocketTransport)
 
 
+class _SSLProtocol(_ferroloop.SSLProtocolCore, _asyncio.BufferedProtocol):
+    """asyncio's ``sslproto.SSLProtocol`` (TLS over ``SSLObject`` + ``MemoryBIO``), native:
+    ``_ferroloop.SSLProtocolCore`` (``src/net/tls.rs``). This class makes it an
+    ``asyncio.BufferedProtocol``, which a native base cannot be."""
+
+    __slots__ = ()
+
+    def __init__(self, *args, **kwargs):
+        # asyncio's __init__ ends by making the app transport.
+        self._get_app_transport()
+
+
+class _SSLTransport(_sslproto._SSLProtocolTransport):
+    """asyncio's ``_SSLProtocolTransport`` over the native ``_SSLProtocol``."""
+
+    def __init__(self, loop, ssl_protocol):
+        super().__init__(loop, ssl_protocol)
+        # write() is the protocol's own (asyncio's checks, then the data), bound in the
+        # instance: a call runs no Python frame.
+        self.write = ssl_protocol._app_write
+
+    def close(self):
+        super().close()
+        if self._ssl_protocol is None:
+            # A second close() drops the protocol: write() then fails as asyncio's does.
+            self.__dict__.pop("write", None)
+
+    def write(self, data):
+        self._ssl_protocol._app_write(data)
+
+    def _test__append_write_backlog(self, data):
+        self._ssl_protocol._append_write_backlog(data)
+
+
+_ferroloop._register_ssl_classes(_SSLProtocol, _SSLTransport)
+
+
+def _with_sslproto(func):
+    """asyncio's ``func`` with its module's ``sslproto.SSLProtocol`` read as ferroloop's
+    native ``_SSLProtocol`` (``loop.start_tls`` makes one directly)."""
+    import types
+    globs = dict(func.__globals__)
+    globs["sslproto"] = types.SimpleNamespace(SSLProtocol=_SSLProtocol)
+    new = types.FunctionType(func.__code__, globs, func.__name__, func.__defaults__,
+                             func.__closure__)
+    new.__kwdefaults__ = func.__kwdefaults__
+    new.__qualname__ = func.__qualname__
+    new.__doc__ = func.__doc__
+    return new
+
+
 class _PipeTransportBase:
     """What the two pipe transports share; all of it is native (``_ferroloop.StreamCore``
     of a pipe kind, ``src/net/stream/pipe.rs``)."""
@@ -393,9 +444,10 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
         "create_connection", "_create_connection_transport", "_ensure_resolved",
         "_connect_sock", "create_server", "_create_server_getaddrinfo",
         "connect_accepted_socket", "create_datagram_endpoint",
-        "sendfile", "_sendfile_fallback", "start_tls",
+        "sendfile", "_sendfile_fallback",
         "connect_read_pipe", "connect_write_pipe",
     ))
+    start_tls = _with_sslproto(_base_events.BaseEventLoop.start_tls)
     locals().update(_borrowed(_selector_events.BaseSelectorEventLoop, "_accept_connection2"))
     locals().update(_borrowed(
         _unix_events._UnixSelectorEventLoop,
@@ -442,8 +494,9 @@ class Loop(_ferroloop.LoopCore, _asyncio.AbstractEventLoop):
                             server_side=False, server_hostname=None, extra=None, server=None,
                             ssl_handshake_timeout=_constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=_constants.SSL_SHUTDOWN_TIMEOUT):
-        """TLS for now: asyncio's ``SSLProtocol`` over a native transport."""
-        ssl_protocol = _sslproto.SSLProtocol(
+        """TLS: the native ``_SSLProtocol`` (asyncio's ``SSLProtocol`` ported to Rust) over
+        a native transport."""
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)

@@ -5,8 +5,9 @@
 //! connection (`_accept_connection2`) that calls the protocol factory and makes the
 //! transport. Here a plain connection gets its protocol and transport in the accept job
 //! itself (no Task, no waiter future); the callbacks then follow asyncio's order
-//! (`connection_made`, then reading). A TLS connection takes asyncio's own path, whose
-//! handshake needs the Task.
+//! (`connection_made`, then reading). A TLS connection likewise (its handshake's failure
+//! watched by a callback of its waiter) outside debug mode; in debug mode it takes
+//! asyncio's own path (a Task), whose reports are asyncio's.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,8 +158,9 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
     let listener = listener.into_bound(py);
     let this = listener.get();
     let res = with_context(py, this.context.bind(py), || {
-        // A plain connection outside debug mode: accepted and served with no socket object.
-        let fast = !lp.get().is_debug() && !this.sslcontext.bind(py).is_truthy()?;
+        // A connection outside debug mode: accepted and served with no socket object.
+        let fast = !lp.get().is_debug();
+        let tls = this.sslcontext.bind(py).is_truthy()?;
         for _ in 0..this.backlog {
             if !this.active.load(Ordering::Acquire) {
                 return Ok(());
@@ -175,13 +177,22 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                 // asyncio's per-connection Task does.
                 let ctx = copy_current(py)?;
                 match sockaddr::to_python(py, &addr)? {
+                    Some(peer) if tls => {
+                        with_context(py, &ctx, || connect_tls(lp, this, TlsConn::Fd(conn, peer)))?
+                    }
                     Some(peer) => with_context(py, &ctx, || connect_fd(lp, this, conn, peer))?,
                     None => {
                         // An address the socket module formats: make the object now.
                         let conn = socket_of(py, conn, this.kind)?;
                         let extra = PyDict::new(py);
                         extra.set_item("peername", conn.call_method0("getpeername")?)?;
-                        with_context(py, &ctx, || connect(lp, this, &conn, &extra))?;
+                        with_context(py, &ctx, || {
+                            if tls {
+                                connect_tls(lp, this, TlsConn::Sock(&conn, &extra))
+                            } else {
+                                connect(lp, this, &conn, &extra)
+                            }
+                        })?;
                     }
                 }
                 continue;
@@ -212,8 +223,8 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
             }
             let extra = PyDict::new(py);
             extra.set_item("peername", &addr)?;
-            if this.sslcontext.bind(py).is_truthy()? {
-                // asyncio's own path: its TLS handshake runs in a Task.
+            if tls {
+                // asyncio's own path in debug mode (its reports): the handshake in a Task.
                 let coro = lp.call_method1(
                     "_accept_connection2",
                     (
@@ -330,6 +341,90 @@ fn connect(
         lp.call_method1("call_exception_handler", (ctx,))?;
     }
     Ok(())
+}
+
+/// An accepted connection to serve over TLS: its fd and peer address, or (an address the
+/// socket module formats) its socket object and extra info.
+enum TlsConn<'a, 'py> {
+    Fd(std::os::fd::OwnedFd, Bound<'py, PyAny>),
+    Sock(&'a Bound<'py, PyAny>, &'a Bound<'py, PyDict>),
+}
+
+/// A TLS connection, as asyncio's `_accept_connection2` makes it outside debug mode
+/// (where it reports nothing): the protocol, a waiter, `loop._make_ssl_transport(...)`
+/// (ferroloop's native TLS protocol), and when the waiter fails (handshake error, timeout,
+/// peer gone) `transport.close()`, which asyncio's Task does after `await waiter`. The
+/// connection's callbacks run in the context current here (a copy per connection).
+fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>) -> PyResult<()> {
+    let py = lp.py();
+    let made = (|| -> PyResult<()> {
+        let protocol = this.protocol_factory.bind(py).call0()?;
+        let waiter = lp.call_method0(pyo3::intern!(py, "create_future"))?;
+        let kw = PyDict::new(py);
+        kw.set_item("ssl_handshake_timeout", this.ssl_handshake_timeout.bind(py))?;
+        kw.set_item("ssl_shutdown_timeout", this.ssl_shutdown_timeout.bind(py))?;
+        let transport = match conn {
+            // What `loop._make_ssl_transport()` does, over the accepted fd (no socket
+            // object): the SSL protocol, its transport below, its app transport.
+            TlsConn::Fd(fd, peer) => {
+                let ssl_protocol = crate::net::tls::protocol_class(py)?.call(
+                    (
+                        lp,
+                        &protocol,
+                        this.sslcontext.bind(py),
+                        &waiter,
+                        true,
+                        py.None(),
+                    ),
+                    Some(&kw),
+                )?;
+                crate::net::stream::make_accepted_transport(
+                    lp,
+                    fd,
+                    this.kind,
+                    peer,
+                    &ssl_protocol,
+                    Some(this.server.bind(py)),
+                )?;
+                ssl_protocol.getattr(pyo3::intern!(py, "_app_transport"))?
+            }
+            TlsConn::Sock(sock, extra) => {
+                kw.set_item("waiter", &waiter)?;
+                kw.set_item("server_side", true)?;
+                kw.set_item("extra", extra)?;
+                kw.set_item("server", this.server.bind(py))?;
+                lp.call_method(
+                    pyo3::intern!(py, "_make_ssl_transport"),
+                    (sock, &protocol, this.sslcontext.bind(py)),
+                    Some(&kw),
+                )?
+            }
+        };
+        let transport = transport.unbind();
+        let on_done = pyo3::types::PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                let py = args.py();
+                let waiter = args.get_item(0)?;
+                // `await waiter` raising: cancelled, or an exception (retrieved here).
+                let failed = waiter.call_method0("cancelled")?.is_truthy()?
+                    || !waiter.call_method0("exception")?.is_none();
+                if failed {
+                    transport.bind(py).call_method0("close")?;
+                }
+                Ok(())
+            },
+        )?;
+        waiter.call_method1(pyo3::intern!(py, "add_done_callback"), (on_done,))?;
+        Ok(())
+    })();
+    match made {
+        // Outside debug mode asyncio's Task swallows the error.
+        Err(e) if !is_fatal(py, &e) => Ok(()),
+        other => other,
+    }
 }
 
 /// asyncio's handling of `accept()` failing with EMFILE, ENFILE, ENOBUFS or ENOMEM:

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod listener;
 pub(crate) mod sockaddr;
 pub mod stream;
+pub mod tls;
 
 /// Whether a syscall error means "not now, wait for readiness" (asyncio's `except
 /// (BlockingIOError, InterruptedError)`).

@@ -58,3 +58,35 @@ pub fn with_bytes_mut<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&mut [u8]) -> R)
         f(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
     })
 }
+
+/// Runs `f` with a read-only `memoryview` over `data` (no copy), for a consumer that
+/// copies the bytes during the call and keeps no export (`ssl.MemoryBIO.write`). After
+/// `f` the view is released (`memoryview.release()`) if anything still holds it, so it
+/// can never read `data` once `f` returned.
+pub fn with_memoryview<'py, R>(
+    py: Python<'py>,
+    data: &[u8],
+    f: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<R>,
+) -> PyResult<R> {
+    // SAFETY: attached (`py`); the memoryview points at `data`, which outlives this call,
+    // is read-only (PyBUF_READ), and is released below before `data` can go away. Returns
+    // a new reference or NULL with an exception set.
+    let view = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyMemoryView_FromMemory(
+                data.as_ptr() as *mut std::os::raw::c_char,
+                data.len() as ffi::Py_ssize_t,
+                ffi::PyBUF_READ,
+            ),
+        )?
+    };
+    let res = f(&view);
+    // SAFETY: `view` is a live object; reading its refcount has no side effect.
+    if unsafe { ffi::Py_REFCNT(view.as_ptr()) } > 1 {
+        // Someone kept the view: cut it from `data`. This fails only while a buffer export
+        // of it is alive, which the consumers this is used with never leave.
+        view.call_method0(pyo3::intern!(py, "release"))?;
+    }
+    res
+}

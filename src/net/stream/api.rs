@@ -268,6 +268,7 @@ impl StreamCore {
             .try_with(|s| -> Result<(), PyTraverseError> {
                 visit.call(&s.transport)?;
                 visit.call(&s.protocol)?;
+                visit.call(&s.tls)?;
                 if let Some(sock) = &s.sock {
                     sock.visit(&visit)?;
                 }
@@ -286,6 +287,7 @@ impl StreamCore {
             (
                 s.transport.take(),
                 s.protocol.take(),
+                s.tls.take(),
                 s.server.take(),
                 s.extra.take(),
                 s.context.take(),

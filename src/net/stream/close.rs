@@ -134,9 +134,13 @@ fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResul
     let py = slf.py();
     let this = slf.get();
     LoopCore::release_fd(this.loop_(py), this.fd, slf.as_ptr());
-    let (sock, proto, server) = this
-        .st
-        .with(|s| (s.sock.take(), s.protocol.take(), s.server.take()));
+    let (sock, proto, server) = this.st.with(|s| {
+        (
+            s.sock.take(),
+            (s.protocol.take(), s.tls.take()),
+            s.server.take(),
+        )
+    });
     drop(proto);
     let closed = match sock {
         Some(sock) => sock.close(py),

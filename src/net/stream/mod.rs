@@ -118,6 +118,8 @@ struct StreamState {
     protocol: Option<Py<PyAny>>,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
+    /// `protocol` is ferroloop's native TLS protocol: reads are fed to it directly.
+    tls: Option<Py<crate::net::tls::SSLProtocolCore>>,
     protocol_connected: bool,
     /// The socket; `None` once `connection_lost` ran (asyncio's `_sock = None`).
     sock: Option<Sock>,
@@ -228,14 +230,40 @@ impl StreamCore {
         let py = protocol.py();
         let buffered =
             protocol.is_instance(crate::names::Names::get(py)?.buffered_protocol.bind(py))?;
+        let tls = protocol
+            .cast::<crate::net::tls::SSLProtocolCore>()
+            .ok()
+            .map(|t| t.clone().unbind());
         let old = self.st.with(|s| {
             s.buffered = buffered;
+            let old_tls = std::mem::replace(&mut s.tls, tls);
             s.protocol_connected = true;
-            s.protocol.replace(protocol.clone().unbind())
+            (s.protocol.replace(protocol.clone().unbind()), old_tls)
         });
         drop(old);
         Ok(())
     }
+}
+
+/// The native core of `transport` when it is a ferroloop stream transport (the TLS
+/// protocol then writes into it directly).
+pub(crate) fn core_of(transport: &Bound<'_, PyAny>) -> Option<Py<StreamCore>> {
+    let py = transport.py();
+    let cls = TRANSPORT_CLASS.get(py)?;
+    if !transport.get_type().is(cls.bind(py)) {
+        return None;
+    }
+    transport
+        .getattr(pyo3::intern!(py, "_core"))
+        .ok()?
+        .cast_into::<StreamCore>()
+        .ok()
+        .map(Bound::unbind)
+}
+
+/// `transport.write(data)` on a native transport's core.
+pub(crate) fn write_data(core: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    write::write(core, data)
 }
 
 /// TCP_NODELAY on a TCP stream socket, as asyncio documents ("set by default for all TCP
@@ -363,6 +391,7 @@ fn build<'py>(
                 transport: None,
                 protocol: None,
                 buffered: false,
+                tls: None,
                 protocol_connected: false,
                 sock: Some(sock),
                 server: server.map(|s| s.clone().unbind()),

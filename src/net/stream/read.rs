@@ -44,17 +44,24 @@ pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
 pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let Some((proto, buffered)) = this.st.with(|s| {
+    let Some((proto, buffered, tls)) = this.st.with(|s| {
         if s.conn_lost > 0 || !s.reading || s.read_gen != gen {
             return None;
         }
-        Some((s.protocol.as_ref()?.clone_ref(py), s.buffered))
+        Some((
+            s.protocol.as_ref()?.clone_ref(py),
+            s.buffered,
+            s.tls.as_ref().map(|t| t.clone_ref(py)),
+        ))
     }) else {
         return Ok(());
     };
     let proto = proto.into_bound(py);
     if this.kind != Kind::Socket {
         return super::pipe::on_readable(slf, &proto);
+    }
+    if let Some(tls) = tls {
+        return read_into_tls(slf, &proto, tls.bind(py));
     }
     if buffered {
         return read_into_buffer(slf, &proto);
@@ -72,6 +79,53 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
                 Err(e) => fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
             }
         }
+    }
+}
+
+/// A native TLS protocol: the bytes go to its incoming BIO directly (what
+/// `get_buffer` + `buffer_updated` do, without the calls).
+fn read_into_tls(
+    slf: &Bound<'_, StreamCore>,
+    proto: &Bound<'_, PyAny>,
+    tls: &Bound<'_, crate::net::tls::SSLProtocolCore>,
+) -> PyResult<()> {
+    use crate::net::tls::SSLProtocolCore;
+    /// The outcome of one `recv()` handed to the BIO.
+    enum Fed {
+        Data(PyResult<()>),
+        Eof,
+        WouldBlock,
+        Failed(std::io::Error),
+    }
+    let py = slf.py();
+    let fd = slf.get().fd;
+    // The bytes go to the protocol's incoming BIO, which copies them: a view of the
+    // thread's read buffer, no `bytes` object. (The BIO's write runs no Python code, so
+    // the buffer is free again before the state machine runs.)
+    let fed = with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+        Ok(0) => Fed::Eof,
+        Ok(_) => Fed::Data(crate::pyo::buffer::with_memoryview(py, buf, |view| {
+            SSLProtocolCore::bio_write(tls, view)
+        })),
+        Err(e) if would_block(&e) => Fed::WouldBlock,
+        Err(e) => Fed::Failed(e),
+    });
+    let res = match fed {
+        Fed::WouldBlock => return Ok(()),
+        Fed::Failed(e) => {
+            return fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+        }
+        Fed::Eof => return on_eof(slf, proto),
+        Fed::Data(written) => written.and_then(|()| SSLProtocolCore::advance(tls)),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if is_fatal(py, &e) => Err(e),
+        Err(e) => fatal_error(
+            slf,
+            e,
+            "Fatal error: protocol.buffer_updated() call failed.",
+        ),
     }
 }
 
