@@ -1,18 +1,15 @@
 """anyio on its asyncio backend, running on ferroloop through
 ``anyio.run(..., backend="asyncio", backend_options={"loop_factory": ferroloop.new_event_loop})``:
-task groups, cancel scopes, TCP listener/connect, threads; UDP sockets and subprocesses
-(xfail on ferroloop while its loop lacks them: issue 9)."""
+task groups, cancel scopes, TCP listener/connect, threads, UDP sockets and subprocesses."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sys
 import threading
 
 import pytest
 
-import ferroloop
 from _integ import FACTORIES, check_loop
 
 anyio = pytest.importorskip("anyio")
@@ -162,13 +159,6 @@ def test_anyio_threads(loop_name):
 
 
 def test_anyio_udp(loop_name):
-    if loop_name == "ferroloop":
-        missing = (ferroloop.Loop.create_datagram_endpoint
-                   is asyncio.AbstractEventLoop.create_datagram_endpoint)
-        if missing:
-            pytest.xfail("ferroloop.Loop.create_datagram_endpoint is not implemented yet "
-                         "(issue 9, branch udp): NotImplementedError")
-
     async def main():
         check_loop(loop_name)
         async with await anyio.create_udp_socket(local_host="127.0.0.1") as server:
