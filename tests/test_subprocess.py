@@ -399,6 +399,40 @@ def test_user_child_watcher_is_honoured(loop):
     assert calls == ["enter", ("add", pid)]
 
 
+def test_user_pidfd_watcher_subclass(loop):
+    """A subclass of asyncio's PidfdChildWatcher is the user's own watcher, used as asyncio
+    uses it; it calls the loop's private _add_reader/_remove_reader (asyncio's selector
+    loop has them), which ferroloop provides too."""
+    from asyncio import unix_events
+
+    calls = []
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Recording(unix_events.PidfdChildWatcher):
+            def add_child_handler(self, pid, callback, *args):
+                calls.append(("add", pid))
+                return super().add_child_handler(pid, callback, *args)
+
+        policy = asyncio.get_event_loop_policy()
+        saved = policy._watcher
+        watcher = Recording()
+        watcher.attach_loop(loop)       # 3.11's is_active() asks for a running loop
+        policy._watcher = watcher
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(PY, "-c", "import sys; sys.exit(5)")
+        return p.pid, await p.wait()
+
+    try:
+        pid, rc = run_with_timeout(loop, main())
+    finally:
+        policy._watcher = saved
+    assert rc == 5
+    assert calls == [("add", pid)]
+
+
 def test_fallback_without_pidfd(loop_name):
     """Where pidfd_open fails (Linux < 5.3, seccomp: ENOSYS/EPERM), ferroloop falls back to
     asyncio's ThreadedChildWatcher: exit codes and pipes work as before."""

@@ -223,6 +223,12 @@ impl LoopCore {
         Self::remove_io(slf, fd, false)
     }
 
+    /// `remove_reader` under asyncio's private name (`_remove_reader`), which its own
+    /// helpers call on the loop (`PidfdChildWatcher`, a user's subclass of it).
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, false)
+    }
+
     /// Calls `callback(*args)` whenever `fd` is writable. Returns None, as asyncio does.
     #[pyo3(signature = (fd, callback, *args))]
     fn add_writer(
@@ -247,6 +253,11 @@ impl LoopCore {
 
     /// Stops watching `fd` for writing; True if it was watched.
     fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, true)
+    }
+
+    /// `remove_writer` under asyncio's private name (`_remove_writer`).
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         Self::remove_io(slf, fd, true)
     }
 
