@@ -298,3 +298,20 @@ def test_close_with_finalizers_that_schedule(loop):
     gc.collect()
     assert loop.is_closed()
     assert sorted(log) == [5] * 6
+
+
+def test_no_script_in_a_run_directory_shadows_a_stdlib_module():
+    """`python benchmarks/net.py` puts benchmarks/ first on sys.path: a script there named
+    like a stdlib module (a benchmarks/subprocess.py once) replaces that module for every
+    other script of the directory, and asyncio's import fails."""
+    import pathlib
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    shadowing = sorted(
+        str(p.relative_to(repo))
+        for d in ("benchmarks", "examples", "tests", "tests/cpython", "tests/difftest")
+        for p in (repo / d).glob("*.py")
+        if p.stem in sys.stdlib_module_names
+    )
+    assert shadowing == []

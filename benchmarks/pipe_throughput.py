@@ -3,10 +3,10 @@ and read with ``loop.connect_read_pipe`` in the same loop, on every loop side by
 
 Usage::
 
-    python benchmarks/pipes.py                          # 256 MiB in 64 KiB writes + 32 MiB in 1 KiB writes
-    python benchmarks/pipes.py --loops ferroloop,uvloop --runs 7
-    python benchmarks/pipes.py --sizes 64:262144        # MiB:write-size pairs
-    python benchmarks/pipes.py --child ferroloop 64 65536   # one measurement (JSON line)
+    python benchmarks/pipe_throughput.py                          # 256 MiB in 64 KiB writes + 32 MiB in 1 KiB writes
+    python benchmarks/pipe_throughput.py --loops ferroloop,uvloop --runs 7
+    python benchmarks/pipe_throughput.py --sizes 64:262144        # MiB:write-size pairs
+    python benchmarks/pipe_throughput.py --child ferroloop 64 65536   # one measurement (JSON line)
 
 Each measurement runs in a fresh child process (``sys.executable``). The child connects
 both ends, does an untimed warm-up transfer of 4 MiB on another pipe, then times (wall

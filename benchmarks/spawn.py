@@ -9,28 +9,23 @@ Workloads (each loop in a fresh child process, runs interleaved, median reported
 * ``communicate``: ``/bin/cat`` with stdin/stdout pipes, ``communicate(4 KiB)``, N times:
   spawning, three pipe transports and the exit.
 
-    python benchmarks/subprocess.py                  # 5 runs, N=300
-    python benchmarks/subprocess.py --runs 3 --n 200 --loops ferroloop,asyncio
+    python benchmarks/spawn.py                  # 5 runs, N=300
+    python benchmarks/spawn.py --runs 3 --n 200 --loops ferroloop,asyncio
 
 Prints microseconds per child (lower is better) and the ratio to uvloop, wall-clock and the
 parent's CPU time. Most of the wall-clock is fork/exec and the child's own run; the parent's
 CPU is what the loop (and Popen in it) spends per child.
 """
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
+import time
 
-# This file is named like the stdlib module it uses: keep its directory off sys.path so
-# that `import subprocess` (here and inside asyncio) finds the stdlib's.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
 sys.dont_write_bytecode = True
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 
 LOOPS = ["ferroloop", "asyncio", "uvloop", "rloop"]
 WORKLOADS = ["spawn_wait", "spawn_wait_10", "communicate"]
