@@ -1,0 +1,128 @@
+//! Flow control both ways: the app's writes (`pause_writing`/`resume_writing` on the
+//! app protocol by the outgoing size) and reading from the transport below
+//! (`pause_reading`/`resume_reading` by the incoming BIO's size).
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::{opt, SSLProtocolCore};
+
+impl SSLProtocolCore {
+    // Flow control for writes from the app
+
+    pub(super) fn get_write_buffer_size_inner(slf: &Bound<'_, Self>) -> PyResult<i64> {
+        let py = slf.py();
+        let (outgoing, size) = slf
+            .get()
+            .st
+            .with(|s| (s.outgoing.clone_ref(py), s.write_buffer_size));
+        let pending: i64 = outgoing
+            .bind(py)
+            .getattr(intern!(py, "pending"))?
+            .extract()?;
+        Ok(pending + size)
+    }
+
+    fn call_flow(
+        slf: &Bound<'_, Self>,
+        method: &Bound<'_, pyo3::types::PyString>,
+        what: &str,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        match this.app_protocol_obj(py).call_method0(method) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.is_instance_of::<PyKeyboardInterrupt>(py)
+                    || e.is_instance_of::<PySystemExit>(py) =>
+            {
+                Err(e)
+            }
+            Err(e) => {
+                let ctx = PyDict::new(py);
+                ctx.set_item("message", format!("protocol.{what}() failed"))?;
+                ctx.set_item("exception", e.value(py))?;
+                ctx.set_item("transport", this.st.with(|s| opt(py, &s.app_transport)))?;
+                ctx.set_item("protocol", slf)?;
+                this.loop_(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (ctx,))
+                    .map(drop)
+            }
+        }
+    }
+
+    pub(super) fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::control_app_writing_sized(slf, None)
+    }
+
+    /// `_control_app_writing()`, given the outgoing BIO's size if known.
+    pub(super) fn control_app_writing_sized(
+        slf: &Bound<'_, Self>,
+        outgoing: Option<i64>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let size = match outgoing {
+            Some(n) => n + this.st.with(|s| s.write_buffer_size),
+            None => Self::get_write_buffer_size_inner(slf)?,
+        };
+        let action = this.st.with(|s| {
+            if size >= s.outgoing_high && !s.app_writing_paused {
+                s.app_writing_paused = true;
+                Some(true)
+            } else if size <= s.outgoing_low && s.app_writing_paused {
+                s.app_writing_paused = false;
+                Some(false)
+            } else {
+                None
+            }
+        });
+        match action {
+            Some(true) => Self::call_flow(slf, intern!(py, "pause_writing"), "pause_writing"),
+            Some(false) => Self::call_flow(slf, intern!(py, "resume_writing"), "resume_writing"),
+            None => Ok(()),
+        }
+    }
+
+    // Flow control for reads from the SSL socket
+
+    pub(super) fn get_read_buffer_size_inner(slf: &Bound<'_, Self>) -> PyResult<i64> {
+        let py = slf.py();
+        let incoming = slf.get().st.with(|s| s.incoming.clone_ref(py));
+        incoming.bind(py).getattr(intern!(py, "pending"))?.extract()
+    }
+
+    pub(super) fn control_ssl_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::control_ssl_reading_sized(slf, None)
+    }
+
+    /// `_control_ssl_reading()`, given the incoming BIO's size if known.
+    pub(super) fn control_ssl_reading_sized(
+        slf: &Bound<'_, Self>,
+        incoming: Option<i64>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let size = match incoming {
+            Some(n) => n,
+            None => Self::get_read_buffer_size_inner(slf)?,
+        };
+        let action = this.st.with(|s| {
+            if size >= s.incoming_high && !s.ssl_reading_paused {
+                s.ssl_reading_paused = true;
+                Some(intern!(py, "pause_reading"))
+            } else if size <= s.incoming_low && s.ssl_reading_paused {
+                s.ssl_reading_paused = false;
+                Some(intern!(py, "resume_reading"))
+            } else {
+                None
+            }
+        });
+        if let Some(m) = action {
+            this.transport_obj(py).call_method0(m)?;
+        }
+        Ok(())
+    }
+}
