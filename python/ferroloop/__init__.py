@@ -39,23 +39,14 @@ __all__ = (
 )
 
 
-class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
-    """A stream transport over a TCP or Unix socket. All of it is native
-    (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport`` (and a
-    ``_FlowControlMixin``, which ``loop.sendfile()``'s fallback checks), which
-    ``BaseTransport``'s ``__slots__`` keep a native type from being."""
+class _CoreTransport:
+    """What every native transport's Python class hands to its core (``self._core``, a
+    ``_ferroloop.StreamCore`` or ``DatagramCore``): the classes below exist to be
+    ``asyncio`` transports (``BaseTransport``'s ``__slots__`` keep a native type from
+    being one); put first among their bases, these methods take precedence over the
+    abstract ones."""
 
-    __slots__ = ("_core", "__dict__", "__weakref__")
-    _start_tls_compatible = True
-    _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE
-
-    def __init__(self, core):
-        self._core = core
-        # The hottest methods are the core's own, bound in the instance: a call then runs
-        # no Python frame. (The methods below document them and serve a class-level call.)
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
+    __slots__ = ()
 
     def __repr__(self):
         return self._core._repr(type(self).__name__)
@@ -78,6 +69,16 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
     def get_protocol(self):
         return self._core.get_protocol()
 
+    @property
+    def _loop(self):
+        return self._core._loop
+
+
+class _CoreReading:
+    """The reading side of a native transport."""
+
+    __slots__ = ()
+
     def is_reading(self):
         return self._core.is_reading()
 
@@ -87,6 +88,16 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
     def resume_reading(self):
         self._core.resume_reading()
 
+
+class _CoreWriting:
+    """The writing side of a native transport: abort and flow control (before
+    ``_FlowControlMixin`` among the bases, whose state the core keeps)."""
+
+    __slots__ = ()
+
+    def abort(self):
+        self._core.abort()
+
     def set_write_buffer_limits(self, high=None, low=None):
         self._core.set_write_buffer_limits(high, low)
 
@@ -95,6 +106,47 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
 
     def get_write_buffer_limits(self):
         return self._core.get_write_buffer_limits()
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+
+class _CoreSocket:
+    """What asyncio's code uses of a selector transport's socket (``loop.sendfile()``,
+    ``start_tls()``, ``SSLProtocol``)."""
+
+    __slots__ = ()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+
+class _SocketTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket,
+                       _transports._FlowControlMixin, _asyncio.Transport):
+    """A stream transport over a TCP or Unix socket. All of it is native
+    (``_ferroloop.StreamCore``); this class makes it an ``asyncio.Transport`` (and a
+    ``_FlowControlMixin``, which ``loop.sendfile()``'s fallback checks)."""
+
+    __slots__ = ("_core", "__dict__", "__weakref__")
+    _start_tls_compatible = True
+    _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, core):
+        self._core = core
+        # The hottest methods are the core's own, bound in the instance: a call then runs
+        # no Python frame. (The methods below document them and serve a class-level call.)
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
 
     def write(self, data):
         self._core.write(data)
@@ -107,29 +159,6 @@ class _SocketTransport(_transports._FlowControlMixin, _asyncio.Transport):
 
     def can_write_eof(self):
         return True
-
-    def abort(self):
-        self._core.abort()
-
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
-    # What asyncio's loop.sendfile() and start_tls() use of a selector transport.
-    @property
-    def _sock(self):
-        return self._core._sock
-
-    @property
-    def _sock_fd(self):
-        return self._core._sock_fd
-
-    @property
-    def _loop(self):
-        return self._core._loop
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
@@ -192,29 +221,11 @@ def _with_sslproto(func):
     return new
 
 
-class _PipeTransportBase:
+class _PipeTransportBase(_CoreTransport):
     """What the two pipe transports share; all of it is native (``_ferroloop.StreamCore``
     of a pipe kind, ``src/net/stream/pipe.rs``)."""
 
     __slots__ = ()
-
-    def __repr__(self):
-        return self._core._repr(type(self).__name__)
-
-    def __del__(self):
-        self._core._del(self)
-
-    def get_extra_info(self, name, default=None):
-        return self._core.get_extra_info(name, default)
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
 
     # What asyncio's pipe transports have and code around them reads.
     @property
@@ -224,10 +235,6 @@ class _PipeTransportBase:
     @property
     def _fileno(self):
         return self._core._sock_fd
-
-    @property
-    def _loop(self):
-        return self._core._loop
 
     @property
     def _pipe(self):
@@ -241,7 +248,7 @@ class _PipeTransportBase:
         self._core._forget_pipe()
 
 
-class _ReadPipeTransport(_PipeTransportBase, _asyncio.ReadTransport):
+class _ReadPipeTransport(_PipeTransportBase, _CoreReading, _asyncio.ReadTransport):
     """``loop.connect_read_pipe()``'s transport (asyncio's ``_UnixReadPipeTransport``)."""
 
     __slots__ = ("_core", "__dict__", "__weakref__")
@@ -250,20 +257,8 @@ class _ReadPipeTransport(_PipeTransportBase, _asyncio.ReadTransport):
     def __init__(self, core):
         self._core = core
 
-    def close(self):
-        self._core.close()
 
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
-
-
-class _WritePipeTransport(_PipeTransportBase, _transports._FlowControlMixin,
+class _WritePipeTransport(_PipeTransportBase, _CoreWriting, _transports._FlowControlMixin,
                           _asyncio.WriteTransport):
     """``loop.connect_write_pipe()``'s transport (asyncio's ``_UnixWritePipeTransport``)."""
 
@@ -285,27 +280,12 @@ class _WritePipeTransport(_PipeTransportBase, _transports._FlowControlMixin,
     def close(self):
         self._core._pipe_write_eof()
 
-    def abort(self):
-        self._core.abort()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
 
 _ferroloop._register_pipe_transport_classes(_ReadPipeTransport, _WritePipeTransport)
 
 
-class _DatagramTransport(_transports._FlowControlMixin, _asyncio.DatagramTransport):
+class _DatagramTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket,
+                         _transports._FlowControlMixin, _asyncio.DatagramTransport):
     """A datagram transport over a UDP or Unix datagram socket. All of it is native
     (``_ferroloop.DatagramCore``); this class makes it an ``asyncio.DatagramTransport``
     (and, through ``_FlowControlMixin``, an ``asyncio.Transport``, as asyncio's is)."""
@@ -318,73 +298,12 @@ class _DatagramTransport(_transports._FlowControlMixin, _asyncio.DatagramTranspo
         self.sendto = core.sendto
         self.is_closing = core.is_closing
 
-    def __repr__(self):
-        return self._core._repr(type(self).__name__)
-
-    def __del__(self):
-        self._core._del(self)
-
-    def get_extra_info(self, name, default=None):
-        return self._core.get_extra_info(name, default)
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
-    @property
-    def _sock(self):
-        return self._core._sock
-
-    @property
-    def _sock_fd(self):
-        return self._core._sock_fd
-
-    @property
-    def _loop(self):
-        return self._core._loop
 
     @property
     def _address(self):
         return self._core._address
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
 
 
 _ferroloop._register_datagram_transport_class(_DatagramTransport)
