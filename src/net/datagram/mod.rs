@@ -67,8 +67,6 @@ use close::call_connection_lost;
 use recv::on_readable;
 use send::on_writable;
 
-/// asyncio's `max_size`: the largest datagram received whole.
-const MAX_SIZE: usize = 256 * 1024;
 /// At most this many datagrams are received per readiness event (libuv's bound).
 const READS_PER_EVENT: usize = 32;
 /// What asyncio 3.13+ adds to `get_write_buffer_size()` per queued datagram.

@@ -2,22 +2,14 @@
 //! each datagram handed to `datagram_received(data, addr)` with the sender's address
 //! converted in Rust.
 
-use std::cell::RefCell;
-
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::{DatagramCore, MAX_SIZE, READS_PER_EVENT};
-use crate::net::would_block;
+use super::{DatagramCore, READS_PER_EVENT};
+use crate::net::{with_read_buf, would_block};
 use crate::pyo::errno::os_error;
 use crate::sys::{self, SockAddr};
-
-thread_local! {
-    /// The buffer `recvfrom()` fills before the datagram is copied into a `bytes` of its
-    /// size: one per thread, reused by every datagram transport of the thread's loop.
-    static RECV_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(MAX_SIZE));
-}
 
 /// The fd is readable: asyncio's `_read_ready`, for up to [`READS_PER_EVENT`] datagrams.
 pub(super) fn on_readable(slf: &Bound<'_, DatagramCore>, gen: u32) -> PyResult<()> {
@@ -34,14 +26,12 @@ pub(super) fn on_readable(slf: &Bound<'_, DatagramCore>, gen: u32) -> PyResult<(
             return Ok(());
         };
         let proto = proto.into_bound(py);
-        let got = RECV_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            buf.clear();
-            match sys::recvfrom_spare(this.fd, &mut buf) {
-                Ok((_, addr)) => Ok(Some((PyBytes::new(py, &buf), addr))),
-                Err(e) if would_block(&e) => Ok(None),
-                Err(e) => Err(e),
-            }
+        // The loop thread's read buffer (the stream transports' too): 256 KiB, asyncio's
+        // max_size for a datagram.
+        let got = with_read_buf(|buf| match sys::recvfrom_spare(this.fd, buf) {
+            Ok((_, addr)) => Ok(Some((PyBytes::new(py, buf), addr))),
+            Err(e) if would_block(&e) => Ok(None),
+            Err(e) => Err(e),
         });
         match got {
             Ok(None) => return Ok(()),

@@ -86,6 +86,24 @@ fn pipe_extra<'py>(
     Ok(extra)
 }
 
+/// The checks both pipe transports make of `pipe` (asyncio's, in its order): its fd is a
+/// FIFO, a socket or a character device (else `ValueError(refused)`), no open transport
+/// uses it, and it is made non-blocking. Returns the fd and its file type.
+fn pipe_fd(
+    lp: &Bound<'_, LoopCore>,
+    pipe: &Bound<'_, PyAny>,
+    refused: &'static str,
+) -> PyResult<(RawFd, libc::mode_t)> {
+    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
+    let ty = file_type(fd)?;
+    if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
+        return Err(PyValueError::new_err(refused));
+    }
+    LoopCore::ensure_fd_no_transport(lp, fd)?;
+    sys::set_nonblocking(fd).map_err(os_error)?;
+    Ok((fd, ty))
+}
+
 /// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)`.
 pub(crate) fn make_read_pipe_transport<'py>(
     lp: &Bound<'py, LoopCore>,
@@ -95,15 +113,7 @@ pub(crate) fn make_read_pipe_transport<'py>(
     extra: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let extra = pipe_extra(pipe, extra)?;
-    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
-    let ty = file_type(fd)?;
-    if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
-        return Err(PyValueError::new_err(
-            "Pipe transport is for pipes/sockets only.",
-        ));
-    }
-    LoopCore::ensure_fd_no_transport(lp, fd)?;
-    sys::set_nonblocking(fd).map_err(os_error)?;
+    let (fd, _) = pipe_fd(lp, pipe, "Pipe transport is for pipes/sockets only.")?;
     build(
         lp,
         fd,
@@ -126,15 +136,11 @@ pub(crate) fn make_write_pipe_transport<'py>(
     extra: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let extra = pipe_extra(pipe, extra)?;
-    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
-    let ty = file_type(fd)?;
-    if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
-        return Err(PyValueError::new_err(
-            "Pipe transport is only for pipes, sockets and character devices",
-        ));
-    }
-    LoopCore::ensure_fd_no_transport(lp, fd)?;
-    sys::set_nonblocking(fd).map_err(os_error)?;
+    let (fd, ty) = pipe_fd(
+        lp,
+        pipe,
+        "Pipe transport is only for pipes, sockets and character devices",
+    )?;
     // Polled for reading to notice the reader's close: for a pipe or a socket (a
     // character device would report readable for its own input).
     let watch = ty != libc::S_IFCHR;
