@@ -1,13 +1,15 @@
 """Benchmark workloads, one function per workload, run in a fresh child process.
 
-Usage (normally invoked by run.py / callgrind.py, one process per measurement):
+Usage (normally invoked by ``ferroloop bench``, benchmarks/run.py or callgrind.py, one
+process per measurement):
 
-    python benchmarks/workloads.py LOOPNAME WORKLOAD N [--warmup W]
-    python benchmarks/workloads.py --check LOOPNAME
-    python benchmarks/workloads.py --list
+    python -m ferroloop._bench.workloads LOOPNAME WORKLOAD N [--warmup W]
+    python -m ferroloop._bench.workloads --check LOOPNAME
+    python -m ferroloop._bench.workloads --list
 
-LOOPNAME is one of: ferroloop, asyncio, uvloop, rloop, rsloop, talyn.
-Prints a single JSON object on stdout.
+LOOPNAME is asyncio or the name of a module with ``new_event_loop()`` (or a ``Loop``
+class): ferroloop, uvloop, rloop, rsloop, talyn (the ones compared by default are
+``LOOPS``). Prints a single JSON object on stdout.
 
 Only the run call is timed (loop.run_forever() / loop.run_until_complete(),
 plus, for ``timers``, the scheduling and cancelling of the handles): the
@@ -31,15 +33,16 @@ LOOPS = ("ferroloop", "asyncio", "uvloop", "rloop", "rsloop", "talyn")
 
 
 def new_loop(name):
-    """Create a new event loop of the given implementation."""
+    """Create a new event loop of the given implementation: asyncio's, or
+    ``MODULE.new_event_loop()`` (``MODULE.Loop()`` where there is no such helper, as in
+    talyn, a Zig loop for 3.13+)."""
     if name == "asyncio":
         return asyncio.new_event_loop()
-    if name not in LOOPS:
-        raise SystemExit(f"unknown loop {name!r}; known: {', '.join(LOOPS)}")
     mod = importlib.import_module(name)
-    if name == "talyn":  # a Zig loop for 3.13+: no new_event_loop() helper
-        return mod.Loop()
-    return mod.new_event_loop()
+    factory = getattr(mod, "new_event_loop", None) or getattr(mod, "Loop", None)
+    if factory is None:
+        raise RuntimeError(f"module {name!r} has neither new_event_loop() nor Loop")
+    return factory()
 
 
 def loop_version(name):
