@@ -138,7 +138,8 @@ class Progress:
                                            TimeRemainingColumn)
             except ImportError:
                 return
-            self._rich = RP(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
+            self._rich = RP(TextColumn("[bold]bench"), BarColumn(bar_width=30),
+                            MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                             TextColumn("{task.description}"),
                             console=Console(stderr=True), transient=True)
@@ -151,9 +152,14 @@ class Progress:
         if self.quiet:
             return
         if self._rich is not None:
-            self._rich.update(self._task, advance=1, description=text)
+            self._rich.update(self._task, advance=1)
         else:
             print(f"[{self.done:>4}/{self.total}] {text}", file=sys.stderr, flush=True)
+
+    def running(self, label):
+        """Shows on the bar what is being measured now."""
+        if self._rich is not None:
+            self._rich.update(self._task, description=label[:40])
 
     def note(self, text):
         if self.quiet:

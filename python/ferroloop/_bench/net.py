@@ -221,11 +221,13 @@ WRK_BAD = re.compile(r"(Non-2xx or 3xx responses:\s+\d+|Socket errors:[^\n]*)")
 
 def run_http_client(a, kind, where):
     url = f"http://{where}/"
-    warm = max(1, round(a.warmup))
-    # wrk has no warm-up phase of its own: a short untimed run first.
-    subprocess.run(["wrk", "-t1", f"-c{a.http_conns}", f"-d{warm}s", url],
-                   capture_output=True, timeout=warm + 30,
-                   preexec_fn=child_setup(a, "client"))
+    # wrk has no warm-up phase of its own: a short untimed run first, of whole seconds
+    # (all wrk takes), none for a warm-up under half a second (ferroloop bench --quick).
+    if a.warmup >= 0.5:
+        warm = max(1, round(a.warmup))
+        subprocess.run(["wrk", "-t1", f"-c{a.http_conns}", f"-d{warm}s", url],
+                       capture_output=True, timeout=warm + 30,
+                       preexec_fn=child_setup(a, "client"))
     dur = max(1, round(a.duration))
     cmd = ["wrk", "-t1", f"-c{a.http_conns}", f"-d{dur}s", url]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
