@@ -220,9 +220,11 @@ def run(args):
         print("Skipped loops: " + "; ".join(f"{lp} ({err})" for lp, err in unavailable.items()))
     if skipped:
         print("Skipped workloads: " + "; ".join(f"{wl} ({why})" for wl, why in skipped.items()))
-    print(f"Median of {settings.sched_runs} runs (scheduling) / {settings.net_runs} runs "
-          f"(network: {settings.net_warmup} s warm-up + {settings.net_duration} s each) per "
-          "cell, every run in fresh processes; operations per second, higher is better.")
+    runs = ([f"{settings.sched_runs} runs (scheduling)"] if sched_wls else []) + (
+        [f"{settings.net_runs} runs (network: {settings.net_warmup} s warm-up + "
+         f"{settings.net_duration} s each)"] if net_wls else [])
+    print(f"Median of {' / '.join(runs)} per cell, every run in fresh processes; "
+          "operations per second, higher is better.")
     print()
     print(report(stats, cols, workloads))
 
