@@ -52,7 +52,11 @@ def _info(_args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from ferroloop._bench import cli
 
-    return cli.run(args)
+    try:
+        return cli.run(args)
+    except BrokenPipeError:  # `ferroloop bench --list | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _version() -> str:
