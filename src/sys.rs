@@ -18,6 +18,19 @@ pub fn monotonic_timespec() -> (libc::time_t, libc::c_long) {
     (ts.tv_sec, ts.tv_nsec)
 }
 
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` in seconds: the calling thread's CPU time
+/// (user + system), what the benchmark echo client reports as its own cost.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux
+    // for the calling thread, so clock_gettime cannot fail here.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// `pthread_self()`: what `threading.get_ident()` returns on Linux.
 #[inline]
 pub fn thread_id() -> u64 {
