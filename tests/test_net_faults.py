@@ -347,3 +347,44 @@ def test_fd_count_flat_over_connect_close_cycles(loop):
 
     before, after = run_with_timeout(loop, main(), 30)
     assert after <= before, (before, after)
+
+
+def test_error_in_connection_made_is_reported_with_its_handle(loop):
+    """asyncio schedules ``protocol.connection_made(transport)`` with call_soon: an error
+    it raises goes to the exception handler from Handle._run, with that Handle, and the
+    connection stays up."""
+    ctxs = []
+
+    class Boom(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            raise ZeroDivisionError("made")
+
+    async def main():
+        loop.set_exception_handler(lambda lp, ctx: ctxs.append(ctx))
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        proto = Boom()
+        tr, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
+        for _ in range(100):
+            if ctxs:
+                break
+            await asyncio.sleep(0.01)
+        closing = tr.is_closing()
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return tr, proto, closing
+
+    tr, proto, closing = run_with_timeout(loop, main())
+    assert not closing
+    assert len(ctxs) == 1
+    ctx = ctxs[0]
+    assert sorted(ctx) == ["exception", "handle", "message"]
+    assert isinstance(ctx["exception"], ZeroDivisionError)
+    assert isinstance(ctx["handle"], asyncio.Handle)
+    assert ctx["handle"]._callback == proto.connection_made
+    assert ctx["handle"]._args == (tr,)
+    # The transport's repr in it is reprlib's, shortened.
+    assert ctx["message"].startswith(
+        f"Exception in callback {Boom.__qualname__}.connection_made(<")

@@ -267,6 +267,13 @@ def test_read_pipe_protocol_error_goes_to_handler(loop, pipe_fds):
             if errors:
                 break
             await asyncio.sleep(0.01)
+        # As asyncio's Handle._run reports the transport's _read_ready callback (asyncio's
+        # class is _UnixReadPipeTransport, ferroloop's _ReadPipeTransport).
+        ctx = errors[0]
+        assert sorted(ctx) == ["exception", "handle", "message"]
+        assert isinstance(ctx["handle"], asyncio.Handle)
+        assert ctx["handle"]._callback == tr._read_ready
+        assert ctx["message"] == f"Exception in callback {type(tr).__name__}._read_ready()"
         # The transport reads on (the error escaped a callback, not a fatal error).
         assert not tr.is_closing()
         os.write(w, b"more")

@@ -443,9 +443,14 @@ def test_error_in_datagram_received_is_reported(loop):
             c.sendto(b"fine", tr.get_extra_info("sockname"))
             await pr.wait_for(2)
         assert len(ctxs) == 1
-        assert ctxs[0]["message"].startswith("Exception in callback ")
-        assert ctxs[0]["message"].endswith("._read_ready()")
+        # As asyncio's Handle._run reports the transport's _read_ready callback.
+        assert ctxs[0]["message"] == (
+            f"Exception in callback {type(tr).__name__}._read_ready()")
         assert isinstance(ctxs[0]["exception"], ZeroDivisionError)
+        assert sorted(ctxs[0]) == ["exception", "handle", "message"]
+        handle = ctxs[0]["handle"]
+        assert isinstance(handle, asyncio.Handle)
+        assert handle._callback == tr._read_ready and handle._args == ()
         assert not tr.is_closing()
         await close_all((tr, pr))
     run_with_timeout(loop, main())

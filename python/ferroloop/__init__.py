@@ -160,6 +160,15 @@ class _SocketTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket,
     def can_write_eof(self):
         return True
 
+    # What a readable / writable event does: the callbacks of the asyncio.Handle an error
+    # escaping a read or a write is reported with, as asyncio's transports report it
+    # (defined in each class: the report names the callback's __qualname__).
+    def _read_ready(self):
+        self._core._read_ready()
+
+    def _write_ready(self):
+        self._core._write_ready()
+
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
 
@@ -257,6 +266,9 @@ class _ReadPipeTransport(_PipeTransportBase, _CoreReading, _asyncio.ReadTranspor
     def __init__(self, core):
         self._core = core
 
+    def _read_ready(self):  # see _SocketTransport._read_ready
+        self._core._read_ready()
+
 
 class _WritePipeTransport(_PipeTransportBase, _CoreWriting, _transports._FlowControlMixin,
                           _asyncio.WriteTransport):
@@ -279,6 +291,9 @@ class _WritePipeTransport(_PipeTransportBase, _CoreWriting, _transports._FlowCon
 
     def close(self):
         self._core._pipe_write_eof()
+
+    def _write_ready(self):  # see _SocketTransport._read_ready
+        self._core._write_ready()
 
 
 _ferroloop._register_pipe_transport_classes(_ReadPipeTransport, _WritePipeTransport)
@@ -304,6 +319,12 @@ class _DatagramTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket
     @property
     def _address(self):
         return self._core._address
+
+    def _read_ready(self):  # see _SocketTransport._read_ready
+        self._core._read_ready()
+
+    def _sendto_ready(self):
+        self._core._sendto_ready()
 
 
 _ferroloop._register_datagram_transport_class(_DatagramTransport)

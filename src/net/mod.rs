@@ -17,6 +17,9 @@ pub(crate) mod sockaddr;
 pub mod stream;
 pub mod tls;
 
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
 /// Whether a syscall error means "not now, wait for readiness" (asyncio's `except
 /// (BlockingIOError, InterruptedError)`).
 pub(crate) fn would_block(e: &std::io::Error) -> bool {
@@ -24,6 +27,77 @@ pub(crate) fn would_block(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EAGAIN | libc::EINTR | libc::EINPROGRESS | libc::EALREADY)
     )
+}
+
+/// The callback asyncio would have run where a transport's job ran (its `Handle`'s).
+#[derive(Clone, Copy)]
+pub(crate) enum AsyncioCallback {
+    /// `transport.<name>()`, e.g. `_read_ready`.
+    Transport(&'static str),
+    /// `protocol.connection_made(transport)`.
+    ConnectionMade,
+    /// `protocol.eof_received()`.
+    EofReceived,
+    /// None that a `Handle` could name here (a native step of the transport's own).
+    Native,
+}
+
+/// Reports an error that escaped a transport's callback as asyncio's `Handle._run` does
+/// for the callback asyncio schedules there: "Exception in callback ..." with the
+/// exception and an `asyncio.Handle` of that callback. Where asyncio has none
+/// ([`AsyncioCallback::Native`]), the message says so and the context names the
+/// transport. Only on the error path: nothing of this is hot.
+pub(crate) fn report_callback_error(
+    lp: &Bound<'_, crate::event_loop::LoopCore>,
+    callback: AsyncioCallback,
+    transport: &Bound<'_, PyAny>,
+    protocol: Option<Bound<'_, PyAny>>,
+    err: PyErr,
+) -> PyResult<()> {
+    let py = lp.py();
+    let ctx = PyDict::new(py);
+    let resolved = match (callback, protocol) {
+        (AsyncioCallback::Transport(name), _) => {
+            Some((transport.getattr(name)?, PyTuple::empty(py)))
+        }
+        (AsyncioCallback::ConnectionMade, Some(p)) => Some((
+            p.getattr(pyo3::intern!(py, "connection_made"))?,
+            PyTuple::new(py, [transport])?,
+        )),
+        (AsyncioCallback::EofReceived, Some(p)) => Some((
+            p.getattr(pyo3::intern!(py, "eof_received"))?,
+            PyTuple::empty(py),
+        )),
+        _ => None,
+    };
+    match resolved {
+        Some((cb, args)) => {
+            // As `Handle._run` formats it: with `debug=` from 3.13 (a `functools.partial`
+            // is then shown in full in debug mode), without before.
+            let kw = PyDict::new(py);
+            if py.version_info() >= (3, 13) {
+                kw.set_item("debug", lp.call_method0(pyo3::intern!(py, "get_debug"))?)?;
+            }
+            let source = py
+                .import("asyncio.format_helpers")?
+                .getattr("_format_callback_source")?
+                .call((&cb, &args), Some(&kw))?;
+            let handle =
+                py.import("asyncio.events")?
+                    .getattr("Handle")?
+                    .call1((cb, args, lp, py.None()))?;
+            ctx.set_item("message", format!("Exception in callback {source}"))?;
+            ctx.set_item("exception", err.value(py))?;
+            ctx.set_item("handle", handle)?;
+        }
+        None => {
+            ctx.set_item("message", "Exception in a transport callback")?;
+            ctx.set_item("exception", err.value(py))?;
+            ctx.set_item("transport", transport)?;
+        }
+    }
+    lp.call_method1(pyo3::intern!(py, "call_exception_handler"), (ctx,))
+        .map(drop)
 }
 
 /// asyncio's `max_size`: at most this many bytes per `recv()` of a transport.

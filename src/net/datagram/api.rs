@@ -28,6 +28,19 @@ impl DatagramCore {
         close(slf)
     }
 
+    /// asyncio's `_read_ready()`: what a readable event does (the datagrams waiting, if
+    /// reading). The callback of the `asyncio.Handle` an error escaping
+    /// `datagram_received` is reported with.
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let gen = slf.get().st.with(|s| s.read_gen);
+        super::recv::on_readable(slf, gen)
+    }
+
+    /// asyncio's `_sendto_ready()`: what a writable event does (send what is queued).
+    fn _sendto_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        super::send::on_writable(slf)
+    }
+
     fn abort(slf: &Bound<'_, Self>) {
         force_close(slf, None)
     }

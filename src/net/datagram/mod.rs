@@ -352,11 +352,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: DatagramJob) -> PyResult<()
     else {
         return Ok(());
     };
-    let what = match &job.event {
-        StreamEvent::Readable(_) => "._read_ready()",
-        StreamEvent::Writable => "._sendto_ready()",
-        _ => "",
-    };
+    let callback = job.event.asyncio_callback("_sendto_ready");
     let res = with_context(py, context.bind(py), || match job.event {
         StreamEvent::Readable(gen) => on_readable(&core, gen),
         StreamEvent::Writable => on_writable(&core),
@@ -396,19 +392,9 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: DatagramJob) -> PyResult<()
     });
     match res {
         Err(e) if !is_fatal(py, &e) => {
-            let transport = core.get().transport(py);
-            let message = if what.is_empty() {
-                "Exception in a transport callback".to_owned()
-            } else {
-                let cls = transport.get_type().name()?;
-                format!("Exception in callback {cls}{what}")
-            };
-            let ctx = PyDict::new(py);
-            ctx.set_item("message", message)?;
-            ctx.set_item("exception", e.value(py))?;
-            ctx.set_item("transport", transport)?;
-            lp.call_method1("call_exception_handler", (ctx,))?;
-            Ok(())
+            let this = core.get();
+            let protocol = this.protocol(py);
+            crate::net::report_callback_error(lp, callback, &this.transport(py), protocol, e)
         }
         other => other,
     }

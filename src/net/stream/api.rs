@@ -46,6 +46,18 @@ impl StreamCore {
         self.st.with(|s| s.closing)
     }
 
+    /// asyncio's `_read_ready()`: what a readable event does (one read, if reading). The
+    /// callback of the `asyncio.Handle` an error escaping a read is reported with.
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let gen = slf.get().st.with(|s| s.read_gen);
+        super::read::on_readable(slf, gen)
+    }
+
+    /// asyncio's `_write_ready()`: what a writable event does (flush what is queued).
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        write::on_writable(slf)
+    }
+
     fn is_reading(&self) -> bool {
         self.st.with(|s| !s.closing && !s.paused)
     }

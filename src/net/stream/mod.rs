@@ -89,6 +89,26 @@ pub(crate) enum StreamEvent {
     EofReceived,
 }
 
+impl StreamEvent {
+    /// The callback asyncio's transport schedules for this event (`write_ready`: its
+    /// writable callback's name, `_write_ready`, or `_sendto_ready` for datagrams).
+    pub(crate) fn asyncio_callback(
+        &self,
+        write_ready: &'static str,
+    ) -> crate::net::AsyncioCallback {
+        use crate::net::AsyncioCallback as C;
+        match self {
+            StreamEvent::Readable(_) => C::Transport("_read_ready"),
+            StreamEvent::Writable => C::Transport(write_ready),
+            StreamEvent::ConnectionMade => C::ConnectionMade,
+            StreamEvent::EofReceived => C::EofReceived,
+            StreamEvent::StartReading
+            | StreamEvent::WakeWaiter(_)
+            | StreamEvent::ConnectionLost(_) => C::Native,
+        }
+    }
+}
+
 /// A job of a stream transport (`Job::Stream`).
 pub(crate) struct StreamJob {
     pub(crate) core: Py<StreamCore>,
@@ -464,6 +484,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> 
     else {
         return Ok(());
     };
+    let callback = job.event.asyncio_callback("_write_ready");
     let res = with_context(py, context.bind(py), || match job.event {
         StreamEvent::Readable(gen) => read::on_readable(&core, gen),
         StreamEvent::Writable => write::on_writable(&core),
@@ -523,12 +544,12 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> 
     });
     match res {
         Err(e) if !crate::pyo::exc::is_fatal(py, &e) => {
-            let ctx = PyDict::new(py);
-            ctx.set_item("message", "Exception in a transport callback")?;
-            ctx.set_item("exception", e.value(py))?;
-            ctx.set_item("transport", core.get().transport(py))?;
-            lp.call_method1("call_exception_handler", (ctx,))?;
-            Ok(())
+            let this = core.get();
+            let protocol = this
+                .st
+                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+                .map(|p| p.into_bound(py));
+            crate::net::report_callback_error(lp, callback, &this.transport(py), protocol, e)
         }
         other => other,
     }
