@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -109,3 +112,22 @@ def test_cancelling_a_pending_call_cancels_the_task(loop_name, client, tmp_path)
     run(loop_name, main, timeout=30)
     assert control_marker.read_text() == "ran"
     assert not cancelled_marker.exists()
+
+
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "dask_executor.py"
+
+
+def test_example_with_a_scheduler_address(client):
+    """examples/dask_executor.py in its multi-machine form, ``python examples/dask_executor.py
+    tcp://HOST:PORT``, given the test cluster's scheduler (its LocalCluster form differs only
+    in making that cluster itself)."""
+    proc = subprocess.run([sys.executable, str(EXAMPLE), client.scheduler.address],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "loop: ferroloop.Loop"
+    assert lines[1] == "primes below 200000: 17984"
+    workers = set(client.run(lambda: f"{socket.gethostname()}:{os.getpid()}").values())
+    assert lines[2] == f"counted in 2 worker processes: {', '.join(sorted(workers))}", (
+        lines[2], workers)
