@@ -2,7 +2,8 @@
 
     python examples/reuse_port_server.py                     # os.cpu_count() workers on :8888
     python examples/reuse_port_server.py --workers 2 --port 9000
-    printf '' | nc 127.0.0.1 8888                            # -> "pid 12345 on ferroloop.Loop"
+    python -c "import socket; print(socket.create_connection(('127.0.0.1', 9000)).makefile().read(), end='')"
+                                                             # -> pid 12345 on ferroloop.Loop
 
 The supervisor (this process, itself an asyncio program on ferroloop) starts N worker
 processes. Each worker runs its own ferroloop loop and ``asyncio.start_server(...,
