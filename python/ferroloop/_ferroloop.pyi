@@ -23,13 +23,6 @@ _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
 __version__: str
-__all__ = [
-    "LoopCore", "Handle", "TimerHandle", "StreamCore", "_register_transport_class",
-    "_register_pipe_transport_classes", "DatagramCore", "_register_datagram_transport_class",
-    "run_until_complete_cb", "_signal_wakeup_fd", "FutureIter", "Future", "_resolver_stats",
-    "_resolver_before_fork", "_resolver_after_fork_in_parent", "_resolver_after_fork_in_child",
-    "_resolver_hold_lock", "SSLProtocolCore", "_register_ssl_classes", "Task", "__version__",
-]
 
 def _resolver_stats() -> tuple[int, int, int]: ...
 def _resolver_before_fork() -> None: ...
