@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # keep benchmarks/ free of __pycache__
 
 import workloads as W  # noqa: E402
-from run import child_env, probe_loops, split_list, table  # noqa: E402
+from ferroloop._bench.common import child_env, probe_loops, split_list, table  # noqa: E402
 
 # (N1, N2) per workload; --quick divides both by 4.
 SIZES = {
@@ -104,7 +104,7 @@ def main(argv=None):
     if not shutil.which(a.valgrind):
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
-    python = os.path.realpath(a.python)
+    python = os.path.abspath(a.python)  # not realpath: that would leave a venv
 
     wanted_loops = split_list(a.loops) or list(W.LOOPS)
     if a.workloads == "all":

@@ -16,6 +16,8 @@
 //! * [`process`] — child processes: exit watching through pidfds, the shared reaper.
 //! * [`clock`] — the monotonic clock shared with `time.monotonic()`.
 //! * [`sys`] — thin libc wrappers.
+//! * [`bench`] — the network benchmarks' echo load generator and pure-Rust floor server
+//!   (`ferroloop bench`); not used by the loop.
 //!
 //! The Python package `ferroloop` (in `python/ferroloop/`) is a thin layer that makes
 //! [`event_loop::LoopCore`] an `asyncio.AbstractEventLoop`.
@@ -26,6 +28,7 @@
 
 use pyo3::prelude::*;
 
+pub mod bench;
 pub mod clock;
 pub mod event_loop;
 pub mod future;
@@ -63,6 +66,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_loop::run_until_complete_cb, m)?)?;
     m.add_function(wrap_pyfunction!(event_loop::signals::_signal_wakeup_fd, m)?)?;
     future::register(m)?;
+    bench::register(m)?;
     net::dns::register(m)?;
     net::tls::register(m)?;
     task::register(m)?;

@@ -18,6 +18,19 @@ pub fn monotonic_timespec() -> (libc::time_t, libc::c_long) {
     (ts.tv_sec, ts.tv_nsec)
 }
 
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` in seconds: the calling thread's CPU time
+/// (user + system), what the benchmark echo client reports as its own cost.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux
+    // for the calling thread, so clock_gettime cannot fail here.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// `pthread_self()`: what `threading.get_ident()` returns on Linux.
 #[inline]
 pub fn thread_id() -> u64 {
@@ -123,30 +136,27 @@ pub fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usi
     ssize_result(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
-/// `recvfrom(fd, buf's spare capacity, MSG_DONTWAIT)`: one datagram, appended to `buf`
-/// (left uninitialized until received into), and the sender's address (`len == 0` when
-/// the sender has none, e.g. an unbound Unix datagram socket).
-pub fn recvfrom_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<(usize, SockAddr)> {
+/// `recvfrom(fd, buf, MSG_DONTWAIT)`: one datagram into `buf`, its length, and the
+/// sender's address (`len == 0` when the sender has none, e.g. an unbound Unix datagram
+/// socket).
+pub fn recvfrom(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
     let mut addr = SockAddr {
         // SAFETY: an all-zero sockaddr_storage is valid.
         storage: unsafe { std::mem::zeroed() },
         len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
     };
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the spare capacity is valid and writable for its length during the call;
-    // `addr.storage` is writable for `addr.len` bytes, which recvfrom updates.
+    // SAFETY: `buf` is valid and writable for its length during the call; `addr.storage`
+    // is writable for `addr.len` bytes, which recvfrom updates.
     let got = ssize_result(unsafe {
         libc::recvfrom(
             fd,
-            spare.as_mut_ptr().cast(),
-            spare.len(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
             libc::MSG_DONTWAIT,
             &mut addr.storage as *mut _ as *mut libc::sockaddr,
             &mut addr.len,
         )
     })?;
-    // SAFETY: recvfrom initialized the `got` (<= spare length) bytes after the length.
-    unsafe { buf.set_len(buf.len() + got) };
     Ok((got, addr))
 }
 
@@ -180,18 +190,11 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// `read(fd, buf)` of at most `max` bytes into the spare capacity of `buf` (as
-/// [`recv_spare`], for pipes, FIFOs, character devices and PTYs, where `recv` fails with
-/// `ENOTSOCK`). The fd must be in non-blocking mode.
-pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    let len = max.min(spare.len());
-    let spare = &mut spare[..len];
-    // SAFETY: the spare capacity is valid and writable for its length during the call.
-    let got = ssize_result(unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) })?;
-    // SAFETY: read initialized the `got` (<= spare length) bytes after the current length.
-    unsafe { buf.set_len(buf.len() + got) };
-    Ok(got)
+/// `read(fd, buf)`: as [`recv`], for pipes, FIFOs, character devices and PTYs, where
+/// `recv` fails with `ENOTSOCK`. The fd must be in non-blocking mode.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call.
+    ssize_result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// `write(fd, buf)`: for pipes and character devices (`send` needs a socket). The fd must

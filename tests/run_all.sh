@@ -83,7 +83,8 @@ PYO3_PYTHON="${pythons[0]}" cargo test --quiet
 for py in "${pythons[@]}"; do
     ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     echo "== Python $ver ($py)"
-    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pytest \
+    # matplotlib and rich: tests/test_cli.py runs `ferroloop bench --plot` (and must not skip)
+    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pytest matplotlib rich \
         -r tests/requirements-typing.txt
     "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
     echo "-- pytest (Python $ver)"

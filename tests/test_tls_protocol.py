@@ -668,3 +668,43 @@ def test_server_side_failed_handshake_closes_the_connection(loop, server_ctx, ce
     assert len(made) == 3
     assert all(p.events == [] for p in made)
     assert contexts == []
+
+
+def test_switch_from_buffered_to_plain_protocol_keeps_decrypted_bytes(
+        loop, server_ctx, client_ctx):
+    """A BufferedProtocol that fills its small buffer with part of a record and then
+    switches the transport to a plain Protocol: the rest of the record, already decrypted
+    inside the SSL object while the incoming BIO is empty, still reaches the new protocol
+    (nothing more arrives to trigger a read: the server keeps the connection open)."""
+    payload = _payload(5000, b"switch")
+
+    class Switcher(_BufProto):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.plain = _Recorder(loop)
+            self.got_all = loop.create_future()
+
+        def buffer_updated(self, nbytes):
+            super().buffer_updated(nbytes)
+            self.plain.data = self.data  # one byte stream across both protocols
+            self.plain.data_received = self.on_plain_data
+            self.transport.set_protocol(self.plain)
+
+        def on_plain_data(self, data):
+            self.data += data
+            if len(self.data) >= len(payload) and not self.got_all.done():
+                self.got_all.set_result(None)
+
+    async def main():
+        server, client, srv_proto = await _pair(
+            loop, server_ctx, client_ctx, client_factory=lambda: Switcher(loop))
+        async with server:
+            srv = await srv_proto
+            srv.transport.write(payload)  # one record, larger than the 1000-byte buffer
+            await asyncio.wait_for(client.got_all, 10)
+            got = bytes(client.data)
+            client.transport.close()
+            srv.transport.close()
+            return got
+
+    assert run_with_timeout(loop, main(), timeout=30) == payload

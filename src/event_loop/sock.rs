@@ -102,8 +102,8 @@ fn recv(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Attempt> {
     }
     if n <= crate::net::MAX_READ {
         return crate::net::with_read_buf(|buf| {
-            attempt_of(sys::recv_spare(fd, buf, n), |_| {
-                Ok(PyBytes::new(py, buf).into_any().unbind())
+            attempt_of(sys::recv(fd, &mut buf[..n]), |got| {
+                Ok(PyBytes::new(py, &buf[..got]).into_any().unbind())
             })
         });
     }

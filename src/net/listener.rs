@@ -185,7 +185,10 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                         // An address the socket module formats: make the object now.
                         let conn = socket_of(py, conn, this.kind)?;
                         let extra = PyDict::new(py);
-                        extra.set_item("peername", conn.call_method0("getpeername")?)?;
+                        extra.set_item(
+                            pyo3::intern!(py, "peername"),
+                            conn.call_method0(pyo3::intern!(py, "getpeername"))?,
+                        )?;
                         with_context(py, &ctx, || {
                             if tls {
                                 connect_tls(lp, this, TlsConn::Sock(&conn, &extra))
@@ -222,7 +225,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                 )?;
             }
             let extra = PyDict::new(py);
-            extra.set_item("peername", &addr)?;
+            extra.set_item(pyo3::intern!(py, "peername"), &addr)?;
             if tls {
                 // asyncio's own path in debug mode (its reports): the handshake in a Task.
                 let coro = lp.call_method1(
@@ -237,7 +240,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                         this.ssl_shutdown_timeout.bind(py),
                     ),
                 )?;
-                lp.call_method1("create_task", (coro,))?;
+                lp.call_method1(pyo3::intern!(py, "create_task"), (coro,))?;
                 continue;
             }
             // Each connection's callbacks run in a copy of the listener's context, as
@@ -361,8 +364,14 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
         let protocol = this.protocol_factory.bind(py).call0()?;
         let waiter = lp.call_method0(pyo3::intern!(py, "create_future"))?;
         let kw = PyDict::new(py);
-        kw.set_item("ssl_handshake_timeout", this.ssl_handshake_timeout.bind(py))?;
-        kw.set_item("ssl_shutdown_timeout", this.ssl_shutdown_timeout.bind(py))?;
+        kw.set_item(
+            pyo3::intern!(py, "ssl_handshake_timeout"),
+            this.ssl_handshake_timeout.bind(py),
+        )?;
+        kw.set_item(
+            pyo3::intern!(py, "ssl_shutdown_timeout"),
+            this.ssl_shutdown_timeout.bind(py),
+        )?;
         let transport = match conn {
             // What `loop._make_ssl_transport()` does, over the accepted fd (no socket
             // object): the SSL protocol, its transport below, its app transport.
@@ -389,10 +398,10 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
                 ssl_protocol.getattr(pyo3::intern!(py, "_app_transport"))?
             }
             TlsConn::Sock(sock, extra) => {
-                kw.set_item("waiter", &waiter)?;
-                kw.set_item("server_side", true)?;
-                kw.set_item("extra", extra)?;
-                kw.set_item("server", this.server.bind(py))?;
+                kw.set_item(pyo3::intern!(py, "waiter"), &waiter)?;
+                kw.set_item(pyo3::intern!(py, "server_side"), true)?;
+                kw.set_item(pyo3::intern!(py, "extra"), extra)?;
+                kw.set_item(pyo3::intern!(py, "server"), this.server.bind(py))?;
                 lp.call_method(
                     pyo3::intern!(py, "_make_ssl_transport"),
                     (sock, &protocol, this.sslcontext.bind(py)),
@@ -409,8 +418,12 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
                 let py = args.py();
                 let waiter = args.get_item(0)?;
                 // `await waiter` raising: cancelled, or an exception (retrieved here).
-                let failed = waiter.call_method0("cancelled")?.is_truthy()?
-                    || !waiter.call_method0("exception")?.is_none();
+                let failed = waiter
+                    .call_method0(pyo3::intern!(py, "cancelled"))?
+                    .is_truthy()?
+                    || !waiter
+                        .call_method0(pyo3::intern!(py, "exception"))?
+                        .is_none();
                 if failed {
                     transport.bind(py).call_method0("close")?;
                 }

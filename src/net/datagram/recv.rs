@@ -28,8 +28,8 @@ pub(super) fn on_readable(slf: &Bound<'_, DatagramCore>, gen: u32) -> PyResult<(
         let proto = proto.into_bound(py);
         // The loop thread's read buffer (the stream transports' too): 256 KiB, asyncio's
         // max_size for a datagram.
-        let got = with_read_buf(|buf| match sys::recvfrom_spare(this.fd, buf) {
-            Ok((_, addr)) => Ok(Some((PyBytes::new(py, buf), addr))),
+        let got = with_read_buf(|buf| match sys::recvfrom(this.fd, buf) {
+            Ok((n, addr)) => Ok(Some((PyBytes::new(py, &buf[..n]), addr))),
             Err(e) if would_block(&e) => Ok(None),
             Err(e) => Err(e),
         });

@@ -148,9 +148,11 @@ fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResul
     };
     if let Some(server) = server {
         if Names::get(py)?.server_attach_takes_transport {
-            server.bind(py).call_method1("_detach", (transport,))?;
+            server
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "_detach"), (transport,))?;
         } else {
-            server.bind(py).call_method0("_detach")?;
+            server.bind(py).call_method0(pyo3::intern!(py, "_detach"))?;
         }
     }
     closed

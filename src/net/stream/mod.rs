@@ -424,9 +424,9 @@ fn build<'py>(
     core.get().st.with(|s| s.transport = Some(weak.unbind()));
     if let Some(server) = server {
         if crate::names::Names::get(py)?.server_attach_takes_transport {
-            server.call_method1("_attach", (&transport,))?;
+            server.call_method1(pyo3::intern!(py, "_attach"), (&transport,))?;
         } else {
-            server.call_method0("_attach")?;
+            server.call_method0(pyo3::intern!(py, "_attach"))?;
         }
     }
     LoopCore::adopt_fd(
@@ -498,8 +498,11 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> 
         }
         StreamEvent::WakeWaiter(w) => {
             let w = w.bind(py);
-            if !w.call_method0("cancelled")?.is_truthy()? {
-                w.call_method1("set_result", (py.None(),))?;
+            if !w
+                .call_method0(pyo3::intern!(py, "cancelled"))?
+                .is_truthy()?
+            {
+                w.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
             }
             Ok(())
         }

@@ -31,7 +31,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use super::close::force_close;
 use super::read::{read_bytes, Received};
 use super::sock::Sock;
-use super::write::{maybe_pause_protocol, maybe_resume_protocol};
+use super::write::{maybe_pause_protocol, maybe_resume_protocol, queue_from};
 use super::{build, Kind, StreamCore, StreamEvent};
 use crate::event_loop::LoopCore;
 use crate::names::logger;
@@ -276,10 +276,7 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
                 return Ok(Outcome::Dropped(warn));
             }
             if !s.queue.is_empty() {
-                match obj {
-                    Some(o) => s.queue.push_bytes(o, 0),
-                    None => s.queue.push(b),
-                }
+                queue_from(s, b, obj, 0);
                 return Ok(Outcome::Queued);
             }
             let n = match sys::write(fd, b) {
@@ -293,10 +290,7 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             if n == b.len() {
                 return Ok(Outcome::Done);
             }
-            match obj {
-                Some(o) => s.queue.push_bytes(o, n),
-                None => s.queue.push(&b[n..]),
-            }
+            queue_from(s, b, obj, n);
             s.writing = true;
             Ok(Outcome::Queued)
         })

@@ -7,7 +7,7 @@ use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
 use super::{Kind, StreamCore};
-use crate::net::{with_read_buf, would_block, MAX_READ};
+use crate::net::{with_read_buf, would_block};
 use crate::pyo::buffer::with_bytes_mut;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
@@ -22,9 +22,9 @@ pub(super) enum Received<'py> {
 }
 
 fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+    with_read_buf(|buf| match sys::recv(fd, buf) {
         Ok(0) => Received::Eof,
-        Ok(_) => Received::Data(PyBytes::new(py, buf)),
+        Ok(n) => Received::Data(PyBytes::new(py, &buf[..n])),
         Err(e) if would_block(&e) => Received::WouldBlock,
         Err(e) => Received::Failed(e),
     })
@@ -32,9 +32,9 @@ fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
 
 /// `read()` for a pipe transport (see [`super::pipe`]), into the same per-thread buffer.
 pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    with_read_buf(|buf| match sys::read_spare(fd, buf, MAX_READ) {
+    with_read_buf(|buf| match sys::read(fd, buf) {
         Ok(0) => Received::Eof,
-        Ok(_) => Received::Data(PyBytes::new(py, buf)),
+        Ok(n) => Received::Data(PyBytes::new(py, &buf[..n])),
         Err(e) if would_block(&e) => Received::WouldBlock,
         Err(e) => Received::Failed(e),
     })
@@ -102,9 +102,9 @@ fn read_into_tls(
     // The bytes go to the protocol's incoming BIO, which copies them: a view of the
     // thread's read buffer, no `bytes` object. (The BIO's write runs no Python code, so
     // the buffer is free again before the state machine runs.)
-    let fed = with_read_buf(|buf| match sys::recv_spare(fd, buf, MAX_READ) {
+    let fed = with_read_buf(|buf| match sys::recv(fd, buf) {
         Ok(0) => Fed::Eof,
-        Ok(_) => Fed::Data(crate::pyo::buffer::with_memoryview(py, buf, |view| {
+        Ok(n) => Fed::Data(crate::pyo::buffer::with_memoryview(py, &buf[..n], |view| {
             SSLProtocolCore::bio_write(tls, view)
         })),
         Err(e) if would_block(&e) => Fed::WouldBlock,

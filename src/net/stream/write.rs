@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 
 use super::close::{call_connection_lost, fatal_error};
-use super::{Kind, StreamCore};
+use super::{Kind, StreamCore, StreamState};
 use crate::names::logger;
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
@@ -44,6 +44,20 @@ fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
     )))
 }
 
+/// Queues `b[start..]`: by reference to `obj` (the `bytes` object `b` is, if any) when
+/// large, else a copy.
+pub(super) fn queue_from(
+    s: &mut StreamState,
+    b: &[u8],
+    obj: Option<&Bound<'_, PyBytes>>,
+    start: usize,
+) {
+    match obj {
+        Some(o) => s.queue.push_bytes(o, start),
+        None => s.queue.push(&b[start..]),
+    }
+}
+
 /// `transport.write(data)`.
 pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyResult<()> {
     check_bytes_like(data)?;
@@ -65,8 +79,9 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
     gate?;
     // The send (or the copy into the queue) happens while the bytes are held: no Python
     // code runs in between. A `bytes` object is read in place, other bytes-like objects
-    // through the buffer protocol.
-    let attempt = |b: &[u8]| {
+    // through the buffer protocol. `obj`: the `bytes` object `b` is, whose unsent rest is
+    // queued by reference when large (see `WriteQueue`): no copy of a large write's tail.
+    let attempt = |b: &[u8], obj: Option<&Bound<'_, PyBytes>>| {
         this.st.with(|s| {
             let gate = if b.is_empty() {
                 Gate::Skip { warn: false }
@@ -82,18 +97,18 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             match gate {
                 Gate::Skip { warn } => Ok(Some(warn)),
                 Gate::Queue => {
-                    s.queue.push(b);
+                    queue_from(s, b, obj, 0);
                     Ok(None)
                 }
                 Gate::SendNow => match sys::send(fd, b) {
                     Ok(n) if n == b.len() => Ok(Some(false)),
                     Ok(n) => {
-                        s.queue.push(&b[n..]);
+                        queue_from(s, b, obj, n);
                         s.writing = true;
                         Ok(None)
                     }
                     Err(e) if would_block(&e) => {
-                        s.queue.push(b);
+                        queue_from(s, b, obj, 0);
                         s.writing = true;
                         Ok(None)
                     }
@@ -102,9 +117,11 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
             }
         })
     };
-    let outcome = match data.cast::<PyBytes>() {
-        Ok(bytes) => attempt(bytes.as_bytes()),
-        Err(_) => with_bytes(data, attempt)?,
+    // Exactly `bytes` is kept by reference: a subclass could have a `__del__`, which must
+    // not run when the queue drops it inside the state's lock.
+    let outcome = match data.cast_exact::<PyBytes>() {
+        Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
+        Err(_) => with_bytes(data, |b| attempt(b, None))?,
     };
     match outcome {
         // Sent, or nothing to send.

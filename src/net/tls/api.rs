@@ -92,12 +92,12 @@ impl SSLProtocolCore {
             _ => None,
         };
         let extra = PyDict::new(py);
-        extra.set_item("sslcontext", &sslcontext)?;
+        extra.set_item(pyo3::intern!(py, "sslcontext"), &sslcontext)?;
         let incoming = n.memory_bio.bind(py).call0()?;
         let outgoing = n.memory_bio.bind(py).call0()?;
         let kw = PyDict::new(py);
-        kw.set_item("server_side", server_side_b)?;
-        kw.set_item("server_hostname", hostname.clone())?;
+        kw.set_item(pyo3::intern!(py, "server_side"), server_side_b)?;
+        kw.set_item(pyo3::intern!(py, "server_hostname"), hostname.clone())?;
         let sslobj =
             sslcontext.call_method(intern!(py, "wrap_bio"), (&incoming, &outgoing), Some(&kw))?;
         let target = if sslobj.get_type().is(n.ssl_object.bind(py)) {

@@ -30,6 +30,13 @@ impl SSLProtocolCore {
             .st
             .with(|s| s.handshake_timeout_handle.replace(handle.unbind()));
         drop(old);
+        // A server's first `do_handshake()` with nothing received can only raise
+        // `SSLWantReadError` (it waits for the ClientHello) and has nothing to send: skip
+        // it, and the exception it would make, until the first bytes arrive. A client's
+        // makes its ClientHello.
+        if this.st.with(|s| s.server_side) && this.nothing_to_read(py)? {
+            return Ok(());
+        }
         Self::do_handshake(slf)
     }
 

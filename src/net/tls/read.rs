@@ -89,10 +89,27 @@ impl SSLProtocolCore {
             == 0)
     }
 
+    /// Whether `read()` could only raise `SSLWantReadError`: the incoming BIO is empty and
+    /// the SSL object holds no decrypted bytes (a `BufferedProtocol`'s read into a small
+    /// buffer can leave some, and the app protocol may have changed since).
+    pub(super) fn nothing_to_read(&self, py: Python<'_>) -> PyResult<bool> {
+        if !self.drained(py)? {
+            return Ok(false);
+        }
+        let pending = self.st.with(|s| s.m.pending.clone_ref(py));
+        Ok(vcall(pending.bind(py), &[])?.extract::<usize>()? == 0)
+    }
+
     /// `_do_read__copied()`; true if it found the incoming BIO empty.
     fn do_read_copied(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
+        // Nothing received and nothing decrypted left over: `read()` could only raise
+        // `SSLWantReadError`, an exception object for nothing (the read after a handshake
+        // completes, a flush or a write with no reply yet).
+        if this.nothing_to_read(py)? {
+            return Ok(true);
+        }
         let n = names(py)?;
         let read = this.st.with(|s| s.m.read.clone_ref(py)).into_bound(py);
         let buf = read_buf(py).into_bound(py);

@@ -26,11 +26,9 @@
 //! 70000 wraps as the C library makes it wrap), and the `socket.getaddrinfo` /
 //! `socket.getnameinfo` audit events are raised on the loop thread.
 
-use std::collections::VecDeque;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -40,221 +38,13 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
 use crate::pyo::errno::os_error_from_errno;
-use crate::sys::{self, AddrInfo, GaiError, SockAddr};
+use crate::sys::{self, GaiError, SockAddr};
 
-/// The most resolver threads the process runs at once.
-const MAX_THREADS: usize = 4;
-/// How long an idle resolver thread waits for work before it ends.
-const IDLE_EXIT: Duration = Duration::from_secs(10);
+mod pool;
+mod request;
 
-// ----- requests and their outcomes (no Python) -----------------------------------------
-
-/// A lookup, with its arguments converted as the socket module converts them.
-enum Request {
-    AddrInfo {
-        host: Option<CString>,
-        port: Option<CString>,
-        /// `(family, type, proto, flags)`.
-        hints: (i32, i32, i32, i32),
-    },
-    NameInfo(NameInfoRequest),
-}
-
-/// `socket.getnameinfo((host, port[, flowinfo[, scope_id]]), flags)`.
-struct NameInfoRequest {
-    host: CString,
-    port: i32,
-    flowinfo: u32,
-    scope_id: u32,
-    /// The length of the address tuple (an IPv4 address must be a 2-tuple).
-    tuple_len: usize,
-    flags: i32,
-}
-
-/// Why a lookup failed.
-enum Failure {
-    /// `socket.gaierror`, or the errno's `OSError` for `EAI_SYSTEM`.
-    Gai(GaiError),
-    /// An `OSError` with this message (the socket module's own checks).
-    Message(&'static str),
-}
-
-enum Outcome {
-    AddrInfo(Result<Vec<AddrInfo>, Failure>),
-    NameInfo(Result<(Vec<u8>, Vec<u8>), Failure>),
-}
-
-/// What `socket.getnameinfo` does in C: the numeric address (`AI_NUMERICHOST`, no name
-/// lookup), its flow info and scope id, then `getnameinfo(3)`.
-fn name_info(r: &NameInfoRequest) -> Result<(Vec<u8>, Vec<u8>), Failure> {
-    let port = CString::new(r.port.to_string()).expect("digits have no NUL");
-    let infos = sys::getaddrinfo(
-        Some(&r.host),
-        Some(&port),
-        (libc::AF_UNSPEC, libc::SOCK_DGRAM, 0, libc::AI_NUMERICHOST),
-    )
-    .map_err(Failure::Gai)?;
-    if infos.len() > 1 {
-        return Err(Failure::Message("sockaddr resolved to multiple addresses"));
-    }
-    let Some(mut info) = infos.into_iter().next() else {
-        return Err(Failure::Gai(GaiError {
-            code: libc::EAI_NONAME,
-            errno: 0,
-        }));
-    };
-    match info.family {
-        libc::AF_INET if r.tuple_len != 2 => {
-            return Err(Failure::Message("IPv4 sockaddr must be 2 tuple"))
-        }
-        libc::AF_INET6 => info.addr.set_v6_flow_scope(r.flowinfo, r.scope_id),
-        _ => {}
-    }
-    sys::getnameinfo(&info.addr, r.flags).map_err(Failure::Gai)
-}
-
-fn run(req: &Request) -> Outcome {
-    match req {
-        Request::AddrInfo { host, port, hints } => Outcome::AddrInfo(
-            sys::getaddrinfo(host.as_deref(), port.as_deref(), *hints).map_err(Failure::Gai),
-        ),
-        Request::NameInfo(r) => Outcome::NameInfo(name_info(r)),
-    }
-}
-
-// ----- the resolver pool ----------------------------------------------------------------
-
-/// A lookup waiting for a resolver thread, and where its outcome goes.
-struct Job {
-    req: Request,
-    pending: Py<Pending>,
-    loop_: Py<LoopCore>,
-}
-
-struct PoolState {
-    queue: VecDeque<Job>,
-    threads: usize,
-    idle: usize,
-    /// The process the threads were started in (a forked child has none of them).
-    pid: u32,
-}
-
-static POOL: Mutex<PoolState> = Mutex::new(PoolState {
-    queue: VecDeque::new(),
-    threads: 0,
-    idle: 0,
-    pid: 0,
-});
-static WORK: Condvar = Condvar::new();
-/// Lookups handed to the pool since the process started (for tests: the fast path must
-/// not add to it).
-static SUBMITTED: AtomicU64 = AtomicU64::new(0);
-/// Lookups skipped because their future was cancelled before a thread took them.
-static SKIPPED: AtomicU64 = AtomicU64::new(0);
-
-fn pool() -> MutexGuard<'static, PoolState> {
-    // Critical sections only move jobs and counters: a poisoned lock is still consistent.
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Queues `job`, starting a resolver thread if none is idle and fewer than
-/// [`MAX_THREADS`] run; gives the job back if no thread could be started at all.
-fn submit(job: Job) -> Result<(), Job> {
-    let mut st = pool();
-    let pid = std::process::id();
-    if st.pid != pid {
-        // A forked child: the parent's threads (and what they were doing) are not here.
-        // The queued jobs belong to the parent's loops; leak them rather than decref
-        // objects of another process's state.
-        std::mem::forget(std::mem::take(&mut st.queue));
-        st.threads = 0;
-        st.idle = 0;
-        st.pid = pid;
-    }
-    if st.idle > st.queue.len() || st.threads >= MAX_THREADS {
-        st.queue.push_back(job);
-        WORK.notify_one();
-        SUBMITTED.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    }
-    let spawned = std::thread::Builder::new()
-        .name("ferroloop-resolver".into())
-        .spawn(worker);
-    match spawned {
-        Ok(_) => {
-            st.threads += 1;
-            st.queue.push_back(job);
-            SUBMITTED.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(_) if st.threads > 0 => {
-            st.queue.push_back(job);
-            WORK.notify_one();
-            SUBMITTED.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(_) => Err(job),
-    }
-}
-
-/// A resolver thread: runs queued lookups without the GIL, hands each outcome to its loop.
-fn worker() {
-    let mut st = pool();
-    loop {
-        if let Some(job) = st.queue.pop_front() {
-            drop(st);
-            if job.pending.get().abandoned.load(Ordering::Acquire) {
-                // Cancelled before it started: not looked up, as asyncio's executor drops
-                // a work item whose future was cancelled.
-                SKIPPED.fetch_add(1, Ordering::Relaxed);
-                let _ = Python::try_attach(move |_| drop(job));
-            } else {
-                let outcome = run(&job.req);
-                deliver(job, outcome);
-            }
-            st = pool();
-            continue;
-        }
-        st.idle += 1;
-        let (guard, waited) = WORK
-            .wait_timeout(st, IDLE_EXIT)
-            .unwrap_or_else(|e| e.into_inner());
-        st = guard;
-        st.idle -= 1;
-        if waited.timed_out() && st.queue.is_empty() {
-            st.threads -= 1;
-            return;
-        }
-    }
-}
-
-/// Stores `outcome` in the job's [`Pending`] and schedules it on its loop (thread-safe).
-fn deliver(job: Job, outcome: Outcome) {
-    let Job { pending, loop_, .. } = job;
-    *pending
-        .get()
-        .outcome
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-    // Not attached during interpreter shutdown: the loop is gone, and so is the lookup.
-    // (The references are then dropped without the GIL: PyO3 defers those decrefs.)
-    let _ = Python::try_attach(move |py| {
-        let lp = loop_.bind(py);
-        if matches!(
-            lp.call_method0("is_closed").and_then(|c| c.is_truthy()),
-            Ok(false)
-        ) {
-            // A loop closed meanwhile drops the outcome, as asyncio's executor does.
-            let _ = LoopCore::call_soon_threadsafe(
-                lp,
-                pending.bind(py).clone().into_any(),
-                PyTuple::empty(py),
-                None,
-            );
-        }
-        drop((pending, loop_));
-    });
-}
+use pool::{submit, Job};
+use request::{run, Failure, NameInfoRequest, Outcome, Request};
 
 /// The outcome of a lookup in the pool, and the future it resolves; called on the loop
 /// thread (through `call_soon_threadsafe`) once the outcome is in. Also the future's
@@ -717,81 +507,11 @@ pub fn getnameinfo<'py>(
     resolve_in_pool(lp, req)
 }
 
-/// `_ferroloop._resolver_stats()`: `(lookups handed to the pool so far, resolver threads
-/// running, lookups skipped as cancelled before they started)`, for tests.
-#[pyfunction]
-fn _resolver_stats() -> (u64, usize, u64) {
-    let threads = pool().threads;
-    (
-        SUBMITTED.load(Ordering::Relaxed),
-        threads,
-        SKIPPED.load(Ordering::Relaxed),
-    )
-}
-
-thread_local! {
-    /// The pool's lock, held by the forking thread from `os.fork()`'s before-hook to its
-    /// after-hooks (see [`_resolver_before_fork`]).
-    static HELD_FOR_FORK: std::cell::RefCell<Option<MutexGuard<'static, PoolState>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// `os.fork()`'s before-hook: takes the pool's lock, so that no resolver thread holds it
-/// at the moment of the fork. A child inherits a locked mutex as it was, without the
-/// thread that would unlock it, and its first lookup would hang. No thread waits for the
-/// GIL while it holds this lock, so taking it with the GIL held cannot deadlock.
-#[pyfunction]
-fn _resolver_before_fork() {
-    let guard = pool();
-    HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(guard));
-}
-
-/// `os.fork()`'s after-hook in the parent: releases the lock taken before the fork.
-#[pyfunction]
-fn _resolver_after_fork_in_parent() {
-    HELD_FOR_FORK.with(|h| drop(h.borrow_mut().take()));
-}
-
-/// `os.fork()`'s after-hook in the child: the parent's resolver threads do not exist
-/// here, so the pool starts empty (the queued jobs belong to the parent's loops and are
-/// leaked rather than dropped), then the lock taken before the fork is released.
-#[pyfunction]
-fn _resolver_after_fork_in_child() {
-    HELD_FOR_FORK.with(|h| {
-        if let Some(mut st) = h.borrow_mut().take() {
-            std::mem::forget(std::mem::take(&mut st.queue));
-            st.threads = 0;
-            st.idle = 0;
-            st.pid = std::process::id();
-        }
-    });
-}
-
-/// For tests: a thread that holds the pool's lock for `seconds`, as a resolver thread
-/// does briefly, so that a test can fork while it is held.
-#[pyfunction]
-fn _resolver_hold_lock(py: Python<'_>, seconds: f64) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let guard = pool();
-        let _ = tx.send(());
-        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0)));
-        drop(guard);
-    });
-    py.detach(move || {
-        let _ = rx.recv();
-    });
-}
-
 /// Registers the module's functions and takes the socket module's originals (before a
 /// test or user can patch them).
 pub fn register(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
     names(m.py())?;
-    m.add_function(pyo3::wrap_pyfunction!(_resolver_stats, m)?)?;
-    m.add_function(pyo3::wrap_pyfunction!(_resolver_before_fork, m)?)?;
-    m.add_function(pyo3::wrap_pyfunction!(_resolver_after_fork_in_parent, m)?)?;
-    m.add_function(pyo3::wrap_pyfunction!(_resolver_after_fork_in_child, m)?)?;
-    m.add_function(pyo3::wrap_pyfunction!(_resolver_hold_lock, m)?)?;
+    pool::register(m)?;
     Ok(())
 }
 
@@ -807,31 +527,5 @@ mod tests {
         assert!(!is_ip_literal(b"fe80::1%lo"));
         assert!(!is_ip_literal(b"localhost"));
         assert_eq!(c_string(b"ab\0cd").as_bytes(), b"ab");
-    }
-
-    #[test]
-    fn numeric_lookups_resolve() {
-        let req = Request::AddrInfo {
-            host: Some(c_string(b"127.0.0.1")),
-            port: Some(c_string(b"80")),
-            hints: (0, 0, 0, 0),
-        };
-        let Outcome::AddrInfo(Ok(v)) = run(&req) else {
-            panic!("127.0.0.1 resolves")
-        };
-        let kinds: Vec<i32> = v.iter().map(|e| e.socktype).collect();
-        assert_eq!(kinds, [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_RAW]);
-        let req = NameInfoRequest {
-            host: c_string(b"127.0.0.1"),
-            port: 80,
-            flowinfo: 0,
-            scope_id: 0,
-            tuple_len: 4,
-            flags: libc::NI_NUMERICHOST | libc::NI_NUMERICSERV,
-        };
-        assert!(matches!(
-            name_info(&req),
-            Err(Failure::Message("IPv4 sockaddr must be 2 tuple"))
-        ));
     }
 }

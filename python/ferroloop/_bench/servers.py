@@ -1,8 +1,8 @@
-"""Servers for the network benchmarks (net.py), one per workload, each run in a
-fresh child process on the loop under test.
+"""Servers for the network benchmarks (``ferroloop bench``, benchmarks/net.py), one per
+workload, each run in a fresh child process on the loop under test.
 
-    python benchmarks/net_servers.py LOOP SERVER [--size S] [--unix PATH]
-    python benchmarks/net_servers.py --list
+    python -m ferroloop._bench.servers LOOP SERVER [--size S] [--unix PATH]
+    python -m ferroloop._bench.servers --list
 
 SERVER is one of the keys of SERVERS below.  The server listens on 127.0.0.1
 (an ephemeral port) or on the Unix socket PATH, checks itself once with a
@@ -14,8 +14,8 @@ then prints exactly one line on stdout:
                                     it is missing, lacks an API this server uses,
                                     or the self-check failed
 
-The load comes from a separate process (net.py runs mio_echo's client or wrk),
-so nothing here is timed.
+The load comes from a separate process (the echo client of ``ferroloop._bench.echo``,
+or wrk), so nothing here is timed.
 """
 
 import asyncio
@@ -25,11 +25,7 @@ import sys
 import threading
 import traceback
 
-sys.dont_write_bytecode = True
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import workloads as W  # noqa: E402  (loop factory shared with run.py)
+from ferroloop._bench import workloads as W  # the loop factory
 
 SELF_CHECK_TIMEOUT = 10.0
 READ_SIZE = 256 * 1024  # what asyncio's transports read at once (3.11: max_size)
@@ -401,7 +397,7 @@ def main(argv):
     where = f"{where[0]}:{where[1]}" if kind in ("tcp", "udp") else where
     sys.stdout.write(f"READY {kind} {where}\n")
     sys.stdout.flush()
-    loop.run_forever()  # until net.py kills us
+    loop.run_forever()  # until the benchmark driver kills us
     return 0
 
 
