@@ -52,7 +52,7 @@ async def slow_service(n: int) -> bytes:
     return hashlib.sha256(payload(n)).digest()
 
 
-async def producer(queue: asyncio.Queue, stats: Stats) -> None:
+async def producer(queue: asyncio.Queue[int | None], stats: Stats) -> None:
     for n in range(N_JOBS):
         await queue.put(n)
         stats.produced += 1
@@ -62,7 +62,8 @@ async def producer(queue: asyncio.Queue, stats: Stats) -> None:
         await queue.put(None)  # one stop marker per worker
 
 
-async def worker(wid: int, jobs: asyncio.Queue, results: asyncio.Queue, stats: Stats) -> None:
+async def worker(wid: int, jobs: asyncio.Queue[int | None],
+                 results: asyncio.Queue[tuple[int, bytes] | None], stats: Stats) -> None:
     loop = asyncio.get_running_loop()
     while (n := await jobs.get()) is not None:
         if n % REMOTE_EVERY == REMOTE_EVERY - 1:
@@ -83,7 +84,7 @@ async def worker(wid: int, jobs: asyncio.Queue, results: asyncio.Queue, stats: S
     await results.put(None)
 
 
-async def collector(results: asyncio.Queue) -> tuple[int, str]:
+async def collector(results: asyncio.Queue[tuple[int, bytes] | None]) -> tuple[int, str]:
     digests: dict[int, bytes] = {}
     finished_workers = 0
     while finished_workers < N_WORKERS:
@@ -111,8 +112,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     loop_cls = type(loop)
     stats = Stats()
-    jobs: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
-    results: asyncio.Queue = asyncio.Queue()
+    jobs: asyncio.Queue[int | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
+    results: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
     ticks: list[float] = []
 
     start = time.perf_counter()

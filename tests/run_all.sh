@@ -3,7 +3,10 @@
 #   1. cargo test (pure-Rust parts: timer heap, reactor, clock)
 #   2. for each CPython (3.11 and 3.13 by default; FERROLOOP_PYTHONS overrides):
 #        pip install . (release build of the extension) plus pytest
-#        pytest tests/                         ferroloop's own tests
+#        pytest tests/                         ferroloop's own tests (tests/test_typing.py:
+#                                              mypy --strict and mypy.stubtest on the stubs)
+#        mypy --strict examples/               the examples and the stubs they use (first
+#                                              interpreter; mypy from tests/requirements-typing.txt)
 #        tests/cpython/run.py --core           the CPython gate: CPython's asyncio suite on
 #                                              ferroloop (CORE_MODULES in run.py), failing on any
 #                                              test that passes on stock asyncio and not here
@@ -81,10 +84,15 @@ for py in "${pythons[@]}"; do
     ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     echo "== Python $ver ($py)"
     # matplotlib and rich: tests/test_cli.py runs `ferroloop bench --plot` (and must not skip)
-    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pytest matplotlib rich
+    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pytest matplotlib rich \
+        -r tests/requirements-typing.txt
     "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
     echo "-- pytest (Python $ver)"
     "$py" -m pytest -q -p no:cacheprovider tests
+    if [ "$py" = "${pythons[0]}" ]; then
+        echo "-- mypy --strict examples/ (Python $ver)"
+        "$py" -m mypy --strict --cache-dir "results/mypy-cache-$ver" examples/
+    fi
     echo "-- CPython asyncio suite on ferroloop (Python $ver)"
     "$py" tests/cpython/run.py --core --json "results/cpython-$ver.json"
     echo "-- integration tests: real frameworks on ferroloop (Python $ver)"
