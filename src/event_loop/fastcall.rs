@@ -306,26 +306,26 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     install_method::<CallSoon>(
         py,
         c"call_soon",
-        c"call_soon(callback, *args, context=None)\n--\n\nSchedule callback(*args) for the next loop iteration.",
+        c"call_soon($self, callback, *args, context=None)\n--\n\nSchedule callback(*args) for the next loop iteration.",
     )?;
     install_method::<CallSoonThreadsafe>(
         py,
         c"call_soon_threadsafe",
-        c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), callable from any thread; wakes the loop.",
+        c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), callable from any thread; wakes the loop.",
     )?;
     install_method::<CallLater>(
         py,
         c"call_later",
-        c"call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run delay seconds from now.",
+        c"call_later($self, delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run delay seconds from now.",
     )?;
     install_method::<CreateTask>(
         py,
         c"create_task",
-        c"create_task(coro, *, name=None, context=None)\n--\n\nSchedule the execution of a coroutine object in a task; return the task.",
+        c"create_task($self, coro, *, name=None, context=None)\n--\n\nSchedule the execution of a coroutine object in a task; return the task.",
     )?;
     install_method::<CallAt>(
         py,
         c"call_at",
-        c"call_at(when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when.",
+        c"call_at($self, when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when.",
     )
 }
