@@ -546,3 +546,38 @@ def test_handle_get_context_only_on_312(loop):
     finally:
         h.cancel()
         t.cancel()
+
+
+def test_value_set_through_asyncio_slot_descriptor_is_released(loop):
+    """asyncio.Handle's own __slots__ descriptors still work on the handles: what they
+    store is visited by the GC (a cycle through it is collected) and released with the
+    handle."""
+    import gc
+    import weakref
+
+    class Obj:
+        pass
+
+    h = loop.call_soon(lambda: None)
+    o = Obj()
+    o.h = h  # o -> h -> (asyncio's _repr slot) -> o
+    asyncio.Handle._repr.__set__(h, o)
+    assert asyncio.Handle._repr.__get__(h) is o
+    ref = weakref.ref(o)
+    href = weakref.ref(h)
+    h.cancel()
+    del h, o
+    run_briefly(loop)
+    gc.collect()
+    assert ref() is None and href() is None
+
+    t = loop.call_later(3600, lambda: None)
+    o = Obj()
+    asyncio.TimerHandle._when.__set__(t, o)  # no cycle: released with the handle
+    ref = weakref.ref(o)
+    del o
+    t.cancel()
+    del t
+    run_briefly(loop)
+    gc.collect()
+    assert ref() is None
