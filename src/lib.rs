@@ -50,8 +50,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     event_loop::fastcall::install(m.py())?;
     event_loop::dispatch::record_own_methods(&m.py().get_type::<event_loop::LoopCore>())?;
-    m.add_class::<handle::Handle>()?;
-    m.add_class::<handle::TimerHandle>()?;
+    handle::register(m)?;
     m.add_class::<net::stream::StreamCore>()?;
     m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(

@@ -107,16 +107,153 @@ def test_handle_private_attributes(loop):
     assert h._callback is None and h._args is None
 
 
-@pytest.mark.ferroloop_bug(
-    "loop.call_soon() is documented to return an asyncio.Handle (call_later/call_at an "
-    "asyncio.TimerHandle); ferroloop.Handle is not a subclass (asyncio/events.py)"
-)
 def test_call_soon_returns_asyncio_handle(loop):
+    """call_soon / call_soon_threadsafe return an asyncio.Handle, call_later / call_at an
+    asyncio.TimerHandle (documented; asyncio/events.py)."""
     h = loop.call_soon(lambda: None)
+    h2 = loop.call_soon_threadsafe(lambda: None)
     t = loop.call_later(10, lambda: None)
-    assert isinstance(h, asyncio.Handle)
-    assert isinstance(t, asyncio.TimerHandle)
+    t2 = loop.call_at(loop.time() + 10, lambda: None)
+    for handle in (h, h2):
+        assert isinstance(handle, asyncio.Handle)
+        assert not isinstance(handle, asyncio.TimerHandle)
+    for timer in (t, t2):
+        assert isinstance(timer, asyncio.TimerHandle)
+        assert isinstance(timer, asyncio.Handle)
+    assert issubclass(type(t), asyncio.TimerHandle)
     t.cancel()
+    t2.cancel()
+    run_briefly(loop)
+
+
+def test_reader_handle_is_asyncio_handle(loop):
+    """The handles of _add_reader/_add_writer (what asyncio's transports use) are
+    asyncio.Handle instances too."""
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        rh = loop._add_reader(a.fileno(), lambda: None)
+        wh = loop._add_writer(b.fileno(), lambda: None)
+        assert isinstance(rh, asyncio.Handle) and not isinstance(rh, asyncio.TimerHandle)
+        assert isinstance(wh, asyncio.Handle)
+    finally:
+        loop.remove_reader(a.fileno())
+        loop.remove_writer(b.fileno())
+        a.close()
+        b.close()
+
+
+def test_recycled_handle_is_still_an_asyncio_handle(loop, loop_name):
+    """Handles the caller dropped (after isinstance checks, which keep no reference) are
+    recycled by ferroloop's call_soon; what comes back is still an asyncio.Handle that
+    runs and describes its own callback."""
+    calls = []
+    ids = set()
+    for i in range(20):
+        h = loop.call_soon(calls.append, i)
+        assert isinstance(h, asyncio.Handle)
+        ids.add(id(h))
+        del h
+    run_briefly(loop)
+    again = [loop.call_soon(calls.append, 100 + i) for i in range(20)]
+    for i, h in enumerate(again):
+        assert isinstance(h, asyncio.Handle)
+        assert type(h).__name__ == "Handle"
+        assert h._callback == calls.append and h._args == (100 + i,)
+        assert not h.cancelled()
+        assert repr(h).startswith("<Handle ")
+    if loop_name == "ferroloop":
+        # The allocation-free path: the dropped handles were reused.
+        assert ids & {id(h) for h in again}
+    again[3].cancel()
+    run_briefly(loop)
+    assert calls == list(range(20)) + [100 + i for i in range(20) if i != 3]
+
+
+def test_handle_keeps_asyncio_handle_behaviour(loop):
+    """What asyncio.Handle/TimerHandle define and ferroloop's subtypes inherit or shadow
+    agrees: asyncio's own methods called on the handle, _repr_info(), _repr, the slots."""
+    def cb(*args):
+        pass
+
+    h = loop.call_soon(cb, 1)
+    t = loop.call_later(10, cb, 2)
+    assert asyncio.Handle.__repr__(h) == repr(h)
+    assert asyncio.Handle.__repr__(t) == repr(t)
+    assert h._repr_info() == ["Handle", repr(h)[len("<Handle "):-1]]
+    assert t._repr_info()[0] == "TimerHandle"
+    assert t._repr_info()[1] == f"when={t.when()}"
+    assert asyncio.Handle.cancelled(h) is False
+    assert asyncio.TimerHandle.when(t) == t.when() == t._when
+    assert h._repr is None and t._repr is None
+    assert t._scheduled is True
+    for name in ("_callback", "_args", "_cancelled", "_loop", "_source_traceback",
+                 "_repr", "_context"):
+        getattr(h, name)
+        getattr(t, name)
+    assert h._loop is loop and t._loop is loop
+    assert not hasattr(h, "__dict__")
+    with pytest.raises(AttributeError):
+        h.no_such_attribute = 1
+    if sys.version_info >= (3, 12):
+        assert asyncio.Handle.get_context(h) is h.get_context()
+    t.cancel()
+    assert t.cancelled() and asyncio.Handle.cancelled(t) is True
+    assert "cancelled" in t._repr_info()
+    h.cancel()
+    run_briefly(loop)
+    assert t._scheduled is False
+
+
+def test_handle_weakref_blocks_recycling(loop):
+    """A handle with a live weak reference is never recycled: once it ran and the caller
+    dropped it, the weak reference dies with it."""
+    import gc
+    import weakref
+
+    calls = []
+    refs = [weakref.ref(loop.call_soon(calls.append, i)) for i in range(5)]
+    t = loop.call_later(0, calls.append, "t")
+    tref = weakref.ref(t)
+    del t
+    run_briefly(loop, 3)
+    gc.collect()
+    assert calls == [0, 1, 2, 3, 4, "t"]
+    assert all(r() is None for r in refs)
+    assert tref() is None
+    # New handles are not the dead ones brought back.
+    assert all(loop.call_soon(calls.append, 9) is not None for _ in range(5))
+    run_briefly(loop)
+
+
+@pytest.mark.parametrize("kind", ["soon", "later", "cancelled_timer"])
+def test_cycle_through_handle_is_collected(loop, kind):
+    """A reference cycle through a handle (its args reference an object holding the
+    handle) is collected once nothing else holds it, scheduled timer or not."""
+    import gc
+    import weakref
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    if kind == "soon":
+        holder.h = loop.call_soon(lambda x: None, holder)
+        run_briefly(loop)
+    elif kind == "later":
+        holder.h = loop.call_later(0, lambda x: None, holder)
+        run_briefly(loop, 2)
+    else:
+        holder.h = loop.call_later(3600, lambda x: None, holder)
+        holder.h.cancel()
+        run_briefly(loop)
+    ref = weakref.ref(holder)
+    href = weakref.ref(holder.h)
+    del holder
+    gc.collect()
+    assert ref() is None
+    assert href() is None
 
 
 def test_handle_get_context(loop):
@@ -409,3 +546,38 @@ def test_handle_get_context_only_on_312(loop):
     finally:
         h.cancel()
         t.cancel()
+
+
+def test_value_set_through_asyncio_slot_descriptor_is_released(loop):
+    """asyncio.Handle's own __slots__ descriptors still work on the handles: what they
+    store is visited by the GC (a cycle through it is collected) and released with the
+    handle."""
+    import gc
+    import weakref
+
+    class Obj:
+        pass
+
+    h = loop.call_soon(lambda: None)
+    o = Obj()
+    o.h = h  # o -> h -> (asyncio's _repr slot) -> o
+    asyncio.Handle._repr.__set__(h, o)
+    assert asyncio.Handle._repr.__get__(h) is o
+    ref = weakref.ref(o)
+    href = weakref.ref(h)
+    h.cancel()
+    del h, o
+    run_briefly(loop)
+    gc.collect()
+    assert ref() is None and href() is None
+
+    t = loop.call_later(3600, lambda: None)
+    o = Obj()
+    asyncio.TimerHandle._when.__set__(t, o)  # no cycle: released with the handle
+    ref = weakref.ref(o)
+    del o
+    t.cancel()
+    del t
+    run_briefly(loop)
+    gc.collect()
+    assert ref() is None

@@ -11,7 +11,6 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::{LoopCore, CLOCK_RESOLUTION};
 use crate::clock::monotonic;
-use crate::handle::{Handle, TimerHandle};
 
 #[pymethods]
 impl LoopCore {
@@ -97,8 +96,8 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        Self::call_soon(slf, callback, args, context)
+    ) -> PyResult<Py<PyAny>> {
+        Self::call_soon(slf, callback, args, context).map(Py::into_any)
     }
 
     /// Schedules `callback(*args)` to run `delay` seconds from now.
@@ -109,8 +108,8 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        Self::call_later(slf, delay, callback, args, context)
+    ) -> PyResult<Py<PyAny>> {
+        Self::call_later(slf, delay, callback, args, context).map(Py::into_any)
     }
 
     /// Schedules `callback(*args)` at the absolute loop time `when`.
@@ -121,8 +120,8 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        Self::call_at(slf, when, callback, args, context)
+    ) -> PyResult<Py<PyAny>> {
+        Self::call_at(slf, when, callback, args, context).map(Py::into_any)
     }
 
     /// The loop's clock (`time.monotonic()`).
@@ -166,8 +165,8 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        Self::call_soon_threadsafe(slf, callback, args, context)
+    ) -> PyResult<Py<PyAny>> {
+        Self::call_soon_threadsafe(slf, callback, args, context).map(Py::into_any)
     }
 
     /// Runs `func(*args)` in `executor` (the default thread pool when None) and returns
@@ -214,8 +213,8 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        Self::add_io(slf, fd, callback, args, false)
+    ) -> PyResult<Py<PyAny>> {
+        Self::add_io(slf, fd, callback, args, false).map(Py::into_any)
     }
 
     /// Stops watching `fd` for reading; True if it was watched.
@@ -247,8 +246,8 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        Self::add_io(slf, fd, callback, args, true)
+    ) -> PyResult<Py<PyAny>> {
+        Self::add_io(slf, fd, callback, args, true).map(Py::into_any)
     }
 
     /// Stops watching `fd` for writing; True if it was watched.
@@ -636,9 +635,12 @@ impl LoopCore {
     }
 
     #[getter]
-    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
-        self.pystate
-            .with(|s| s.current_handle.as_ref().map(|h| h.clone_ref(py)))
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.pystate.with(|s| {
+            s.current_handle
+                .as_ref()
+                .map(|h| h.clone_ref(py).into_any())
+        })
     }
 
     /// Number of callbacks ready to run (for introspection and tests).

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::LoopCore;
 use crate::clock::monotonic;
-use crate::handle::Handle;
+use crate::handle::{Handle, SlottedRef};
 use crate::names::{logger, Names};
 
 /// asyncio's `constants.DEBUG_STACK_DEPTH`.
@@ -78,7 +78,7 @@ impl LoopCore {
             .with(|s| s.current_handle.replace(h.clone_ref(py)));
         drop(previous);
         let t0 = monotonic();
-        let res = h.get().run(h.bind(py).as_any());
+        let res = h.state().run(h.bind(py).as_any());
         let dt = monotonic() - t0;
         let current = this.pystate.with(|s| s.current_handle.take());
         drop(current);
@@ -87,12 +87,12 @@ impl LoopCore {
             // asyncio's `_format_handle`: a task's step (ferroloop's bound builtin, or the
             // C Task's `TaskStepMethWrapper`) is named by the task. `tasks.Task` is looked
             // up now, as asyncio does (tests patch it).
-            let cb = h.bind(py).getattr("_callback")?;
+            let cb = h.bind(py).as_any().getattr("_callback")?;
             let task_cls = py.import("asyncio.tasks")?.getattr("Task")?;
             let owner = cb.getattr("__self__").ok();
             let desc = match owner {
                 Some(o) if o.is_instance(&task_cls)? => o.repr()?.unbind(),
-                _ => h.bind(py).str()?.unbind(),
+                _ => h.bind(py).as_any().str()?.unbind(),
             };
             logger(py)?.call_method1("warning", ("Executing %s took %.3f seconds", desc, dt))?;
         }

@@ -60,7 +60,7 @@ impl LoopCore {
                 .pystate
                 .with(|s| s.current_handle.as_ref().map(|h| h.clone_ref(py)));
             if let Some(h) = current {
-                let tb = h.bind(py).getattr("_source_traceback")?;
+                let tb = h.bind(py).as_any().getattr("_source_traceback")?;
                 if tb.is_truthy()? {
                     context.set_item("handle_traceback", tb)?;
                 }

@@ -20,7 +20,7 @@ use pyo3::exceptions::PyRuntimeError;
 
 use super::ready::Job;
 use super::{os_error, LoopCore};
-use crate::handle::Handle;
+use crate::handle::{Handle, SlottedRef};
 use crate::net::datagram::{DatagramCore, DatagramJob};
 use crate::net::listener::Listener;
 use crate::net::stream::{StreamCore, StreamEvent, StreamJob};
@@ -246,7 +246,7 @@ impl LoopCore {
         };
         // asyncio cancels the handle it replaces.
         if let Some(p) = previous {
-            p.bind(slf.py()).call_method0("cancel")?;
+            p.bind(slf.py()).as_any().call_method0("cancel")?;
         }
         Ok(handle)
     }
@@ -285,7 +285,7 @@ impl LoopCore {
         });
         match removed {
             Some(h) => {
-                h.bind(slf.py()).call_method0("cancel")?;
+                h.bind(slf.py()).as_any().call_method0("cancel")?;
                 Ok(true)
             }
             None => Ok(false),
@@ -362,7 +362,7 @@ impl LoopCore {
                     for (ready, write) in [(ev.readable, false), (ev.writable, true)] {
                         let slot = watch.slot(write);
                         match slot {
-                            Some(h) if ready && h.get().is_cancelled() => {
+                            Some(h) if ready && h.state().is_cancelled() => {
                                 garbage.extend(slot.take())
                             }
                             Some(h) if ready => q.ready.push_back(Job::Handle(h.clone_ref(py))),
@@ -486,7 +486,7 @@ impl LoopCore {
             Ok(old) => {
                 if let Some(old) = old {
                     for h in old.into_handles() {
-                        h.bind(slf.py()).call_method0("cancel")?;
+                        h.bind(slf.py()).as_any().call_method0("cancel")?;
                     }
                 }
                 Ok(())

@@ -62,9 +62,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::handle::{Handle, TimerHandle};
+use crate::handle::{Handle, SlottedRef};
 use crate::names::Names;
-use crate::pyo::attached::in_traverse;
 use crate::pyo::errno::os_error;
 use crate::pyo::GilCell;
 use crate::reactor::{Poller, Ready, Registrations};
@@ -92,7 +91,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct Queues {
     ready: VecDeque<Job>,
-    timers: TimerHeap<Py<TimerHandle>>,
+    timers: TimerHeap<Py<Handle>>,
     /// The registered fds' owners (see [`io`]).
     io: Registrations<Owner>,
     /// Emptied `Handle`s kept for reuse by `call_soon` (see `Handle::is_recyclable`):
@@ -286,9 +285,8 @@ impl LoopCore {
                 }
                 // Scheduled timers are untracked (see handle::untrack_scheduled): the loop
                 // reports what they reference.
-                let py = in_traverse(&visit);
                 for t in q.timers.iter() {
-                    t.handle.bind(py).as_super().get().traverse_refs(&visit)?;
+                    t.handle.state().traverse_refs(&visit)?;
                 }
                 Ok(())
             })

@@ -21,7 +21,7 @@ use pyo3::types::PyTuple;
 
 use super::dispatch;
 use super::LoopCore;
-use crate::handle::Handle;
+use crate::handle::{Handle, SlottedRef};
 use crate::pyo::call::{call_in_context, vectorcall};
 use crate::pyo::context::with_context;
 
@@ -121,18 +121,16 @@ impl LoopCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let args = PyTuple::new(py, arg)?;
-        let handle = Bound::new(
-            py,
-            Handle::new(
-                func.clone().unbind(),
-                args.clone().unbind(),
-                context.unbind(),
-                slf.clone().into_any().unbind(),
-                None,
-            ),
-        )?;
+        let handle = Handle::new(
+            func.clone().unbind(),
+            args.clone().unbind(),
+            context.unbind(),
+            slf.clone().into_any().unbind(),
+            None,
+        )
+        .into_object(py)?;
         handle
-            .get()
+            .state()
             .report_error(handle.as_any(), err, &func, &args)
     }
 
@@ -145,17 +143,17 @@ impl LoopCore {
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let handle = Bound::new(
-            py,
-            Handle::new(
-                func.clone().unbind(),
-                args.clone().unbind(),
-                Self::context_for(py, None)?,
-                slf.clone().into_any().unbind(),
-                None,
-            ),
-        )?;
-        handle.get().report_error(handle.as_any(), err, func, args)
+        let handle = Handle::new(
+            func.clone().unbind(),
+            args.clone().unbind(),
+            Self::context_for(py, None)?,
+            slf.clone().into_any().unbind(),
+            None,
+        )
+        .into_object(py)?;
+        handle
+            .state()
+            .report_error(handle.as_any(), err, func, args)
     }
 
     /// Runs a `Job::Task`: the task's step or wake-up in its context. An unexpected error

@@ -20,7 +20,7 @@ use super::timers::release_timers;
 use super::{current_thread_id, lock, os_error, LoopCore, Queues};
 use super::{CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, POLL_EVERY_BUSY_ITERATIONS};
 use crate::clock::monotonic;
-use crate::handle::{retrack_unscheduled, Handle};
+use crate::handle::{retrack_unscheduled, Handle, SlottedRef};
 use crate::names::{events_attr, logger, Names};
 use crate::reactor::{SIGNALS, WAKER};
 
@@ -186,10 +186,9 @@ impl LoopCore {
         if !q.timers.is_empty() {
             let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some(t) = q.timers.pop_due(end_time) {
-                t.handle.get().unschedule();
+                t.handle.state().unschedule();
                 retrack_unscheduled(py, &t.handle);
-                q.ready
-                    .push_back(Job::Handle(t.handle.into_bound(py).into_super().unbind()));
+                q.ready.push_back(Job::Handle(t.handle));
             }
         }
         std::mem::swap(batch, &mut q.ready);
@@ -228,7 +227,7 @@ impl LoopCore {
                 let dead_timers = if q.timers.is_empty() {
                     None
                 } else {
-                    Some(this.sweep_timers(py, q))
+                    Some(this.sweep_timers(q))
                 };
                 // Time until the first timer, if any: a timer already due makes the iteration
                 // as busy as a ready callback does.
@@ -347,10 +346,10 @@ impl LoopCore {
                     let res = if debug {
                         Self::run_handle_debug(slf, &h)
                     } else {
-                        h.get().run(h.bind(py).as_any())
+                        h.state().run(h.bind(py).as_any())
                     };
-                    if h.get().is_recyclable(h.bind(py)) {
-                        h.get().clear_for_reuse();
+                    if h.state().is_recyclable(h.bind(py)) {
+                        h.state().clear_for_reuse();
                         recycled.push(h);
                     } else {
                         h.drop_ref(py);

@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyTuple};
-use pyo3::PyClassInitializer;
 
 use super::ready::Job;
 use super::LoopCore;
 use crate::clock::monotonic;
-use crate::handle::{untrack_scheduled, Handle, TimerHandle};
+use crate::handle::{untrack_scheduled, Handle, SlottedRef};
 use crate::names::Names;
 use crate::pyo::context::copy_current;
 
@@ -61,7 +60,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<Py<Handle>> {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
@@ -85,7 +84,7 @@ impl LoopCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<Py<Handle>> {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
@@ -153,16 +152,15 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let tb = slf.get().source_traceback(py)?;
-        Py::new(
-            py,
-            Handle::new(
-                callback.unbind(),
-                args.unbind(),
-                context,
-                slf.clone().into_any().unbind(),
-                tb,
-            ),
+        Handle::new(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            slf.clone().into_any().unbind(),
+            tb,
         )
+        .into_object(py)
+        .map(Bound::unbind)
     }
 
     /// Creates (or reuses) a handle and appends it to the ready queue.
@@ -184,7 +182,7 @@ impl LoopCore {
                 }
                 let (callback, args, context) = parts.take()?;
                 let h = q.pool.pop()?;
-                h.get().refill(
+                h.state().refill(
                     callback.unbind(),
                     args.unbind(),
                     context,
@@ -213,7 +211,7 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
         method: &str,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
@@ -224,18 +222,15 @@ impl LoopCore {
         let own_context = context.as_ref().is_none_or(|c| c.is_none());
         let context = Self::context_for(py, context)?;
         let tb = this.source_traceback(py)?;
-        let init = PyClassInitializer::from(
-            Handle::new(
-                callback.unbind(),
-                args.unbind(),
-                context,
-                slf.clone().into_any().unbind(),
-                tb,
-            )
-            .for_timer(),
+        let timer = Handle::new(
+            callback.unbind(),
+            args.unbind(),
+            context,
+            slf.clone().into_any().unbind(),
+            tb,
         )
-        .add_subclass(TimerHandle::new(when));
-        let timer = Bound::new(py, init)?;
+        .for_timer(when)
+        .into_object(py)?;
         untrack_scheduled(&timer, own_context);
         let timer = timer.unbind();
         this.queues

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyTuple};
 
 use super::{lock, os_error, LoopCore};
-use crate::handle::Handle;
+use crate::handle::{Handle, SlottedRef};
 use crate::names::{logger, Names};
 use crate::reactor::SIGNALS;
 
@@ -255,7 +255,7 @@ impl LoopCore {
         });
         let d = PyDict::new(py);
         for (sig, h) in handlers {
-            d.set_item(sig, h)?;
+            d.set_item(sig, h.into_any())?;
         }
         Ok(d)
     }
@@ -276,7 +276,7 @@ impl LoopCore {
                 .pystate
                 .with(|s| s.signal_handlers.get(&sig).map(|h| h.clone_ref(py)));
             if let Some(h) = handler {
-                if h.get().is_cancelled() {
+                if h.state().is_cancelled() {
                     Self::remove_signal_handler_inner(slf, sig)?;
                 } else {
                     this.push_ready(h);

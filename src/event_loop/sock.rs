@@ -26,7 +26,7 @@ use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::LoopCore;
-use crate::handle::Handle;
+use crate::handle::{Handle, SlottedRef};
 use crate::names::Names;
 use crate::pyo::buffer::{with_bytes, with_bytes_mut};
 use crate::pyo::errno::os_error;
@@ -303,7 +303,7 @@ pub(crate) struct SockDone {
 #[pymethods]
 impl SockDone {
     fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.handle.get().is_cancelled() {
+        if self.handle.state().is_cancelled() {
             return Ok(());
         }
         if let Some(sock) = &self.sock {

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use pyo3::prelude::*;
 
 use super::{LoopCore, Queues};
-use crate::handle::{retrack_unscheduled, TimerHandle};
+use crate::handle::{retrack_unscheduled, Handle, SlottedRef};
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`: below this size the heap is never rebuilt.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -231,15 +231,24 @@ impl<T> TimerHeap<T> {
     }
 }
 
-pub(super) fn is_timer_cancelled(py: Python<'_>, h: &Py<TimerHandle>) -> bool {
-    h.bind(py).as_super().get().is_cancelled()
+pub(super) fn is_timer_cancelled(h: &Py<Handle>) -> bool {
+    h.state().is_cancelled()
 }
 
 /// Marks timers taken out of the heap as unscheduled and drops them (outside any lock:
 /// dropping a handle can run arbitrary Python code).
-pub(super) fn release_timers(py: Python<'_>, timers: Option<Vec<Timer<Py<TimerHandle>>>>) {
-    for t in timers.iter().flatten() {
-        t.handle.get().unschedule();
+#[inline]
+pub(super) fn release_timers(py: Python<'_>, timers: Option<Vec<Timer<Py<Handle>>>>) {
+    // Called on every iteration, nearly always with nothing to release.
+    if let Some(timers) = timers {
+        release_timer_list(py, timers);
+    }
+}
+
+#[inline(never)]
+fn release_timer_list(py: Python<'_>, timers: Vec<Timer<Py<Handle>>>) {
+    for t in &timers {
+        t.handle.state().unschedule();
         retrack_unscheduled(py, &t.handle);
     }
 }
@@ -252,24 +261,20 @@ impl LoopCore {
 
     /// Drops cancelled timers: all of them when they are more than half of a large heap,
     /// otherwise those at the top. Returns them, to be released outside the lock.
-    pub(super) fn sweep_timers(
-        &self,
-        py: Python<'_>,
-        q: &mut Queues,
-    ) -> Vec<Timer<Py<TimerHandle>>> {
+    pub(super) fn sweep_timers(&self, q: &mut Queues) -> Vec<Timer<Py<Handle>>> {
         let n = q.timers.len();
         let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
         if n > MIN_SCHEDULED_TIMER_HANDLES
             && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
             self.timer_cancelled_count.store(0, Ordering::Relaxed);
-            return q.timers.remove_where(|h| is_timer_cancelled(py, h));
+            return q.timers.remove_where(is_timer_cancelled);
         }
         let mut dead = Vec::new();
         while q
             .timers
             .peek()
-            .is_some_and(|t| is_timer_cancelled(py, &t.handle))
+            .is_some_and(|t| is_timer_cancelled(&t.handle))
         {
             dead.extend(q.timers.pop());
             let _ = self.timer_cancelled_count.fetch_update(

@@ -21,13 +21,16 @@ pub fn is_unshared_without_weakrefs(obj: &Bound<'_, PyAny>) -> bool {
     let ptr = obj.as_ptr();
     // SAFETY: `obj` is a live object (we hold a reference); reading its refcount, type and
     // weak-reference list pointer has no side effects. The weaklist slot lies at
-    // `tp_weaklistoffset` bytes into the object when that offset is positive.
+    // `tp_weaklistoffset` bytes from the object: inside it when the offset is positive,
+    // in the pre-header when it is negative (3.12+'s managed weak references, e.g. of a
+    // subclass of a pure-Python class: CPython's `_PyObject_GET_WEAKREFS_LISTPTR` uses
+    // the same formula for both). Zero: no weak reference support.
     unsafe {
         if ffi::Py_REFCNT(ptr) != 1 {
             return false;
         }
         let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
-        if offset <= 0 {
+        if offset == 0 {
             return false;
         }
         let weaklist = ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();

@@ -9,7 +9,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use super::Native;
+use super::Lookup;
 use crate::pyo::panic::{eager_err, guard_int, guard_obj};
 
 /// Arguments of a `METH_FASTCALL | METH_KEYWORDS` call.
@@ -50,7 +50,7 @@ pub type Init<S> = for<'py> fn(
 
 /// # Safety
 /// CPython slot/method calling convention: `slf` live, thread attached.
-pub unsafe fn call_noargs<S: Native>(slf: *mut ffi::PyObject, f: NoArgs<S>) -> *mut ffi::PyObject {
+pub unsafe fn call_noargs<S: Lookup>(slf: *mut ffi::PyObject, f: NoArgs<S>) -> *mut ffi::PyObject {
     // SAFETY: CPython calls slots and methods with the thread attached.
     let py = unsafe { Python::assume_attached() };
     guard_obj(py, || {
@@ -63,7 +63,7 @@ pub unsafe fn call_noargs<S: Native>(slf: *mut ffi::PyObject, f: NoArgs<S>) -> *
 
 /// # Safety
 /// As [`call_noargs`]; `arg` a live borrowed reference.
-pub unsafe fn call_onearg<S: Native>(
+pub unsafe fn call_onearg<S: Lookup>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
     f: OneArg<S>,
@@ -80,7 +80,7 @@ pub unsafe fn call_onearg<S: Native>(
 
 /// # Safety
 /// `METH_FASTCALL | METH_KEYWORDS` calling convention.
-pub unsafe fn call_fast<S: Native>(
+pub unsafe fn call_fast<S: Lookup>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -141,7 +141,7 @@ pub trait InitFn<S> {
 ///
 /// # Safety
 /// METH_NOARGS calling convention.
-pub unsafe extern "C" fn noargs_tramp<S: Native, M: NoArgsFn<S>>(
+pub unsafe extern "C" fn noargs_tramp<S: Lookup, M: NoArgsFn<S>>(
     slf: *mut ffi::PyObject,
     _unused: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn noargs_tramp<S: Native, M: NoArgsFn<S>>(
 ///
 /// # Safety
 /// Unary slot calling convention.
-pub unsafe extern "C" fn unary_tramp<S: Native, M: NoArgsFn<S>>(
+pub unsafe extern "C" fn unary_tramp<S: Lookup, M: NoArgsFn<S>>(
     slf: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: unary slot convention, forwarded verbatim.
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn unary_tramp<S: Native, M: NoArgsFn<S>>(
 ///
 /// # Safety
 /// METH_O calling convention.
-pub unsafe extern "C" fn onearg_tramp<S: Native, M: OneArgFn<S>>(
+pub unsafe extern "C" fn onearg_tramp<S: Lookup, M: OneArgFn<S>>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
@@ -176,7 +176,7 @@ pub unsafe extern "C" fn onearg_tramp<S: Native, M: OneArgFn<S>>(
 ///
 /// # Safety
 /// METH_FASTCALL | METH_KEYWORDS calling convention.
-pub unsafe extern "C" fn fast_tramp<S: Native, M: FastFn<S>>(
+pub unsafe extern "C" fn fast_tramp<S: Lookup, M: FastFn<S>>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -190,13 +190,118 @@ pub unsafe extern "C" fn fast_tramp<S: Native, M: FastFn<S>>(
 ///
 /// # Safety
 /// initproc calling convention.
-pub unsafe extern "C" fn init_tramp<S: Native, M: InitFn<S>>(
+pub unsafe extern "C" fn init_tramp<S: Lookup, M: InitFn<S>>(
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwds: *mut ffi::PyObject,
 ) -> c_int {
     // SAFETY: initproc convention, forwarded verbatim.
     unsafe { call_init::<S>(slf, args, kwds, M::F) }
+}
+
+pub type Hash<S> = for<'py> fn(&Bound<'py, PyAny>, &S) -> PyResult<isize>;
+pub type RichCmp<S> = for<'py> fn(
+    &Bound<'py, PyAny>,
+    &S,
+    &Bound<'py, PyAny>,
+    pyo3::pyclass::CompareOp,
+) -> PyResult<Bound<'py, PyAny>>;
+
+/// A `tp_hash` slot.
+pub trait HashFn<S> {
+    const F: Hash<S>;
+}
+/// A `tp_richcompare` slot.
+pub trait RichCmpFn<S> {
+    const F: RichCmp<S>;
+}
+
+/// The `tp_hash` function of `M`.
+///
+/// # Safety
+/// hashfunc calling convention.
+pub unsafe extern "C" fn hash_tramp<S: Lookup, M: HashFn<S>>(
+    slf: *mut ffi::PyObject,
+) -> ffi::Py_hash_t {
+    // SAFETY: CPython calls slots with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    let mut out: ffi::Py_hash_t = -1;
+    let r = guard_int(py, || {
+        // SAFETY: `slf` is the live receiver.
+        let slf = unsafe { enter(py, slf) };
+        let st = S::lookup(&slf).ok_or_else(|| not_a_future(py))?;
+        // -1 is the error value: CPython maps a hash of -1 to -2.
+        out = match M::F(&slf, st)? {
+            -1 => -2,
+            h => h,
+        };
+        Ok(())
+    });
+    if r < 0 {
+        -1
+    } else {
+        out
+    }
+}
+
+/// The `tp_richcompare` function of `M`.
+///
+/// # Safety
+/// richcmpfunc calling convention.
+pub unsafe extern "C" fn richcmp_tramp<S: Lookup, M: RichCmpFn<S>>(
+    slf: *mut ffi::PyObject,
+    other: *mut ffi::PyObject,
+    op: c_int,
+) -> *mut ffi::PyObject {
+    use pyo3::pyclass::CompareOp;
+    // SAFETY: CPython calls slots with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guard_obj(py, || {
+        // SAFETY: `slf` and `other` are live borrowed references for the call.
+        let (slf, other) = unsafe { (enter(py, slf), Bound::from_borrowed_ptr(py, other)) };
+        let op = match op {
+            ffi::Py_LT => CompareOp::Lt,
+            ffi::Py_LE => CompareOp::Le,
+            ffi::Py_EQ => CompareOp::Eq,
+            ffi::Py_NE => CompareOp::Ne,
+            ffi::Py_GT => CompareOp::Gt,
+            ffi::Py_GE => CompareOp::Ge,
+            _ => return Ok(py.NotImplemented()),
+        };
+        let Some(st) = S::lookup(&slf) else {
+            return Ok(py.NotImplemented());
+        };
+        M::F(&slf, st, &other, op).map(Bound::unbind)
+    })
+}
+
+/// Defines `const $name: ffi::hashfunc`, a `tp_hash` calling `$f(&self, &$S)`.
+macro_rules! hash_slot {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::hashfunc = {
+            struct M;
+            impl $crate::pyo::native_type::methods::HashFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::Hash<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::hash_tramp::<$S, M>
+        };
+    };
+}
+
+/// Defines `const $name: ffi::richcmpfunc`, a `tp_richcompare` calling
+/// `$f(&self, &$S, other, op)`.
+macro_rules! richcmp_slot {
+    ($vis:vis $name:ident, $S:ty, $f:path) => {
+        #[allow(non_upper_case_globals)]
+        $vis const $name: pyo3::ffi::richcmpfunc = {
+            struct M;
+            impl $crate::pyo::native_type::methods::RichCmpFn<$S> for M {
+                const F: $crate::pyo::native_type::methods::RichCmp<$S> = $f;
+            }
+            $crate::pyo::native_type::methods::richcmp_tramp::<$S, M>
+        };
+    };
 }
 
 /// Defines `const $name: ffi::PyCFunction`, a `METH_NOARGS` function calling
@@ -274,7 +379,7 @@ macro_rules! init_slot {
     };
 }
 
-pub(crate) use {fast, init_slot, noargs, onearg, unary_slot};
+pub(crate) use {fast, hash_slot, init_slot, noargs, onearg, richcmp_slot, unary_slot};
 
 /// A method definition leaked for the life of the process, from which builtins bound to
 /// an object are made (as a C method's bound builtin).
@@ -310,7 +415,7 @@ struct Accessor<S> {
     set: Option<Setter<S>>,
 }
 
-unsafe extern "C" fn getset_get<S: Native>(
+unsafe extern "C" fn getset_get<S: Lookup>(
     slf: *mut ffi::PyObject,
     closure: *mut c_void,
 ) -> *mut ffi::PyObject {
@@ -322,7 +427,7 @@ unsafe extern "C" fn getset_get<S: Native>(
     }
 }
 
-unsafe extern "C" fn getset_set<S: Native>(
+unsafe extern "C" fn getset_set<S: Lookup>(
     slf: *mut ffi::PyObject,
     value: *mut ffi::PyObject,
     closure: *mut c_void,
@@ -355,7 +460,7 @@ unsafe extern "C" fn getset_set<S: Native>(
 ///
 /// # Safety
 /// initproc convention: live `slf`, `args` a tuple, `kwds` NULL or a dict, attached.
-pub unsafe fn call_init<S: Native>(
+pub unsafe fn call_init<S: Lookup>(
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwds: *mut ffi::PyObject,
@@ -433,7 +538,7 @@ pub fn fast_def(
     )
 }
 
-pub fn getset<S: Native>(
+pub fn getset<S: Lookup>(
     name: &'static CStr,
     get: NoArgs<S>,
     set: Option<Setter<S>>,

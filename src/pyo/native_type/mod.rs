@@ -1,6 +1,8 @@
 //! The generic builder of native subtypes of C types that PyO3 cannot `extends=`: used for
 //! `ferroloop.Future` (a subtype of `_asyncio.Future`) and `ferroloop.Task` (of
-//! `_asyncio.Task`).
+//! `_asyncio.Task`). Its sibling [`slotted`] builds native subtypes of pure-Python classes
+//! with `__slots__` (`ferroloop.Handle` of `asyncio.Handle`, `ferroloop.TimerHandle` of
+//! `asyncio.TimerHandle`); both share the method trampolines of [`methods`] ([`Lookup`]).
 //!
 //! Everything here is generic over the Rust state stored in the object ([`Native`]):
 //! `FutureState` for the Future, `TaskState` (a `FutureState` plus the task's fields) for
@@ -29,6 +31,7 @@
 //! getter/setter and slot tables.
 
 pub mod methods;
+pub mod slotted;
 
 use std::ffi::{c_int, c_void, CStr};
 use std::mem::{align_of, size_of, MaybeUninit};
@@ -51,6 +54,18 @@ struct Slot<S> {
     /// Set by `tp_new` once `value` is written, cleared by `tp_dealloc` before dropping it.
     init: bool,
     value: MaybeUninit<S>,
+}
+
+/// How the methods of a native type find their state in `self` (see [`methods`]).
+pub trait Lookup: Sized + 'static {
+    fn lookup<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Self>;
+}
+
+impl<S: Native> Lookup for S {
+    #[inline]
+    fn lookup<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Self> {
+        <S as Native>::lookup(obj)
+    }
 }
 
 /// The Rust state of a native type built by [`create_type`]: `FutureState` for
