@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import socket
 import struct
+import sys
 import time
 
 import pytest
@@ -385,6 +386,10 @@ def test_error_in_connection_made_is_reported_with_its_handle(loop):
     assert isinstance(ctx["handle"], asyncio.Handle)
     assert ctx["handle"]._callback == proto.connection_made
     assert ctx["handle"]._args == (tr,)
-    # The transport's repr in it is reprlib's, shortened.
-    assert ctx["message"].startswith(
-        f"Exception in callback {Boom.__qualname__}.connection_made(<")
+    prefix = f"Exception in callback {Boom.__qualname__}.connection_made("
+    if sys.version_info >= (3, 13):
+        # asyncio 3.13 shows a callback's arguments in debug mode only.
+        assert ctx["message"] == prefix + ")"
+    else:
+        # The transport's repr in it is reprlib's, shortened.
+        assert ctx["message"].startswith(prefix + "<")
