@@ -393,3 +393,56 @@ def test_error_in_connection_made_is_reported_with_its_handle(loop):
     else:
         # The transport's repr in it is reprlib's, shortened.
         assert ctx["message"].startswith(prefix + "<")
+
+
+def test_failing_pause_and_resume_writing_go_to_the_exception_handler(loop):
+    """``_FlowControlMixin``: a protocol whose pause_writing()/resume_writing() raises is
+    reported to the exception handler ("protocol.pause_writing() failed", with the
+    transport and the protocol), and the transport goes on writing."""
+    ctxs = []
+
+    class Flaky(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def pause_writing(self):
+            raise ZeroDivisionError("pause")
+
+        def resume_writing(self):
+            raise ZeroDivisionError("resume")
+
+    async def main():
+        loop.set_exception_handler(lambda lp, ctx: ctxs.append(ctx))
+        got = bytearray()
+        done = loop.create_future()
+        total = 4 * 1024 * 1024
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+                if len(got) >= total and not done.done():
+                    done.set_result(None)
+
+        server = await loop.create_server(Sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        proto = Flaky()
+        tr, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
+        tr.set_write_buffer_limits(high=1, low=0)
+        tr.write(b"x" * total)  # more than the socket takes at once: queued, paused
+        await asyncio.wait_for(done, 20)
+        for _ in range(100):  # the queue drains: resume_writing
+            if len(ctxs) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return tr, proto, bytes(got)
+
+    tr, proto, got = run_with_timeout(loop, main())
+    assert got == b"x" * (4 * 1024 * 1024)
+    assert [c["message"] for c in ctxs] == [
+        "protocol.pause_writing() failed", "protocol.resume_writing() failed"]
+    for ctx in ctxs:
+        assert isinstance(ctx["exception"], ZeroDivisionError)
+        assert ctx["transport"] is tr and ctx["protocol"] is proto

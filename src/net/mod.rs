@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod dns;
+pub(crate) mod flow;
 pub mod listener;
 pub(crate) mod sockaddr;
 pub mod stream;

@@ -3,7 +3,6 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
@@ -103,17 +102,7 @@ impl DatagramCore {
         high: Option<i64>,
         low: Option<i64>,
     ) -> PyResult<()> {
-        let high = match (high, low) {
-            (Some(h), _) => h,
-            (None, None) => 64 * 1024,
-            (None, Some(l)) => 4 * l,
-        };
-        let low = low.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
+        let (high, low) = crate::net::flow::limits(high, low, 64)?;
         slf.get().st.with(|s| {
             s.high_water = high as usize;
             s.low_water = low as usize;

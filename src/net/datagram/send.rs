@@ -6,12 +6,12 @@ use pyo3::exceptions::{
     PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString, PyTuple};
 
 use super::close::{call_connection_lost, fatal_error};
 use super::{DatagramCore, Dest, Queued, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::names::logger;
-use crate::net::would_block;
+use crate::net::{flow, would_block};
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
@@ -318,26 +318,15 @@ pub(super) fn on_writable(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
     Ok(())
 }
 
-/// Reports a failing `pause_writing()`/`resume_writing()` as asyncio does.
-fn report_flow_error(
+/// `protocol.pause_writing()` / `resume_writing()` (see [`flow::call_protocol`]).
+fn call_flow(
     slf: &Bound<'_, DatagramCore>,
-    e: PyErr,
     proto: &Bound<'_, PyAny>,
-    message: &str,
+    method: &Bound<'_, PyString>,
 ) -> PyResult<()> {
     let py = slf.py();
-    if is_fatal(py, &e) {
-        return Err(e);
-    }
-    let ctx = PyDict::new(py);
-    ctx.set_item("message", message)?;
-    ctx.set_item("exception", e.value(py))?;
-    ctx.set_item("transport", slf.get().transport(py))?;
-    ctx.set_item("protocol", proto)?;
-    slf.get()
-        .loop_(py)
-        .call_method1("call_exception_handler", (ctx,))?;
-    Ok(())
+    let this = slf.get();
+    flow::call_protocol(this.loop_(py), proto, method, &this.transport(py), proto)
 }
 
 /// asyncio's `_maybe_pause_protocol`.
@@ -353,11 +342,7 @@ pub(super) fn maybe_pause_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()
     let Some(proto) = proto else {
         return Ok(());
     };
-    let proto = proto.into_bound(py);
-    match proto.call_method0(pyo3::intern!(py, "pause_writing")) {
-        Ok(_) => Ok(()),
-        Err(e) => report_flow_error(slf, e, &proto, "protocol.pause_writing() failed"),
-    }
+    call_flow(slf, proto.bind(py), pyo3::intern!(py, "pause_writing"))
 }
 
 /// asyncio's `_maybe_resume_protocol`.
@@ -373,9 +358,5 @@ fn maybe_resume_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
     let Some(proto) = proto else {
         return Ok(());
     };
-    let proto = proto.into_bound(py);
-    match proto.call_method0(pyo3::intern!(py, "resume_writing")) {
-        Ok(_) => Ok(()),
-        Err(e) => report_flow_error(slf, e, &proto, "protocol.resume_writing() failed"),
-    }
+    call_flow(slf, proto.bind(py), pyo3::intern!(py, "resume_writing"))
 }

@@ -5,17 +5,16 @@
 //! what the kernel did not take; a writable event flushes the queue with one vectored
 //! send.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
 use super::close::{call_connection_lost, fatal_error};
 use super::{Kind, StreamCore, StreamState};
 use crate::names::logger;
-use crate::net::would_block;
+use crate::net::{flow, would_block};
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
-use crate::pyo::exc::is_fatal;
 use crate::sys;
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
@@ -311,17 +310,7 @@ pub(super) fn set_write_buffer_limits(
     high: Option<i64>,
     low: Option<i64>,
 ) -> PyResult<()> {
-    let high = match (high, low) {
-        (Some(h), _) => h,
-        (None, None) => 64 * 1024,
-        (None, Some(l)) => 4 * l,
-    };
-    let low = low.unwrap_or(high / 4);
-    if !(high >= low && low >= 0) {
-        return Err(PyValueError::new_err(format!(
-            "high ({high}) must be >= low ({low}) must be >= 0"
-        )));
-    }
+    let (high, low) = flow::limits(high, low, 64)?;
     slf.get().st.with(|s| {
         s.high_water = high as usize;
         s.low_water = low as usize;
@@ -329,26 +318,15 @@ pub(super) fn set_write_buffer_limits(
     maybe_pause_protocol(slf)
 }
 
-/// Reports a failing `pause_writing()`/`resume_writing()` as asyncio does.
-fn report_flow_error(
+/// `protocol.pause_writing()` / `resume_writing()` (see [`flow::call_protocol`]).
+fn call_flow(
     slf: &Bound<'_, StreamCore>,
-    e: PyErr,
     proto: &Bound<'_, PyAny>,
-    message: &str,
+    method: &Bound<'_, pyo3::types::PyString>,
 ) -> PyResult<()> {
     let py = slf.py();
-    if is_fatal(py, &e) {
-        return Err(e);
-    }
-    let ctx = PyDict::new(py);
-    ctx.set_item("message", message)?;
-    ctx.set_item("exception", e.value(py))?;
-    ctx.set_item("transport", slf.get().transport(py))?;
-    ctx.set_item("protocol", proto)?;
-    slf.get()
-        .loop_(py)
-        .call_method1("call_exception_handler", (ctx,))?;
-    Ok(())
+    let this = slf.get();
+    flow::call_protocol(this.loop_(py), proto, method, &this.transport(py), proto)
 }
 
 /// asyncio's `_maybe_pause_protocol`: `pause_writing()` once the queue exceeds the high
@@ -365,11 +343,7 @@ pub(super) fn maybe_pause_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()> 
     let Some(proto) = proto else {
         return Ok(());
     };
-    let proto = proto.into_bound(py);
-    match proto.call_method0(pyo3::intern!(py, "pause_writing")) {
-        Ok(_) => Ok(()),
-        Err(e) => report_flow_error(slf, e, &proto, "protocol.pause_writing() failed"),
-    }
+    call_flow(slf, proto.bind(py), pyo3::intern!(py, "pause_writing"))
 }
 
 /// asyncio's `_maybe_resume_protocol`: `resume_writing()` once the queue is down to the
@@ -386,9 +360,5 @@ pub(super) fn maybe_resume_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()>
     let Some(proto) = proto else {
         return Ok(());
     };
-    let proto = proto.into_bound(py);
-    match proto.call_method0(pyo3::intern!(py, "resume_writing")) {
-        Ok(_) => Ok(()),
-        Err(e) => report_flow_error(slf, e, &proto, "protocol.resume_writing() failed"),
-    }
+    call_flow(slf, proto.bind(py), pyo3::intern!(py, "resume_writing"))
 }

@@ -11,10 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use super::{
-    flowcontrol_defaults, is_exception, names, opt, AppState, SSLProtocolCore, SslMethods, State,
-    TlsState,
-};
+use super::{is_exception, names, opt, AppState, SSLProtocolCore, SslMethods, State, TlsState};
 use crate::net::MAX_READ;
 use crate::pyo::call::vcall;
 use crate::pyo::GilCell;
@@ -113,8 +110,8 @@ impl SSLProtocolCore {
             incoming_write: incoming.getattr(intern!(py, "write"))?.unbind(),
             outgoing_read: outgoing.getattr(intern!(py, "read"))?.unbind(),
         };
-        let (incoming_high, incoming_low) = flowcontrol_defaults(None, None, 256)?;
-        let (outgoing_high, outgoing_low) = flowcontrol_defaults(None, None, 512)?;
+        let (incoming_high, incoming_low) = crate::net::flow::limits(None, None, 256)?;
+        let (outgoing_high, outgoing_low) = crate::net::flow::limits(None, None, 512)?;
         let this = SSLProtocolCore {
             st: GilCell::new(TlsState {
                 state: State::Unwrapped,
@@ -481,7 +478,7 @@ impl SSLProtocolCore {
 
     #[pyo3(signature = (high=None, low=None))]
     fn _set_write_buffer_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flowcontrol_defaults(high, low, 512)?;
+        let (h, l) = crate::net::flow::limits(high, low, 512)?;
         self.st.with(|s| {
             s.outgoing_high = h;
             s.outgoing_low = l;
@@ -523,7 +520,7 @@ impl SSLProtocolCore {
 
     #[pyo3(signature = (high=None, low=None))]
     fn _set_read_buffer_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flowcontrol_defaults(high, low, 256)?;
+        let (h, l) = crate::net::flow::limits(high, low, 256)?;
         self.st.with(|s| {
             s.incoming_high = h;
             s.incoming_low = l;

@@ -2,10 +2,8 @@
 //! app protocol by the outgoing size) and reading from the transport below
 //! (`pause_reading`/`resume_reading` by the incoming BIO's size).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use super::{opt, SSLProtocolCore};
 
@@ -25,32 +23,20 @@ impl SSLProtocolCore {
         Ok(pending + size)
     }
 
-    fn call_flow(
-        slf: &Bound<'_, Self>,
-        method: &Bound<'_, pyo3::types::PyString>,
-        what: &str,
-    ) -> PyResult<()> {
+    /// The app protocol's `pause_writing()` / `resume_writing()` (see
+    /// [`crate::net::flow::call_protocol`]; asyncio names the app transport and this
+    /// protocol in a failure's report).
+    fn call_flow(slf: &Bound<'_, Self>, method: &Bound<'_, pyo3::types::PyString>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        match this.app_protocol_obj(py).call_method0(method) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.is_instance_of::<PyKeyboardInterrupt>(py)
-                    || e.is_instance_of::<PySystemExit>(py) =>
-            {
-                Err(e)
-            }
-            Err(e) => {
-                let ctx = PyDict::new(py);
-                ctx.set_item("message", format!("protocol.{what}() failed"))?;
-                ctx.set_item("exception", e.value(py))?;
-                ctx.set_item("transport", this.st.with(|s| opt(py, &s.app_transport)))?;
-                ctx.set_item("protocol", slf)?;
-                this.loop_(py)
-                    .call_method1(intern!(py, "call_exception_handler"), (ctx,))
-                    .map(drop)
-            }
-        }
+        let transport = this.st.with(|s| opt(py, &s.app_transport));
+        crate::net::flow::call_protocol(
+            &this.loop_(py),
+            &this.app_protocol_obj(py),
+            method,
+            &transport,
+            slf.as_any(),
+        )
     }
 
     pub(super) fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -80,8 +66,8 @@ impl SSLProtocolCore {
             }
         });
         match action {
-            Some(true) => Self::call_flow(slf, intern!(py, "pause_writing"), "pause_writing"),
-            Some(false) => Self::call_flow(slf, intern!(py, "resume_writing"), "resume_writing"),
+            Some(true) => Self::call_flow(slf, intern!(py, "pause_writing")),
+            Some(false) => Self::call_flow(slf, intern!(py, "resume_writing")),
             None => Ok(()),
         }
     }

@@ -36,7 +36,7 @@ mod write;
 
 use std::collections::VecDeque;
 
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -244,22 +244,6 @@ struct TlsState {
 #[pyclass(module = "ferroloop._ferroloop", subclass, weakref, frozen)]
 pub struct SSLProtocolCore {
     st: GilCell<TlsState>,
-}
-
-/// asyncio's `add_flowcontrol_defaults(high, low, kb)`.
-fn flowcontrol_defaults(high: Option<i64>, low: Option<i64>, kb: i64) -> PyResult<(i64, i64)> {
-    let hi = match (high, low) {
-        (Some(h), _) => h,
-        (None, None) => kb * 1024,
-        (None, Some(l)) => 4 * l,
-    };
-    let lo = low.unwrap_or(hi / 4);
-    if !(hi >= lo && lo >= 0) {
-        return Err(PyValueError::new_err(format!(
-            "high ({hi}) must be >= low ({lo}) must be >= 0"
-        )));
-    }
-    Ok((hi, lo))
 }
 
 fn is_exc(py: Python<'_>, e: &PyErr, ty: &Py<PyAny>) -> bool {
