@@ -23,15 +23,15 @@ ping-pong), ``sock_1k`` (``sock_recv`` + ``sock_sendall`` in a task), ``accept``
 import argparse
 import asyncio
 import os
-import re
 import socket
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
+
+from cgutil import callgrind_total  # noqa: E402
 
 import workloads as W  # noqa: E402
 
@@ -145,20 +145,8 @@ def server_main(loop_name, workload, n):
 
 
 def instructions(loop_name, workload, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-               sys.executable, os.path.abspath(__file__), "--serve",
-               loop_name, workload, str(n)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr.strip().splitlines()[-1:] or res.returncode)
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    return int(m.group(1))
-    raise RuntimeError("no instruction total in callgrind's output")
+    return callgrind_total([sys.executable, os.path.abspath(__file__), "--serve",
+                            loop_name, workload, n])
 
 
 def main(argv=None):

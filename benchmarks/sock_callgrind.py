@@ -21,14 +21,13 @@ Both include the peer's own ``socket.send``/``recv`` calls, the same on every lo
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
+
+from cgutil import callgrind_total  # noqa: E402
 
 N1, N2 = 2000, 6000
 
@@ -64,19 +63,8 @@ def serve(loop_name, path, n):
 
 
 def instructions(loop_name, path, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-               sys.executable, os.path.abspath(__file__), "--serve", loop_name, path, str(n)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr.strip().splitlines()[-1:] or res.returncode)
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    return int(m.group(1))
-    raise RuntimeError("no instruction total in callgrind's output")
+    return callgrind_total([sys.executable, os.path.abspath(__file__), "--serve",
+                            loop_name, path, n])
 
 
 def main(argv=None):

@@ -21,7 +21,6 @@ Workloads: ``tls_echo_1k`` (one TLS 1.3 connection, 1 KiB ping-pong), ``tls_hand
 import argparse
 import asyncio
 import os
-import re
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
+
+from cgutil import callgrind_total  # noqa: E402
 
 import workloads as W  # noqa: E402
 
@@ -101,20 +102,8 @@ def make_cert(directory):
 
 
 def instructions(loop_name, workload, n, cert, key):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-               sys.executable, os.path.abspath(__file__), "--serve",
-               loop_name, workload, str(n), cert, key]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr.strip().splitlines()[-1:] or res.returncode)
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    return int(m.group(1))
-    raise RuntimeError("no instruction total in callgrind's output")
+    return callgrind_total([sys.executable, os.path.abspath(__file__), "--serve",
+                            loop_name, workload, n, cert, key])
 
 
 def main(argv=None):
