@@ -45,7 +45,8 @@ pub(crate) enum AsyncioCallback {
 
 /// Reports an error that escaped a transport's callback as asyncio's `Handle._run` does
 /// for the callback asyncio schedules there: "Exception in callback ..." with the
-/// exception and an `asyncio.Handle` of that callback. Where asyncio has none
+/// exception and a `Handle` of that callback (`LoopCore::report_call_error`, as the loop
+/// reports the callbacks it calls without a handle of their own). Where asyncio has none
 /// ([`AsyncioCallback::Native`]), the message says so and the context names the
 /// transport. Only on the error path: nothing of this is hot.
 pub(crate) fn report_callback_error(
@@ -56,7 +57,6 @@ pub(crate) fn report_callback_error(
     err: PyErr,
 ) -> PyResult<()> {
     let py = lp.py();
-    let ctx = PyDict::new(py);
     let resolved = match (callback, protocol) {
         (AsyncioCallback::Transport(name), _) => {
             Some((transport.getattr(name)?, PyTuple::empty(py)))
@@ -72,33 +72,17 @@ pub(crate) fn report_callback_error(
         _ => None,
     };
     match resolved {
-        Some((cb, args)) => {
-            // As `Handle._run` formats it: with `debug=` from 3.13 (a `functools.partial`
-            // is then shown in full in debug mode), without before.
-            let kw = PyDict::new(py);
-            if py.version_info() >= (3, 13) {
-                kw.set_item("debug", lp.call_method0(pyo3::intern!(py, "get_debug"))?)?;
-            }
-            let source = py
-                .import("asyncio.format_helpers")?
-                .getattr("_format_callback_source")?
-                .call((&cb, &args), Some(&kw))?;
-            let handle =
-                py.import("asyncio.events")?
-                    .getattr("Handle")?
-                    .call1((cb, args, lp, py.None()))?;
-            ctx.set_item("message", format!("Exception in callback {source}"))?;
-            ctx.set_item("exception", err.value(py))?;
-            ctx.set_item("handle", handle)?;
-        }
+        // As the loop reports any callback it calls with no `Handle` of its own.
+        Some((cb, args)) => crate::event_loop::LoopCore::report_call_error(lp, err, &cb, &args),
         None => {
+            let ctx = PyDict::new(py);
             ctx.set_item("message", "Exception in a transport callback")?;
             ctx.set_item("exception", err.value(py))?;
             ctx.set_item("transport", transport)?;
+            lp.call_method1(pyo3::intern!(py, "call_exception_handler"), (ctx,))
+                .map(drop)
         }
     }
-    lp.call_method1(pyo3::intern!(py, "call_exception_handler"), (ctx,))
-        .map(drop)
 }
 
 /// asyncio's `max_size`: at most this many bytes per `recv()` of a transport.
