@@ -89,6 +89,33 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     ssize_result(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
 }
 
+/// `ioctl(fd, FIONREAD)`: how many bytes a read could take at once (a stream socket's
+/// unread bytes, a pipe's buffered ones).
+pub fn bytes_readable(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
+/// [`recv`] into uninitialized storage (a `bytes` object being filled): returns how many
+/// bytes, from the start, the kernel initialized.
+pub fn recv_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call; recv
+    // only writes, so its being uninitialized is fine.
+    ssize_result(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// [`read`] into uninitialized storage (a `bytes` object being filled): returns how many
+/// bytes, from the start, the kernel initialized.
+pub fn read_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call; read
+    // only writes, so its being uninitialized is fine.
+    ssize_result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
 /// [`recv`] into the spare capacity of `buf` (left uninitialized until received into: no
 /// zeroing of a large buffer for a call that may find nothing), at most `max` bytes,
 /// extending its length.

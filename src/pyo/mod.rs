@@ -21,11 +21,13 @@
 //! | [`native_type`] | the builder of native subtypes of C types (`ferroloop.Future`/`Task`) |
 //! | [`iter`] | hand-written `tp_iternext` / `am_send` of an iterator class |
 //! | [`task_ref`] | the untracked weak-reference look-alike of the task registry |
+//! | [`bytes`] | `bytes` objects filled in place (a `recv` straight into the object) |
 //! | [`buffer`] | byte views of bytes-like objects (the buffer protocol) for socket syscalls |
 //! | [`socket_fd`] | a `socket.socket`'s fd read from the object (`sock_*` calls) |
 
 pub mod attached;
 pub mod buffer;
+pub mod bytes;
 pub mod call;
 pub mod context;
 pub mod dict;

@@ -138,6 +138,9 @@ struct StreamState {
     protocol: Option<Py<PyAny>>,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
+    /// The last read was large ([`read::DIRECT_READ_MIN`] bytes or more): the next one
+    /// goes straight into a new `bytes` object.
+    bulk_reads: bool,
     /// `protocol` is ferroloop's native TLS protocol: reads are fed to it directly.
     tls: Option<Py<crate::net::tls::SSLProtocolCore>>,
     protocol_connected: bool,
@@ -411,6 +414,7 @@ fn build<'py>(
                 transport: None,
                 protocol: None,
                 buffered: false,
+                bulk_reads: false,
                 tls: None,
                 protocol_connected: false,
                 sock: Some(sock),

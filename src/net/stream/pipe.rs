@@ -29,7 +29,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 
 use super::close::force_close;
-use super::read::{read_bytes, Received};
+use super::read::{receive, ReadCall, Received};
 use super::sock::Sock;
 use super::write::{maybe_pause_protocol, maybe_resume_protocol, queue_from};
 use super::{build, Kind, StreamCore, StreamEvent};
@@ -168,7 +168,11 @@ fn log_closed_by_peer(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
 }
 
 /// The fd is readable (the stream core's readable job, for a pipe).
-pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(super) fn on_readable(
+    slf: &Bound<'_, StreamCore>,
+    proto: &Bound<'_, PyAny>,
+    bulk: bool,
+) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
     if this.kind == Kind::WritePipe {
@@ -183,7 +187,7 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>)
         force_close(slf, exc);
         return Ok(());
     }
-    match read_bytes(py, this.fd) {
+    match receive(slf, ReadCall::Read, bulk)? {
         Received::WouldBlock => Ok(()),
         Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on pipe transport"),
         Received::Eof => {

@@ -2,13 +2,16 @@
 //! `_read_ready__on_eof`, with the syscalls in Rust.
 
 use pyo3::exceptions::PyRuntimeError;
+use std::mem::MaybeUninit;
+
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
 use super::{Kind, StreamCore};
-use crate::net::{with_read_buf, would_block};
+use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
+use crate::pyo::bytes::bytes_filled_by;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
@@ -21,30 +24,86 @@ pub(super) enum Received<'py> {
     Failed(std::io::Error),
 }
 
-fn recv_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    with_read_buf(|buf| match sys::recv(fd, buf) {
-        Ok(0) => Received::Eof,
-        Ok(n) => Received::Data(PyBytes::new(py, &buf[..n])),
-        Err(e) if would_block(&e) => Received::WouldBlock,
-        Err(e) => Received::Failed(e),
-    })
+/// A read of at least this many bytes makes the transport's next read go straight into a
+/// new `bytes` object rather than through the thread's read buffer: for bulk transfers the
+/// copy out of the buffer is what costs, while small reads are cheaper copied (an
+/// allocation of the exact size and a short copy) than sized first with an extra syscall.
+pub(super) const DIRECT_READ_MIN: usize = 64 * 1024;
+
+/// The syscall that reads a stream transport's fd.
+#[derive(Clone, Copy)]
+pub(super) enum ReadCall {
+    /// A socket's `recv()`.
+    Recv,
+    /// A pipe's `read()` (see [`super::pipe`]).
+    Read,
 }
 
-/// `read()` for a pipe transport (see [`super::pipe`]), into the same per-thread buffer.
-pub(super) fn read_bytes(py: Python<'_>, fd: i32) -> Received<'_> {
-    with_read_buf(|buf| match sys::read(fd, buf) {
-        Ok(0) => Received::Eof,
-        Ok(n) => Received::Data(PyBytes::new(py, &buf[..n])),
+impl ReadCall {
+    fn into_buf(self, fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ReadCall::Recv => sys::recv(fd, buf),
+            ReadCall::Read => sys::read(fd, buf),
+        }
+    }
+
+    fn into_uninit(self, fd: i32, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+        match self {
+            ReadCall::Recv => sys::recv_uninit(fd, buf),
+            ReadCall::Read => sys::read_uninit(fd, buf),
+        }
+    }
+}
+
+fn received(result: std::io::Result<Bound<'_, PyBytes>>) -> Received<'_> {
+    match result {
+        Ok(data) if data.as_bytes().is_empty() => Received::Eof,
+        Ok(data) => Received::Data(data),
         Err(e) if would_block(&e) => Received::WouldBlock,
         Err(e) => Received::Failed(e),
-    })
+    }
+}
+
+/// One read of up to [`MAX_READ`] bytes into a `bytes` object, for a protocol that takes
+/// `bytes`. A transport whose last read was large reads straight into the object (one
+/// copy, the kernel's, as CPython's `socket.recv` does), sized first to what the fd holds
+/// (`FIONREAD`: an object of `MAX_READ` bytes shrunk afterwards would be a fresh `mmap`
+/// per read with glibc's allocator); others read into the thread's buffer and copy.
+pub(super) fn receive<'py>(
+    slf: &Bound<'py, StreamCore>,
+    call: ReadCall,
+    bulk: bool,
+) -> PyResult<Received<'py>> {
+    let py = slf.py();
+    let fd = slf.get().fd;
+    let readable = if bulk {
+        sys::bytes_readable(fd).unwrap_or(0)
+    } else {
+        0
+    };
+    let got = if readable > 0 {
+        // Nothing readable (EOF, an error, a spurious wake-up) takes the buffered path,
+        // which tells them apart.
+        received(bytes_filled_by(py, readable.min(MAX_READ), |buf| {
+            call.into_uninit(fd, buf)
+        })?)
+    } else {
+        with_read_buf(|buf| received(call.into_buf(fd, buf).map(|n| PyBytes::new(py, &buf[..n]))))
+    };
+    if let Received::Data(data) = &got {
+        let large = data.as_bytes().len() >= DIRECT_READ_MIN;
+        if large != bulk {
+            slf.get().st.with(|s| s.bulk_reads = large);
+        }
+    }
+    Ok(got)
 }
 
 /// The fd is readable: receive and hand the bytes to the protocol.
 pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let Some((proto, buffered, tls)) = this.st.with(|s| {
+    let Some((proto, buffered, tls, bulk)) = this.st.with(|s| {
         if s.conn_lost > 0 || !s.reading || s.read_gen != gen {
             return None;
         }
@@ -52,13 +111,14 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
             s.protocol.as_ref()?.clone_ref(py),
             s.buffered,
             s.tls.as_ref().map(|t| t.clone_ref(py)),
+            s.bulk_reads,
         ))
     }) else {
         return Ok(());
     };
     let proto = proto.into_bound(py);
     if this.kind != Kind::Socket {
-        return super::pipe::on_readable(slf, &proto);
+        return super::pipe::on_readable(slf, &proto, bulk);
     }
     if let Some(tls) = tls {
         return read_into_tls(slf, &proto, tls.bind(py));
@@ -66,7 +126,8 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
     if buffered {
         return read_into_buffer(slf, &proto);
     }
-    match recv_bytes(py, this.fd) {
+    let received = receive(slf, ReadCall::Recv, bulk)?;
+    match received {
         Received::WouldBlock => Ok(()),
         Received::Failed(e) => {
             fatal_error(slf, os_error(e), "Fatal read error on socket transport")

@@ -1,0 +1,263 @@
+"""Large reads (issue 8): a transport whose reads are large reads straight into the
+``bytes`` object it hands to ``data_received``, sized by what the fd holds; small reads go
+through a buffer. These tests cross that switch both ways (bulk -> small -> EOF, bulk ->
+reset) on TCP, Unix sockets and pipes, and check every byte, the order, the chunk type and
+asyncio's 256 KiB bound per ``data_received``. Stock asyncio is the reference."""
+
+import asyncio
+import hashlib
+import os
+import socket
+import struct
+import threading
+
+import pytest
+
+from conftest import requires_native_net, run_with_timeout
+from netutil import close_all
+
+pytestmark = requires_native_net
+
+KiB = 1024
+MiB = 1024 * KiB
+MAX_READ = 256 * KiB  # asyncio's max_size per read (socket and pipe transports)
+
+
+def payload(n, seed=0):
+    """Bytes that vary with their position: a lost or reordered chunk changes them."""
+    return b"".join(struct.pack("!Q", seed + i) for i in range(n // 8 + 1))[:n]
+
+
+class Collector(asyncio.Protocol):
+    """Records chunk sizes and types, the bytes, EOF and connection_lost. Starts paused
+    (``start_paused``) so the first read finds a full socket buffer: a large read."""
+
+    def __init__(self, loop, start_paused=False):
+        self.loop = loop
+        self.start_paused = start_paused
+        self.sizes = []
+        self.types = set()
+        self.data = bytearray()
+        self.events = []
+        self.transport = None
+        self.made = loop.create_future()
+        self.eof = loop.create_future()
+        self.lost = loop.create_future()
+        self.waiter = None
+        self.want = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+        if self.start_paused:
+            transport.pause_reading()
+        self.made.set_result(transport)
+
+    def data_received(self, data):
+        if self.events[-1] != "data":
+            self.events.append("data")
+        self.types.add(type(data))
+        self.sizes.append(len(data))
+        self.data += data
+        if self.waiter is not None and len(self.data) >= self.want and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def wait_bytes(self, n):
+        if len(self.data) < n:
+            self.want = n
+            self.waiter = self.loop.create_future()
+            await self.waiter
+
+    def eof_received(self):
+        self.events.append("eof")
+        self.eof.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+def check_chunks(c, expected):
+    assert c.types == {bytes}
+    assert max(c.sizes) <= MAX_READ
+    assert len(c.data) == len(expected)
+    assert hashlib.sha256(c.data).digest() == hashlib.sha256(expected).digest()
+
+
+async def connected_pair(loop, kind, tmp_path, factory):
+    """(raw peer socket, transport, protocol): the transport on the loop, the peer a
+    plain blocking socket."""
+    if kind == "tcp":
+        lsock = socket.create_server(("127.0.0.1", 0))
+        peer = socket.create_connection(lsock.getsockname())
+        conn, _ = lsock.accept()
+        lsock.close()
+    else:
+        peer, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.setblocking(False)
+    tr, proto = await loop.connect_accepted_socket(factory, conn)
+    await proto.made
+    return peer, tr, proto
+
+
+def sender(sock, chunks):
+    """Sends each chunk in turn from a thread; ``None`` shuts the write side down."""
+
+    def run():
+        for chunk in chunks:
+            if chunk is None:
+                sock.shutdown(socket.SHUT_WR)
+            else:
+                sock.sendall(chunk)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_bulk_then_small_then_eof(loop, kind, tmp_path):
+    """Large reads, then 1-byte and 100-byte writes, then EOF: every byte in order, each
+    chunk a bytes of at most 256 KiB, eof_received once after the last byte."""
+    big = payload(3 * MiB)
+    small = [b"x", payload(100, seed=7), b"yz"]
+
+    async def main():
+        peer, tr, c = await connected_pair(loop, kind, tmp_path, lambda: Collector(loop, True))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 * MiB)
+        t = sender(peer, [big])
+        await asyncio.sleep(0.05)  # let the socket buffers fill: the first read is large
+        tr.resume_reading()
+        await c.wait_bytes(len(big))
+        await asyncio.to_thread(t.join)
+        assert max(c.sizes) >= 64 * KiB  # the bulk path was taken
+        for i, chunk in enumerate(small):
+            peer.sendall(chunk)
+            await c.wait_bytes(len(big) + sum(map(len, small[: i + 1])))
+        peer.shutdown(socket.SHUT_WR)
+        await c.eof
+        check_chunks(c, big + b"".join(small))
+        assert c.sizes[-3:] == [len(s) for s in small]
+        # eof_received() returned None: the transport closes itself.
+        assert await c.lost is None
+        assert c.events == ["made", "data", "eof", "lost"]
+        peer.close()
+
+    run_with_timeout(loop, main(), 20)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_eof_right_after_bulk(loop, kind, tmp_path):
+    """The peer sends a large block and shuts down at once: the reads that drain it are
+    large, and the EOF behind them is still seen."""
+    big = payload(2 * MiB + 12345, seed=3)
+
+    async def main():
+        peer, tr, c = await connected_pair(loop, kind, tmp_path, lambda: Collector(loop))
+        t = sender(peer, [big, None])
+        await c.eof
+        await asyncio.to_thread(t.join)
+        check_chunks(c, big)
+        assert await c.lost is None
+        assert c.events == ["made", "data", "eof", "lost"]
+        peer.close()
+
+    run_with_timeout(loop, main(), 20)
+
+
+def test_reset_after_bulk(loop):
+    """A TCP peer resets right after a large block and a short one: the bytes before the
+    reset arrive in order, then connection_lost(ConnectionResetError), no EOF."""
+    big = payload(1 * MiB, seed=11)
+    tail = b"last words"
+
+    async def main():
+        peer, tr, c = await connected_pair(loop, "tcp", None, lambda: Collector(loop))
+        t = sender(peer, [big])
+        await c.wait_bytes(len(big))
+        await asyncio.to_thread(t.join)
+        assert max(c.sizes) >= 64 * KiB
+        peer.sendall(tail)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        exc = await c.lost
+        assert type(exc) is ConnectionResetError
+        assert "eof" not in c.events
+        sent = big + tail
+        assert len(c.data) >= len(big)
+        assert bytes(c.data) == sent[: len(c.data)]
+        assert c.types == {bytes}
+
+    run_with_timeout(loop, main(), 20)
+
+
+def test_pipe_bulk_then_small_then_eof(loop):
+    """The same switch on a read pipe: large reads, small ones, then EOF."""
+    big = payload(3 * MiB, seed=5)
+    small = [b"a", payload(300, seed=9)]
+
+    async def main():
+        rfd, wfd = os.pipe()
+        c = Collector(loop, start_paused=True)
+        tr, _ = await loop.connect_read_pipe(lambda: c, os.fdopen(rfd, "rb", 0))
+        w = os.fdopen(wfd, "wb", 0)
+        t = threading.Thread(target=w.write, args=(big,))
+        t.start()
+        await asyncio.sleep(0.05)  # the pipe's buffer fills: the first read is large
+        tr.resume_reading()
+        await c.wait_bytes(len(big))
+        await asyncio.to_thread(t.join)
+        assert max(c.sizes) >= 64 * KiB
+        for i, chunk in enumerate(small):
+            w.write(chunk)
+            await c.wait_bytes(len(big) + sum(map(len, small[: i + 1])))
+        w.close()
+        await c.lost
+        check_chunks(c, big + b"".join(small))
+        assert c.sizes[-2:] == [len(s) for s in small]
+        assert c.events == ["made", "data", "eof", "lost"]
+
+    run_with_timeout(loop, main(), 20)
+
+
+def test_many_connections_alternate_bulk_and_small(loop):
+    """Several TCP connections at once, each alternating a large and a small message,
+    echoed back by a server on the loop: each client gets exactly its own bytes back."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert type(data) is bytes
+            self.transport.write(data)
+
+        def eof_received(self):
+            self.transport.write_eof()
+
+    messages = [payload(300 * KiB if i % 2 == 0 else 1000, seed=i * 1000) for i in range(8)]
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+
+        def client(seed):
+            out = bytearray()
+            with socket.create_connection(addr) as s:
+                for m in messages:
+                    m = payload(len(m), seed=seed + len(m))
+                    s.sendall(m)
+                    got = bytearray()
+                    while len(got) < len(m):
+                        got += s.recv(1 * MiB)
+                    out += got
+                    assert bytes(got) == m
+                s.shutdown(socket.SHUT_WR)
+                assert s.recv(10) == b""
+            return len(out)
+
+        totals = await asyncio.gather(*(asyncio.to_thread(client, k * 7) for k in range(4)))
+        assert totals == [sum(map(len, messages))] * 4
+        await close_all(server)
+
+    run_with_timeout(loop, main(), 30)
