@@ -188,6 +188,53 @@ def test_bench_list():
         assert wl in p.stdout
 
 
+def test_bench_loop_without_an_api_is_na_not_a_crash(tmp_path, capsys, monkeypatch):
+    """A loop that lacks an API a network workload needs (here create_unix_server, as
+    rloop 0.5 lacks it) gets its server's one-line ``NA <reason>`` (naming the API), and
+    the reports show that cell as n/a with the reason while the other loops' figures
+    stand."""
+    import asyncio
+    import types
+
+    from ferroloop._bench import cli, net, servers
+
+    class NoUnixLoop(asyncio.SelectorEventLoop):
+        async def create_unix_server(self, *args, **kwargs):
+            raise NotImplementedError
+
+    made = []
+    mod = types.ModuleType("nounixloop")
+    mod.new_event_loop = lambda: made.append(NoUnixLoop()) or made[-1]
+    monkeypatch.setitem(sys.modules, "nounixloop", mod)
+    try:
+        rc = servers.main(["nounixloop", "unix_proto", "--unix", str(tmp_path / "s.sock")])
+    finally:
+        asyncio.set_event_loop(None)
+        for lp in made:
+            lp.close()
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert out == "NA NotImplementedError (in create_unix_server)\n"
+
+    na = out[3:].strip()
+    # ferroloop bench copies msgs_per_s to ops_per_s for the network workloads
+    results = {"unix_1k": {"ferroloop": [{"msgs_per_s": 50_000.0, "ops_per_s": 50_000.0,
+                                          "rep": 0}],
+                           "nounixloop": [{"na": na, "rep": 0}]}}
+    text, stats = net.summarize(results, ["ferroloop", "nounixloop"], ["unix_1k"])
+    assert stats["unix_1k"]["nounixloop"] == {"median": None, "errors": [], "na": [na]}
+    assert stats["unix_1k"]["ferroloop"]["median"] == 50_000.0
+    assert f"| nounixloop | n/a: {na}" in text
+
+    st = {wl: {lp: cli.stats_of(runs) for lp, runs in per.items()}
+          for wl, per in results.items()}
+    table = cli.report(st, ["ferroloop", "nounixloop"], ["unix_1k"])
+    row = next(ln for ln in table.splitlines() if ln.startswith("| unix_1k "))
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "unix_1k", "round trips/s", "50k", "n/a", ""]
+    assert f"unix_1k on nounixloop: n/a: {na}" in table
+
+
 # ---------------------------------------------------------------------------
 # the Rust echo client and floor server (ferroloop._ferroloop._echo_client/_echo_server)
 # ---------------------------------------------------------------------------
