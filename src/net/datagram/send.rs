@@ -11,7 +11,9 @@ use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString, PyTuple};
 use super::close::{call_connection_lost, fatal_error};
 use super::{DatagramCore, Dest, Queued, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::names::logger;
-use crate::net::{flow, would_block};
+pub(super) use crate::net::transport::set_write_buffer_limits;
+use crate::net::transport::{maybe_pause_protocol, maybe_resume_protocol, TransportCore};
+use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
@@ -316,47 +318,4 @@ pub(super) fn on_writable(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
         }
     }
     Ok(())
-}
-
-/// `protocol.pause_writing()` / `resume_writing()` (see [`flow::call_protocol`]).
-fn call_flow(
-    slf: &Bound<'_, DatagramCore>,
-    proto: &Bound<'_, PyAny>,
-    method: &Bound<'_, PyString>,
-) -> PyResult<()> {
-    let py = slf.py();
-    let this = slf.get();
-    flow::call_protocol(this.loop_(py), proto, method, &this.transport(py), proto)
-}
-
-/// asyncio's `_maybe_pause_protocol`.
-pub(super) fn maybe_pause_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if s.buffer_size <= s.high_water || s.protocol_paused {
-            return None;
-        }
-        s.protocol_paused = true;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "pause_writing"))
-}
-
-/// asyncio's `_maybe_resume_protocol`.
-fn maybe_resume_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if !(s.protocol_paused && s.buffer_size <= s.low_water) {
-            return None;
-        }
-        s.protocol_paused = false;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "resume_writing"))
 }
