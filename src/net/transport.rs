@@ -20,9 +20,11 @@
 use std::ops::DerefMut;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{
+    PyByteArray, PyBytes, PyDict, PyMemoryView, PyType, PyWeakrefMethods, PyWeakrefReference,
+};
 use pyo3::{PyClass, PyTraverseError, PyVisit};
 
 use crate::event_loop::{LoopCore, Owner};
@@ -228,6 +230,8 @@ pub(crate) trait TransportCore:
     const WRITE_READY: &'static str;
     /// What [`Self::drop_queue`] takes out of the state.
     type Dropped;
+    /// What [`Self::clear_own`] takes out of the state.
+    type Cleared;
 
     fn fd(&self) -> RawFd;
     fn loop_ref(&self) -> &Py<LoopCore>;
@@ -252,6 +256,12 @@ pub(crate) trait TransportCore:
     fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()>;
     /// asyncio's `_call_connection_lost(exc)`.
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()>;
+    /// Visits the Python objects of the core's own fields (`__traverse__`; the
+    /// [`TransportState`]'s are visited already).
+    fn visit_own(s: &Self::State, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+    /// Takes the Python objects of the core's own fields that can form cycles
+    /// (`__clear__`), to be dropped after the state's lock.
+    fn clear_own(s: &mut Self::State) -> Self::Cleared;
     /// `get_extra_info(name)` found no entry `name` in `extra`: fills it in if the
     /// transport has it; whether it did.
     fn fill_extra(&self, _extra: &Bound<'_, PyDict>, _name: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -332,6 +342,35 @@ pub(crate) trait TransportCore:
 }
 
 // ----- making a transport -----------------------------------------------------------------
+
+/// The optional arguments of asyncio's `loop._make_*_transport()` methods (a kind of
+/// transport that does not take one has it `None`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MakeArgs<'a, 'py> {
+    /// The future to wake once `connection_made` ran.
+    pub(crate) waiter: Option<&'a Bound<'py, PyAny>>,
+    /// The caller's `extra` (copied).
+    pub(crate) extra: Option<&'a Bound<'py, PyAny>>,
+    /// Socket transports: the `asyncio.Server` the connection is counted in.
+    pub(crate) server: Option<&'a Bound<'py, PyAny>>,
+    /// Datagram transports: the remote address given to `create_datagram_endpoint`.
+    pub(crate) address: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// `data` is bytes-like as a transport's write takes it (`bytes`, `bytearray`,
+/// `memoryview`), else asyncio's `TypeError`.
+pub(crate) fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
+    if data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>()
+    {
+        return Ok(());
+    }
+    let name = data.get_type().name()?;
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not '{name}'"
+    )))
+}
 
 /// `extra` (a copy of the caller's, or a new dict) with asyncio's `_SelectorTransport`
 /// entries of socket object `sock`: `socket` (a `TransportSocket`), `sockname`, and
@@ -718,57 +757,57 @@ pub(crate) fn warn_unclosed<C: TransportCore>(
 
 /// What a transport's `__repr__` shows of its state.
 pub(crate) struct ReprState {
+    /// `connection_lost` ran.
     pub(crate) closed: bool,
     pub(crate) reading: bool,
     pub(crate) writing: bool,
+    /// `get_write_buffer_size()`.
     pub(crate) size: usize,
-    /// `cls_name`, then `closed` or `closing`, then `fd=N`: how every asyncio transport's
-    /// `__repr__` begins.
-    pub(crate) info: Vec<String>,
 }
 
-/// The state a `__repr__` shows, and its first items.
-pub(crate) fn repr_state<C: TransportCore>(this: &C, cls_name: &str) -> ReprState {
-    let (closed, closing, reading, writing, size) = this.state().with(|s| {
+/// A transport's `__repr__`, for the wrapper class named `cls_name`: how every asyncio
+/// transport's begins (`cls_name`, then `closed` or `closing`, then `fd=N`), then what
+/// `tail` adds.
+pub(crate) fn repr<C: TransportCore>(
+    this: &C,
+    cls_name: &str,
+    tail: impl FnOnce(&ReprState, &mut Vec<String>),
+) -> String {
+    let (state, closing) = this.state().with(|s| {
         (
-            !C::is_open(s),
+            ReprState {
+                closed: !C::is_open(s),
+                reading: s.reading,
+                writing: s.writing,
+                size: C::buffer_size(s),
+            },
             s.closing,
-            s.reading,
-            s.writing,
-            C::buffer_size(s),
         )
     });
     let mut info = vec![cls_name.to_owned()];
-    if closed {
+    if state.closed {
         info.push("closed".into());
     } else if closing {
         info.push("closing".into());
     }
     info.push(format!("fd={}", this.fd()));
-    ReprState {
-        closed,
-        reading,
-        writing,
-        size,
-        info,
-    }
+    tail(&state, &mut info);
+    format!("<{}>", info.join(" "))
 }
 
 /// asyncio's `_SelectorTransport.__repr__` (sockets and datagrams), for the wrapper class
 /// named `cls_name`.
 pub(crate) fn selector_repr<C: TransportCore>(this: &C, py: Python<'_>, cls_name: &str) -> String {
-    let ReprState {
-        closed,
-        reading,
-        writing,
-        size,
-        mut info,
-    } = repr_state(this, cls_name);
-    if !closed && !this.event_loop(py).get().is_closed_now() {
-        info.push(format!("read={}", polling(reading)));
-        info.push(format!("write=<{}, bufsize={size}>", polling(writing)));
-    }
-    format!("<{}>", info.join(" "))
+    repr(this, cls_name, |r, info| {
+        if !r.closed && !this.event_loop(py).get().is_closed_now() {
+            info.push(format!("read={}", polling(r.reading)));
+            info.push(format!(
+                "write=<{}, bufsize={}>",
+                polling(r.writing),
+                r.size
+            ));
+        }
+    })
 }
 
 /// How asyncio's `__repr__` says whether an fd is polled.
@@ -803,6 +842,28 @@ pub(crate) fn get_extra_info<'py, C: TransportCore>(
     }
     Ok(default)
 }
+
+/// The accessors of [`TransportCore`] for a core whose fields are `fd`, `loop_` and `st`
+/// (the names [`transport_pymethods!`] uses too).
+macro_rules! transport_core_fields {
+    () => {
+        #[inline]
+        fn fd(&self) -> std::os::fd::RawFd {
+            self.fd
+        }
+
+        #[inline]
+        fn loop_ref(&self) -> &Py<$crate::event_loop::LoopCore> {
+            &self.loop_
+        }
+
+        #[inline]
+        fn state(&self) -> &$crate::pyo::GilCell<Self::State> {
+            &self.st
+        }
+    };
+}
+pub(crate) use transport_core_fields;
 
 /// The Python-visible methods every transport core has, with the core's own ones
 /// (`$($own)*`), as the core's one `#[pymethods]` block.
@@ -895,6 +956,30 @@ macro_rules! transport_pymethods {
             #[getter]
             fn _protocol_paused(&self) -> bool {
                 self.st.with(|s| s.protocol_paused)
+            }
+
+            fn __traverse__(
+                &self,
+                visit: pyo3::PyVisit<'_>,
+            ) -> Result<(), pyo3::PyTraverseError> {
+                visit.call(&self.loop_)?;
+                self.st
+                    .try_with(|s| -> Result<(), pyo3::PyTraverseError> {
+                        s.visit(&visit)?;
+                        <Self as $crate::net::transport::TransportCore>::visit_own(s, &visit)
+                    })
+                    .transpose()?;
+                Ok(())
+            }
+
+            fn __clear__(&self) {
+                let taken = self.st.try_with(|s| {
+                    (
+                        s.take_refs(),
+                        <Self as $crate::net::transport::TransportCore>::clear_own(s),
+                    )
+                });
+                drop(taken);
             }
 
             $($own)*

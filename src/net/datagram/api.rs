@@ -2,11 +2,10 @@
 //! calls them; `sendto` is bound directly), delegating to `send`/`close`.
 
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use super::close::release;
 use super::send::{sendto, set_write_buffer_limits};
-use super::{DatagramCore, Dest};
+use super::DatagramCore;
 use crate::net::transport::{self, transport_pymethods};
 
 transport_pymethods!(DatagramCore {
@@ -68,39 +67,5 @@ transport_pymethods!(DatagramCore {
             return Ok(());
         }
         release(slf)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        self.st
-            .try_with(|s| -> Result<(), PyTraverseError> {
-                s.common.visit(&visit)?;
-                visit.call(&s.sock)?;
-                visit.call(&s.address)?;
-                for (obj, _) in s.peer.iter().chain(&s.sent_to) {
-                    visit.call(obj)?;
-                }
-                for q in &s.queue {
-                    if let Dest::Py(a) = &q.dest {
-                        visit.call(a)?;
-                    }
-                }
-                Ok(())
-            })
-            .transpose()?;
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.st.try_with(|s| {
-            (
-                s.common.take_refs(),
-                s.address.take(),
-                s.peer.take(),
-                s.sent_to.take(),
-                std::mem::take(&mut s.queue),
-            )
-        });
-        drop(taken);
     }
 });

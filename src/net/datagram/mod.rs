@@ -52,9 +52,12 @@ use std::os::fd::RawFd;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{DatagramOwner, LoopCore, Owner};
-use crate::net::transport::{self, TransportCore, TransportJob, TransportState};
+use crate::net::transport::{
+    self, transport_core_fields, MakeArgs, TransportCore, TransportJob, TransportState,
+};
 use crate::pyo::GilCell;
 use crate::sys::{self, SockAddr};
 
@@ -166,21 +169,13 @@ impl TransportCore for DatagramCore {
     const WRITE_READY: &'static str = "_sendto_ready";
     /// Its destinations may hold Python objects: dropped after the state's lock.
     type Dropped = VecDeque<Queued>;
+    type Cleared = (
+        Option<Py<PyAny>>,
+        [Option<(Py<PyAny>, SockAddr)>; 2],
+        VecDeque<Queued>,
+    );
 
-    #[inline]
-    fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    #[inline]
-    fn loop_ref(&self) -> &Py<LoopCore> {
-        &self.loop_
-    }
-
-    #[inline]
-    fn state(&self) -> &GilCell<State> {
-        &self.st
-    }
+    transport_core_fields!();
 
     fn push_job(lp: &LoopCore, job: DatagramJob) {
         lp.push_datagram_job(job);
@@ -219,6 +214,28 @@ impl TransportCore for DatagramCore {
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
         close::call_connection_lost(slf, exc)
     }
+
+    fn visit_own(s: &State, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&s.sock)?;
+        visit.call(&s.address)?;
+        for (obj, _) in s.peer.iter().chain(&s.sent_to) {
+            visit.call(obj)?;
+        }
+        for q in &s.queue {
+            if let Dest::Py(a) = &q.dest {
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_own(s: &mut State) -> Self::Cleared {
+        (
+            s.address.take(),
+            [s.peer.take(), s.sent_to.take()],
+            std::mem::take(&mut s.queue),
+        )
+    }
 }
 
 /// `loop._make_datagram_transport(sock, protocol, address=None, waiter=None,
@@ -227,20 +244,18 @@ pub(crate) fn make_datagram_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     sock: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    address: Option<&Bound<'py, PyAny>>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
     // asyncio's _ensure_fd_no_transport.
     LoopCore::take_over_from_transport(lp, fd)?;
-    let extra = transport::socket_extra(sock, extra)?;
+    let extra = transport::socket_extra(sock, args.extra)?;
     let connected = match extra.get_item("peername")? {
         Some(p) => p.is_truthy()?,
         None => false,
     };
-    let address = match address {
+    let address = match args.address {
         Some(a) if a.is_truthy()? => Some(a.clone().unbind()),
         _ => None,
     };
@@ -266,6 +281,6 @@ pub(crate) fn make_datagram_transport<'py>(
     )?;
     let transport = transport::wrap(&core, TRANSPORT_CLASS.get(py), "datagram transport")?;
     transport::adopt(&core, &transport)?;
-    transport::schedule_start(&core, true, waiter);
+    transport::schedule_start(&core, true, args.waiter);
     Ok(transport)
 }

@@ -2,17 +2,17 @@
 //! `_sendto_ready` (the queue flushed when the fd is writable) and the flow control of
 //! `_FlowControlMixin`, with numeric addresses converted in Rust.
 
-use pyo3::exceptions::{
-    PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 
 use super::close::{call_connection_lost, fatal_error};
 use super::{DatagramCore, Dest, Queued, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::names::logger;
 pub(super) use crate::net::transport::set_write_buffer_limits;
-use crate::net::transport::{maybe_pause_protocol, maybe_resume_protocol, TransportCore};
+use crate::net::transport::{
+    check_bytes_like, maybe_pause_protocol, maybe_resume_protocol, TransportCore,
+};
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
@@ -23,10 +23,23 @@ use crate::sys::{self, SockAddr};
 enum Sent {
     Done,
     WouldBlock,
-    /// An `OSError`: for `protocol.error_received()`.
+    /// An exception (see [`failed`]).
     Failed(PyErr),
-    /// Any other exception: fatal for the transport.
-    Fatal(PyErr),
+}
+
+/// What asyncio's `sendto` / `_sendto_ready` do when a send raised `err`: an `OSError`
+/// goes to `protocol.error_received()`, any other exception is fatal for the transport.
+fn failed(slf: &Bound<'_, DatagramCore>, err: PyErr) -> PyResult<()> {
+    let py = slf.py();
+    if !err.is_instance_of::<PyOSError>(py) {
+        return fatal_error(slf, err, "Fatal write error on datagram transport");
+    }
+    match slf.get().protocol(py) {
+        Some(p) => p
+            .call_method1(pyo3::intern!(py, "error_received"), (err.value(py),))
+            .map(drop),
+        None => Ok(()),
+    }
 }
 
 fn sent_native(res: std::io::Result<usize>) -> Sent {
@@ -53,22 +66,8 @@ fn send_py(
             Ok(Sent::WouldBlock)
         }
         Err(e) if is_fatal(py, &e) => Err(e),
-        Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(Sent::Failed(e)),
-        Err(e) => Ok(Sent::Fatal(e)),
+        Err(e) => Ok(Sent::Failed(e)),
     }
-}
-
-fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
-    if data.is_instance_of::<PyBytes>()
-        || data.is_instance_of::<PyByteArray>()
-        || data.is_instance_of::<PyMemoryView>()
-    {
-        return Ok(());
-    }
-    let name = data.get_type().name()?;
-    Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not '{name}'"
-    )))
 }
 
 /// Runs `f` on the bytes of bytes-like `data` (a `bytes` read in place).
@@ -240,15 +239,7 @@ pub(super) fn sendto(
                 this.st.with(|s| s.writing = true);
                 DatagramCore::sync_interest(slf);
             }
-            Sent::Failed(e) => {
-                if let Some(p) = this.protocol(py) {
-                    p.call_method1(pyo3::intern!(py, "error_received"), (e.value(py),))?;
-                }
-                return Ok(());
-            }
-            Sent::Fatal(e) => {
-                return fatal_error(slf, e, "Fatal write error on datagram transport");
-            }
+            Sent::Failed(e) => return failed(slf, e),
         }
     }
     // Queue a copy (asyncio's `bytes(data)`).
@@ -292,15 +283,7 @@ pub(super) fn on_writable(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
                 });
                 break;
             }
-            Sent::Failed(e) => {
-                if let Some(p) = this.protocol(py) {
-                    p.call_method1(pyo3::intern!(py, "error_received"), (e.value(py),))?;
-                }
-                return Ok(());
-            }
-            Sent::Fatal(e) => {
-                return fatal_error(slf, e, "Fatal write error on datagram transport");
-            }
+            Sent::Failed(e) => return failed(slf, e),
         }
     }
     maybe_resume_protocol(slf)?; // May queue more.

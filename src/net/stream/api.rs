@@ -2,7 +2,6 @@
 //! calls them), delegating to `read`/`write`/`close`.
 
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use super::{close, pipe, write, Kind, StreamCore};
 use crate::event_loop::LoopCore;
@@ -111,34 +110,5 @@ transport_pymethods!(StreamCore {
     /// The wrapper's `__del__`: an unclosed transport warns and closes its socket.
     fn _del(slf: &Bound<'_, Self>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
         close::on_del(slf, transport)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        self.st
-            .try_with(|s| -> Result<(), PyTraverseError> {
-                s.common.visit(&visit)?;
-                visit.call(&s.tls)?;
-                if let Some(sock) = &s.sock {
-                    sock.visit(&visit)?;
-                }
-                visit.call(&s.server)?;
-                visit.call(&s.empty_waiter)?;
-                Ok(())
-            })
-            .transpose()?;
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.st.try_with(|s| {
-            (
-                s.common.take_refs(),
-                s.tls.take(),
-                s.server.take(),
-                s.empty_waiter.take(),
-            )
-        });
-        drop(taken);
     }
 });

@@ -36,9 +36,10 @@ use std::os::fd::RawFd;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{LoopCore, Owner, StreamOwner};
-use crate::net::transport::{self, TransportCore, TransportState};
+use crate::net::transport::{self, transport_core_fields, MakeArgs, TransportCore, TransportState};
 use crate::pyo::GilCell;
 use queue::WriteQueue;
 use sock::Sock;
@@ -168,21 +169,13 @@ impl TransportCore for StreamCore {
     type State = StreamState;
     const WRITE_READY: &'static str = "_write_ready";
     type Dropped = ();
+    type Cleared = (
+        Option<Py<crate::net::tls::SSLProtocolCore>>,
+        Option<Py<PyAny>>,
+        Option<Py<PyAny>>,
+    );
 
-    #[inline]
-    fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    #[inline]
-    fn loop_ref(&self) -> &Py<LoopCore> {
-        &self.loop_
-    }
-
-    #[inline]
-    fn state(&self) -> &GilCell<StreamState> {
-        &self.st
-    }
+    transport_core_fields!();
 
     fn push_job(lp: &LoopCore, job: StreamJob) {
         lp.push_stream_job(job);
@@ -221,6 +214,19 @@ impl TransportCore for StreamCore {
 
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
         close::call_connection_lost(slf, exc)
+    }
+
+    fn visit_own(s: &StreamState, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&s.tls)?;
+        if let Some(sock) = &s.sock {
+            sock.visit(visit)?;
+        }
+        visit.call(&s.server)?;
+        visit.call(&s.empty_waiter)
+    }
+
+    fn clear_own(s: &mut StreamState) -> Self::Cleared {
+        (s.tls.take(), s.server.take(), s.empty_waiter.take())
     }
 
     /// The socket's entries that are only made when asked for (see [`sock`]).
@@ -280,17 +286,14 @@ pub(crate) fn make_socket_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     sock: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
-    server: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-    let extra = crate::net::transport::socket_extra(sock, extra)?;
+    let extra = transport::socket_extra(sock, args.extra)?;
     // What `sock.family` and `sock.type` give, without their Python-level properties.
     let family = crate::sys::sockopt_int(fd, libc::SO_DOMAIN).unwrap_or(-1);
     let ty = crate::sys::sockopt_int(fd, libc::SO_TYPE).unwrap_or(-1);
     let proto: i32 = sock.getattr(pyo3::intern!(lp.py(), "proto"))?.extract()?;
-    let server = server.filter(|s| !s.is_none());
     build(
         lp,
         fd,
@@ -299,8 +302,7 @@ pub(crate) fn make_socket_transport<'py>(
         (family, ty, proto),
         extra,
         protocol,
-        waiter,
-        server,
+        args,
     )
 }
 
@@ -333,8 +335,10 @@ pub(crate) fn make_accepted_transport<'py>(
         kind,
         extra,
         protocol,
-        None,
-        server.filter(|s| !s.is_none()),
+        MakeArgs {
+            server,
+            ..MakeArgs::default()
+        },
     )
 }
 
@@ -350,10 +354,10 @@ fn build<'py>(
     (family, ty, proto): (i32, i32, i32),
     extra: Bound<'py, PyDict>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    server: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
+    let server = args.server.filter(|s| !s.is_none());
     let core = Bound::new(
         py,
         StreamCore {
@@ -392,6 +396,6 @@ fn build<'py>(
         set_nodelay(fd, family, ty, proto)?;
     }
     // (A write pipe over a character device is never polled for reading.)
-    transport::schedule_start(&core, start_reading, waiter);
+    transport::schedule_start(&core, start_reading, args.waiter);
     Ok(transport)
 }

@@ -35,7 +35,7 @@ use super::write::{maybe_pause_protocol, maybe_resume_protocol, queue_from};
 use super::{build, Kind, StreamCore, StreamEvent};
 use crate::event_loop::LoopCore;
 use crate::names::logger;
-use crate::net::transport::{self, polling, ReprState, TransportCore};
+use crate::net::transport::{self, polling, MakeArgs, TransportCore};
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
@@ -105,38 +105,17 @@ fn pipe_fd(
     Ok((fd, ty))
 }
 
-/// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)`.
-pub(crate) fn make_read_pipe_transport<'py>(
-    lp: &Bound<'py, LoopCore>,
-    pipe: &Bound<'py, PyAny>,
-    protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    make_pipe_transport(lp, Kind::ReadPipe, pipe, protocol, waiter, extra)
-}
-
-/// `loop._make_write_pipe_transport(pipe, protocol, waiter, extra)`.
-pub(crate) fn make_write_pipe_transport<'py>(
-    lp: &Bound<'py, LoopCore>,
-    pipe: &Bound<'py, PyAny>,
-    protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    make_pipe_transport(lp, Kind::WritePipe, pipe, protocol, waiter, extra)
-}
-
-/// A pipe transport of `kind` over `pipe`, after asyncio's checks of it.
-fn make_pipe_transport<'py>(
+/// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)` (`kind`
+/// [`Kind::ReadPipe`]) and `loop._make_write_pipe_transport(...)` ([`Kind::WritePipe`]):
+/// a pipe transport over `pipe`, after asyncio's checks of it.
+pub(crate) fn make_pipe_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     kind: Kind,
     pipe: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let extra = pipe_extra(pipe, extra)?;
+    let extra = pipe_extra(pipe, args.extra)?;
     let refused = match kind {
         Kind::WritePipe => "Pipe transport is only for pipes, sockets and character devices",
         _ => "Pipe transport is for pipes/sockets only.",
@@ -153,8 +132,10 @@ fn make_pipe_transport<'py>(
         (-1, -1, -1),
         extra,
         protocol,
-        waiter,
-        None,
+        MakeArgs {
+            server: None,
+            ..args
+        },
     )
 }
 
@@ -396,22 +377,16 @@ pub(super) fn pipe_object(this: &StreamCore, py: Python<'_>) -> Option<Py<PyAny>
 
 /// asyncio's pipe transport `__repr__`, for the wrapper class named `cls_name`.
 pub(super) fn repr(this: &StreamCore, py: Python<'_>, cls_name: &str) -> String {
-    let ReprState {
-        closed,
-        reading,
-        writing,
-        size,
-        mut info,
-    } = transport::repr_state(this, cls_name);
-    if closed {
-        info.push("closed".into());
-    } else if this.loop_(py).get().is_closed_now() {
-        info.push("open".into());
-    } else if this.kind == Kind::WritePipe {
-        info.push(polling(writing).into());
-        info.push(format!("bufsize={size}"));
-    } else {
-        info.push(polling(reading).into());
-    }
-    format!("<{}>", info.join(" "))
+    transport::repr(this, cls_name, |r, info| {
+        if r.closed {
+            info.push("closed".into());
+        } else if this.loop_(py).get().is_closed_now() {
+            info.push("open".into());
+        } else if this.kind == Kind::WritePipe {
+            info.push(polling(r.writing).into());
+            info.push(format!("bufsize={}", r.size));
+        } else {
+            info.push(polling(r.reading).into());
+        }
+    })
 }
