@@ -38,8 +38,10 @@
 //!
 //! Files: `api.rs` (the Python-visible methods), `recv.rs` (readable: `recvfrom` batches,
 //! `datagram_received`, the sender's address), `send.rs` (`sendto` at once or queued,
-//! flushing when writable, flow control), `close.rs` (close, abort, fatal errors,
-//! `connection_lost`).
+//! flushing when writable), `close.rs` (`connection_lost`). What it shares with the stream
+//! core (the common state, the job runner, close / abort / fatal errors, pause / resume
+//! reading, flow control, the common Python-visible methods) is
+//! `net/transport.rs`; `DatagramCore` implements its `TransportCore`.
 
 mod api;
 mod close;

@@ -1,6 +1,7 @@
-//! Sending: asyncio's `sendto` (at once when nothing is queued, else queued),
-//! `_sendto_ready` (the queue flushed when the fd is writable) and the flow control of
-//! `_FlowControlMixin`, with numeric addresses converted in Rust.
+//! Sending: asyncio's `sendto` (at once when nothing is queued, else queued) and
+//! `_sendto_ready` (the queue flushed when the fd is writable), with numeric addresses
+//! converted in Rust; the flow control of `_FlowControlMixin` is the shared one
+//! ([`crate::net::transport`]).
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::prelude::*;

@@ -21,7 +21,10 @@
 //! `writelines`, flushing, flow control), `close.rs` (close, abort, fatal errors,
 //! `connection_lost`), [`sock`] (the socket: an object, or an accepted connection's fd until
 //! an object is asked for, or a pipe's file object), [`pipe`] (what pipe transports do
-//! differently: `read(2)`/`writev(2)`, their EOF, close and error rules).
+//! differently: `read(2)`/`writev(2)`, their EOF, close and error rules). What the stream
+//! and datagram cores share (the common state, the job runner, close / abort / fatal
+//! errors, pause / resume reading, the common Python-visible methods) is
+//! `net/transport.rs`; `StreamCore` implements its `TransportCore`.
 
 mod api;
 mod close;
