@@ -5,6 +5,7 @@ IPv6 and Unix sockets, connected and unconnected ``sendto`` and its address chec
 close / abort, the fd's release, bad input, the unclosed warning."""
 
 import asyncio
+import errno
 import gc
 import hashlib
 import os
@@ -454,6 +455,34 @@ def test_error_in_datagram_received_is_reported(loop):
         assert not tr.is_closing()
         await close_all((tr, pr))
     run_with_timeout(loop, main())
+
+
+def test_fd_closed_before_reading_starts_is_reported(loop):
+    """The socket's fd closed behind the transport's back in connection_made: asyncio's
+    scheduled _add_reader fails (EBADF) into the exception handler, then so does the
+    socket's close in _call_connection_lost after abort(). The transport is not closed by
+    the first error."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+
+    class CloseFd(asyncio.DatagramProtocol):
+        def connection_made(self, tr):
+            os.close(tr.get_extra_info("socket").fileno())
+
+    async def main():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        tr, _ = await loop.create_datagram_endpoint(CloseFd, sock=sock)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not tr.is_closing()
+        assert len(errors) == 1, errors
+        tr.abort()
+        await asyncio.sleep(0.01)
+
+    run_with_timeout(loop, main())
+    assert len(errors) == 2, errors
+    assert all(isinstance(e, OSError) and e.errno == errno.EBADF for e in errors), errors
 
 
 def test_pause_resume_reading(loop):

@@ -11,6 +11,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::{LoopCore, CLOCK_RESOLUTION};
 use crate::clock::monotonic;
+use crate::net::stream::Kind;
+use crate::net::transport::MakeArgs;
 
 #[pymethods]
 impl LoopCore {
@@ -359,7 +361,13 @@ impl LoopCore {
         extra: Option<&Bound<'py, PyAny>>,
         server: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::net::stream::make_socket_transport(slf, sock, protocol, waiter, extra, server)
+        let args = MakeArgs {
+            waiter,
+            extra,
+            server,
+            address: None,
+        };
+        crate::net::stream::make_socket_transport(slf, sock, protocol, args)
     }
 
     /// A native read pipe transport over `pipe` (asyncio's unix loop method, which
@@ -372,7 +380,12 @@ impl LoopCore {
         waiter: Option<&Bound<'py, PyAny>>,
         extra: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::net::stream::pipe::make_read_pipe_transport(slf, pipe, protocol, waiter, extra)
+        let args = MakeArgs {
+            waiter,
+            extra,
+            ..Default::default()
+        };
+        crate::net::stream::pipe::make_pipe_transport(slf, Kind::ReadPipe, pipe, protocol, args)
     }
 
     /// A native write pipe transport over `pipe` (see `_make_read_pipe_transport`).
@@ -384,7 +397,12 @@ impl LoopCore {
         waiter: Option<&Bound<'py, PyAny>>,
         extra: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::net::stream::pipe::make_write_pipe_transport(slf, pipe, protocol, waiter, extra)
+        let args = MakeArgs {
+            waiter,
+            extra,
+            ..Default::default()
+        };
+        crate::net::stream::pipe::make_pipe_transport(slf, Kind::WritePipe, pipe, protocol, args)
     }
 
     /// A native datagram transport over `sock` (asyncio's selector loop method, which
@@ -398,7 +416,13 @@ impl LoopCore {
         waiter: Option<&Bound<'py, PyAny>>,
         extra: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::net::datagram::make_datagram_transport(slf, sock, protocol, address, waiter, extra)
+        let args = MakeArgs {
+            waiter,
+            extra,
+            server: None,
+            address,
+        };
+        crate::net::datagram::make_datagram_transport(slf, sock, protocol, args)
     }
 
     /// Starts accepting connections on listening `sock` for `server` (called by

@@ -314,14 +314,12 @@ fn connect(
     let made = (|| -> PyResult<()> {
         let p = this.protocol_factory.bind(py).call0()?;
         protocol = Some(p.clone());
-        crate::net::stream::make_socket_transport(
-            lp,
-            conn,
-            &p,
-            None,
-            Some(extra.as_any()),
-            Some(this.server.bind(py)),
-        )?;
+        let args = crate::net::transport::MakeArgs {
+            extra: Some(extra.as_any()),
+            server: Some(this.server.bind(py)),
+            ..Default::default()
+        };
+        crate::net::stream::make_socket_transport(lp, conn, &p, args)?;
         Ok(())
     })();
     let Err(e) = made else {

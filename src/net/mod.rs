@@ -17,6 +17,7 @@ pub mod listener;
 pub(crate) mod sockaddr;
 pub mod stream;
 pub mod tls;
+pub(crate) mod transport;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};

@@ -38,8 +38,10 @@
 //!
 //! Files: `api.rs` (the Python-visible methods), `recv.rs` (readable: `recvfrom` batches,
 //! `datagram_received`, the sender's address), `send.rs` (`sendto` at once or queued,
-//! flushing when writable, flow control), `close.rs` (close, abort, fatal errors,
-//! `connection_lost`).
+//! flushing when writable), `close.rs` (`connection_lost`). What it shares with the stream
+//! core (the common state, the job runner, close / abort / fatal errors, pause / resume
+//! reading, flow control, the common Python-visible methods) is
+//! `net/transport.rs`; `DatagramCore` implements its `TransportCore`.
 
 mod api;
 mod close;
@@ -49,23 +51,17 @@ mod send;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::PyType;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{DatagramOwner, LoopCore, Owner};
-use crate::names::{logger, Names};
-use crate::net::stream::StreamEvent;
-use crate::pyo::context::{copy_current, with_context};
-use crate::pyo::exc::is_fatal;
+use crate::net::transport::{
+    self, transport_core_fields, MakeArgs, TransportCore, TransportJob, TransportState,
+};
 use crate::pyo::GilCell;
-use crate::reactor::Interest;
 use crate::sys::{self, SockAddr};
-use close::call_connection_lost;
-use recv::on_readable;
-use send::on_writable;
 
 /// At most this many datagrams are received per readiness event (libuv's bound).
 const READS_PER_EVENT: usize = 32;
@@ -85,22 +81,9 @@ pub fn _register_datagram_transport_class(py: Python<'_>, cls: Bound<'_, PyType>
 }
 
 /// A job of a datagram transport (`Job::Datagram`); the events are a stream transport's.
-pub(crate) struct DatagramJob {
-    pub(crate) core: Py<DatagramCore>,
-    pub(crate) event: StreamEvent,
-}
+pub(crate) type DatagramJob = TransportJob<DatagramCore>;
 
-impl DatagramJob {
-    /// The Python objects the job holds, for the loop's GC traversal.
-    pub(crate) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.core)?;
-        match &self.event {
-            StreamEvent::WakeWaiter(w) => visit.call(w),
-            StreamEvent::ConnectionLost(e) => visit.call(e),
-            _ => Ok(()),
-        }
-    }
-}
+pub(crate) use crate::net::transport::run_job;
 
 /// Where a datagram goes.
 enum Dest {
@@ -114,21 +97,17 @@ enum Dest {
 }
 
 /// A datagram waiting for the socket to be writable.
-struct Queued {
+pub(crate) struct Queued {
     data: Vec<u8>,
     dest: Dest,
 }
 
-/// The mutable state of a datagram transport.
-struct State {
-    /// The Python-visible transport, by weak reference (see `net::stream`'s `transport`).
-    transport: Option<Py<PyWeakrefReference>>,
-    protocol: Option<Py<PyAny>>,
-    protocol_connected: bool,
+/// The mutable state of a datagram transport: what every transport has
+/// ([`TransportState`], which it derefs to), and what a datagram transport has.
+pub(crate) struct State {
+    common: TransportState,
     /// The socket object; `None` once `connection_lost` ran.
     sock: Option<Py<PyAny>>,
-    extra: Option<Py<PyDict>>,
-    context: Option<Py<PyAny>>,
     /// asyncio's `_address`: the remote address given to `create_datagram_endpoint`
     /// (kept only when truthy, as asyncio tests it).
     address: Option<Py<PyAny>>,
@@ -137,20 +116,26 @@ struct State {
     queue: VecDeque<Queued>,
     /// asyncio's `_buffer_size`.
     buffer_size: usize,
-    closing: bool,
-    paused: bool,
-    protocol_paused: bool,
-    conn_lost: u32,
-    high_water: usize,
-    low_water: usize,
-    reading: bool,
-    writing: bool,
-    read_gen: u32,
     /// The last sender's address, with its Python form (reused for the next datagram
     /// from it, and for a send to that object).
     peer: Option<(Py<PyAny>, SockAddr)>,
     /// The last address object sent to that was not `peer`'s, converted.
     sent_to: Option<(Py<PyAny>, SockAddr)>,
+}
+
+impl std::ops::Deref for State {
+    type Target = TransportState;
+    #[inline]
+    fn deref(&self) -> &TransportState {
+        &self.common
+    }
+}
+
+impl std::ops::DerefMut for State {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut TransportState {
+        &mut self.common
+    }
 }
 
 /// The native core of a datagram transport. See the module docs.
@@ -171,36 +156,6 @@ impl DatagramCore {
         self.st.with(|s| s.closing)
     }
 
-    fn loop_<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
-        self.loop_.bind(py)
-    }
-
-    /// The Python-visible transport, or `None` once released.
-    fn transport<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        self.st
-            .with(|s| s.transport.as_ref().map(|t| t.clone_ref(py)))
-            .and_then(|t| t.into_bound(py).upgrade())
-            .unwrap_or_else(|| py.None().into_bound(py))
-    }
-
-    fn protocol<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st
-            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
-            .map(|p| p.into_bound(py))
-    }
-
-    fn debug(&self, py: Python<'_>) -> bool {
-        crate::event_loop::debug_of(self.loop_(py).as_any()).unwrap_or(false)
-    }
-
-    fn debug_log(&self, py: Python<'_>, what: &str) -> PyResult<()> {
-        if self.debug(py) {
-            let fmt = format!("%r {what}");
-            logger(py)?.call_method1("debug", (fmt, self.transport(py)))?;
-        }
-        Ok(())
-    }
-
     /// What a queued datagram of `n` bytes adds to `get_write_buffer_size()`.
     fn cost(&self, n: usize) -> usize {
         if self.py313 {
@@ -209,36 +164,79 @@ impl DatagramCore {
             n
         }
     }
+}
 
-    /// Polls the fd for what the state asks for now.
-    fn sync_interest(slf: &Bound<'_, Self>) {
-        let this = slf.get();
-        let (interest, gen) = this.st.with(|s| {
-            (
-                Interest {
-                    read: s.reading,
-                    write: s.writing,
-                },
-                s.read_gen,
-            )
-        });
-        // An error means the fd was closed behind the transport's back; its next
-        // syscall reports that.
-        let _ = LoopCore::set_owner_interest(
-            this.loop_(slf.py()),
-            this.fd,
-            slf.as_ptr(),
-            interest,
-            gen,
-        );
+impl TransportCore for DatagramCore {
+    type State = State;
+    const WRITE_READY: &'static str = "_sendto_ready";
+    /// Its destinations may hold Python objects: dropped after the state's lock.
+    type Dropped = VecDeque<Queued>;
+    type Cleared = (
+        Option<Py<PyAny>>,
+        [Option<(Py<PyAny>, SockAddr)>; 2],
+        VecDeque<Queued>,
+    );
+
+    transport_core_fields!();
+
+    fn push_job(lp: &LoopCore, job: DatagramJob) {
+        lp.push_datagram_job(job);
     }
 
-    fn schedule(slf: &Bound<'_, Self>, event: StreamEvent) {
-        let job = DatagramJob {
-            core: slf.clone().unbind(),
-            event,
-        };
-        slf.get().loop_(slf.py()).get().push_datagram_job(job);
+    fn owner(core: Py<Self>, transport: Py<PyAny>) -> Owner {
+        Owner::Datagram(DatagramOwner::new(core, transport))
+    }
+
+    fn is_open(s: &State) -> bool {
+        s.sock.is_some()
+    }
+
+    fn queue_is_empty(s: &State) -> bool {
+        s.queue.is_empty()
+    }
+
+    fn buffer_size(s: &State) -> usize {
+        s.buffer_size
+    }
+
+    fn drop_queue(s: &mut State) -> VecDeque<Queued> {
+        std::mem::take(&mut s.queue)
+    }
+
+    #[inline]
+    fn on_readable(slf: &Bound<'_, Self>, gen: u32) -> PyResult<()> {
+        recv::on_readable(slf, gen)
+    }
+
+    #[inline]
+    fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        send::on_writable(slf)
+    }
+
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        close::call_connection_lost(slf, exc)
+    }
+
+    fn visit_own(s: &State, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&s.sock)?;
+        visit.call(&s.address)?;
+        for (obj, _) in s.peer.iter().chain(&s.sent_to) {
+            visit.call(obj)?;
+        }
+        for q in &s.queue {
+            if let Dest::Py(a) = &q.dest {
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_own(s: &mut State) -> Self::Cleared {
+        (
+            s.address.take(),
+            [s.peer.take(), s.sent_to.take()],
+            std::mem::take(&mut s.queue),
+        )
     }
 }
 
@@ -248,38 +246,18 @@ pub(crate) fn make_datagram_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     sock: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    address: Option<&Bound<'py, PyAny>>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
     // asyncio's _ensure_fd_no_transport.
     LoopCore::take_over_from_transport(lp, fd)?;
-    let extra = match extra {
-        Some(e) if !e.is_none() => e.cast::<PyDict>()?.copy()?,
-        _ => PyDict::new(py),
-    };
-    let names = Names::get(py)?;
-    extra.set_item("socket", names.transport_socket.bind(py).call1((sock,))?)?;
-    let os_error_type = py.get_type::<PyOSError>();
-    match sock.call_method0("getsockname") {
-        Ok(n) => extra.set_item("sockname", n)?,
-        Err(e) if e.matches(py, &os_error_type)? => extra.set_item("sockname", py.None())?,
-        Err(e) => return Err(e),
-    }
-    if !extra.contains("peername")? {
-        match sock.call_method0("getpeername") {
-            Ok(n) => extra.set_item("peername", n)?,
-            Err(e) if e.matches(py, &os_error_type)? => extra.set_item("peername", py.None())?,
-            Err(e) => return Err(e),
-        }
-    }
+    let extra = transport::socket_extra(sock, args.extra)?;
     let connected = match extra.get_item("peername")? {
         Some(p) => p.is_truthy()?,
         None => false,
     };
-    let address = match address {
+    let address = match args.address {
         Some(a) if a.is_truthy()? => Some(a.clone().unbind()),
         _ => None,
     };
@@ -292,110 +270,19 @@ pub(crate) fn make_datagram_transport<'py>(
             py313: py.version_info() >= (3, 13),
             loop_: lp.clone().unbind(),
             st: GilCell::new(State {
-                transport: None,
-                protocol: Some(protocol.clone().unbind()),
-                protocol_connected: true,
+                common: TransportState::new(py, Some(protocol.clone().unbind()), extra)?,
                 sock: Some(sock.clone().unbind()),
-                extra: Some(extra.unbind()),
-                context: Some(copy_current(py)?.unbind()),
                 address,
                 connected,
                 queue: VecDeque::new(),
                 buffer_size: 0,
-                closing: false,
-                paused: false,
-                protocol_paused: false,
-                conn_lost: 0,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
-                reading: false,
-                writing: false,
-                read_gen: 0,
                 peer: None,
                 sent_to: None,
             }),
         },
     )?;
-    let cls = TRANSPORT_CLASS.get(py).ok_or_else(|| {
-        PyRuntimeError::new_err("ferroloop's datagram transport class is not registered")
-    })?;
-    let transport = cls.bind(py).call1((&core,))?;
-    let weak = PyWeakrefReference::new(&transport)?;
-    core.get().st.with(|s| s.transport = Some(weak.unbind()));
-    LoopCore::adopt_fd(
-        lp,
-        fd,
-        Owner::Datagram(DatagramOwner::new(
-            core.clone().unbind(),
-            transport.clone().unbind(),
-        )),
-    )?;
-    DatagramCore::schedule(&core, StreamEvent::ConnectionMade);
-    DatagramCore::schedule(&core, StreamEvent::StartReading);
-    if let Some(w) = waiter.filter(|w| !w.is_none()) {
-        DatagramCore::schedule(&core, StreamEvent::WakeWaiter(w.clone().unbind()));
-    }
+    let transport = transport::wrap(&core, TRANSPORT_CLASS.get(py), "datagram transport")?;
+    transport::adopt(&core, &transport)?;
+    transport::schedule_start(&core, true, args.waiter);
     Ok(transport)
-}
-
-/// Runs a datagram transport's job in the transport's context. An exception that
-/// asyncio's transport would let escape its callback (from `datagram_received`, say) is
-/// reported as asyncio reports a failing callback; `SystemExit` and `KeyboardInterrupt`
-/// propagate.
-pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: DatagramJob) -> PyResult<()> {
-    let py = lp.py();
-    let core = job.core.into_bound(py);
-    let Some(context) = core
-        .get()
-        .st
-        .with(|s| s.context.as_ref().map(|c| c.clone_ref(py)))
-    else {
-        return Ok(());
-    };
-    let callback = job.event.asyncio_callback("_sendto_ready");
-    let res = with_context(py, context.bind(py), || match job.event {
-        StreamEvent::Readable(gen) => on_readable(&core, gen),
-        StreamEvent::Writable => on_writable(&core),
-        StreamEvent::ConnectionMade => {
-            let this = core.get();
-            match this.protocol(py) {
-                Some(p) => p
-                    .call_method1(pyo3::intern!(py, "connection_made"), (this.transport(py),))
-                    .map(drop),
-                None => Ok(()),
-            }
-        }
-        StreamEvent::StartReading => {
-            let start = core.get().st.with(|s| {
-                let start = !s.closing && !s.paused && !s.reading;
-                if start {
-                    s.reading = true;
-                    s.read_gen = s.read_gen.wrapping_add(1);
-                }
-                start
-            });
-            if start {
-                DatagramCore::sync_interest(&core);
-            }
-            Ok(())
-        }
-        StreamEvent::WakeWaiter(w) => {
-            let w = w.bind(py);
-            if !w.call_method0("cancelled")?.is_truthy()? {
-                w.call_method1("set_result", (py.None(),))?;
-            }
-            Ok(())
-        }
-        StreamEvent::ConnectionLost(exc) => call_connection_lost(&core, exc),
-        // Only read pipes schedule it; a datagram transport has no EOF.
-        StreamEvent::EofReceived => Ok(()),
-    });
-    match res {
-        Err(e) if !is_fatal(py, &e) => {
-            let this = core.get();
-            let protocol = this.protocol(py);
-            crate::net::report_callback_error(lp, callback, &this.transport(py), protocol, e)
-        }
-        other => other,
-    }
 }

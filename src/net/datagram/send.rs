@@ -1,17 +1,20 @@
-//! Sending: asyncio's `sendto` (at once when nothing is queued, else queued),
-//! `_sendto_ready` (the queue flushed when the fd is writable) and the flow control of
-//! `_FlowControlMixin`, with numeric addresses converted in Rust.
+//! Sending: asyncio's `sendto` (at once when nothing is queued, else queued) and
+//! `_sendto_ready` (the queue flushed when the fd is writable), with numeric addresses
+//! converted in Rust; the flow control of `_FlowControlMixin` is the shared one
+//! ([`crate::net::transport`]).
 
-use pyo3::exceptions::{
-    PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 
 use super::close::{call_connection_lost, fatal_error};
 use super::{DatagramCore, Dest, Queued, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::names::logger;
-use crate::net::{flow, would_block};
+pub(super) use crate::net::transport::set_write_buffer_limits;
+use crate::net::transport::{
+    check_bytes_like, maybe_pause_protocol, maybe_resume_protocol, TransportCore,
+};
+use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
@@ -21,10 +24,23 @@ use crate::sys::{self, SockAddr};
 enum Sent {
     Done,
     WouldBlock,
-    /// An `OSError`: for `protocol.error_received()`.
+    /// An exception (see [`failed`]).
     Failed(PyErr),
-    /// Any other exception: fatal for the transport.
-    Fatal(PyErr),
+}
+
+/// What asyncio's `sendto` / `_sendto_ready` do when a send raised `err`: an `OSError`
+/// goes to `protocol.error_received()`, any other exception is fatal for the transport.
+fn failed(slf: &Bound<'_, DatagramCore>, err: PyErr) -> PyResult<()> {
+    let py = slf.py();
+    if !err.is_instance_of::<PyOSError>(py) {
+        return fatal_error(slf, err, "Fatal write error on datagram transport");
+    }
+    match slf.get().protocol(py) {
+        Some(p) => p
+            .call_method1(pyo3::intern!(py, "error_received"), (err.value(py),))
+            .map(drop),
+        None => Ok(()),
+    }
 }
 
 fn sent_native(res: std::io::Result<usize>) -> Sent {
@@ -51,22 +67,8 @@ fn send_py(
             Ok(Sent::WouldBlock)
         }
         Err(e) if is_fatal(py, &e) => Err(e),
-        Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(Sent::Failed(e)),
-        Err(e) => Ok(Sent::Fatal(e)),
+        Err(e) => Ok(Sent::Failed(e)),
     }
-}
-
-fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
-    if data.is_instance_of::<PyBytes>()
-        || data.is_instance_of::<PyByteArray>()
-        || data.is_instance_of::<PyMemoryView>()
-    {
-        return Ok(());
-    }
-    let name = data.get_type().name()?;
-    Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not '{name}'"
-    )))
 }
 
 /// Runs `f` on the bytes of bytes-like `data` (a `bytes` read in place).
@@ -238,15 +240,7 @@ pub(super) fn sendto(
                 this.st.with(|s| s.writing = true);
                 DatagramCore::sync_interest(slf);
             }
-            Sent::Failed(e) => {
-                if let Some(p) = this.protocol(py) {
-                    p.call_method1(pyo3::intern!(py, "error_received"), (e.value(py),))?;
-                }
-                return Ok(());
-            }
-            Sent::Fatal(e) => {
-                return fatal_error(slf, e, "Fatal write error on datagram transport");
-            }
+            Sent::Failed(e) => return failed(slf, e),
         }
     }
     // Queue a copy (asyncio's `bytes(data)`).
@@ -290,15 +284,7 @@ pub(super) fn on_writable(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
                 });
                 break;
             }
-            Sent::Failed(e) => {
-                if let Some(p) = this.protocol(py) {
-                    p.call_method1(pyo3::intern!(py, "error_received"), (e.value(py),))?;
-                }
-                return Ok(());
-            }
-            Sent::Fatal(e) => {
-                return fatal_error(slf, e, "Fatal write error on datagram transport");
-            }
+            Sent::Failed(e) => return failed(slf, e),
         }
     }
     maybe_resume_protocol(slf)?; // May queue more.
@@ -316,47 +302,4 @@ pub(super) fn on_writable(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
         }
     }
     Ok(())
-}
-
-/// `protocol.pause_writing()` / `resume_writing()` (see [`flow::call_protocol`]).
-fn call_flow(
-    slf: &Bound<'_, DatagramCore>,
-    proto: &Bound<'_, PyAny>,
-    method: &Bound<'_, PyString>,
-) -> PyResult<()> {
-    let py = slf.py();
-    let this = slf.get();
-    flow::call_protocol(this.loop_(py), proto, method, &this.transport(py), proto)
-}
-
-/// asyncio's `_maybe_pause_protocol`.
-pub(super) fn maybe_pause_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if s.buffer_size <= s.high_water || s.protocol_paused {
-            return None;
-        }
-        s.protocol_paused = true;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "pause_writing"))
-}
-
-/// asyncio's `_maybe_resume_protocol`.
-fn maybe_resume_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if !(s.protocol_paused && s.buffer_size <= s.low_water) {
-            return None;
-        }
-        s.protocol_paused = false;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "resume_writing"))
 }

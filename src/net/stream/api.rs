@@ -1,16 +1,13 @@
 //! The Python-visible methods of a stream transport's core (`ferroloop._SocketTransport`
 //! calls them), delegating to `read`/`write`/`close`.
 
-use std::os::fd::RawFd;
-
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
-use super::{close, pipe, sock, write, Kind, StreamCore};
-use crate::event_loop::{LoopCore, Owner, StreamOwner};
+use super::{close, pipe, write, Kind, StreamCore};
+use crate::event_loop::LoopCore;
+use crate::net::transport::{self, transport_pymethods};
 
-#[pymethods]
-impl StreamCore {
+transport_pymethods!(StreamCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         write::write(slf, data)
     }
@@ -27,77 +24,9 @@ impl StreamCore {
         true
     }
 
-    fn close(slf: &Bound<'_, Self>) {
-        close::close(slf)
-    }
-
-    fn abort(slf: &Bound<'_, Self>) {
-        close::force_close(slf, None)
-    }
-
-    /// asyncio's `_force_close(exc)` (called by `SSLProtocol` on a fatal error).
-    #[pyo3(signature = (exc=None))]
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) {
-        let exc = exc.filter(|e| !e.is_none(slf.py()));
-        close::force_close(slf, exc)
-    }
-
-    fn is_closing(&self) -> bool {
-        self.st.with(|s| s.closing)
-    }
-
-    /// asyncio's `_read_ready()`: what a readable event does (one read, if reading). The
-    /// callback of the `asyncio.Handle` an error escaping a read is reported with.
-    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let gen = slf.get().st.with(|s| s.read_gen);
-        super::read::on_readable(slf, gen)
-    }
-
     /// asyncio's `_write_ready()`: what a writable event does (flush what is queued).
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         write::on_writable(slf)
-    }
-
-    fn is_reading(&self) -> bool {
-        self.st.with(|s| !s.closing && !s.paused)
-    }
-
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        let changed = this.st.with(|s| {
-            if s.closing || s.paused {
-                return false;
-            }
-            s.paused = true;
-            if s.reading {
-                s.reading = false;
-                s.read_gen = s.read_gen.wrapping_add(1);
-            }
-            true
-        });
-        if changed {
-            Self::sync_interest(slf);
-            this.debug_log(slf.py(), "pauses reading")?;
-        }
-        Ok(())
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        let changed = this.st.with(|s| {
-            if s.closing || !s.paused {
-                return false;
-            }
-            s.paused = false;
-            s.reading = true;
-            s.read_gen = s.read_gen.wrapping_add(1);
-            true
-        });
-        if changed {
-            Self::sync_interest(slf);
-            this.debug_log(slf.py(), "resumes reading")?;
-        }
-        Ok(())
     }
 
     #[pyo3(signature = (high=None, low=None))]
@@ -109,48 +38,8 @@ impl StreamCore {
         write::set_write_buffer_limits(slf, high, low)
     }
 
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        self.st.with(|s| (s.low_water, s.high_water))
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.st.with(|s| s.queue.len())
-    }
-
-    #[pyo3(signature = (name, default=None))]
-    fn get_extra_info<'py>(
-        &self,
-        py: Python<'py>,
-        name: &Bound<'py, PyAny>,
-        default: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let extra = self.st.with(|s| s.extra.as_ref().map(|e| e.clone_ref(py)));
-        let default = default.unwrap_or_else(|| py.None().into_bound(py));
-        let Some(extra) = extra else {
-            return Ok(default);
-        };
-        let extra = extra.into_bound(py);
-        if let Some(v) = extra.get_item(name)? {
-            return Ok(v);
-        }
-        if let Ok(key) = name.cast::<pyo3::types::PyString>() {
-            let key = key.to_str()?;
-            if sock::SOCKET_KEYS.contains(&key) {
-                self.fill_socket_extra(py, &extra, key)?;
-                return Ok(extra.get_item(name)?.unwrap_or(default));
-            }
-        }
-        Ok(default)
-    }
-
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         self.set_protocol_inner(protocol)
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> Py<PyAny> {
-        self.st
-            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
-            .unwrap_or_else(|| py.None())
     }
 
     /// The socket object (`None` once closed): asyncio's `transport._sock`, used by
@@ -158,27 +47,6 @@ impl StreamCore {
     #[getter]
     fn _sock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(self.socket_object(py)?.unwrap_or_else(|| py.None()))
-    }
-
-    #[getter]
-    fn _sock_fd(&self) -> RawFd {
-        self.fd
-    }
-
-    /// The loop, until `connection_lost` ran (asyncio's `transport._loop`, read by
-    /// `loop.sendfile()`'s fallback).
-    #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        if self.st.with(|s| s.sock.is_none()) {
-            return py.None();
-        }
-        self.loop_.clone_ref(py).into_any()
-    }
-
-    /// Whether `pause_writing()` was called and `resume_writing()` not yet.
-    #[getter]
-    fn _protocol_paused(&self) -> bool {
-        self.st.with(|s| s.protocol_paused)
     }
 
     fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
@@ -198,14 +66,7 @@ impl StreamCore {
         if this.st.with(|s| s.sock.is_none()) {
             return Ok(());
         }
-        LoopCore::adopt_fd(
-            this.loop_(slf.py()),
-            this.fd,
-            Owner::Stream(StreamOwner::new(
-                slf.clone().unbind(),
-                this.transport(slf.py()).unbind(),
-            )),
-        )?;
+        transport::adopt(slf, &this.transport(slf.py()))?;
         Self::sync_interest(slf);
         Ok(())
     }
@@ -216,34 +77,11 @@ impl StreamCore {
     }
 
     /// asyncio's transport `__repr__`, for the wrapper class named `cls_name`.
-    fn _repr(&self, py: Python<'_>, cls_name: &str) -> PyResult<String> {
-        if self.kind != Kind::Socket {
-            return Ok(pipe::repr(self, py, cls_name));
+    fn _repr(&self, py: Python<'_>, cls_name: &str) -> String {
+        match self.kind {
+            Kind::Socket => transport::selector_repr(self, py, cls_name),
+            Kind::ReadPipe | Kind::WritePipe => pipe::repr(self, py, cls_name),
         }
-        let (closed, closing, reading, writing, size) = self.st.with(|s| {
-            (
-                s.sock.is_none(),
-                s.closing,
-                s.reading,
-                s.writing,
-                s.queue.len(),
-            )
-        });
-        let mut info = vec![cls_name.to_owned()];
-        if closed {
-            info.push("closed".into());
-        } else if closing {
-            info.push("closing".into());
-        }
-        info.push(format!("fd={}", self.fd));
-        if !closed && !self.loop_(py).get().is_closed_now() {
-            info.push(format!("read={}", if reading { "polling" } else { "idle" }));
-            info.push(format!(
-                "write=<{}, bufsize={size}>",
-                if writing { "polling" } else { "idle" }
-            ));
-        }
-        Ok(format!("<{}>", info.join(" ")))
     }
 
     // ----- pipe transports (pipe.rs) ----------------------------------------------------
@@ -273,39 +111,4 @@ impl StreamCore {
     fn _del(slf: &Bound<'_, Self>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
         close::on_del(slf, transport)
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        self.st
-            .try_with(|s| -> Result<(), PyTraverseError> {
-                visit.call(&s.transport)?;
-                visit.call(&s.protocol)?;
-                visit.call(&s.tls)?;
-                if let Some(sock) = &s.sock {
-                    sock.visit(&visit)?;
-                }
-                visit.call(&s.server)?;
-                visit.call(&s.extra)?;
-                visit.call(&s.context)?;
-                visit.call(&s.empty_waiter)?;
-                Ok(())
-            })
-            .transpose()?;
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.st.try_with(|s| {
-            (
-                s.transport.take(),
-                s.protocol.take(),
-                s.tls.take(),
-                s.server.take(),
-                s.extra.take(),
-                s.context.take(),
-                s.empty_waiter.take(),
-            )
-        });
-        drop(taken);
-    }
-}
+});

@@ -1,93 +1,15 @@
 //! Closing: asyncio's `close`, `_force_close` (`abort()` and fatal errors), `_fatal_error`
-//! and `_call_connection_lost`, and the warning of a transport collected unclosed.
+//! (shared with the datagram transport, see [`crate::net::transport`]), and what is a
+//! stream's own: `_call_connection_lost` and the warning of a transport collected unclosed.
 
-use pyo3::exceptions::{PyConnectionError, PyOSError};
+use pyo3::exceptions::PyConnectionError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::{StreamCore, StreamEvent};
+use super::StreamCore;
 use crate::event_loop::LoopCore;
-use crate::names::{logger, Names};
-
-/// `transport.close()`: stop reading; once the queue is flushed, `connection_lost(None)`.
-pub(super) fn close(slf: &Bound<'_, StreamCore>) {
-    let lost_now = slf.get().st.with(|s| {
-        if s.closing {
-            return None;
-        }
-        s.closing = true;
-        if s.reading {
-            s.reading = false;
-            s.read_gen = s.read_gen.wrapping_add(1);
-        }
-        if s.queue.is_empty() {
-            s.conn_lost += 1;
-            s.writing = false;
-            Some(true)
-        } else {
-            Some(false)
-        }
-    });
-    let Some(lost_now) = lost_now else {
-        return;
-    };
-    StreamCore::sync_interest(slf);
-    if lost_now {
-        StreamCore::schedule(slf, StreamEvent::ConnectionLost(None));
-    }
-}
-
-/// asyncio's `_force_close(exc)`: drop what is queued and schedule `connection_lost(exc)`.
-pub(super) fn force_close(slf: &Bound<'_, StreamCore>, exc: Option<Py<PyAny>>) {
-    let go = slf.get().st.with(|s| {
-        if s.conn_lost > 0 {
-            return false;
-        }
-        s.queue.clear();
-        s.writing = false;
-        s.closing = true;
-        if s.reading {
-            s.reading = false;
-            s.read_gen = s.read_gen.wrapping_add(1);
-        }
-        s.conn_lost += 1;
-        true
-    });
-    if go {
-        StreamCore::sync_interest(slf);
-        StreamCore::schedule(slf, StreamEvent::ConnectionLost(exc));
-    } else {
-        drop(exc);
-    }
-}
-
-/// asyncio's `_fatal_error(exc, message)`: report it (an `OSError` only to the debug
-/// log), then force the transport closed with it.
-pub(super) fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str) -> PyResult<()> {
-    let py = slf.py();
-    let this = slf.get();
-    let exc = err.value(py).clone();
-    if exc.is_instance_of::<PyOSError>() {
-        if this.debug(py) {
-            let kw = PyDict::new(py);
-            kw.set_item("exc_info", &exc)?;
-            logger(py)?.call_method("debug", ("%r: %s", this.transport(py), message), Some(&kw))?;
-        }
-    } else {
-        let ctx = PyDict::new(py);
-        ctx.set_item("message", message)?;
-        ctx.set_item("exception", &exc)?;
-        ctx.set_item("transport", this.transport(py))?;
-        let proto = this
-            .st
-            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
-        ctx.set_item("protocol", proto)?;
-        this.loop_(py)
-            .call_method1("call_exception_handler", (ctx,))?;
-    }
-    force_close(slf, Some(exc.into_any().unbind()));
-    Ok(())
-}
+use crate::names::Names;
+use crate::net::transport;
+pub(super) use crate::net::transport::{close, fatal_error, force_close};
 
 /// asyncio's `_call_connection_lost(exc)` (scheduled, or called by a flush that ends a
 /// close): `protocol.connection_lost(exc)`, then the socket is closed (its fd released at
@@ -98,22 +20,8 @@ pub(super) fn call_connection_lost(
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let Some((proto, connected)) = this.st.with(|s| {
-        // Ran already (a close raced with a flush).
-        s.sock.as_ref()?;
-        Some((
-            s.protocol.as_ref().map(|p| p.clone_ref(py)),
-            s.protocol_connected,
-        ))
-    }) else {
+    let Some(res) = transport::protocol_connection_lost(slf, exc) else {
         return Ok(());
-    };
-    let res = match (proto, connected) {
-        (Some(p), true) => p
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "connection_lost"), (exc,))
-            .map(drop),
-        _ => Ok(()),
     };
     // finally:
     let closed = release(slf, &this.transport(py));
@@ -161,22 +69,12 @@ fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResul
 /// The wrapper's `__del__`: asyncio's transport warns `unclosed transport` and closes the
 /// socket when collected open.
 pub(super) fn on_del(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResult<()> {
-    let py = slf.py();
-    let this = slf.get();
-    if this.st.with(|s| s.sock.is_none()) {
+    if !transport::warn_unclosed(slf, transport)? {
         return Ok(());
     }
-    let names = Names::get(py)?;
-    let msg = format!("unclosed transport {}", transport.repr()?);
-    let kw = PyDict::new(py);
-    kw.set_item("source", transport)?;
-    names
-        .warn
-        .bind(py)
-        .call((msg, names.resource_warning.bind(py)), Some(&kw))?;
     // 3.11's __del__ does not detach from the server; 3.12+ does.
-    if py.version_info() < (3, 12) {
-        let server = this.st.with(|s| s.server.take());
+    if slf.py().version_info() < (3, 12) {
+        let server = slf.get().st.with(|s| s.server.take());
         drop(server);
     }
     release(slf, transport)

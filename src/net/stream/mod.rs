@@ -21,7 +21,10 @@
 //! `writelines`, flushing, flow control), `close.rs` (close, abort, fatal errors,
 //! `connection_lost`), [`sock`] (the socket: an object, or an accepted connection's fd until
 //! an object is asked for, or a pipe's file object), [`pipe`] (what pipe transports do
-//! differently: `read(2)`/`writev(2)`, their EOF, close and error rules).
+//! differently: `read(2)`/`writev(2)`, their EOF, close and error rules). What the stream
+//! and datagram cores share (the common state, the job runner, close / abort / fatal
+//! errors, pause / resume reading, the common Python-visible methods) is
+//! `net/transport.rs`; `StreamCore` implements its `TransportCore`.
 
 mod api;
 mod close;
@@ -33,18 +36,14 @@ mod write;
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyDict, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{LoopCore, Owner, StreamOwner};
-use crate::names::logger;
-use crate::pyo::context::{copy_current, with_context};
-use crate::pyo::errno::os_error;
+use crate::net::transport::{self, transport_core_fields, MakeArgs, TransportCore, TransportState};
 use crate::pyo::GilCell;
-use crate::reactor::Interest;
 use queue::WriteQueue;
 use sock::Sock;
 
@@ -69,73 +68,15 @@ pub(crate) enum Kind {
     WritePipe,
 }
 
-/// What the ready queue runs for a stream transport.
-pub(crate) enum StreamEvent {
-    /// The fd is readable; the reader generation at the time of the poll.
-    Readable(u32),
-    /// The fd is writable.
-    Writable,
-    /// `protocol.connection_made(transport)`.
-    ConnectionMade,
-    /// Start polling for reading (asyncio's `call_soon(self._add_reader, ...)` after
-    /// `connection_made`).
-    StartReading,
-    /// `futures._set_result_unless_cancelled(waiter, None)`.
-    WakeWaiter(Py<PyAny>),
-    /// `_call_connection_lost(exc)`.
-    ConnectionLost(Option<Py<PyAny>>),
-    /// `protocol.eof_received()`, scheduled by a read pipe at EOF (its return value is
-    /// ignored: the pipe closes).
-    EofReceived,
-}
-
-impl StreamEvent {
-    /// The callback asyncio's transport schedules for this event (`write_ready`: its
-    /// writable callback's name, `_write_ready`, or `_sendto_ready` for datagrams).
-    pub(crate) fn asyncio_callback(
-        &self,
-        write_ready: &'static str,
-    ) -> crate::net::AsyncioCallback {
-        use crate::net::AsyncioCallback as C;
-        match self {
-            StreamEvent::Readable(_) => C::Transport("_read_ready"),
-            StreamEvent::Writable => C::Transport(write_ready),
-            StreamEvent::ConnectionMade => C::ConnectionMade,
-            StreamEvent::EofReceived => C::EofReceived,
-            StreamEvent::StartReading
-            | StreamEvent::WakeWaiter(_)
-            | StreamEvent::ConnectionLost(_) => C::Native,
-        }
-    }
-}
+pub(crate) use crate::net::transport::{run_job, StreamEvent};
 
 /// A job of a stream transport (`Job::Stream`).
-pub(crate) struct StreamJob {
-    pub(crate) core: Py<StreamCore>,
-    pub(crate) event: StreamEvent,
-}
+pub(crate) type StreamJob = crate::net::transport::TransportJob<StreamCore>;
 
-impl StreamJob {
-    /// The Python objects the job holds, for the loop's GC traversal.
-    pub(crate) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.core)?;
-        match &self.event {
-            StreamEvent::WakeWaiter(w) => visit.call(w),
-            StreamEvent::ConnectionLost(e) => visit.call(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The mutable state of a stream transport.
-struct StreamState {
-    /// The Python-visible transport wrapping this core (what protocols receive), by weak
-    /// reference: the wrapper holds the core, and the fd's registration holds the wrapper
-    /// while the transport is open, as asyncio's selector holds its transport. So a
-    /// transport nobody holds is freed by reference counting, not left to the cycle
-    /// collector (an unclosed one warns then, as asyncio's does).
-    transport: Option<Py<PyWeakrefReference>>,
-    protocol: Option<Py<PyAny>>,
+/// The mutable state of a stream transport: what every transport has ([`TransportState`],
+/// which it derefs to), and what a stream has.
+pub(crate) struct StreamState {
+    common: TransportState,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
     /// The last read was large ([`read::DIRECT_READ_MIN`] bytes or more): the next one
@@ -143,36 +84,32 @@ struct StreamState {
     bulk_reads: bool,
     /// `protocol` is ferroloop's native TLS protocol: reads are fed to it directly.
     tls: Option<Py<crate::net::tls::SSLProtocolCore>>,
-    protocol_connected: bool,
     /// The socket; `None` once `connection_lost` ran (asyncio's `_sock = None`).
     sock: Option<Sock>,
     server: Option<Py<PyAny>>,
-    extra: Option<Py<PyDict>>,
-    /// The context the transport's callbacks run in.
-    context: Option<Py<PyAny>>,
     /// `loop.sendfile()`'s wait for an empty write queue.
     empty_waiter: Option<Py<PyAny>>,
     queue: WriteQueue,
-    closing: bool,
     eof: bool,
-    paused: bool,
-    protocol_paused: bool,
-    /// asyncio's `_conn_lost`: set once `connection_lost` is scheduled, then counts the
-    /// writes made after it.
-    conn_lost: u32,
     /// A write pipe's own `_conn_lost` (asyncio's pipe transport counts a failed write and
     /// every write dropped after `close()`, and warns from the sixth on; `conn_lost`
-    /// above only guards `connection_lost`).
+    /// only guards `connection_lost`).
     pipe_conn_lost: u32,
-    high_water: usize,
-    low_water: usize,
-    /// Polled for reading (asyncio: `_read_ready` is the fd's reader).
-    reading: bool,
-    /// Polled for writing (asyncio: `_write_ready` is the fd's writer).
-    writing: bool,
-    /// Bumped whenever the reader is added or removed: a readable event queued before
-    /// is stale then, as asyncio's cancelled reader handle is.
-    read_gen: u32,
+}
+
+impl std::ops::Deref for StreamState {
+    type Target = TransportState;
+    #[inline]
+    fn deref(&self) -> &TransportState {
+        &self.common
+    }
+}
+
+impl std::ops::DerefMut for StreamState {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut TransportState {
+        &mut self.common
+    }
 }
 
 /// The native core of a stream transport. See the module docs.
@@ -191,61 +128,24 @@ impl StreamCore {
         self.st.with(|s| s.closing)
     }
 
+    // What `read.rs` and `write.rs` call ([`TransportCore`]'s, by name).
+
+    #[inline]
     fn loop_<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
         self.loop_.bind(py)
     }
 
-    /// The Python-visible transport, or `None` once released.
     fn transport<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        self.st
-            .with(|s| s.transport.as_ref().map(|t| t.clone_ref(py)))
-            .and_then(|t| t.into_bound(py).upgrade())
-            .unwrap_or_else(|| py.None().into_bound(py))
+        TransportCore::transport(self, py)
     }
 
-    fn debug(&self, py: Python<'_>) -> bool {
-        crate::event_loop::debug_of(self.loop_(py).as_any()).unwrap_or(false)
-    }
-
-    /// Logs `"%r <what>"` at debug level when the loop is in debug mode.
     fn debug_log(&self, py: Python<'_>, what: &str) -> PyResult<()> {
-        if self.debug(py) {
-            let fmt = format!("%r {what}");
-            logger(py)?.call_method1("debug", (fmt, self.transport(py)))?;
-        }
-        Ok(())
+        TransportCore::debug_log(self, py, what)
     }
 
-    /// Polls the fd for what the state asks for now.
-    /// Polls the fd for what the transport waits for now. An error here means the fd was
-    /// closed behind the transport's back; its next syscall reports that.
+    #[inline]
     fn sync_interest(slf: &Bound<'_, Self>) {
-        let _ = Self::try_sync_interest(slf);
-    }
-
-    /// [`Self::sync_interest`], with epoll's error: it refuses an fd that was closed, or
-    /// one it cannot poll (such as `/dev/zero`).
-    fn try_sync_interest(slf: &Bound<'_, Self>) -> std::io::Result<()> {
-        let this = slf.get();
-        let (interest, gen) = this.st.with(|s| {
-            (
-                Interest {
-                    read: s.reading,
-                    write: s.writing,
-                },
-                s.read_gen,
-            )
-        });
-        LoopCore::set_owner_interest(this.loop_(slf.py()), this.fd, slf.as_ptr(), interest, gen)
-    }
-
-    /// Schedules `event` as the next job of the ready queue.
-    fn schedule(slf: &Bound<'_, Self>, event: StreamEvent) {
-        let job = StreamJob {
-            core: slf.clone().unbind(),
-            event,
-        };
-        slf.get().loop_(slf.py()).get().push_stream_job(job);
+        <Self as TransportCore>::sync_interest(slf)
     }
 
     /// Sets `protocol`, choosing the read path by its kind (asyncio's `set_protocol`).
@@ -265,6 +165,84 @@ impl StreamCore {
         });
         drop(old);
         Ok(())
+    }
+}
+
+impl TransportCore for StreamCore {
+    type State = StreamState;
+    const WRITE_READY: &'static str = "_write_ready";
+    type Dropped = ();
+    type Cleared = (
+        Option<Py<crate::net::tls::SSLProtocolCore>>,
+        Option<Py<PyAny>>,
+        Option<Py<PyAny>>,
+    );
+
+    transport_core_fields!();
+
+    fn push_job(lp: &LoopCore, job: StreamJob) {
+        lp.push_stream_job(job);
+    }
+
+    fn owner(core: Py<Self>, transport: Py<PyAny>) -> Owner {
+        Owner::Stream(StreamOwner::new(core, transport))
+    }
+
+    fn is_open(s: &StreamState) -> bool {
+        s.sock.is_some()
+    }
+
+    fn queue_is_empty(s: &StreamState) -> bool {
+        s.queue.is_empty()
+    }
+
+    fn buffer_size(s: &StreamState) -> usize {
+        s.queue.len()
+    }
+
+    fn drop_queue(s: &mut StreamState) {
+        // Only `bytes` objects, exactly: dropping them runs no Python code.
+        s.queue.clear();
+    }
+
+    #[inline]
+    fn on_readable(slf: &Bound<'_, Self>, gen: u32) -> PyResult<()> {
+        read::on_readable(slf, gen)
+    }
+
+    #[inline]
+    fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        write::on_writable(slf)
+    }
+
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        close::call_connection_lost(slf, exc)
+    }
+
+    fn visit_own(s: &StreamState, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&s.tls)?;
+        if let Some(sock) = &s.sock {
+            sock.visit(visit)?;
+        }
+        visit.call(&s.server)?;
+        visit.call(&s.empty_waiter)
+    }
+
+    fn clear_own(s: &mut StreamState) -> Self::Cleared {
+        (s.tls.take(), s.server.take(), s.empty_waiter.take())
+    }
+
+    /// The socket's entries that are only made when asked for (see [`sock`]).
+    fn fill_extra(&self, extra: &Bound<'_, PyDict>, name: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(key) = name.cast::<pyo3::types::PyString>() else {
+            return Ok(false);
+        };
+        let key = key.to_str()?;
+        if !sock::SOCKET_KEYS.contains(&key) {
+            return Ok(false);
+        }
+        self.fill_socket_extra(name.py(), extra, key)?;
+        Ok(true)
     }
 }
 
@@ -311,36 +289,14 @@ pub(crate) fn make_socket_transport<'py>(
     lp: &Bound<'py, LoopCore>,
     sock: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
-    server: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let py = lp.py();
     let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-    let extra = match extra {
-        Some(e) if !e.is_none() => e.cast::<PyDict>()?.copy()?,
-        _ => PyDict::new(py),
-    };
-    let tsock = crate::names::Names::get(py)?.transport_socket.bind(py);
-    extra.set_item("socket", tsock.call1((sock,))?)?;
-    let os_error = py.get_type::<pyo3::exceptions::PyOSError>();
-    match sock.call_method0("getsockname") {
-        Ok(n) => extra.set_item("sockname", n)?,
-        Err(e) if e.matches(py, &os_error)? => extra.set_item("sockname", py.None())?,
-        Err(e) => return Err(e),
-    }
-    if !extra.contains("peername")? {
-        match sock.call_method0("getpeername") {
-            Ok(n) => extra.set_item("peername", n)?,
-            Err(e) if e.matches(py, &os_error)? => extra.set_item("peername", py.None())?,
-            Err(e) => return Err(e),
-        }
-    }
+    let extra = transport::socket_extra(sock, args.extra)?;
     // What `sock.family` and `sock.type` give, without their Python-level properties.
     let family = crate::sys::sockopt_int(fd, libc::SO_DOMAIN).unwrap_or(-1);
     let ty = crate::sys::sockopt_int(fd, libc::SO_TYPE).unwrap_or(-1);
-    let proto: i32 = sock.getattr(pyo3::intern!(py, "proto"))?.extract()?;
-    let server = server.filter(|s| !s.is_none());
+    let proto: i32 = sock.getattr(pyo3::intern!(lp.py(), "proto"))?.extract()?;
     build(
         lp,
         fd,
@@ -349,8 +305,7 @@ pub(crate) fn make_socket_transport<'py>(
         (family, ty, proto),
         extra,
         protocol,
-        waiter,
-        server,
+        args,
     )
 }
 
@@ -383,8 +338,10 @@ pub(crate) fn make_accepted_transport<'py>(
         kind,
         extra,
         protocol,
-        None,
-        server.filter(|s| !s.is_none()),
+        MakeArgs {
+            server,
+            ..MakeArgs::default()
+        },
     )
 }
 
@@ -400,10 +357,10 @@ fn build<'py>(
     (family, ty, proto): (i32, i32, i32),
     extra: Bound<'py, PyDict>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    server: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
+    let server = args.server.filter(|s| !s.is_none());
     let core = Bound::new(
         py,
         StreamCore {
@@ -411,29 +368,16 @@ fn build<'py>(
             kind,
             loop_: lp.clone().unbind(),
             st: GilCell::new(StreamState {
-                transport: None,
-                protocol: None,
+                common: TransportState::new(py, None, extra)?,
                 buffered: false,
                 bulk_reads: false,
                 tls: None,
-                protocol_connected: false,
                 sock: Some(sock),
                 server: server.map(|s| s.clone().unbind()),
-                extra: Some(extra.unbind()),
-                context: Some(copy_current(py)?.unbind()),
                 empty_waiter: None,
                 queue: WriteQueue::default(),
-                closing: false,
                 eof: false,
-                paused: false,
-                protocol_paused: false,
-                conn_lost: 0,
                 pipe_conn_lost: 0,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
-                reading: false,
-                writing: false,
-                read_gen: 0,
             }),
         },
     )?;
@@ -441,11 +385,8 @@ fn build<'py>(
     let cls = match kind {
         Kind::Socket => TRANSPORT_CLASS.get(py),
         Kind::ReadPipe | Kind::WritePipe => pipe::transport_class(py, kind),
-    }
-    .ok_or_else(|| PyRuntimeError::new_err("ferroloop's transport class is not registered"))?;
-    let transport = cls.bind(py).call1((&core,))?;
-    let weak = PyWeakrefReference::new(&transport)?;
-    core.get().st.with(|s| s.transport = Some(weak.unbind()));
+    };
+    let transport = transport::wrap(&core, cls, "transport")?;
     if let Some(server) = server {
         if crate::names::Names::get(py)?.server_attach_takes_transport {
             server.call_method1(pyo3::intern!(py, "_attach"), (&transport,))?;
@@ -453,108 +394,11 @@ fn build<'py>(
             server.call_method0(pyo3::intern!(py, "_attach"))?;
         }
     }
-    LoopCore::adopt_fd(
-        lp,
-        fd,
-        Owner::Stream(StreamOwner::new(
-            core.clone().unbind(),
-            transport.clone().unbind(),
-        )),
-    )?;
+    transport::adopt(&core, &transport)?;
     if kind == Kind::Socket {
         set_nodelay(fd, family, ty, proto)?;
     }
-    StreamCore::schedule(&core, StreamEvent::ConnectionMade);
     // (A write pipe over a character device is never polled for reading.)
-    if start_reading {
-        StreamCore::schedule(&core, StreamEvent::StartReading);
-    }
-    if let Some(w) = waiter.filter(|w| !w.is_none()) {
-        StreamCore::schedule(&core, StreamEvent::WakeWaiter(w.clone().unbind()));
-    }
+    transport::schedule_start(&core, start_reading, args.waiter);
     Ok(transport)
-}
-
-/// Runs a stream transport's job in the transport's context. Errors that asyncio's
-/// transport would let escape its callback (a failing `sock.close()`, say) are reported
-/// as a failing callback is; `SystemExit` and `KeyboardInterrupt` propagate.
-pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, job: StreamJob) -> PyResult<()> {
-    let py = lp.py();
-    let core = job.core.into_bound(py);
-    let Some(context) = core
-        .get()
-        .st
-        .with(|s| s.context.as_ref().map(|c| c.clone_ref(py)))
-    else {
-        return Ok(());
-    };
-    let callback = job.event.asyncio_callback("_write_ready");
-    let res = with_context(py, context.bind(py), || match job.event {
-        StreamEvent::Readable(gen) => read::on_readable(&core, gen),
-        StreamEvent::Writable => write::on_writable(&core),
-        StreamEvent::ConnectionMade => {
-            let this = core.get();
-            let proto = this
-                .st
-                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
-            match proto {
-                Some(p) => p
-                    .bind(py)
-                    .call_method1(pyo3::intern!(py, "connection_made"), (this.transport(py),))
-                    .map(drop),
-                None => Ok(()),
-            }
-        }
-        StreamEvent::StartReading => {
-            let start = core.get().st.with(|s| {
-                let start = !s.closing && !s.paused && !s.reading;
-                if start {
-                    s.reading = true;
-                    s.read_gen = s.read_gen.wrapping_add(1);
-                }
-                start
-            });
-            if start {
-                // asyncio's `call_soon(self._add_reader, ...)`: epoll's refusal is that
-                // callback's error, reported to the exception handler.
-                StreamCore::try_sync_interest(&core).map_err(os_error)?;
-            }
-            Ok(())
-        }
-        StreamEvent::WakeWaiter(w) => {
-            let w = w.bind(py);
-            if !w
-                .call_method0(pyo3::intern!(py, "cancelled"))?
-                .is_truthy()?
-            {
-                w.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
-            }
-            Ok(())
-        }
-        StreamEvent::ConnectionLost(exc) => close::call_connection_lost(&core, exc),
-        StreamEvent::EofReceived => {
-            let proto = core
-                .get()
-                .st
-                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
-            match proto {
-                Some(p) => p
-                    .bind(py)
-                    .call_method0(pyo3::intern!(py, "eof_received"))
-                    .map(drop),
-                None => Ok(()),
-            }
-        }
-    });
-    match res {
-        Err(e) if !crate::pyo::exc::is_fatal(py, &e) => {
-            let this = core.get();
-            let protocol = this
-                .st
-                .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
-                .map(|p| p.into_bound(py));
-            crate::net::report_callback_error(lp, callback, &this.transport(py), protocol, e)
-        }
-        other => other,
-    }
 }

@@ -35,6 +35,7 @@ use super::write::{maybe_pause_protocol, maybe_resume_protocol, queue_from};
 use super::{build, Kind, StreamCore, StreamEvent};
 use crate::event_loop::LoopCore;
 use crate::names::logger;
+use crate::net::transport::{self, polling, MakeArgs, TransportCore};
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
@@ -104,56 +105,37 @@ fn pipe_fd(
     Ok((fd, ty))
 }
 
-/// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)`.
-pub(crate) fn make_read_pipe_transport<'py>(
+/// `loop._make_read_pipe_transport(pipe, protocol, waiter, extra)` (`kind`
+/// [`Kind::ReadPipe`]) and `loop._make_write_pipe_transport(...)` ([`Kind::WritePipe`]):
+/// a pipe transport over `pipe`, after asyncio's checks of it.
+pub(crate) fn make_pipe_transport<'py>(
     lp: &Bound<'py, LoopCore>,
+    kind: Kind,
     pipe: &Bound<'py, PyAny>,
     protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
+    args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let extra = pipe_extra(pipe, extra)?;
-    let (fd, _) = pipe_fd(lp, pipe, "Pipe transport is for pipes/sockets only.")?;
+    let extra = pipe_extra(pipe, args.extra)?;
+    let refused = match kind {
+        Kind::WritePipe => "Pipe transport is only for pipes, sockets and character devices",
+        _ => "Pipe transport is for pipes/sockets only.",
+    };
+    let (fd, ty) = pipe_fd(lp, pipe, refused)?;
+    // A write pipe is polled for reading to notice the reader's close: for a pipe or a
+    // socket (a character device would report readable for its own input).
+    let start_reading = kind != Kind::WritePipe || ty != libc::S_IFCHR;
     build(
         lp,
         fd,
-        (Kind::ReadPipe, true),
+        (kind, start_reading),
         Sock::Pipe(pipe.clone().unbind()),
         (-1, -1, -1),
         extra,
         protocol,
-        waiter,
-        None,
-    )
-}
-
-/// `loop._make_write_pipe_transport(pipe, protocol, waiter, extra)`.
-pub(crate) fn make_write_pipe_transport<'py>(
-    lp: &Bound<'py, LoopCore>,
-    pipe: &Bound<'py, PyAny>,
-    protocol: &Bound<'py, PyAny>,
-    waiter: Option<&Bound<'py, PyAny>>,
-    extra: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let extra = pipe_extra(pipe, extra)?;
-    let (fd, ty) = pipe_fd(
-        lp,
-        pipe,
-        "Pipe transport is only for pipes, sockets and character devices",
-    )?;
-    // Polled for reading to notice the reader's close: for a pipe or a socket (a
-    // character device would report readable for its own input).
-    let watch = ty != libc::S_IFCHR;
-    build(
-        lp,
-        fd,
-        (Kind::WritePipe, watch),
-        Sock::Pipe(pipe.clone().unbind()),
-        (-1, -1, -1),
-        extra,
-        protocol,
-        waiter,
-        None,
+        MakeArgs {
+            server: None,
+            ..args
+        },
     )
 }
 
@@ -195,10 +177,7 @@ pub(super) fn on_readable(
             this.st.with(|s| {
                 s.closing = true;
                 s.conn_lost += 1;
-                if s.reading {
-                    s.reading = false;
-                    s.read_gen = s.read_gen.wrapping_add(1);
-                }
+                s.stop_reading();
             });
             StreamCore::sync_interest(slf);
             StreamCore::schedule(slf, StreamEvent::EofReceived);
@@ -216,34 +195,14 @@ pub(super) fn on_readable(
 /// which errors are only logged), then close the transport with it.
 fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str) -> PyResult<()> {
     let py = slf.py();
-    let this = slf.get();
-    let exc = err.value(py).clone();
+    let exc = err.value(py);
     let quiet = exc.is_instance_of::<PyOSError>()
-        && (this.kind == Kind::WritePipe
+        && (slf.get().kind == Kind::WritePipe
             || exc
                 .getattr(pyo3::intern!(py, "errno"))?
                 .extract::<Option<i32>>()?
                 == Some(libc::EIO));
-    if quiet {
-        if this.debug(py) {
-            let kw = PyDict::new(py);
-            kw.set_item("exc_info", &exc)?;
-            logger(py)?.call_method("debug", ("%r: %s", this.transport(py), message), Some(&kw))?;
-        }
-    } else {
-        let ctx = PyDict::new(py);
-        ctx.set_item("message", message)?;
-        ctx.set_item("exception", &exc)?;
-        ctx.set_item("transport", this.transport(py))?;
-        let proto = this
-            .st
-            .with(|s| s.protocol.as_ref().map(|p| p.clone_ref(py)));
-        ctx.set_item("protocol", proto)?;
-        this.loop_(py)
-            .call_method1("call_exception_handler", (ctx,))?;
-    }
-    force_close(slf, Some(exc.into_any().unbind()));
-    Ok(())
+    transport::report_fatal_error(slf, err, message, quiet)
 }
 
 /// What a write found before touching the pipe.
@@ -360,9 +319,8 @@ pub(super) fn on_writable(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
             // May write again (and queue).
             maybe_resume_protocol(slf)?;
             let closing = this.st.with(|s| {
-                if s.closing && s.reading {
-                    s.reading = false;
-                    s.read_gen = s.read_gen.wrapping_add(1);
+                if s.closing {
+                    s.stop_reading();
                 }
                 s.closing
             });
@@ -387,10 +345,7 @@ pub(super) fn write_eof(slf: &Bound<'_, StreamCore>) {
         if !s.queue.is_empty() {
             return false;
         }
-        if s.reading {
-            s.reading = false;
-            s.read_gen = s.read_gen.wrapping_add(1);
-        }
+        s.stop_reading();
         true
     });
     if now {
@@ -422,31 +377,16 @@ pub(super) fn pipe_object(this: &StreamCore, py: Python<'_>) -> Option<Py<PyAny>
 
 /// asyncio's pipe transport `__repr__`, for the wrapper class named `cls_name`.
 pub(super) fn repr(this: &StreamCore, py: Python<'_>, cls_name: &str) -> String {
-    let (closed, closing, reading, writing, size) = this.st.with(|s| {
-        (
-            s.sock.is_none(),
-            s.closing,
-            s.reading,
-            s.writing,
-            s.queue.len(),
-        )
-    });
-    let mut info = vec![cls_name.to_owned()];
-    if closed {
-        info.push("closed".into());
-    } else if closing {
-        info.push("closing".into());
-    }
-    info.push(format!("fd={}", this.fd));
-    if closed {
-        info.push("closed".into());
-    } else if this.loop_(py).get().is_closed_now() {
-        info.push("open".into());
-    } else if this.kind == Kind::WritePipe {
-        info.push(if writing { "polling" } else { "idle" }.into());
-        info.push(format!("bufsize={size}"));
-    } else {
-        info.push(if reading { "polling" } else { "idle" }.into());
-    }
-    format!("<{}>", info.join(" "))
+    transport::repr(this, cls_name, |r, info| {
+        if r.closed {
+            info.push("closed".into());
+        } else if this.loop_(py).get().is_closed_now() {
+            info.push("open".into());
+        } else if this.kind == Kind::WritePipe {
+            info.push(polling(r.writing).into());
+            info.push(format!("bufsize={}", r.size));
+        } else {
+            info.push(polling(r.reading).into());
+        }
+    })
 }

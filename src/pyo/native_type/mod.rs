@@ -48,12 +48,79 @@ use super::panic::eager_err;
 use super::refs::Ref;
 use methods::enter;
 
-/// The Rust part of each instance, at `TypeData::offset` bytes into the object.
+/// The Rust part of each instance, at `TypeData::offset` bytes into the object (at
+/// `Family::offset` for the types of [`slotted`]).
 #[repr(C)]
 struct Slot<S> {
-    /// Set by `tp_new` once `value` is written, cleared by `tp_dealloc` before dropping it.
+    /// Set once `value` is written (by `tp_new`, or `slotted::new_object`), cleared by
+    /// `tp_dealloc` before dropping it.
     init: bool,
     value: MaybeUninit<S>,
+}
+
+impl<S> Slot<S> {
+    /// `(offset, basicsize)` of a type whose instances hold a `Slot<S>` after `base_size`
+    /// bytes, at the slot's alignment.
+    fn layout(base_size: isize) -> (isize, usize) {
+        let align = align_of::<Self>() as isize;
+        let offset = (base_size + align - 1) / align * align;
+        (offset, offset as usize + size_of::<Self>())
+    }
+
+    /// Writes the state of a new object.
+    ///
+    /// # Safety
+    /// `slot` is the zero-filled slot of an object just allocated, not yet initialized.
+    unsafe fn write(slot: *mut Self, value: S) {
+        // SAFETY: by the caller; writing through `addr_of_mut!` neither reads nor drops the
+        // uninitialized value, and `init` is set only once it is written.
+        unsafe {
+            ptr::addr_of_mut!((*slot).value).write(MaybeUninit::new(value));
+            (*slot).init = true;
+        }
+    }
+
+    /// The state, if it was written and not dropped.
+    ///
+    /// # Safety
+    /// `slot` is the slot of a live instance that outlives `'a` (the state is dropped only
+    /// by `tp_dealloc`, when no borrow of the object can exist).
+    unsafe fn get<'a>(slot: *mut Self) -> Option<&'a S> {
+        // SAFETY: by the caller; `init` says that `value` is initialized.
+        unsafe {
+            if !(*slot).init {
+                return None;
+            }
+            Some((*slot).value.assume_init_ref())
+        }
+    }
+
+    /// Drops the state, once (`tp_dealloc`). A panic while dropping leaks what was left;
+    /// it never unwinds into C.
+    ///
+    /// # Safety
+    /// `slot` is the slot of an instance being deallocated: nothing borrows its state.
+    unsafe fn drop_state(slot: *mut Self) {
+        // SAFETY: by the caller; `init` is cleared first, so the value is dropped once.
+        unsafe {
+            if (*slot).init {
+                (*slot).init = false;
+                let value = (*slot).value.as_mut_ptr();
+                let _ = catch_unwind(AssertUnwindSafe(|| ptr::drop_in_place(value)));
+            }
+        }
+    }
+
+    /// `tp_clear`'s part: `clear` on the state, if any (a panic is caught).
+    ///
+    /// # Safety
+    /// As for [`Self::get`], for the duration of the call.
+    unsafe fn clear_state(slot: *mut Self, clear: impl FnOnce(&S)) {
+        // SAFETY: by the caller.
+        if let Some(st) = unsafe { Self::get(slot) } {
+            let _ = catch_unwind(AssertUnwindSafe(|| clear(st)));
+        }
+    }
 }
 
 /// How the methods of a native type find their state in `self` (see [`methods`]).
@@ -133,11 +200,7 @@ pub fn native<'a, S: Native>(obj: &'a Bound<'_, PyAny>) -> Option<&'a S> {
         if ffi::PyObject_TypeCheck(obj.as_ptr(), td.ty) == 0 {
             return None;
         }
-        let slot = slot_ptr::<S>(td, obj.as_ptr());
-        if !(*slot).init {
-            return None;
-        }
-        Some((*slot).value.assume_init_ref())
+        Slot::get(slot_ptr::<S>(td, obj.as_ptr()))
     }
 }
 
@@ -194,9 +257,7 @@ unsafe extern "C" fn tp_new<S: Native>(
         if obj.is_null() {
             return obj;
         }
-        let slot = slot_ptr::<S>(td, obj);
-        ptr::addr_of_mut!((*slot).value).write(MaybeUninit::new(S::new_state()));
-        (*slot).init = true;
+        Slot::write(slot_ptr::<S>(td, obj), S::new_state());
         obj
     }
 }
@@ -232,14 +293,7 @@ unsafe extern "C" fn tp_dealloc<S: Native>(slf: *mut ffi::PyObject) {
         let tp = ffi::Py_TYPE(slf);
         ffi::PyObject_GC_UnTrack(slf.cast());
         ffi::PyObject_ClearWeakRefs(slf);
-        let slot = slot_ptr::<S>(td, slf);
-        if (*slot).init {
-            (*slot).init = false;
-            let value = (*slot).value.as_mut_ptr();
-            if catch_unwind(AssertUnwindSafe(|| ptr::drop_in_place(value))).is_err() {
-                // A panic while dropping leaks what was left; never unwind into C.
-            }
-        }
+        Slot::<S>::drop_state(slot_ptr(td, slf));
         (td.base_dealloc)(slf);
         if !td.base_is_heap {
             ffi::Py_DECREF(tp.cast());
@@ -256,9 +310,7 @@ unsafe extern "C" fn tp_traverse<S: Native>(
     // SAFETY: called by the GC with `slf` alive; `visit`/`arg` are the GC's. Visiting
     // never runs Python code; the state is borrowed with try_with (never blocks/panics).
     unsafe {
-        let slot = slot_ptr::<S>(td, slf);
-        if (*slot).init {
-            let st = (*slot).value.assume_init_ref();
+        if let Some(st) = Slot::<S>::get(slot_ptr(td, slf)) {
             let r = st.visit(&mut |r| visit(r.as_ptr(), arg));
             if r != 0 {
                 return r;
@@ -282,16 +334,64 @@ unsafe extern "C" fn tp_clear<S: Native>(slf: *mut ffi::PyObject) -> c_int {
     let td = data::<S>();
     // SAFETY: called by the GC (or a subtype's clear) with `slf` alive and attached.
     unsafe {
-        let slot = slot_ptr::<S>(td, slf);
-        if (*slot).init {
-            let st = (*slot).value.assume_init_ref();
-            let _ = catch_unwind(AssertUnwindSafe(|| st.clear()));
-        }
+        Slot::<S>::clear_state(slot_ptr(td, slf), S::clear);
         match td.base_clear {
             Some(bc) => bc(slf),
             None => 0,
         }
     }
+}
+
+/// What [`from_spec`] makes a type of.
+struct SpecParts {
+    /// Fully qualified name (referenced, not copied, by some versions: static storage).
+    name: &'static CStr,
+    doc: &'static CStr,
+    basicsize: usize,
+    flags: std::ffi::c_ulong,
+    /// `tp_new`, `tp_dealloc`, ...: the slots of the kind of native type.
+    lifecycle: Vec<ffi::PyType_Slot>,
+    methods: Vec<ffi::PyMethodDef>,
+    getsets: Vec<ffi::PyGetSetDef>,
+    /// The type's further slots.
+    slots: Vec<ffi::PyType_Slot>,
+}
+
+/// A new heap type, subtype of `base`, made of `parts` (`PyType_FromSpecWithBases`). The
+/// method and getter/setter tables are leaked: the type keeps pointing to them.
+fn from_spec<'py>(base: &Bound<'py, PyType>, parts: SpecParts) -> PyResult<Bound<'py, PyType>> {
+    let py = base.py();
+    let mut methods = parts.methods;
+    methods.push(ffi::PyMethodDef::zeroed());
+    let methods: &'static mut [ffi::PyMethodDef] = Box::leak(methods.into_boxed_slice());
+    let mut getsets = parts.getsets;
+    getsets.push(ffi::PyGetSetDef::default());
+    let getsets: &'static mut [ffi::PyGetSetDef] = Box::leak(getsets.into_boxed_slice());
+    let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
+    let mut slots = parts.lifecycle;
+    slots.push(slot(ffi::Py_tp_methods, methods.as_mut_ptr().cast()));
+    slots.push(slot(ffi::Py_tp_getset, getsets.as_mut_ptr().cast()));
+    slots.push(slot(ffi::Py_tp_doc, parts.doc.as_ptr().cast_mut().cast()));
+    slots.extend(parts.slots);
+    slots.push(slot(0, ptr::null_mut()));
+    let mut tspec = ffi::PyType_Spec {
+        name: parts.name.as_ptr(),
+        basicsize: parts.basicsize as c_int,
+        itemsize: 0,
+        flags: parts.flags as _,
+        slots: slots.as_mut_ptr(),
+    };
+    let bases = PyTuple::new(py, [base])?;
+    // SAFETY: `tspec` and `slots` are valid for the call (CPython copies the slot table;
+    // the method/getset tables and the name it keeps pointing to are leaked or static).
+    // Returns a new reference or NULL with an exception set.
+    Ok(unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyType_FromSpecWithBases(&mut tspec, bases.as_ptr()),
+        )?
+        .cast_into_unchecked::<PyType>()
+    })
 }
 
 /// What distinguishes one native type from another in [`create_type`].
@@ -344,48 +444,28 @@ pub fn create_type<S: Native>(
             spec.base
         )));
     }
-    let align = align_of::<Slot<S>>() as isize;
-    let offset = (base_size + align - 1) / align * align;
-    let basicsize = offset as usize + size_of::<Slot<S>>();
-
-    let mut methods = spec.methods;
-    methods.push(ffi::PyMethodDef::zeroed());
-    let methods: &'static mut [ffi::PyMethodDef] = Box::leak(methods.into_boxed_slice());
-    let mut getsets = spec.getsets;
-    getsets.push(ffi::PyGetSetDef::default());
-    let getsets: &'static mut [ffi::PyGetSetDef] = Box::leak(getsets.into_boxed_slice());
+    let (offset, basicsize) = Slot::<S>::layout(base_size);
 
     let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
-    let mut slots = vec![
-        slot(ffi::Py_tp_new, tp_new::<S> as *mut c_void),
-        slot(ffi::Py_tp_dealloc, tp_dealloc::<S> as *mut c_void),
-        slot(ffi::Py_tp_traverse, tp_traverse::<S> as *mut c_void),
-        slot(ffi::Py_tp_clear, tp_clear::<S> as *mut c_void),
-        slot(ffi::Py_tp_finalize, tp_finalize::<S> as *mut c_void),
-        slot(ffi::Py_tp_methods, methods.as_mut_ptr().cast()),
-        slot(ffi::Py_tp_getset, getsets.as_mut_ptr().cast()),
-        slot(ffi::Py_tp_doc, spec.doc.as_ptr().cast_mut().cast()),
-    ];
-    slots.extend(spec.slots);
-    slots.push(slot(0, ptr::null_mut()));
-    let mut tspec = ffi::PyType_Spec {
-        name: spec.name.as_ptr(),
-        basicsize: basicsize as c_int,
-        itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC | ffi::Py_TPFLAGS_BASETYPE) as _,
-        slots: slots.as_mut_ptr(),
-    };
-    let bases = PyTuple::new(py, [&base])?;
-    // SAFETY: `tspec` and `slots` are valid for the call (CPython copies the slot table;
-    // the method/getset tables and name it keeps pointing to are leaked/static). Returns
-    // a new reference or NULL with an exception set.
-    let ty = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyType_FromSpecWithBases(&mut tspec, bases.as_ptr()),
-        )?
-        .cast_into_unchecked::<PyType>()
-    };
+    let ty = from_spec(
+        &base,
+        SpecParts {
+            name: spec.name,
+            doc: spec.doc,
+            basicsize,
+            flags: ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC | ffi::Py_TPFLAGS_BASETYPE,
+            lifecycle: vec![
+                slot(ffi::Py_tp_new, tp_new::<S> as *mut c_void),
+                slot(ffi::Py_tp_dealloc, tp_dealloc::<S> as *mut c_void),
+                slot(ffi::Py_tp_traverse, tp_traverse::<S> as *mut c_void),
+                slot(ffi::Py_tp_clear, tp_clear::<S> as *mut c_void),
+                slot(ffi::Py_tp_finalize, tp_finalize::<S> as *mut c_void),
+            ],
+            methods: spec.methods,
+            getsets: spec.getsets,
+            slots: spec.slots,
+        },
+    )?;
     let td = TypeData {
         ty: ty.clone().into_ptr().cast(),
         _base: base.clone().into_ptr().cast(),

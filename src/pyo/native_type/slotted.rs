@@ -32,15 +32,15 @@
 //! `tp_new` ("cannot create '...' instances", as for the `#[pyclass]` these types replace).
 
 use std::ffi::{c_int, c_void, CStr};
-use std::mem::{align_of, size_of};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::PyType;
+
+use super::{from_spec, Slot, SpecParts};
 
 /// The Rust state of a family of slotted native types.
 pub trait Slotted: Sized + 'static {
@@ -51,14 +51,6 @@ pub trait Slotted: Sized + 'static {
     fn visit<F: FnMut(&Py<PyAny>) -> c_int>(&self, visit: &mut F) -> c_int;
     /// Drops the references that can form cycles (tp_clear).
     fn clear(&self);
-}
-
-/// The Rust part of each instance.
-#[repr(C)]
-struct Slot<S> {
-    /// Set once `value` is written (right after the allocation), cleared by `tp_dealloc`.
-    init: bool,
-    value: std::mem::MaybeUninit<S>,
 }
 
 /// Layout data of a family, written once when it is created.
@@ -117,13 +109,7 @@ pub fn state<'a, S: Slotted>(obj: &'a Bound<'_, PyAny>) -> Option<&'a S> {
     // by `new_object` before the object was handed out (or `init` is false: a subclass
     // instance cannot be created, but stay defensive) and is dropped only by `tp_dealloc`,
     // when no borrow of `obj` can exist.
-    unsafe {
-        let slot = slot_ptr::<S>(fam, obj.as_ptr());
-        if !(*slot).init {
-            return None;
-        }
-        Some((*slot).value.assume_init_ref())
-    }
+    unsafe { Slot::get(slot_ptr::<S>(fam, obj.as_ptr())) }
 }
 
 /// `obj` as a typed `Bound<S>` if it is an instance of the family's type number `index`
@@ -203,9 +189,7 @@ pub fn new_object<S: Slotted>(py: Python<'_>, index: usize, state: S) -> PyResul
             drop(state);
             return Err(PyErr::fetch(py));
         }
-        let slot = slot_ptr::<S>(fam, obj);
-        ptr::addr_of_mut!((*slot).value).write(std::mem::MaybeUninit::new(state));
-        (*slot).init = true;
+        Slot::write(slot_ptr::<S>(fam, obj), state);
         Ok(Bound::from_owned_ptr(py, obj).cast_into_unchecked::<S>())
     }
 }
@@ -245,14 +229,7 @@ unsafe extern "C" fn tp_dealloc<S: Slotted>(slf: *mut ffi::PyObject) {
         if weaklist_offset != 0 && !(*member(slf, weaklist_offset)).is_null() {
             ffi::PyObject_ClearWeakRefs(slf);
         }
-        let slot = slot_ptr::<S>(fam, slf);
-        if (*slot).init {
-            (*slot).init = false;
-            let value = (*slot).value.as_mut_ptr();
-            if catch_unwind(AssertUnwindSafe(|| ptr::drop_in_place(value))).is_err() {
-                // A panic while dropping leaks what was left; never unwind into C.
-            }
-        }
+        Slot::<S>::drop_state(slot_ptr(fam, slf));
         for &off in &fam.base_members {
             let m = member(slf, off);
             let v = *m;
@@ -276,9 +253,7 @@ unsafe extern "C" fn tp_traverse<S: Slotted>(
     // SAFETY: called by the GC with `slf` alive; `visit`/`arg` are the GC's. Visiting
     // never runs Python code; the state's visit never blocks.
     unsafe {
-        let slot = slot_ptr::<S>(fam, slf);
-        if (*slot).init {
-            let st = (*slot).value.assume_init_ref();
+        if let Some(st) = Slot::<S>::get(slot_ptr(fam, slf)) {
             let r = st.visit(&mut |o| visit(o.as_ptr(), arg));
             if r != 0 {
                 return r;
@@ -302,11 +277,7 @@ unsafe extern "C" fn tp_clear<S: Slotted>(slf: *mut ffi::PyObject) -> c_int {
     let fam = family::<S>();
     // SAFETY: called by the GC (or a subclass's clear) with `slf` alive and attached.
     unsafe {
-        let slot = slot_ptr::<S>(fam, slf);
-        if (*slot).init {
-            let st = (*slot).value.assume_init_ref();
-            let _ = catch_unwind(AssertUnwindSafe(|| st.clear()));
-        }
+        Slot::<S>::clear_state(slot_ptr(fam, slf), S::clear);
         for &off in &fam.base_members {
             let m = member(slf, off);
             let v = *m;
@@ -408,30 +379,11 @@ pub fn create_family<'py, S: Slotted>(
         }
         max_size = max_size.max(size);
     }
-    let align = align_of::<Slot<S>>() as isize;
-    let offset = (max_size + align - 1) / align * align;
-    let basicsize = offset as usize + size_of::<Slot<S>>();
+    let (offset, basicsize) = Slot::<S>::layout(max_size);
 
     let mut types = Vec::new();
     let mut bases = Vec::new();
     for spec in specs {
-        let mut methods = spec.methods;
-        methods.push(ffi::PyMethodDef::zeroed());
-        let methods: &'static mut [ffi::PyMethodDef] = Box::leak(methods.into_boxed_slice());
-        let mut getsets = spec.getsets;
-        getsets.push(ffi::PyGetSetDef::default());
-        let getsets: &'static mut [ffi::PyGetSetDef] = Box::leak(getsets.into_boxed_slice());
-        let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
-        let mut slots = vec![
-            slot(ffi::Py_tp_dealloc, tp_dealloc::<S> as *mut c_void),
-            slot(ffi::Py_tp_traverse, tp_traverse::<S> as *mut c_void),
-            slot(ffi::Py_tp_clear, tp_clear::<S> as *mut c_void),
-            slot(ffi::Py_tp_methods, methods.as_mut_ptr().cast()),
-            slot(ffi::Py_tp_getset, getsets.as_mut_ptr().cast()),
-            slot(ffi::Py_tp_doc, spec.doc.as_ptr().cast_mut().cast()),
-        ];
-        slots.extend(spec.slots);
-        slots.push(slot(0, ptr::null_mut()));
         // No `tp_new`: "cannot create 'ferroloop._ferroloop.Handle' instances".
         let mut flags = ffi::Py_TPFLAGS_DEFAULT
             | ffi::Py_TPFLAGS_HAVE_GC
@@ -439,24 +391,24 @@ pub fn create_family<'py, S: Slotted>(
         if spec.subclassable {
             flags |= ffi::Py_TPFLAGS_BASETYPE;
         }
-        let mut tspec = ffi::PyType_Spec {
-            name: spec.name.as_ptr(),
-            basicsize: basicsize as c_int,
-            itemsize: 0,
-            flags: flags as _,
-            slots: slots.as_mut_ptr(),
-        };
-        let bases_tuple = PyTuple::new(py, [&spec.base])?;
-        // SAFETY: `tspec` and `slots` are valid for the call (CPython copies the slot
-        // table; the method/getset tables and the name it keeps pointing to are leaked or
-        // static). Returns a new reference or NULL with an exception set.
-        let ty = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyType_FromSpecWithBases(&mut tspec, bases_tuple.as_ptr()),
-            )?
-            .cast_into_unchecked::<PyType>()
-        };
+        let slot = |slot: c_int, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
+        let ty = from_spec(
+            &spec.base,
+            SpecParts {
+                name: spec.name,
+                doc: spec.doc,
+                basicsize,
+                flags,
+                lifecycle: vec![
+                    slot(ffi::Py_tp_dealloc, tp_dealloc::<S> as *mut c_void),
+                    slot(ffi::Py_tp_traverse, tp_traverse::<S> as *mut c_void),
+                    slot(ffi::Py_tp_clear, tp_clear::<S> as *mut c_void),
+                ],
+                methods: spec.methods,
+                getsets: spec.getsets,
+                slots: spec.slots,
+            },
+        )?;
         types.push(ty);
         bases.push(spec.base);
     }
