@@ -7,6 +7,7 @@ use pyo3::types::PyDict;
 
 use super::{StreamEvent, TransportCore};
 use crate::names::{logger, Names};
+
 /// `transport.close()`: stop reading; once the queue is flushed, `connection_lost(None)`.
 pub(crate) fn close<C: TransportCore>(slf: &Bound<'_, C>) {
     let lost_now = slf.get().state().with(|s| {

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 use super::TransportCore;
+
 /// What a transport's `__repr__` shows of its state.
 pub(crate) struct ReprState {
     /// `connection_lost` ran.

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 use super::TransportCore;
 use crate::net::flow;
+
 /// `_FlowControlMixin.set_write_buffer_limits(high, low)`: the watermarks, then
 /// `_maybe_pause_protocol`.
 pub(crate) fn set_write_buffer_limits<C: TransportCore>(
