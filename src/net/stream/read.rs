@@ -244,15 +244,7 @@ fn on_eof(slf: &Bound<'_, StreamCore>, proto: &Bound<'_, PyAny>) -> PyResult<()>
     };
     if keep_open {
         // The protocol may still write; there is nothing more to read.
-        let changed = slf.get().st.with(|s| {
-            let was = s.reading;
-            if was {
-                s.reading = false;
-                s.read_gen = s.read_gen.wrapping_add(1);
-            }
-            was
-        });
-        if changed {
+        if slf.get().st.with(|s| s.stop_reading()) {
             StreamCore::sync_interest(slf);
         }
     } else {
