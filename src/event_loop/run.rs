@@ -211,18 +211,20 @@ impl LoopCore {
             this.queues.with(|q| {
                 // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
                 // drains the pool as fast as the loop refills it).
-                let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+                // (An `Option`: dropping `None` is inline, where an empty `Vec` is a call of
+                // its drop glue on every iteration.)
+                let surplus: Option<Vec<Py<Handle>>> = if q.pool.is_empty() {
                     std::mem::swap(&mut q.pool, recycled);
-                    Vec::new()
+                    None
                 } else if recycled.is_empty() {
-                    Vec::new()
+                    None
                 } else {
                     let keep = recycled
                         .len()
                         .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
                     q.pool.extend(recycled.drain(..keep));
                     // Beyond the pool's size, handles are freed once the access ends.
-                    std::mem::take(recycled)
+                    Some(std::mem::take(recycled))
                 };
                 let dead_timers = if q.timers.is_empty() {
                     None
