@@ -172,8 +172,16 @@ pub fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usi
     // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads them.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len() as _;
-    // SAFETY: `msg` points at `bufs.len()` valid iovecs that outlive the call.
-    ssize_result(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
+    // SAFETY: `msg` points at `bufs.len()` valid iovecs that outlive the call. Made with
+    // `syscall(2)` for the reason given at [`send`].
+    ssize_result(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd,
+            &msg as *const libc::msghdr,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        ) as libc::ssize_t
+    })
 }
 
 /// `recvfrom(fd, buf, MSG_DONTWAIT)`: one datagram into `buf`, its length, and the

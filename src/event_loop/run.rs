@@ -182,6 +182,7 @@ impl LoopCore {
     }
 
     /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
+    #[inline]
     pub(super) fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Job>) {
         if !q.timers.is_empty() {
             let end_time = monotonic() + CLOCK_RESOLUTION;
@@ -320,7 +321,10 @@ impl LoopCore {
             if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
-            if this.self_pipe_pending.swap(false, Ordering::AcqRel)
+            // (A plain load first, as above: the swap, an atomic read-modify-write, only
+            // after a wake-up.)
+            if this.self_pipe_pending.load(Ordering::Relaxed)
+                && this.self_pipe_pending.swap(false, Ordering::AcqRel)
                 && !events.iter().any(|e| e.token == SIGNALS)
             {
                 // Where asyncio's self-pipe reader runs after a call_soon_threadsafe wake-up.
