@@ -246,7 +246,9 @@ impl LoopCore {
         };
         // asyncio cancels the handle it replaces.
         if let Some(p) = previous {
-            p.bind(slf.py()).as_any().call_method0("cancel")?;
+            p.bind(slf.py())
+                .as_any()
+                .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
         }
         Ok(handle)
     }
@@ -285,7 +287,9 @@ impl LoopCore {
         });
         match removed {
             Some(h) => {
-                h.bind(slf.py()).as_any().call_method0("cancel")?;
+                h.bind(slf.py())
+                    .as_any()
+                    .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -489,7 +493,9 @@ impl LoopCore {
             Ok(old) => {
                 if let Some(old) = old {
                     for h in old.into_handles() {
-                        h.bind(slf.py()).as_any().call_method0("cancel")?;
+                        h.bind(slf.py())
+                            .as_any()
+                            .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
                     }
                 }
                 Ok(())
