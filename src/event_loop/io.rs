@@ -192,10 +192,22 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         write: bool,
     ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
+        slf.get().check_closed()?;
         // asyncio's _add_reader/_add_writer check nothing about the callback.
         let fd = Self::fd_of(fd)?;
+        Self::add_io_fd(slf, fd, callback, args, write)
+    }
+
+    /// [`Self::add_io`] on an fd number already checked (a `sock_*` call's wait).
+    pub(super) fn add_io_fd(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         Self::take_over_from_transport(slf, fd)?;
         let previous = this.registry.with(|registry| {
@@ -258,11 +270,20 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         write: bool,
     ) -> PyResult<bool> {
+        if slf.get().closed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let fd = Self::fd_of(fd)?;
+        Self::remove_io_fd(slf, fd, write)
+    }
+
+    /// [`Self::remove_io`] on an fd number already checked (the end of a `sock_*` call's
+    /// wait).
+    pub(super) fn remove_io_fd(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<bool> {
         let this = slf.get();
         if this.closed.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let fd = Self::fd_of(fd)?;
         if let Some(Taken::InUse(core)) = Self::fd_taken(slf, fd) {
             return Err(Self::in_use_error(slf.py(), fd, core));
         }

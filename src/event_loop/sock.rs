@@ -317,8 +317,7 @@ impl SockDone {
                 return Ok(());
             }
         }
-        let fd = PyInt::new(py, self.fd);
-        LoopCore::remove_io(self.loop_.bind(py), fd.as_any(), self.write).map(drop)
+        LoopCore::remove_io_fd(self.loop_.bind(py), self.fd, self.write).map(drop)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -473,8 +472,7 @@ impl LoopCore {
         sock: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let fd_obj = PyInt::new(py, fd);
-        let handle = Self::add_io(slf, fd_obj.as_any(), callback, PyTuple::empty(py), write)?;
+        let handle = Self::add_io_fd(slf, fd, callback, PyTuple::empty(py), write)?;
         let done = SockDone {
             loop_: slf.clone().unbind(),
             handle,
