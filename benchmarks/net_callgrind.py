@@ -15,7 +15,8 @@ not counted, so check a change against wall-clock (``net.py``) too.
     python benchmarks/net_callgrind.py --loops ferroloop,uvloop --workloads echo_1k
 
 Workloads: ``echo_1k`` / ``echo_100k`` (an ``asyncio.Protocol`` echo, one connection,
-ping-pong), ``sock_1k`` (``sock_recv`` + ``sock_sendall`` in a task), ``accept``
+ping-pong), ``sock_1k`` (``sock_recv`` + ``sock_sendall`` in a task), ``stream_1k`` (the
+streams API: ``start_server``, ``reader.read`` + ``writer.write`` + ``drain``), ``accept``
 (connect, one byte echoed, close: the cost of an accepted connection), ``udp_1k`` (a
 ``DatagramProtocol`` echo, ``datagram_received`` -> ``sendto(data, addr)``, ping-pong).
 """
@@ -67,6 +68,7 @@ WORKLOADS = {
     "echo_1k": ("echo", 1024, (2000, 6000)),
     "echo_100k": ("echo", 102400, (300, 900)),
     "sock_1k": ("sock", 1024, (2000, 6000)),
+    "stream_1k": ("stream", 1024, (2000, 6000)),
     "accept": ("accept", 1, (500, 1500)),
     "udp_1k": ("udp", 1024, (2000, 6000)),
 }
@@ -120,6 +122,15 @@ async def serve(kind, n, size):
         transport, _ = await loop.create_datagram_endpoint(
             EchoDatagram, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
+    elif kind == "stream":
+        async def handle(reader, writer):
+            while data := await reader.read(262144):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
     else:
         server = await loop.create_server(
             EchoOnce if kind == "accept" else Echo, "127.0.0.1", 0)

@@ -52,6 +52,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event_loop::dispatch::record_own_methods(&m.py().get_type::<event_loop::LoopCore>())?;
     handle::register(m)?;
     m.add_class::<net::stream::StreamCore>()?;
+    net::stream::install_fast_methods(m.py())?;
     m.add_function(wrap_pyfunction!(net::stream::_register_transport_class, m)?)?;
     m.add_function(wrap_pyfunction!(
         net::stream::pipe::_register_pipe_transport_classes,

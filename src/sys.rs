@@ -139,16 +139,56 @@ pub fn recv_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>
 
 /// `send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, and a closed peer
 /// gives `EPIPE` rather than `SIGPIPE` (Python ignores SIGPIPE anyway).
+///
+/// Made with `syscall(2)` (the `sendto` syscall without an address, which is what libc's
+/// `send` makes): libc's wrapper is a thread-cancellation point, which switches
+/// asynchronous cancellation on and off around the syscall, about half the wrapper's
+/// instructions, for a `pthread_cancel` that nothing in a Python process uses. The
+/// result and `errno` are the wrapper's.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid and readable for `buf.len()` bytes during the call.
+    // SAFETY: `buf` is valid and readable for `buf.len()` bytes during the call; a null
+    // address of length 0 is what `send` passes to `sendto`.
     ssize_result(unsafe {
-        libc::send(
+        libc::syscall(
+            libc::SYS_sendto,
             fd,
-            buf.as_ptr().cast(),
+            buf.as_ptr(),
             buf.len(),
             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::socklen_t,
+        ) as libc::ssize_t
     })
+}
+
+/// `epoll_wait(epfd, events, timeout_ms)` (the `epoll_pwait` syscall without a signal
+/// mask, which is `epoll_wait`), into `events`' spare capacity, extending its length;
+/// made with `syscall(2)` for the reason given at [`send`]. `EINTR` is returned as the
+/// error, as libc's wrapper returns it.
+pub fn epoll_wait(
+    epfd: RawFd,
+    events: &mut Vec<libc::epoll_event>,
+    timeout_ms: libc::c_int,
+) -> io::Result<usize> {
+    events.clear();
+    let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: the kernel writes at most `max` events into the vector's spare capacity,
+    // which is valid for that many; a null signal mask leaves the mask alone (its size
+    // argument is then not read).
+    let n = ssize_result(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait,
+            epfd,
+            events.as_mut_ptr(),
+            max,
+            timeout_ms,
+            std::ptr::null::<libc::sigset_t>(),
+            8usize,
+        ) as libc::ssize_t
+    })?;
+    // SAFETY: epoll_pwait initialized the first `n` (<= `max`) events.
+    unsafe { events.set_len(n) };
+    Ok(n)
 }
 
 /// `sendmsg(fd, iov, MSG_DONTWAIT | MSG_NOSIGNAL)`: a vectored send that never blocks
@@ -159,8 +199,16 @@ pub fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usi
     // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads them.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len() as _;
-    // SAFETY: `msg` points at `bufs.len()` valid iovecs that outlive the call.
-    ssize_result(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
+    // SAFETY: `msg` points at `bufs.len()` valid iovecs that outlive the call. Made with
+    // `syscall(2)` for the reason given at [`send`].
+    ssize_result(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd,
+            &msg as *const libc::msghdr,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        ) as libc::ssize_t
+    })
 }
 
 /// `recvfrom(fd, buf, MSG_DONTWAIT)`: one datagram into `buf`, its length, and the

@@ -327,5 +327,6 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         py,
         c"call_at",
         c"call_at($self, when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when.",
-    )
+    )?;
+    super::sock::install_fast_methods(py)
 }

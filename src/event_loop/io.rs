@@ -192,10 +192,22 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         write: bool,
     ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
+        slf.get().check_closed()?;
         // asyncio's _add_reader/_add_writer check nothing about the callback.
         let fd = Self::fd_of(fd)?;
+        Self::add_io_fd(slf, fd, callback, args, write)
+    }
+
+    /// [`Self::add_io`] on an fd number already checked (a `sock_*` call's wait).
+    pub(super) fn add_io_fd(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         Self::take_over_from_transport(slf, fd)?;
         let previous = this.registry.with(|registry| {
@@ -246,7 +258,9 @@ impl LoopCore {
         };
         // asyncio cancels the handle it replaces.
         if let Some(p) = previous {
-            p.bind(slf.py()).as_any().call_method0("cancel")?;
+            p.bind(slf.py())
+                .as_any()
+                .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
         }
         Ok(handle)
     }
@@ -256,11 +270,20 @@ impl LoopCore {
         fd: &Bound<'_, PyAny>,
         write: bool,
     ) -> PyResult<bool> {
+        if slf.get().closed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let fd = Self::fd_of(fd)?;
+        Self::remove_io_fd(slf, fd, write)
+    }
+
+    /// [`Self::remove_io`] on an fd number already checked (the end of a `sock_*` call's
+    /// wait).
+    pub(super) fn remove_io_fd(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<bool> {
         let this = slf.get();
         if this.closed.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let fd = Self::fd_of(fd)?;
         if let Some(Taken::InUse(core)) = Self::fd_taken(slf, fd) {
             return Err(Self::in_use_error(slf.py(), fd, core));
         }
@@ -285,7 +308,9 @@ impl LoopCore {
         });
         match removed {
             Some(h) => {
-                h.bind(slf.py()).as_any().call_method0("cancel")?;
+                h.bind(slf.py())
+                    .as_any()
+                    .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -294,7 +319,8 @@ impl LoopCore {
 
     /// Schedules the callbacks of the fds reported ready.
     pub(super) fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
-        let mut garbage: Vec<Py<Handle>> = Vec::new();
+        // Nearly always stays `None` (see `run_once`'s `surplus`).
+        let mut garbage: Option<Vec<Py<Handle>>> = None;
         self.registry.with(|registry| {
             let Some(registry) = registry.as_ref() else {
                 return;
@@ -363,7 +389,7 @@ impl LoopCore {
                         let slot = watch.slot(write);
                         match slot {
                             Some(h) if ready && h.state().is_cancelled() => {
-                                garbage.extend(slot.take())
+                                garbage.get_or_insert_with(Vec::new).extend(slot.take())
                             }
                             Some(h) if ready => q.ready.push_back(Job::Handle(h.clone_ref(py))),
                             _ => {}
@@ -382,7 +408,9 @@ impl LoopCore {
                     };
                     if forget {
                         if let Some(owner) = q.io.deregister(Some(registry), ev.token) {
-                            garbage.extend(owner.into_handles());
+                            garbage
+                                .get_or_insert_with(Vec::new)
+                                .extend(owner.into_handles());
                         }
                     }
                 }
@@ -486,7 +514,9 @@ impl LoopCore {
             Ok(old) => {
                 if let Some(old) = old {
                     for h in old.into_handles() {
-                        h.bind(slf.py()).as_any().call_method0("cancel")?;
+                        h.bind(slf.py())
+                            .as_any()
+                            .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
                     }
                 }
                 Ok(())

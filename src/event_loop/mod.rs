@@ -191,6 +191,13 @@ impl LoopCore {
         self.pid != std::process::id()
     }
 
+    /// Whether the loop runs on the calling thread. Python code calling in is then inside
+    /// `run_forever`'s PyO3 trampoline, which PyO3 counts as attached: a `Py` dropped there
+    /// is released at once (a hand-written entry point elsewhere defers it to PyO3's pool).
+    pub(crate) fn runs_on_this_thread(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) == current_thread_id()
+    }
+
     fn is_running_inner(&self) -> bool {
         self.thread_id.load(Ordering::Acquire) != 0
     }

@@ -182,6 +182,7 @@ impl LoopCore {
     }
 
     /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
+    #[inline]
     pub(super) fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Job>) {
         if !q.timers.is_empty() {
             let end_time = monotonic() + CLOCK_RESOLUTION;
@@ -211,18 +212,20 @@ impl LoopCore {
             this.queues.with(|q| {
                 // Hand last iteration's recycled handles to the pool (usually a swap: call_soon
                 // drains the pool as fast as the loop refills it).
-                let surplus: Vec<Py<Handle>> = if q.pool.is_empty() {
+                // (An `Option`: dropping `None` is inline, where an empty `Vec` is a call of
+                // its drop glue on every iteration.)
+                let surplus: Option<Vec<Py<Handle>>> = if q.pool.is_empty() {
                     std::mem::swap(&mut q.pool, recycled);
-                    Vec::new()
+                    None
                 } else if recycled.is_empty() {
-                    Vec::new()
+                    None
                 } else {
                     let keep = recycled
                         .len()
                         .min(HANDLE_POOL_SIZE.saturating_sub(q.pool.len()));
                     q.pool.extend(recycled.drain(..keep));
                     // Beyond the pool's size, handles are freed once the access ends.
-                    std::mem::take(recycled)
+                    Some(std::mem::take(recycled))
                 };
                 let dead_timers = if q.timers.is_empty() {
                     None
@@ -318,7 +321,10 @@ impl LoopCore {
             if events.iter().any(|e| e.token != WAKER) {
                 this.dispatch_io(py, &events)?;
             }
-            if this.self_pipe_pending.swap(false, Ordering::AcqRel)
+            // (A plain load first, as above: the swap, an atomic read-modify-write, only
+            // after a wake-up.)
+            if this.self_pipe_pending.load(Ordering::Relaxed)
+                && this.self_pipe_pending.swap(false, Ordering::AcqRel)
                 && !events.iter().any(|e| e.token == SIGNALS)
             {
                 // Where asyncio's self-pipe reader runs after a call_soon_threadsafe wake-up.

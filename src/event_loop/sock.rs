@@ -22,6 +22,7 @@ use pyo3::exceptions::{
     PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -30,6 +31,7 @@ use crate::handle::{Handle, SlottedRef};
 use crate::names::Names;
 use crate::pyo::buffer::{with_bytes, with_bytes_mut};
 use crate::pyo::errno::os_error;
+use crate::pyo::fastcall::{forward_to_replaced, install_over, VectorArgs, VectorMethod};
 use crate::sys;
 
 /// What a waiting call does each time its fd is ready.
@@ -315,8 +317,7 @@ impl SockDone {
                 return Ok(());
             }
         }
-        let fd = PyInt::new(py, self.fd);
-        LoopCore::remove_io(self.loop_.bind(py), fd.as_any(), self.write).map(drop)
+        LoopCore::remove_io_fd(self.loop_.bind(py), self.fd, self.write).map(drop)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -471,8 +472,7 @@ impl LoopCore {
         sock: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let fd_obj = PyInt::new(py, fd);
-        let handle = Self::add_io(slf, fd_obj.as_any(), callback, PyTuple::empty(py), write)?;
+        let handle = Self::add_io_fd(slf, fd, callback, PyTuple::empty(py), write)?;
         let done = SockDone {
             loop_: slf.clone().unbind(),
             handle,
@@ -723,4 +723,62 @@ impl LoopCore {
             done => settle(fut, done),
         }
     }
+}
+
+/// PyO3's `LoopCore._sock_recv` and `_sock_sendall`, replaced by [`FastSockRecv`] and
+/// [`FastSockSendall`], which hand them the calls they do not take.
+static PYO3_SOCK_RECV: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PYO3_SOCK_SENDALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_sock_recv(sock, n)` (once per `sock_recv`) without PyO3's trampoline and generic
+/// argument extraction. It takes the call `Loop.sock_recv` makes, two positional
+/// arguments with `n` an `int` in range, from the loop's thread while it runs (inside
+/// `run_forever`'s trampoline: see [`LoopCore::runs_on_this_thread`]); any other call goes
+/// to PyO3's method, with its argument errors.
+struct FastSockRecv;
+impl VectorMethod for FastSockRecv {
+    type Recv = LoopCore;
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, LoopCore>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        if args.nargs() == 2 && args.nkw() == 0 && slf.get().runs_on_this_thread() {
+            let n = args.arg(1);
+            if let Some(n) = n
+                .cast_exact::<PyInt>()
+                .ok()
+                .and_then(|n| n.extract::<isize>().ok())
+            {
+                return LoopCore::sock_recv(slf, &args.arg(0), n);
+            }
+        }
+        forward_to_replaced(&PYO3_SOCK_RECV, slf.as_any(), &args)
+    }
+}
+
+/// `_sock_sendall(sock, data)` (once per `sock_sendall`), as [`FastSockRecv`].
+struct FastSockSendall;
+impl VectorMethod for FastSockSendall {
+    type Recv = LoopCore;
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, LoopCore>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        if args.nargs() == 2 && args.nkw() == 0 && slf.get().runs_on_this_thread() {
+            return LoopCore::sock_sendall(slf, &args.arg(0), &args.arg(1));
+        }
+        forward_to_replaced(&PYO3_SOCK_SENDALL, slf.as_any(), &args)
+    }
+}
+
+/// Installs [`FastSockRecv`] and [`FastSockSendall`] over PyO3's methods.
+pub(super) fn install_fast_methods(py: Python<'_>) -> PyResult<()> {
+    install_over::<FastSockRecv>(
+        py,
+        c"_sock_recv",
+        c"_sock_recv($self, sock, n)\n--\n\n`sock_recv`'s work: up to `n` bytes received from `sock`, or a future for them when\nnone are there yet.",
+        &PYO3_SOCK_RECV,
+    )?;
+    install_over::<FastSockSendall>(
+        py,
+        c"_sock_sendall",
+        c"_sock_sendall($self, sock, data)\n--\n\n`sock_sendall`'s work: `None` once all of `data` is sent at once, else a future done\nonce it is.",
+        &PYO3_SOCK_SENDALL,
+    )
 }

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use pyo3::exceptions::PyBaseException;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
 use pyo3::PyClass;
 
@@ -123,6 +124,37 @@ impl<'py> VectorArgs<'_, 'py> {
     }
 }
 
+impl VectorArgs<'_, '_> {
+    /// `callable(recv, *args, **kwargs)` with this call's arguments: how a hand-written
+    /// method hands the calls it does not take to the method it replaced.
+    pub fn forward(
+        &self,
+        callable: &Bound<'_, PyAny>,
+        recv: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let n = self.nargs + self.nkw();
+        let mut vector: Vec<*mut ffi::PyObject> = Vec::with_capacity(n + 1);
+        vector.push(recv.as_ptr());
+        // SAFETY: `args[..nargs + nkw]` are live borrowed references for the call.
+        vector.extend((0..n).map(|i| unsafe { *self.args.add(i) }));
+        // SAFETY: every item is a live reference for the duration of the call, `kwnames` is
+        // NULL or the tuple naming the last `nkw` of them; PyObject_Vectorcall returns a new
+        // reference or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                self.py,
+                ffi::PyObject_Vectorcall(
+                    callable.as_ptr(),
+                    vector.as_ptr(),
+                    self.nargs + 1,
+                    self.kwnames,
+                ),
+            )
+        }
+        .map(Bound::unbind)
+    }
+}
+
 /// A hand-written method of `Recv`, installed with [`install`].
 pub trait VectorMethod {
     type Recv: PyClass;
@@ -186,4 +218,35 @@ pub fn install<M: VectorMethod>(
             .map_err(|e| PyBaseException::new_err(e.to_string()))?,
         descr,
     )
+}
+
+/// [`install`], first keeping the method it replaces (PyO3's, with its argument
+/// extraction and errors) in `replaced`, for the calls `M` hands on with
+/// [`VectorArgs::forward`].
+pub fn install_over<M: VectorMethod>(
+    py: Python<'_>,
+    name: &'static CStr,
+    doc: &'static CStr,
+    replaced: &'static PyOnceLock<Py<PyAny>>,
+) -> PyResult<()> {
+    let ty = py.get_type::<M::Recv>();
+    let key = name
+        .to_str()
+        .map_err(|e| PyBaseException::new_err(e.to_string()))?;
+    let old = ty.getattr("__dict__")?.get_item(key)?;
+    let _ = replaced.set(py, old.unbind());
+    install::<M>(py, name, doc)
+}
+
+/// The method [`install_over`] kept in `replaced`, called with `args` on `recv`.
+pub fn forward_to_replaced(
+    replaced: &'static PyOnceLock<Py<PyAny>>,
+    recv: &Bound<'_, PyAny>,
+    args: &VectorArgs<'_, '_>,
+) -> PyResult<Py<PyAny>> {
+    let py = recv.py();
+    match replaced.get(py) {
+        Some(m) => args.forward(m.bind(py), recv),
+        None => Err(PyBaseException::new_err("a replaced method is missing")),
+    }
 }

@@ -2,9 +2,10 @@
 //! `call_soon_threadsafe`, and the readiness events a poll reports.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use mio::{Events, Poll, Registry, Token, Waker};
+use mio::{Poll, Registry, Token, Waker};
 
 /// Token of the eventfd waker used by `call_soon_threadsafe`.
 pub const WAKER: Token = Token(usize::MAX);
@@ -21,9 +22,14 @@ pub struct Ready {
 
 /// The poller owned by the loop thread.
 pub struct Poller {
+    /// mio's epoll instance, for its registry and waker; the loop waits on its fd itself
+    /// (see [`Poller::poll`]).
     poll: Poll,
-    events: Events,
+    events: Vec<libc::epoll_event>,
 }
+
+/// How many events one poll returns at most (more stay reported for the next poll).
+const EVENTS_PER_POLL: usize = 1024;
 
 impl Poller {
     pub fn new() -> io::Result<(Poller, Registry, Waker)> {
@@ -33,7 +39,7 @@ impl Poller {
         Ok((
             Poller {
                 poll,
-                events: Events::with_capacity(1024),
+                events: Vec::with_capacity(EVENTS_PER_POLL),
             },
             registry,
             waker,
@@ -42,13 +48,36 @@ impl Poller {
 
     /// Waits up to `timeout` (None: forever) and appends the events to `out`.
     /// Returns `ErrorKind::Interrupted` when a signal interrupted the wait.
+    ///
+    /// The wait is `sys::epoll_wait` on mio's epoll fd rather than `Poll::poll`, which
+    /// waits through libc's `epoll_wait` wrapper (see `sys::send` for the difference); the
+    /// timeout is rounded as mio rounds it: up to the next millisecond, so a timer is
+    /// never polled for early, and a zero timeout stays zero.
     pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Ready>) -> io::Result<()> {
-        self.poll.poll(&mut self.events, timeout)?;
-        out.extend(self.events.iter().map(|e| Ready {
-            token: e.token(),
-            // Errors and hang-ups wake both directions, as select() reports them.
-            readable: e.is_readable() || e.is_read_closed() || e.is_error(),
-            writable: e.is_writable() || e.is_write_closed() || e.is_error(),
+        let timeout_ms = timeout
+            .map(|to| {
+                libc::c_int::try_from(
+                    to.checked_add(Duration::from_nanos(999_999))
+                        .unwrap_or(to)
+                        .as_millis(),
+                )
+                .unwrap_or(libc::c_int::MAX)
+            })
+            .unwrap_or(-1);
+        crate::sys::epoll_wait(self.poll.as_raw_fd(), &mut self.events, timeout_ms)?;
+        out.extend(self.events.iter().map(|e| {
+            let bits = e.events as libc::c_int;
+            let has = |flag: libc::c_int| bits & flag != 0;
+            // What mio's Event reports (is_readable / is_read_closed / is_error, and the
+            // writing side's), combined: errors and hang-ups wake both directions, as
+            // select() reports them.
+            let error = has(libc::EPOLLERR);
+            let hup = has(libc::EPOLLHUP);
+            Ready {
+                token: Token(e.u64 as usize),
+                readable: has(libc::EPOLLIN) || has(libc::EPOLLPRI) || hup || error,
+                writable: has(libc::EPOLLOUT) || hup || error,
+            }
         }));
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! ready. Its events carry a dead token and are dropped, but each poll returns at once.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -89,17 +90,44 @@ struct Registration<O> {
     in_epoll: bool,
 }
 
+/// The hasher of the fd table: one multiplication by 2^64 / phi (Fibonacci hashing), where
+/// the default SipHash cost about 50 instructions per lookup, several of which a `sock_*`
+/// call that waits makes (register, `add_reader`'s checks, remove). Fd numbers are not
+/// chosen by a remote peer: no flooding to defend against. The multiplier is odd, so
+/// distinct fd numbers keep distinct low bits (the bucket) and the high bits (hashbrown's
+/// tag) are mixed.
+#[derive(Default, Clone, Copy)]
+struct FdHasher(u64);
+
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = (self.0 ^ u64::from(n as u32)).wrapping_mul(FIBONACCI);
+    }
+}
+
 /// The loop's registrations: owners by token, and tokens by fd number.
 pub struct Registrations<O> {
     slab: Slab<Registration<O>>,
-    by_fd: HashMap<RawFd, Token>,
+    by_fd: HashMap<RawFd, Token, BuildHasherDefault<FdHasher>>,
 }
 
 impl<O> Default for Registrations<O> {
     fn default() -> Self {
         Registrations {
             slab: Slab::default(),
-            by_fd: HashMap::new(),
+            by_fd: HashMap::default(),
         }
     }
 }

@@ -2,10 +2,42 @@
 //! calls them), delegating to `read`/`write`/`close`.
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use super::{close, pipe, write, Kind, StreamCore};
 use crate::event_loop::LoopCore;
 use crate::net::transport::{self, transport_pymethods};
+use crate::pyo::fastcall::{forward_to_replaced, install_over, VectorArgs, VectorMethod};
+
+/// PyO3's `StreamCore.write`, which [`FastWrite`] replaces and hands the calls it does not
+/// take.
+static PYO3_WRITE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `StreamCore.write` (bound as the transport's `write`, once per `write()` call) without
+/// PyO3's trampoline and generic argument extraction, which cost as much as the write's
+/// own bookkeeping. It takes the common call, `write(data)` from a callback of the loop
+/// running on this thread (inside `run_forever`'s trampoline: see
+/// [`LoopCore::runs_on_this_thread`]), and runs the same Rust code as PyO3's method;
+/// every other call (keywords, a wrong number of arguments, another thread, the loop not
+/// running) goes to PyO3's method as before, with its argument errors.
+struct FastWrite;
+impl VectorMethod for FastWrite {
+    type Recv = StreamCore;
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, StreamCore>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        if args.nargs() == 1 && args.nkw() == 0 && slf.get().loop_(py).get().runs_on_this_thread() {
+            write::write(slf, &args.arg(0))?;
+            return Ok(py.None());
+        }
+        forward_to_replaced(&PYO3_WRITE, slf.as_any(), &args)
+    }
+}
+
+/// Installs [`FastWrite`] as `StreamCore.write` (after the class was added to the module).
+pub(crate) fn install_fast_methods(py: Python<'_>) -> PyResult<()> {
+    install_over::<FastWrite>(py, c"write", c"write($self, data)\n--\n\n", &PYO3_WRITE)
+}
 
 transport_pymethods!(StreamCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -34,6 +34,8 @@ mod read;
 pub(crate) mod sock;
 mod write;
 
+pub(crate) use api::install_fast_methods;
+
 use std::os::fd::RawFd;
 
 use pyo3::prelude::*;
