@@ -67,7 +67,7 @@ transport_pymethods!(StreamCore {
         high: Option<i64>,
         low: Option<i64>,
     ) -> PyResult<()> {
-        write::set_write_buffer_limits(slf, high, low)
+        transport::set_write_buffer_limits(slf, high, low)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -31,11 +31,13 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use super::close::force_close;
 use super::read::{receive, ReadCall, Received};
 use super::sock::Sock;
-use super::write::{maybe_pause_protocol, maybe_resume_protocol, queue_from};
+use super::write::queue_from;
 use super::{build, Kind, StreamCore, StreamEvent};
 use crate::event_loop::LoopCore;
 use crate::names::logger;
-use crate::net::transport::{self, polling, MakeArgs, TransportCore};
+use crate::net::transport::{
+    self, maybe_pause_protocol, maybe_resume_protocol, polling, MakeArgs, TransportCore,
+};
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;

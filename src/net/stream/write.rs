@@ -5,14 +5,15 @@
 //! what the kernel did not take; a writable event flushes the queue with one vectored
 //! send.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::close::{call_connection_lost, fatal_error};
 use super::{Kind, StreamCore, StreamState};
 use crate::names::logger;
-use crate::net::{flow, would_block};
+use crate::net::transport::{check_bytes_like, maybe_pause_protocol, maybe_resume_protocol};
+use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
 use crate::sys;
@@ -28,19 +29,6 @@ enum Gate {
     SendNow,
     /// Queue behind what is queued.
     Queue,
-}
-
-fn check_bytes_like(data: &Bound<'_, PyAny>) -> PyResult<()> {
-    if data.is_instance_of::<PyBytes>()
-        || data.is_instance_of::<PyByteArray>()
-        || data.is_instance_of::<PyMemoryView>()
-    {
-        return Ok(());
-    }
-    let name = data.get_type().name()?;
-    Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not '{name}'"
-    )))
 }
 
 /// Queues `b[start..]`: by reference to `obj` (the `bytes` object `b` is, if any) when
@@ -302,63 +290,4 @@ pub(super) fn make_empty_waiter(slf: &Bound<'_, StreamCore>) -> PyResult<Py<PyAn
         fut.call_method1("set_result", (py.None(),))?;
     }
     Ok(fut.unbind())
-}
-
-/// `_FlowControlMixin._set_write_buffer_limits` + `_maybe_pause_protocol`.
-pub(super) fn set_write_buffer_limits(
-    slf: &Bound<'_, StreamCore>,
-    high: Option<i64>,
-    low: Option<i64>,
-) -> PyResult<()> {
-    let (high, low) = flow::limits(high, low, 64)?;
-    slf.get().st.with(|s| {
-        s.high_water = high as usize;
-        s.low_water = low as usize;
-    });
-    maybe_pause_protocol(slf)
-}
-
-/// `protocol.pause_writing()` / `resume_writing()` (see [`flow::call_protocol`]).
-fn call_flow(
-    slf: &Bound<'_, StreamCore>,
-    proto: &Bound<'_, PyAny>,
-    method: &Bound<'_, pyo3::types::PyString>,
-) -> PyResult<()> {
-    let py = slf.py();
-    let this = slf.get();
-    flow::call_protocol(this.loop_(py), proto, method, &this.transport(py), proto)
-}
-
-/// asyncio's `_maybe_pause_protocol`: `pause_writing()` once the queue exceeds the high
-/// watermark.
-pub(super) fn maybe_pause_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if s.queue.len() <= s.high_water || s.protocol_paused {
-            return None;
-        }
-        s.protocol_paused = true;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "pause_writing"))
-}
-
-/// asyncio's `_maybe_resume_protocol`: `resume_writing()` once the queue is down to the
-/// low watermark.
-pub(super) fn maybe_resume_protocol(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
-    let py = slf.py();
-    let proto = slf.get().st.with(|s| {
-        if !(s.protocol_paused && s.queue.len() <= s.low_water) {
-            return None;
-        }
-        s.protocol_paused = false;
-        s.protocol.as_ref().map(|p| p.clone_ref(py))
-    });
-    let Some(proto) = proto else {
-        return Ok(());
-    };
-    call_flow(slf, proto.bind(py), pyo3::intern!(py, "resume_writing"))
 }
