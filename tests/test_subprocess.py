@@ -348,16 +348,18 @@ def test_no_thread_per_child(loop_name, loop):
     (asyncio's default watcher on 3.11, ThreadedChildWatcher, starts one per child)."""
     if loop_name == "asyncio":
         pytest.skip("asyncio's default watcher may use a thread per child")
-    seen = []
+    started = []
 
     async def main():
         p = await asyncio.create_subprocess_exec(PY, "-c", "import time; time.sleep(0.2)")
-        seen.append(threading.active_count())
+        # Threads that exist now and did not before (a thread left by an earlier test may
+        # end meanwhile: only new ones count).
+        started.extend(t for t in threading.enumerate() if t.ident not in before)
         return await p.wait()
 
-    before = threading.active_count()
+    before = {t.ident for t in threading.enumerate()}
     assert run_with_timeout(loop, main()) == 0
-    assert seen == [before]
+    assert started == []
 
 
 
