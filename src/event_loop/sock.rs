@@ -109,13 +109,10 @@ fn recv(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Attempt> {
             })
         });
     }
-    let mut buf = Vec::new();
-    // As socket.recv(n), whose bytes object of n bytes may not fit in memory.
-    buf.try_reserve_exact(n)
-        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))?;
-    attempt_of(sys::recv_spare(fd, &mut buf, n), |_| {
-        Ok(PyBytes::new(py, &buf).into_any().unbind())
-    })
+    // As socket.recv(n): a bytes object of n bytes (MemoryError where it cannot be made),
+    // received into and shrunk to what came.
+    let res = crate::pyo::bytes::bytes_filled_by(py, n, |buf| sys::recv_uninit(fd, buf))?;
+    attempt_of(res, |data| Ok(data.into_any().unbind()))
 }
 
 fn recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Attempt> {

@@ -120,27 +120,6 @@ pub fn read_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Resu
     ssize_result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
-/// [`recv`] into the spare capacity of `buf` (left uninitialized until received into: no
-/// zeroing of a large buffer for a call that may find nothing), at most `max` bytes,
-/// extending its length.
-pub fn recv_spare(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    let len = max.min(spare.len());
-    let spare = &mut spare[..len];
-    // SAFETY: the spare capacity is valid and writable for its length during the call.
-    let got = ssize_result(unsafe {
-        libc::recv(
-            fd,
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    })?;
-    // SAFETY: recv initialized the `got` (<= spare length) bytes after the current length.
-    unsafe { buf.set_len(buf.len() + got) };
-    Ok(got)
-}
-
 /// `send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, and a closed peer
 /// gives `EPIPE` rather than `SIGPIPE` (Python ignores SIGPIPE anyway).
 ///
@@ -665,10 +644,9 @@ mod tests {
         assert_eq!(recv(a.as_raw_fd(), &mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], b"hi");
         assert_eq!(send(b.as_raw_fd(), b"abc").unwrap(), 3);
-        let mut v = Vec::with_capacity(1 << 16);
-        assert_eq!(recv_spare(a.as_raw_fd(), &mut v, 16).unwrap(), 3);
-        assert_eq!(v, b"abc");
-        let e = recv_spare(a.as_raw_fd(), &mut v, 16).unwrap_err();
+        let mut v = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+        assert_eq!(recv_uninit(a.as_raw_fd(), &mut v).unwrap(), 3);
+        let e = recv_uninit(a.as_raw_fd(), &mut v).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
     }
 
