@@ -14,7 +14,7 @@ not counted, so check a change against wall-clock (``net.py``) too.
     python benchmarks/net_callgrind.py                          # all workloads and loops
     python benchmarks/net_callgrind.py --loops ferroloop,uvloop --workloads echo_1k
 
-Workloads: ``echo_1k`` / ``echo_100k`` (an ``asyncio.Protocol`` echo, one connection,
+Workloads: ``echo_1k`` / ``echo_10k`` / ``echo_100k`` (an ``asyncio.Protocol`` echo, one connection,
 ping-pong), ``sock_1k`` (``sock_recv`` + ``sock_sendall`` in a task), ``stream_1k`` (the
 streams API: ``start_server``, ``reader.read`` + ``writer.write`` + ``drain``), ``accept``
 (connect, one byte echoed, close: the cost of an accepted connection), ``udp_1k`` (a
@@ -66,6 +66,7 @@ else:
 # name: (client kind, message size, (N1, N2))
 WORKLOADS = {
     "echo_1k": ("echo", 1024, (2000, 6000)),
+    "echo_10k": ("echo", 10240, (1000, 3000)),
     "echo_100k": ("echo", 102400, (300, 900)),
     "sock_1k": ("sock", 1024, (2000, 6000)),
     "stream_1k": ("stream", 1024, (2000, 6000)),

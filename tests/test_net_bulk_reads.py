@@ -1,8 +1,10 @@
 """Large reads (issue 8): a transport whose reads are large reads straight into the
-``bytes`` object it hands to ``data_received``, sized by what the fd holds; small reads go
-through a buffer. These tests cross that switch both ways (bulk -> small -> EOF, bulk ->
-reset) on TCP, Unix sockets and pipes, and check every byte, the order, the chunk type and
-asyncio's 256 KiB bound per ``data_received``. Stock asyncio is the reference."""
+``bytes`` object it hands to ``data_received`` (sized by what the fd holds from 64 KiB,
+by twice the last read from 4 KiB); small reads go through a buffer. These tests cross
+those switches both ways (bulk -> small -> EOF, bulk -> reset, medium -> bulk -> medium,
+a read that fills its object) on TCP, Unix sockets and pipes, and check every byte, the
+order, the chunk type and asyncio's 256 KiB bound per ``data_received``. Stock asyncio is
+the reference."""
 
 import asyncio
 import hashlib
@@ -161,6 +163,108 @@ def test_eof_right_after_bulk(loop, kind, tmp_path):
         assert await c.lost is None
         assert c.events == ["made", "data", "eof", "lost"]
         peer.close()
+
+    run_with_timeout(loop, main(), 20)
+
+
+# Message sizes that walk every read plan, one message at a time: copied (< 4 KiB),
+# straight into an object of twice the last read (4-64 KiB), sized by FIONREAD (64 KiB+),
+# and a message larger than the object the last read asks for (10 KiB -> 100 KiB: the
+# read fills its object and the rest comes with the next one).
+MEDIUM_SIZES = [5 * KiB, 10 * KiB, 10 * KiB, 30 * KiB, 2 * KiB, 10 * KiB, 100 * KiB,
+                10 * KiB, 60 * KiB, 1, 4 * KiB, 64 * KiB, 63 * KiB, 300 * KiB, 7 * KiB]
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_medium_reads_walk_every_plan(loop, kind, tmp_path):
+    """Messages of 1 byte to 300 KiB, each sent whole once the previous one has arrived
+    (so each read's size follows the message's): every byte in order, then EOF."""
+    msgs = [payload(n, seed=i * 77) for i, n in enumerate(MEDIUM_SIZES)]
+
+    async def main():
+        peer, tr, c = await connected_pair(loop, kind, tmp_path, lambda: Collector(loop))
+        total = 0
+        for m in msgs:
+            await asyncio.to_thread(peer.sendall, m)
+            total += len(m)
+            await c.wait_bytes(total)
+        peer.shutdown(socket.SHUT_WR)
+        await c.eof
+        check_chunks(c, b"".join(msgs))
+        assert await c.lost is None
+        assert c.events == ["made", "data", "eof", "lost"]
+        peer.close()
+
+    run_with_timeout(loop, main(), 20)
+
+
+def test_medium_echo_checksums(loop):
+    """An echo server on the loop, four clients each sending messages of the sizes above
+    in turn (each after the last one came back): each gets exactly its own bytes back."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert type(data) is bytes
+            self.transport.write(data)
+
+        def eof_received(self):
+            self.transport.write_eof()
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+
+        def client(seed):
+            digest = hashlib.sha256()
+            with socket.create_connection(addr) as s:
+                for i, n in enumerate(MEDIUM_SIZES * 3):
+                    m = payload(n, seed=seed + i)
+                    s.sendall(m)
+                    got = bytearray()
+                    while len(got) < n:
+                        chunk = s.recv(1 * MiB)
+                        assert chunk
+                        got += chunk
+                    assert bytes(got) == m
+                    digest.update(got)
+                s.shutdown(socket.SHUT_WR)
+                assert s.recv(10) == b""
+            return digest.hexdigest()
+
+        want = []
+        for k in range(4):
+            d = hashlib.sha256()
+            for i, n in enumerate(MEDIUM_SIZES * 3):
+                d.update(payload(n, seed=k * 1000 + i))
+            want.append(d.hexdigest())
+        got = await asyncio.gather(*(asyncio.to_thread(client, k * 1000) for k in range(4)))
+        assert got == want
+        await close_all(server)
+
+    run_with_timeout(loop, main(), 30)
+
+
+def test_pipe_medium_reads(loop):
+    """The medium plans on a read pipe: each message written once the last one arrived."""
+    msgs = [payload(n, seed=i * 13) for i, n in enumerate(MEDIUM_SIZES)]
+
+    async def main():
+        rfd, wfd = os.pipe()
+        c = Collector(loop)
+        tr, _ = await loop.connect_read_pipe(lambda: c, os.fdopen(rfd, "rb", 0))
+        w = os.fdopen(wfd, "wb", 0)
+        total = 0
+        for m in msgs:
+            await asyncio.to_thread(w.write, m)
+            total += len(m)
+            await c.wait_bytes(total)
+        w.close()
+        await c.lost
+        check_chunks(c, b"".join(msgs))
+        assert c.events == ["made", "data", "eof", "lost"]
 
     run_with_timeout(loop, main(), 20)
 

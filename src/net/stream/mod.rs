@@ -81,9 +81,8 @@ pub(crate) struct StreamState {
     common: TransportState,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
-    /// The last read was large ([`read::DIRECT_READ_MIN`] bytes or more): the next one
-    /// goes straight into a new `bytes` object.
-    bulk_reads: bool,
+    /// How the next read is made (from the size of the last one).
+    read_plan: read::ReadPlan,
     /// `protocol` is ferroloop's native TLS protocol: reads are fed to it directly.
     tls: Option<Py<crate::net::tls::SSLProtocolCore>>,
     /// The socket; `None` once `connection_lost` ran (asyncio's `_sock = None`).
@@ -372,7 +371,7 @@ fn build<'py>(
             st: GilCell::new(StreamState {
                 common: TransportState::new(py, None, extra)?,
                 buffered: false,
-                bulk_reads: false,
+                read_plan: read::ReadPlan::Copy,
                 tls: None,
                 sock: Some(sock),
                 server: server.map(|s| s.clone().unbind()),

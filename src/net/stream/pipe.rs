@@ -155,7 +155,7 @@ fn log_closed_by_peer(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
 pub(super) fn on_readable(
     slf: &Bound<'_, StreamCore>,
     proto: &Bound<'_, PyAny>,
-    bulk: bool,
+    plan: super::read::ReadPlan,
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
@@ -171,7 +171,7 @@ pub(super) fn on_readable(
         force_close(slf, exc);
         return Ok(());
     }
-    match receive(slf, ReadCall::Read, bulk)? {
+    match receive(slf, ReadCall::Read, plan)? {
         Received::WouldBlock => Ok(()),
         Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on pipe transport"),
         Received::Eof => {
