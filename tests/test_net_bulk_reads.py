@@ -1,6 +1,7 @@
 """Large reads (issue 8): a transport whose reads are large reads straight into the
-``bytes`` object it hands to ``data_received`` (sized by what the fd holds from 64 KiB,
-by twice the last read from 4 KiB); small reads go through a buffer. These tests cross
+``bytes`` object it hands to ``data_received`` (sized by what the fd holds from 16 KiB,
+by twice the last read from 4 KiB, joined with what follows when that fills it); small
+reads go through a buffer. These tests cross
 those switches both ways (bulk -> small -> EOF, bulk -> reset, medium -> bulk -> medium,
 a read that fills its object) on TCP, Unix sockets and pipes, and check every byte, the
 order, the chunk type and asyncio's 256 KiB bound per ``data_received``. Stock asyncio is
@@ -168,9 +169,9 @@ def test_eof_right_after_bulk(loop, kind, tmp_path):
 
 
 # Message sizes that walk every read plan, one message at a time: copied (< 4 KiB),
-# straight into an object of twice the last read (4-64 KiB), sized by FIONREAD (64 KiB+),
+# straight into an object of twice the last read (4-16 KiB), sized by FIONREAD (16 KiB+),
 # and a message larger than the object the last read asks for (10 KiB -> 100 KiB: the
-# read fills its object and the rest comes with the next one).
+# read fills its 32 KiB object and is joined with the rest).
 MEDIUM_SIZES = [5 * KiB, 10 * KiB, 10 * KiB, 30 * KiB, 2 * KiB, 10 * KiB, 100 * KiB,
                 10 * KiB, 60 * KiB, 1, 4 * KiB, 64 * KiB, 63 * KiB, 300 * KiB, 7 * KiB]
 

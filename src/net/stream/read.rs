@@ -33,11 +33,10 @@ pub(super) enum ReadPlan {
     /// than anything that avoids it.
     Copy,
     /// Straight into a new `bytes` of this capacity (twice the last read, to a power of
-    /// two, at most [`SIZED_READ_MIN`]), shrunk to what arrived (CPython's `socket.recv`
-    /// way). Capacities stay below glibc's mmap threshold (128 KiB), so the allocation and
-    /// the shrink are the heap's cheap ones. A read that fills the object leaves the rest
-    /// for the next readiness event, which reads with a doubled capacity: the protocol gets
-    /// that one message in two calls, as it may from any TCP peer.
+    /// two, at most [`DIRECT_READ_MAX`]), shrunk to what arrived (CPython's `socket.recv`
+    /// way). A read that fills the object takes what else is readable (`FIONREAD`) through
+    /// the thread's buffer into one joined `bytes`, so the protocol gets in one call what
+    /// asyncio's one `recv(256 KiB)` would have given it.
     Direct(usize),
     /// Straight into a new `bytes` sized first with `FIONREAD`: bulk reads, where the
     /// syscall (~0.4 µs here) costs less than copying tens of KiB, and where an object of
@@ -50,9 +49,12 @@ pub(super) enum ReadPlan {
 /// 4 KiB) is cheaper than the larger allocation and the shrink.
 pub(super) const DIRECT_READ_MIN: usize = 4 * 1024;
 
+/// The largest object a [`ReadPlan::Direct`] read allocates.
+pub(super) const DIRECT_READ_MAX: usize = 32 * 1024;
+
 /// A last read of at least this many bytes makes the next one sized with `FIONREAD`
-/// ([`ReadPlan::Sized`]).
-pub(super) const SIZED_READ_MIN: usize = 64 * 1024;
+/// ([`ReadPlan::Sized`]): from here the copy (~300 ns for 16 KiB) costs about the ioctl.
+pub(super) const SIZED_READ_MIN: usize = 16 * 1024;
 
 impl ReadPlan {
     /// The plan for the read after one of `last` bytes.
@@ -60,7 +62,7 @@ impl ReadPlan {
         if last < DIRECT_READ_MIN {
             ReadPlan::Copy
         } else if last < SIZED_READ_MIN {
-            ReadPlan::Direct((last * 2).next_power_of_two().min(SIZED_READ_MIN))
+            ReadPlan::Direct((last * 2).next_power_of_two().min(DIRECT_READ_MAX))
         } else {
             ReadPlan::Sized
         }
@@ -119,7 +121,13 @@ pub(super) fn receive<'py>(
         ReadPlan::Sized => sys::bytes_readable(fd).unwrap_or(0).min(MAX_READ),
     };
     let got = if cap > 0 {
-        received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?)
+        let got = received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?);
+        match got {
+            Received::Data(data) if matches!(plan, ReadPlan::Direct(_)) && data.len()? == cap => {
+                Received::Data(with_what_follows(py, call, fd, data))
+            }
+            got => got,
+        }
     } else {
         with_read_buf(|buf| received(call.into_buf(fd, buf).map(|n| PyBytes::new(py, &buf[..n]))))
     };
@@ -130,6 +138,34 @@ pub(super) fn receive<'py>(
         }
     }
     Ok(got)
+}
+
+/// `data`, a direct read that filled its object, joined with what else the fd holds (up to
+/// [`MAX_READ`] in all). Only bytes `FIONREAD` reports are read, so the extra `recv()`
+/// cannot take an error or EOF that the next readiness event should report.
+fn with_what_follows<'py>(
+    py: Python<'py>,
+    call: ReadCall,
+    fd: i32,
+    data: Bound<'py, PyBytes>,
+) -> Bound<'py, PyBytes> {
+    let first = data.as_bytes();
+    let more = sys::bytes_readable(fd)
+        .unwrap_or(0)
+        .min(MAX_READ.saturating_sub(first.len()));
+    if more == 0 {
+        return data;
+    }
+    with_read_buf(|buf| match call.into_buf(fd, &mut buf[..more]) {
+        Ok(n) if n > 0 => PyBytes::new_with(py, first.len() + n, |joined| {
+            joined[..first.len()].copy_from_slice(first);
+            joined[first.len()..].copy_from_slice(&buf[..n]);
+            Ok(())
+        })
+        // No memory for the joined object: the first part now, the rest on the next event.
+        .unwrap_or_else(|_| data.clone()),
+        _ => data.clone(),
+    })
 }
 
 /// The fd is readable: receive and hand the bytes to the protocol.
@@ -294,22 +330,25 @@ mod tests {
     fn read_plan_follows_the_last_read() {
         assert_eq!(ReadPlan::after(0), ReadPlan::Copy);
         assert_eq!(ReadPlan::after(DIRECT_READ_MIN - 1), ReadPlan::Copy);
-        // Twice the last read, to a power of two.
+        // Twice the last read, to a power of two, at most DIRECT_READ_MAX.
         assert_eq!(ReadPlan::after(DIRECT_READ_MIN), ReadPlan::Direct(8 * 1024));
-        assert_eq!(ReadPlan::after(10 * 1024), ReadPlan::Direct(32 * 1024));
-        assert_eq!(ReadPlan::after(16 * 1024), ReadPlan::Direct(32 * 1024));
-        // Never above the sized reads' threshold (below glibc's mmap threshold).
-        assert_eq!(ReadPlan::after(40 * 1024), ReadPlan::Direct(SIZED_READ_MIN));
+        assert_eq!(ReadPlan::after(5 * 1024), ReadPlan::Direct(16 * 1024));
+        assert_eq!(
+            ReadPlan::after(10 * 1024),
+            ReadPlan::Direct(DIRECT_READ_MAX)
+        );
         assert_eq!(
             ReadPlan::after(SIZED_READ_MIN - 1),
-            ReadPlan::Direct(SIZED_READ_MIN)
+            ReadPlan::Direct(DIRECT_READ_MAX)
         );
         assert_eq!(ReadPlan::after(SIZED_READ_MIN), ReadPlan::Sized);
+        assert_eq!(ReadPlan::after(40 * 1024), ReadPlan::Sized);
         assert_eq!(ReadPlan::after(MAX_READ), ReadPlan::Sized);
-        // A read that filled a direct read's object asks for a bigger one next time.
+        // A read that filled a direct read's object asks for a bigger one next time (or
+        // a sized one), never one at glibc's mmap threshold (128 KiB).
         let mut last = 5 * 1024;
         while let ReadPlan::Direct(cap) = ReadPlan::after(last) {
-            assert!(cap > last);
+            assert!(cap > last && cap <= DIRECT_READ_MAX && DIRECT_READ_MAX < 128 * 1024);
             last = cap;
         }
         assert_eq!(ReadPlan::after(last), ReadPlan::Sized);
