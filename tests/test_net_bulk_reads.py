@@ -80,6 +80,20 @@ class Collector(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+class BytesEcho(asyncio.Protocol):
+    """Echoes what it reads (each chunk a ``bytes``), and EOF."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        assert type(data) is bytes
+        self.transport.write(data)
+
+    def eof_received(self):
+        self.transport.write_eof()
+
+
 def check_chunks(c, expected):
     assert c.types == {bytes}
     assert max(c.sizes) <= MAX_READ
@@ -203,19 +217,8 @@ def test_medium_echo_checksums(loop):
     """An echo server on the loop, four clients each sending messages of the sizes above
     in turn (each after the last one came back): each gets exactly its own bytes back."""
 
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def data_received(self, data):
-            assert type(data) is bytes
-            self.transport.write(data)
-
-        def eof_received(self):
-            self.transport.write_eof()
-
     async def main():
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(BytesEcho, "127.0.0.1", 0)
         addr = server.sockets[0].getsockname()
 
         def client(seed):
@@ -329,21 +332,10 @@ def test_many_connections_alternate_bulk_and_small(loop):
     """Several TCP connections at once, each alternating a large and a small message,
     echoed back by a server on the loop: each client gets exactly its own bytes back."""
 
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def data_received(self, data):
-            assert type(data) is bytes
-            self.transport.write(data)
-
-        def eof_received(self):
-            self.transport.write_eof()
-
     messages = [payload(300 * KiB if i % 2 == 0 else 1000, seed=i * 1000) for i in range(8)]
 
     async def main():
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(BytesEcho, "127.0.0.1", 0)
         addr = server.sockets[0].getsockname()
 
         def client(seed):

@@ -524,22 +524,7 @@ pub fn connect(fd: RawFd, addr: &SockAddr) -> io::Result<()> {
 
 /// `getsockopt(fd, SOL_SOCKET, SO_ERROR)`: the socket's pending error (0 if none).
 pub fn socket_error(fd: RawFd) -> io::Result<i32> {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` is a writable c_int and `len` its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            &mut err as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(err)
+    sockopt_int(fd, libc::SO_ERROR)
 }
 
 /// `close(fd)`, for an fd the caller owns and gives up.

@@ -123,7 +123,9 @@ pub(super) fn receive<'py>(
     let got = if cap > 0 {
         let got = received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?);
         match got {
-            Received::Data(data) if matches!(plan, ReadPlan::Direct(_)) && data.len()? == cap => {
+            Received::Data(data)
+                if matches!(plan, ReadPlan::Direct(_)) && data.as_bytes().len() == cap =>
+            {
                 Received::Data(with_what_follows(py, call, fd, data))
             }
             got => got,
