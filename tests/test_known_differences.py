@@ -171,31 +171,31 @@ def test_accepted_connection_protocol_made_in_the_accept_callback(loop, loop_nam
         assert isinstance(seen[0], asyncio.Task)
 
 
-def test_transport_hot_methods_are_instance_attributes(loop, loop_name):
-    """ferroloop's transport binds the native core's ``write``, ``writelines`` and
-    ``is_closing`` in the instance; asyncio's are plain methods."""
-    seen = {}
-
-    class Proto(asyncio.Protocol):
-        def connection_made(self, transport):
-            seen["transport"] = transport
+def test_transport_hot_methods_are_native_methods(loop, loop_name):
+    """ferroloop's TCP transport is a ``ferroloop._SocketTransport`` (an
+    ``asyncio.Transport``) whose ``write``, ``writelines`` and ``is_closing`` are native
+    method descriptors of the class (not instance attributes, so ``transport.write``
+    resolves as for any method); asyncio's are Python functions."""
 
     async def main():
-        server = await loop.create_server(Proto, "127.0.0.1", 0)
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
         assert isinstance(transport, asyncio.Transport)
-        names = {"write", "writelines", "is_closing"} & set(getattr(transport, "__dict__", {}))
+        in_instance = {"write", "writelines", "is_closing"} & set(getattr(transport, "__dict__", {}))
+        kinds = {name: type(getattr(type(transport), name)).__name__
+                 for name in ("write", "writelines", "is_closing")}
         transport.close()
         server.close()
         await server.wait_closed()
-        return names
+        return in_instance, kinds
 
-    names = loop.run_until_complete(main())
+    in_instance, kinds = loop.run_until_complete(main())
+    assert in_instance == set()
     if loop_name == "ferroloop":
-        assert names == {"write", "writelines", "is_closing"}
+        assert set(kinds.values()) == {"method_descriptor"}
     else:
-        assert names == set()
+        assert set(kinds.values()) == {"function"}
 
 
 def test_tcp_nodelay_on_a_socket_made_with_proto_0(loop, loop_name):

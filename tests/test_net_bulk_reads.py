@@ -358,3 +358,82 @@ def test_many_connections_alternate_bulk_and_small(loop):
         await close_all(server)
 
     run_with_timeout(loop, main(), 30)
+
+
+# Small reads of 512 bytes to 64 KiB are copied into a `bytes` object that ferroloop reuses
+# for a later read once the protocol has dropped it (only then: nobody can see it change).
+# Sizes that reuse one object for shorter reads, grow past it, shrink below half of it
+# (none over 4 KiB: each message arrives whole, in one read, on TCP and on a pipe).
+REUSE_SIZES = [1024, 700, 1000, 513, 1024, 2000, 1500, 1025, 600, 4000, 2500, 512, 511,
+               4096, 3000, 1024, 1024]
+
+
+class Keeper(asyncio.Protocol):
+    """Keeps every other chunk it gets (the others it drops) and records, for each, its
+    length, its hash() (which CPython caches in the object) and a digest of its bytes."""
+
+    def __init__(self, loop):
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+        self.kept = []
+        self.seen = []
+        self.arrived = asyncio.Event()
+
+    def connection_made(self, transport):
+        self.made.set_result(transport)
+
+    def data_received(self, data):
+        assert type(data) is bytes
+        self.seen.append((len(data), hash(data), hashlib.sha256(data).digest()))
+        if len(self.seen) % 2:
+            self.kept.append(data)
+        self.arrived.set()
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def check_kept(k, msgs):
+    """Each chunk was its message when it arrived, and the kept ones still are."""
+    assert k.seen == [(len(m), hash(m), hashlib.sha256(m).digest()) for m in msgs]
+    assert k.kept == msgs[::2]
+
+
+async def send_each_after_the_last(k, send, msgs):
+    for m in msgs:
+        k.arrived.clear()
+        await asyncio.to_thread(send, m)
+        await k.arrived.wait()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_reused_read_objects_are_invisible(loop, kind, tmp_path):
+    """One message per read, each different: every chunk has its message's length, hash
+    and bytes when it arrives, and the chunks the protocol kept never change after."""
+    msgs = [payload(n, seed=i * 1000) for i, n in enumerate(REUSE_SIZES * 2)]
+
+    async def main():
+        peer, tr, k = await connected_pair(loop, kind, tmp_path, lambda: Keeper(loop))
+        await send_each_after_the_last(k, peer.sendall, msgs)
+        check_kept(k, msgs)
+        peer.close()
+        await k.lost
+        check_kept(k, msgs)
+
+    run_with_timeout(loop, main(), 20)
+
+
+def test_pipe_reused_read_objects_are_invisible(loop):
+    msgs = [payload(n, seed=i * 1000) for i, n in enumerate(REUSE_SIZES * 2)]
+
+    async def main():
+        rfd, wfd = os.pipe()
+        k = Keeper(loop)
+        await loop.connect_read_pipe(lambda: k, os.fdopen(rfd, "rb", 0))
+        w = os.fdopen(wfd, "wb", 0)
+        await send_each_after_the_last(k, w.write, msgs)
+        w.close()
+        await k.lost
+        check_kept(k, msgs)
+
+    run_with_timeout(loop, main(), 20)

@@ -142,17 +142,10 @@ class _SocketTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket,
 
     def __init__(self, core):
         self._core = core
-        # The hottest methods are the core's own, bound in the instance: a call then runs
-        # no Python frame. (The methods below document them and serve a class-level call.)
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
 
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+    # write(data), writelines(list_of_data) and is_closing() are the core's, installed
+    # by _register_transport_class below as native methods of this class (a call runs no
+    # Python frame and CPython's interpreter specializes it).
 
     def write_eof(self):
         self._core.write_eof()

@@ -10,7 +10,7 @@ use pyo3::exceptions::PyBaseException;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::PyClass;
 
 use super::panic::guard_obj;
@@ -196,8 +196,64 @@ pub fn install<M: VectorMethod>(
     name: &'static CStr,
     doc: &'static CStr,
 ) -> PyResult<()> {
-    let ty = py.get_type::<M::Recv>();
-    let func: ffi::PyCFunctionFastWithKeywords = vector_method::<M>;
+    install_c_method(&py.get_type::<M::Recv>(), name, doc, vector_method::<M>)
+}
+
+/// A hand-written method of a Python class (one that wraps a native object, as
+/// `ferroloop._SocketTransport` wraps its `StreamCore`), installed with [`install_on`].
+pub trait WrapperMethod {
+    /// The method body: the receiver (an instance of the class, checked by the method
+    /// descriptor) and its arguments.
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>>;
+}
+
+/// The C function of `M`: as [`vector_method`], for a receiver of a Python class.
+///
+/// # Safety
+/// `METH_FASTCALL | METH_KEYWORDS` calling convention.
+unsafe extern "C" fn wrapper_method<M: WrapperMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guard_obj(py, || {
+        // SAFETY: `slf` is a live borrowed reference for the call; the arguments are
+        // forwarded verbatim from CPython's vectorcall.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let args = VectorArgs {
+            py,
+            args,
+            nargs: nargs as usize,
+            kwnames,
+            _call: PhantomData,
+        };
+        M::call(&slf, args)
+    })
+}
+
+/// Installs `M` as the method `name` of the Python class `cls`: a method descriptor, as
+/// a C type's methods are, so CPython's specializing interpreter turns `obj.name(...)`
+/// into a direct call of `M` (a bound method stored in each instance instead costs a
+/// generic attribute lookup per call: the instance's own dict shadows the class).
+pub fn install_on<M: WrapperMethod>(
+    cls: &Bound<'_, PyType>,
+    name: &'static CStr,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    install_c_method(cls, name, doc, wrapper_method::<M>)
+}
+
+/// Sets a method descriptor of `func` (`METH_FASTCALL | METH_KEYWORDS`) as `ty.<name>`.
+fn install_c_method(
+    ty: &Bound<'_, PyType>,
+    name: &'static CStr,
+    doc: &'static CStr,
+    func: ffi::PyCFunctionFastWithKeywords,
+) -> PyResult<()> {
+    let py = ty.py();
     // The definition must outlive the type: leak it (a few dozen bytes, once per process
     // and method).
     let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {

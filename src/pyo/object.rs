@@ -3,7 +3,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyType};
 
 use super::exc::fetch_exc;
 
@@ -156,5 +156,82 @@ pub fn new_weakref<'py>(
             obj.py(),
             ffi::PyWeakref_NewRef(obj.as_ptr(), callback.as_ptr()),
         )
+    }
+}
+
+/// A `__slots__` member of a Python class (e.g. `_SocketTransport._core`), read straight
+/// from its place in the object: what the member descriptor's `__get__` does, without the
+/// attribute lookup that finds the descriptor.
+pub struct SlotMember {
+    cls: Py<PyType>,
+    #[cfg_attr(not(Py_GIL_DISABLED), allow(dead_code))]
+    name: Py<PyString>,
+    /// Where the member's reference sits in an instance of `cls` (or of a subclass:
+    /// subclasses extend the layout).
+    #[cfg_attr(Py_GIL_DISABLED, allow(dead_code))]
+    offset: isize,
+}
+
+impl SlotMember {
+    /// The member `name` of `cls`, which must be one of its `__slots__` (an object slot).
+    pub fn of(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Self> {
+        let py = cls.py();
+        let descr = cls.getattr(pyo3::intern!(py, "__dict__"))?.get_item(name)?;
+        // Only the static type object's address is taken.
+        let member_type = std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type);
+        if descr.get_type().as_type_ptr() != member_type {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{name} is not a __slots__ member"
+            )));
+        }
+        // SAFETY: `descr` is exactly a member descriptor (checked above), whose `d_member`
+        // points to its definition for as long as the descriptor lives (it is in `cls`'s
+        // dict, which we hold a reference to through `cls`).
+        let (type_code, offset) = unsafe {
+            let member = (*descr.as_ptr().cast::<ffi::PyMemberDescrObject>()).d_member;
+            ((*member).type_code, (*member).offset)
+        };
+        if type_code != ffi::Py_T_OBJECT_EX {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{name} is not an object slot"
+            )));
+        }
+        Ok(SlotMember {
+            cls: cls.clone().unbind(),
+            name: PyString::intern(py, name).unbind(),
+            offset,
+        })
+    }
+
+    /// `obj.<member>` when `obj` is an instance of the class and the member is set;
+    /// `None` otherwise.
+    #[inline]
+    pub fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+        let py = obj.py();
+        // SAFETY: both are live objects; PyObject_TypeCheck only reads their types.
+        if unsafe { ffi::PyObject_TypeCheck(obj.as_ptr(), self.cls.as_ptr().cast()) } == 0 {
+            return None;
+        }
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            // SAFETY: `obj` is an instance of `cls` (checked above), whose layout has the
+            // member's object pointer (NULL when unset) at `offset`; with the GIL held
+            // nobody changes it while we take our reference.
+            unsafe {
+                let slot = obj
+                    .as_ptr()
+                    .cast::<u8>()
+                    .offset(self.offset)
+                    .cast::<*mut ffi::PyObject>();
+                let value = *slot;
+                (!value.is_null()).then(|| Bound::from_borrowed_ptr(py, value))
+            }
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        {
+            // Another thread may replace the member: the descriptor's own, atomic read.
+            let _ = py;
+            obj.getattr(self.name.bind(py)).ok()
+        }
     }
 }

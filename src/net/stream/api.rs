@@ -7,7 +7,11 @@ use pyo3::sync::PyOnceLock;
 use super::{close, pipe, write, Kind, StreamCore};
 use crate::event_loop::LoopCore;
 use crate::net::transport::{self, transport_pymethods};
-use crate::pyo::fastcall::{forward_to_replaced, install_over, VectorArgs, VectorMethod};
+use crate::pyo::fastcall::{
+    forward_to_replaced, install_on, install_over, VectorArgs, VectorMethod, WrapperMethod,
+};
+use crate::pyo::object::SlotMember;
+use pyo3::types::PyType;
 
 /// PyO3's `StreamCore.write`, which [`FastWrite`] replaces and hands the calls it does not
 /// take.
@@ -37,6 +41,84 @@ impl VectorMethod for FastWrite {
 /// Installs [`FastWrite`] as `StreamCore.write` (after the class was added to the module).
 pub(crate) fn install_fast_methods(py: Python<'_>) -> PyResult<()> {
     install_over::<FastWrite>(py, c"write", c"write($self, data)\n--\n\n", &PYO3_WRITE)
+}
+
+/// Where a `ferroloop._SocketTransport` keeps its [`StreamCore`] (its `_core` slot).
+static CORE_SLOT: PyOnceLock<SlotMember> = PyOnceLock::new();
+
+/// The core of `wrapper`, a `_SocketTransport`.
+#[inline]
+fn core_of<'py>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, StreamCore>> {
+    let py = wrapper.py();
+    match CORE_SLOT.get(py).and_then(|slot| slot.get(wrapper)) {
+        Some(core) => Ok(core.cast_into::<StreamCore>()?),
+        // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
+        None => Ok(wrapper
+            .getattr(pyo3::intern!(py, "_core"))?
+            .cast_into::<StreamCore>()?),
+    }
+}
+
+/// `_SocketTransport.write`: [`FastWrite`] on the transport's core.
+struct WrapperWrite;
+impl WrapperMethod for WrapperWrite {
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        FastWrite::call(&core_of(slf)?, args)
+    }
+}
+
+/// `_SocketTransport.writelines`: the core's `writelines`.
+struct WrapperWritelines;
+impl WrapperMethod for WrapperWritelines {
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let core = core_of(slf)?;
+        if args.nargs() == 1 && args.nkw() == 0 {
+            write::writelines(&core, &args.arg(0))?;
+            return Ok(py.None());
+        }
+        // Argument errors: the core method's own.
+        let method = py
+            .get_type::<StreamCore>()
+            .getattr(pyo3::intern!(py, "writelines"))?;
+        args.forward(&method, core.as_any())
+    }
+}
+
+/// `_SocketTransport.is_closing`: the core's `is_closing`.
+struct WrapperIsClosing;
+impl WrapperMethod for WrapperIsClosing {
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let core = core_of(slf)?;
+        if args.nargs() == 0 && args.nkw() == 0 {
+            return Ok(pyo3::types::PyBool::new(py, core.get().is_closing_now())
+                .to_owned()
+                .into_any()
+                .unbind());
+        }
+        let method = py
+            .get_type::<StreamCore>()
+            .getattr(pyo3::intern!(py, "is_closing"))?;
+        args.forward(&method, core.as_any())
+    }
+}
+
+/// Makes `cls` (`ferroloop._SocketTransport`, whose `_core` slot holds a [`StreamCore`])
+/// call its core's `write`, `writelines` and `is_closing` natively: each is a method
+/// descriptor of the class, which CPython's specializing interpreter calls directly.
+pub(crate) fn install_wrapper_methods(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = cls.py();
+    let _ = CORE_SLOT.set(py, SlotMember::of(cls, "_core")?);
+    install_on::<WrapperWrite>(cls, c"write", c"write($self, data)\n--\n\n")?;
+    install_on::<WrapperWritelines>(
+        cls,
+        c"writelines",
+        c"writelines($self, list_of_data)\n--\n\n",
+    )?;
+    install_on::<WrapperIsClosing>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
 }
 
 transport_pymethods!(StreamCore {

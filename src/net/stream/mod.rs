@@ -55,6 +55,7 @@ static TRANSPORT_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// Registers the Python class that wraps a [`StreamCore`] (`ferroloop._SocketTransport`).
 #[pyfunction]
 pub fn _register_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
+    api::install_wrapper_methods(&cls)?;
     let _ = TRANSPORT_CLASS.set(py, cls.unbind());
     Ok(())
 }

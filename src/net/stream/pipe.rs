@@ -187,9 +187,11 @@ pub(super) fn on_readable(
             Ok(())
         }
         // An error of the protocol's goes to the loop's handler; reading goes on.
-        Received::Data(data) => proto
-            .call_method1(pyo3::intern!(py, "data_received"), (data,))
-            .map(drop),
+        Received::Data(data, cap) => {
+            let res = proto.call_method1(pyo3::intern!(py, "data_received"), (&data,));
+            crate::pyo::bytes::recycle(data, cap);
+            res.map(drop)
+        }
     }
 }
 

@@ -11,14 +11,16 @@ use super::close::{close, fatal_error};
 use super::{Kind, StreamCore};
 use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
-use crate::pyo::bytes::bytes_filled_by;
+use crate::pyo::bytes::{bytes_filled_by, bytes_from_read, recycle};
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
 
 /// The outcome of one `recv()` (or a pipe's `read()`).
 pub(super) enum Received<'py> {
-    Data(Bound<'py, PyBytes>),
+    /// The bytes, and the capacity to hand [`recycle`] once the protocol is done with
+    /// them (see [`bytes_from_read`]).
+    Data(Bound<'py, PyBytes>, usize),
     Eof,
     WouldBlock,
     Failed(std::io::Error),
@@ -94,10 +96,10 @@ impl ReadCall {
     }
 }
 
-fn received(result: std::io::Result<Bound<'_, PyBytes>>) -> Received<'_> {
+fn received(result: std::io::Result<(Bound<'_, PyBytes>, usize)>) -> Received<'_> {
     match result {
-        Ok(data) if data.as_bytes().is_empty() => Received::Eof,
-        Ok(data) => Received::Data(data),
+        Ok((data, _)) if data.as_bytes().is_empty() => Received::Eof,
+        Ok((data, cap)) => Received::Data(data, cap),
         Err(e) if would_block(&e) => Received::WouldBlock,
         Err(e) => Received::Failed(e),
     }
@@ -121,19 +123,24 @@ pub(super) fn receive<'py>(
         ReadPlan::Sized => sys::bytes_readable(fd).unwrap_or(0).min(MAX_READ),
     };
     let got = if cap > 0 {
-        let got = received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?);
-        match got {
-            Received::Data(data)
+        let got = bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?;
+        match received(got.map(|data| (data, 0))) {
+            Received::Data(data, _)
                 if matches!(plan, ReadPlan::Direct(_)) && data.as_bytes().len() == cap =>
             {
-                Received::Data(with_what_follows(py, call, fd, data))
+                Received::Data(with_what_follows(py, call, fd, data), 0)
             }
             got => got,
         }
     } else {
-        with_read_buf(|buf| received(call.into_buf(fd, buf).map(|n| PyBytes::new(py, &buf[..n]))))
+        with_read_buf(|buf| {
+            received(
+                call.into_buf(fd, buf)
+                    .map(|n| bytes_from_read(py, &buf[..n])),
+            )
+        })
     };
-    if let Received::Data(data) = &got {
+    if let Received::Data(data, _) = &got {
         let next = ReadPlan::after(data.as_bytes().len());
         if next != plan {
             slf.get().st.with(|s| s.read_plan = next);
@@ -204,8 +211,10 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
             fatal_error(slf, os_error(e), "Fatal read error on socket transport")
         }
         Received::Eof => on_eof(slf, &proto),
-        Received::Data(data) => {
-            match proto.call_method1(pyo3::intern!(py, "data_received"), (data,)) {
+        Received::Data(data, cap) => {
+            let res = proto.call_method1(pyo3::intern!(py, "data_received"), (&data,));
+            recycle(data, cap);
+            match res {
                 Ok(_) => Ok(()),
                 Err(e) if is_fatal(py, &e) => Err(e),
                 Err(e) => fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
