@@ -4,6 +4,14 @@
 //! Only objects that tests and libraries never patch are cached here. Things that are
 //! commonly patched (asyncio's logger, `events._get_running_loop`, ...) are looked up at
 //! the time of use, through [`events_attr`] and [`logger`].
+//!
+//! Attributes looked up per loop or per operation should be looked up by interned names
+//! (`intern!`), not by `&str`, which PyO3 turns into a new str per call: CPython's type
+//! attribute cache keeps a reference to the name of every lookup it caches and, from 3.12,
+//! files it by the name's address, so each new str can take a cache entry of its own and
+//! live on there (up to 4096 of them). Loops made and closed in a row left tens of such
+//! strings per loop, scattered over fresh allocator pools, and each arena they pinned
+//! stayed resident.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -225,13 +233,19 @@ impl Names {
 
 /// `asyncio.events._set_running_loop` / `_get_running_loop`, looked up at call time (once
 /// per `run_forever`): tests swap in the pure-Python versions, and asyncio's own loop
-/// reads them through the module too.
-pub fn events_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+/// reads them through the module too. `name` is interned (see the module's doc).
+pub fn events_attr<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
     Names::get(py)?.events.bind(py).getattr(name)
 }
 
 /// asyncio's logger as `asyncio.base_events.logger`, looked up at call time so that
 /// `unittest.mock.patch('asyncio.base_events.logger')` sees ferroloop's messages.
 pub fn logger<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    Names::get(py)?.base_events.bind(py).getattr("logger")
+    Names::get(py)?
+        .base_events
+        .bind(py)
+        .getattr(pyo3::intern!(py, "logger"))
 }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -30,7 +31,7 @@ impl LoopCore {
                 Some(&kw),
             )?;
         }
-        Self::asyncgens(slf)?.call_method1("add", (agen,))?;
+        Self::asyncgens(slf)?.call_method1(intern!(py, "add"), (agen,))?;
         Ok(())
     }
 
@@ -38,11 +39,12 @@ impl LoopCore {
         slf: &Bound<'_, Self>,
         agen: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        Self::asyncgens(slf)?.call_method1("discard", (agen,))?;
+        let py = slf.py();
+        Self::asyncgens(slf)?.call_method1(intern!(py, "discard"), (agen,))?;
         if !slf.get().closed.load(Ordering::Acquire) {
-            let create_task = slf.getattr("create_task")?;
-            let aclose = agen.call_method0("aclose")?;
-            slf.call_method1("call_soon_threadsafe", (create_task, aclose))?;
+            let create_task = slf.getattr(intern!(py, "create_task"))?;
+            let aclose = agen.call_method0(intern!(py, "aclose"))?;
+            slf.call_method1(intern!(py, "call_soon_threadsafe"), (create_task, aclose))?;
         }
         Ok(())
     }
@@ -82,7 +84,8 @@ impl LoopCore {
         set.call_method0("clear")?;
         let mut tasks = Vec::with_capacity(agens.len());
         for agen in agens.iter() {
-            let task = Self::create_task(slf, &agen.call_method0("aclose")?, None, None)?;
+            let task =
+                Self::create_task(slf, &agen.call_method0(intern!(py, "aclose"))?, None, None)?;
             tasks.push(task);
         }
         let kw = PyDict::new(py);

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
@@ -48,7 +49,7 @@ impl LoopCore {
         };
         let mut call_args = vec![func.clone()];
         call_args.extend(args.iter());
-        let cf = executor.call_method1("submit", PyTuple::new(py, call_args)?)?;
+        let cf = executor.call_method1(intern!(py, "submit"), PyTuple::new(py, call_args)?)?;
         let kw = PyDict::new(py);
         kw.set_item("loop", slf)?;
         Ok(imports
@@ -109,7 +110,10 @@ impl LoopCore {
             let fut = fut_ref.bind(py);
             let kw = PyDict::new(py);
             kw.set_item("wait", true)?;
-            match exec_ref.bind(py).call_method("shutdown", (), Some(&kw)) {
+            match exec_ref
+                .bind(py)
+                .call_method(intern!(py, "shutdown"), (), Some(&kw))
+            {
                 Ok(_) => {
                     if !lp.get().closed.load(Ordering::Acquire) {
                         Self::resolve_soon_threadsafe(lp, fut)?;
@@ -117,10 +121,13 @@ impl LoopCore {
                 }
                 Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => {
                     if !lp.get().closed.load(Ordering::Acquire)
-                        && !fut.call_method0("cancelled")?.is_truthy()?
+                        && !fut.call_method0(intern!(py, "cancelled"))?.is_truthy()?
                     {
-                        let setter = fut.getattr("set_exception")?;
-                        lp.call_method1("call_soon_threadsafe", (setter, e.value(py)))?;
+                        let setter = fut.getattr(intern!(py, "set_exception"))?;
+                        lp.call_method1(
+                            intern!(py, "call_soon_threadsafe"),
+                            (setter, e.value(py)),
+                        )?;
                     }
                 }
                 Err(e) => return Err(e),
@@ -130,7 +137,7 @@ impl LoopCore {
         let kw = PyDict::new(py);
         kw.set_item("target", target)?;
         let thread = Names::get(py)?.thread_cls.bind(py).call((), Some(&kw))?;
-        thread.call_method0("start")?;
+        thread.call_method0(intern!(py, "start"))?;
         let result = PyTuple::new(
             py,
             [
@@ -149,7 +156,7 @@ impl LoopCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let f = Names::get(py)?.set_result_unless_cancelled.bind(py);
-        slf.call_method1("call_soon_threadsafe", (f, future, py.None()))?;
+        slf.call_method1(intern!(py, "call_soon_threadsafe"), (f, future, py.None()))?;
         Ok(())
     }
 }

@@ -226,7 +226,7 @@ impl LoopCore {
         // Read per loop, as asyncio does (PYTHONASYNCIODEBUG or -X dev at creation time).
         let debug = py
             .import("asyncio.coroutines")?
-            .getattr("_is_debug_mode")?
+            .getattr(pyo3::intern!(py, "_is_debug_mode"))?
             .call0()?
             .is_truthy()?;
         Ok(LoopCore {

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -61,7 +62,7 @@ impl RunForeverGuard<'_, '_> {
         this.stopping.store(false, Ordering::Release);
         this.thread_id.store(0, Ordering::Release);
         this.polling.store(false, Ordering::SeqCst);
-        let r1 = events_attr(py, "_set_running_loop")
+        let r1 = events_attr(py, intern!(py, "_set_running_loop"))
             .and_then(|f| f.call1((py.None(),)))
             .map(drop);
         let r2 = this.set_coroutine_origin_tracking(py, false);
@@ -107,10 +108,16 @@ impl LoopCore {
             guard.old_hooks = Some(imports.get_asyncgen_hooks.bind(py).call0()?);
             this.thread_id.store(current_thread_id(), Ordering::Release);
             let kw = PyDict::new(py);
-            kw.set_item("firstiter", slf.getattr("_asyncgen_firstiter_hook")?)?;
-            kw.set_item("finalizer", slf.getattr("_asyncgen_finalizer_hook")?)?;
+            kw.set_item(
+                "firstiter",
+                slf.getattr(intern!(py, "_asyncgen_firstiter_hook"))?,
+            )?;
+            kw.set_item(
+                "finalizer",
+                slf.getattr(intern!(py, "_asyncgen_finalizer_hook"))?,
+            )?;
             imports.set_asyncgen_hooks.bind(py).call((), Some(&kw))?;
-            events_attr(py, "_set_running_loop")?.call1((slf,))?;
+            events_attr(py, intern!(py, "_set_running_loop"))?.call1((slf,))?;
             let mut batch = VecDeque::new();
             let mut recycled = Vec::new();
             loop {
@@ -141,29 +148,29 @@ impl LoopCore {
         let fut = imports.ensure_future.bind(py).call((future,), Some(&kw))?;
         if new_task {
             // An exception will propagate from here; the task must not warn about it.
-            fut.setattr("_log_destroy_pending", false)?;
+            fut.setattr(intern!(py, "_log_destroy_pending"), false)?;
         }
         let done_cb = wrap_pyfunction!(run_until_complete_cb, py)?;
-        fut.call_method1("add_done_callback", (&done_cb,))?;
-        let res = slf.call_method0("run_forever");
-        let removed = fut.call_method1("remove_done_callback", (&done_cb,));
+        fut.call_method1(intern!(py, "add_done_callback"), (&done_cb,))?;
+        let res = slf.call_method0(intern!(py, "run_forever"));
+        let removed = fut.call_method1(intern!(py, "remove_done_callback"), (&done_cb,));
         if let Err(e) = res {
             if new_task
-                && fut.call_method0("done")?.is_truthy()?
-                && !fut.call_method0("cancelled")?.is_truthy()?
+                && fut.call_method0(intern!(py, "done"))?.is_truthy()?
+                && !fut.call_method0(intern!(py, "cancelled"))?.is_truthy()?
             {
                 // Mark the exception retrieved; the error propagates from run_forever.
-                let _ = fut.call_method0("exception");
+                let _ = fut.call_method0(intern!(py, "exception"));
             }
             return Err(e);
         }
         removed?;
-        if !fut.call_method0("done")?.is_truthy()? {
+        if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Err(PyRuntimeError::new_err(
                 "Event loop stopped before Future completed.",
             ));
         }
-        Ok(fut.call_method0("result")?.unbind())
+        Ok(fut.call_method0(intern!(py, "result"))?.unbind())
     }
 
     pub(super) fn check_running(&self, py: Python<'_>) -> PyResult<()> {
@@ -172,7 +179,7 @@ impl LoopCore {
                 "This event loop is already running",
             ));
         }
-        let running = events_attr(py, "_get_running_loop")?.call0()?;
+        let running = events_attr(py, intern!(py, "_get_running_loop"))?.call0()?;
         if !running.is_none() {
             return Err(PyRuntimeError::new_err(
                 "Cannot run the event loop while another loop is running",
@@ -465,7 +472,8 @@ impl LoopCore {
         if let Some(ex) = executor {
             let kw = PyDict::new(py);
             kw.set_item("wait", false)?;
-            ex.bind(py).call_method("shutdown", (), Some(&kw))?;
+            ex.bind(py)
+                .call_method(intern!(py, "shutdown"), (), Some(&kw))?;
         }
         Ok(())
     }
@@ -498,16 +506,17 @@ impl LoopCore {
 /// except when it ended with SystemExit/KeyboardInterrupt (run_forever already raised).
 #[pyfunction]
 pub fn run_until_complete_cb(fut: &Bound<'_, PyAny>) -> PyResult<()> {
-    if !fut.call_method0("cancelled")?.is_truthy()? {
-        let exc = fut.call_method0("exception")?;
+    let py = fut.py();
+    if !fut.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+        let exc = fut.call_method0(intern!(py, "exception"))?;
         if exc.is_instance_of::<PySystemExit>() || exc.is_instance_of::<PyKeyboardInterrupt>() {
             return Ok(());
         }
     }
-    let lp = match fut.call_method0("get_loop") {
+    let lp = match fut.call_method0(intern!(py, "get_loop")) {
         Ok(l) => l,
-        Err(_) => fut.getattr("_loop")?,
+        Err(_) => fut.getattr(intern!(py, "_loop"))?,
     };
-    lp.call_method0("stop")?;
+    lp.call_method0(intern!(py, "stop"))?;
     Ok(())
 }
