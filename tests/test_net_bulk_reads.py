@@ -406,11 +406,19 @@ async def send_each_after_the_last(k, send, msgs):
         await k.arrived.wait()
 
 
+# Reads of 4 KiB and more go straight into an object of 1.5 times the last read, which is
+# reused as well: sizes that fill it, stay above half of it, fall below half of it.
+DIRECT_REUSE_SIZES = [5000, 10240, 6000, 10240, 15000, 9000, 4096, 8000, 12000, 7000,
+                      10240, 3000, 10240, 10240, 16000, 10240]
+
+
+@pytest.mark.parametrize("sizes", ["small", "medium"])
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
-def test_reused_read_objects_are_invisible(loop, kind, tmp_path):
+def test_reused_read_objects_are_invisible(loop, kind, sizes, tmp_path):
     """One message per read, each different: every chunk has its message's length, hash
     and bytes when it arrives, and the chunks the protocol kept never change after."""
-    msgs = [payload(n, seed=i * 1000) for i, n in enumerate(REUSE_SIZES * 2)]
+    sizes = REUSE_SIZES if sizes == "small" else DIRECT_REUSE_SIZES
+    msgs = [payload(n, seed=i * 1000) for i, n in enumerate(sizes * 2)]
 
     async def main():
         peer, tr, k = await connected_pair(loop, kind, tmp_path, lambda: Keeper(loop))

@@ -22,6 +22,18 @@ pub fn bytes_filled_by<'py, E>(
     cap: usize,
     fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<usize, E>,
 ) -> PyResult<Result<Bound<'py, PyBytes>, E>> {
+    fill_new(py, cap, cap, fill)
+}
+
+/// [`bytes_filled_by`], shrinking the object only when `fill` wrote fewer than
+/// `shrink_below` bytes; above that it keeps its storage of `cap` bytes and only its
+/// length says how many it holds.
+fn fill_new<'py, E>(
+    py: Python<'py>,
+    cap: usize,
+    shrink_below: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<usize, E>,
+) -> PyResult<Result<Bound<'py, PyBytes>, E>> {
     let size = ffi::Py_ssize_t::try_from(cap)
         .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("bytes size too large"))?;
     // SAFETY: attached (`py`); a NULL source asks for an object whose `cap` bytes of
@@ -44,7 +56,7 @@ pub fn bytes_filled_by<'py, E>(
             return Ok(Err(e));
         }
     };
-    if got < cap {
+    if got < shrink_below {
         // SAFETY: `obj` is a `bytes` object with a reference count of 1 that nobody else
         // has seen, as _PyBytes_Resize requires; on failure it releases the object, sets
         // NULL and an exception. The first `got` bytes are initialized (`fill`'s contract),
@@ -53,11 +65,14 @@ pub fn bytes_filled_by<'py, E>(
             return Err(PyErr::fetch(py));
         }
     }
-    // SAFETY: `obj` is a new reference to a `bytes` object, all of whose bytes are now
+    // SAFETY: `obj` is a new reference to a `bytes` object whose first `got` bytes are
     // initialized.
-    Ok(Ok(unsafe {
-        Bound::from_owned_ptr(py, obj).cast_into_unchecked()
-    }))
+    let obj = unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>() };
+    if got < cap && got >= shrink_below {
+        // Not shrunk: its length only (`got` <= `cap`, nobody else has seen it).
+        set_length(&obj, got);
+    }
+    Ok(Ok(obj))
 }
 
 /// Reads of fewer bytes than this get a new object: CPython's small-object allocator
@@ -104,6 +119,69 @@ pub fn bytes_from_read<'py>(py: Python<'py>, src: &[u8]) -> (Bound<'py, PyBytes>
     (PyBytes::new(py, src), n)
 }
 
+/// A `bytes` object that a read of up to `cap` bytes fills in place, and the capacity to
+/// give [`recycle`] once the protocol is done with it (0: not to be recycled). `fill`
+/// gets the object's uninitialized storage (at least `cap` bytes) and returns how many
+/// bytes it wrote from the start; an error from it is returned as is.
+///
+/// The object is the thread's spare when that holds `cap` to 1.5 times `cap` bytes, else
+/// a new one of `cap`. It is handed out as it is, filled to `n` bytes, when `n` is at
+/// least half of its storage (a protocol that keeps it wastes at most half); a shorter
+/// read is copied out of the spare into an exact new object (the spare stays), or
+/// shrinks a new one (CPython's `socket.recv` way). `b""` when nothing was read.
+pub fn bytes_read_in_place<'py, E>(
+    py: Python<'py>,
+    cap: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<usize, E>,
+) -> PyResult<Result<(Bound<'py, PyBytes>, usize), E>> {
+    let reusable = (REUSE_MIN..=REUSE_MAX).contains(&cap) && !cfg!(Py_GIL_DISABLED);
+    let spare = if reusable { SPARE.take() } else { None };
+    let spare = match spare {
+        Some(spare) if spare.cap >= cap && spare.cap <= cap + cap / 2 => spare,
+        other => {
+            SPARE.set(other);
+            // Kept whole (and recyclable) when at least half full, else shrunk.
+            let shrink_below = if reusable { cap.div_ceil(2) } else { cap };
+            let made = fill_new(py, cap, shrink_below, fill)?;
+            return Ok(made.map(|data| {
+                let kept = reusable && data.as_bytes().len() >= shrink_below;
+                (data, if kept { cap } else { 0 })
+            }));
+        }
+    };
+    let obj = spare.obj.into_bound(py);
+    // SAFETY: the spare is a `bytes` object with storage for `spare.cap` bytes (plus the
+    // NUL) that nothing but `obj` refers to (`recycle`'s check), so nobody sees it while
+    // `fill` writes; `MaybeUninit<u8>` may view any memory.
+    let storage = unsafe {
+        let p = obj.as_ptr().cast::<ffi::PyBytesObject>();
+        let start = std::ptr::addr_of_mut!((*p).ob_sval).cast::<MaybeUninit<u8>>();
+        std::slice::from_raw_parts_mut(start, spare.cap)
+    };
+    let n = match fill(storage) {
+        Ok(n) => n.min(spare.cap),
+        Err(e) => {
+            SPARE.set(Some(Spare {
+                obj: obj.unbind(),
+                cap: spare.cap,
+            }));
+            return Ok(Err(e));
+        }
+    };
+    if n * 2 >= spare.cap {
+        set_length(&obj, n);
+        return Ok(Ok((obj, spare.cap)));
+    }
+    // SAFETY: `fill` initialized the first `n` bytes of the storage.
+    let read = unsafe { std::slice::from_raw_parts(storage.as_ptr().cast::<u8>(), n) };
+    let copy = PyBytes::new(py, read);
+    SPARE.set(Some(Spare {
+        obj: obj.unbind(),
+        cap: spare.cap,
+    }));
+    Ok(Ok((copy, 0)))
+}
+
 /// Gives back an object [`bytes_from_read`] made (`cap` as it returned): it becomes the
 /// thread's spare when `data` is the only reference left to it, so that nobody can see
 /// it change. (CPython's own in-place `bytes` resize and `zip`'s reused result tuple
@@ -126,19 +204,30 @@ pub fn recycle(data: Bound<'_, PyBytes>, cap: usize) {
 /// fresh `bytes` of that length.
 fn refill(obj: &Bound<'_, PyBytes>, src: &[u8]) {
     let p = obj.as_ptr().cast::<ffi::PyBytesObject>();
-    // SAFETY: `obj` is a `bytes` object made by `bytes_from_read` with storage for at
-    // least `src.len()` bytes plus the terminating NUL (its capacity, checked by the
-    // caller), referred to by nothing but the spare slot (`recycle`'s check) and now by
-    // `obj` alone, so no one sees it change. Its hash is forgotten (CPython caches it in
-    // `ob_shash`, -1 = not computed), its size set, its bytes and NUL written.
+    // SAFETY: `obj` is a `bytes` object made here with storage for at least `src.len()`
+    // bytes (its capacity, checked by the caller), referred to by nothing but the spare
+    // slot (`recycle`'s check) and now by `obj` alone, so no one sees it change.
     unsafe {
-        (*p).ob_base.ob_size = src.len() as ffi::Py_ssize_t;
+        let dst = std::ptr::addr_of_mut!((*p).ob_sval).cast::<u8>();
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
+    }
+    set_length(obj, src.len());
+}
+
+/// Makes `obj` a fresh `bytes` of its first `n` bytes (`n` <= its storage's capacity):
+/// its size set, the terminating NUL written, its hash forgotten (CPython caches it in
+/// `ob_shash`, -1 = not computed).
+fn set_length(obj: &Bound<'_, PyBytes>, n: usize) {
+    let p = obj.as_ptr().cast::<ffi::PyBytesObject>();
+    // SAFETY: `obj` is a `bytes` object made here, with storage for its capacity (>= `n`)
+    // plus the NUL, that nobody else refers to (the callers' contract) and whose first `n`
+    // bytes are initialized.
+    unsafe {
+        (*p).ob_base.ob_size = n as ffi::Py_ssize_t;
         #[allow(deprecated)]
         {
             (*p).ob_shash = -1;
         }
-        let dst = std::ptr::addr_of_mut!((*p).ob_sval).cast::<u8>();
-        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
-        *dst.add(src.len()) = 0;
+        *std::ptr::addr_of_mut!((*p).ob_sval).cast::<u8>().add(n) = 0;
     }
 }

@@ -11,7 +11,7 @@ use super::close::{close, fatal_error};
 use super::{Kind, StreamCore};
 use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
-use crate::pyo::bytes::{bytes_filled_by, bytes_from_read, recycle};
+use crate::pyo::bytes::{bytes_filled_by, bytes_from_read, bytes_read_in_place, recycle};
 use crate::pyo::errno::os_error;
 use crate::pyo::exc::is_fatal;
 use crate::sys;
@@ -34,9 +34,10 @@ pub(super) enum ReadPlan {
     /// Into the thread's read buffer, then copied: small reads, where the copy is cheaper
     /// than anything that avoids it.
     Copy,
-    /// Straight into a new `bytes` of this capacity (twice the last read, to a power of
-    /// two, at most [`DIRECT_READ_MAX`]), shrunk to what arrived (CPython's `socket.recv`
-    /// way). A read that fills the object takes what else is readable (`FIONREAD`) through
+    /// Straight into a `bytes` of this capacity (1.5 times the last read, rounded up to
+    /// [`DIRECT_READ_STEP`]), kept whole when at least half full (and reused for a later
+    /// read once the protocol drops it: see `bytes_read_in_place`), else shrunk to what
+    /// arrived (CPython's `socket.recv` way). A read that fills the object takes what else is readable (`FIONREAD`) through
     /// the thread's buffer into one joined `bytes`, so the protocol gets in one call what
     /// asyncio's one `recv(256 KiB)` would have given it.
     Direct(usize),
@@ -54,6 +55,11 @@ pub(super) const DIRECT_READ_MIN: usize = 4 * 1024;
 /// The largest object a [`ReadPlan::Direct`] read allocates.
 pub(super) const DIRECT_READ_MAX: usize = 32 * 1024;
 
+/// A [`ReadPlan::Direct`] read's capacity is a multiple of this: a message of about the
+/// last one's size fills more than half of it (so its object is reused), and one up to
+/// 1.5 times that size still fits.
+pub(super) const DIRECT_READ_STEP: usize = 1024;
+
 /// A last read of at least this many bytes makes the next one sized with `FIONREAD`
 /// ([`ReadPlan::Sized`]): from here the copy (~300 ns for 16 KiB) costs about the ioctl.
 pub(super) const SIZED_READ_MIN: usize = 16 * 1024;
@@ -64,7 +70,11 @@ impl ReadPlan {
         if last < DIRECT_READ_MIN {
             ReadPlan::Copy
         } else if last < SIZED_READ_MIN {
-            ReadPlan::Direct((last * 2).next_power_of_two().min(DIRECT_READ_MAX))
+            ReadPlan::Direct(
+                (last + last / 2)
+                    .next_multiple_of(DIRECT_READ_STEP)
+                    .min(DIRECT_READ_MAX),
+            )
         } else {
             ReadPlan::Sized
         }
@@ -122,16 +132,24 @@ pub(super) fn receive<'py>(
         // which tells them apart.
         ReadPlan::Sized => sys::bytes_readable(fd).unwrap_or(0).min(MAX_READ),
     };
-    let got = if cap > 0 {
-        let got = bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?;
-        match received(got.map(|data| (data, 0))) {
-            Received::Data(data, _)
-                if matches!(plan, ReadPlan::Direct(_)) && data.as_bytes().len() == cap =>
-            {
-                Received::Data(with_what_follows(py, call, fd, data), 0)
+    let got = if let ReadPlan::Direct(cap) = plan {
+        match received(bytes_read_in_place(py, cap, |buf| {
+            call.into_uninit(fd, buf)
+        })?) {
+            // It filled its object: what follows joins it.
+            Received::Data(data, storage) if data.as_bytes().len() == storage => {
+                match what_follows(py, call, fd, &data) {
+                    Some(joined) => {
+                        recycle(data, storage);
+                        Received::Data(joined, 0)
+                    }
+                    None => Received::Data(data, storage),
+                }
             }
             got => got,
         }
+    } else if cap > 0 {
+        received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?.map(|data| (data, 0)))
     } else {
         with_read_buf(|buf| {
             received(
@@ -150,20 +168,20 @@ pub(super) fn receive<'py>(
 }
 
 /// `data`, a direct read that filled its object, joined with what else the fd holds (up to
-/// [`MAX_READ`] in all). Only bytes `FIONREAD` reports are read, so the extra `recv()`
+/// [`MAX_READ`] in all); `None` when nothing follows. Only bytes `FIONREAD` reports are read, so the extra `recv()`
 /// cannot take an error or EOF that the next readiness event should report.
-fn with_what_follows<'py>(
+fn what_follows<'py>(
     py: Python<'py>,
     call: ReadCall,
     fd: i32,
-    data: Bound<'py, PyBytes>,
-) -> Bound<'py, PyBytes> {
+    data: &Bound<'py, PyBytes>,
+) -> Option<Bound<'py, PyBytes>> {
     let first = data.as_bytes();
     let more = sys::bytes_readable(fd)
         .unwrap_or(0)
         .min(MAX_READ.saturating_sub(first.len()));
     if more == 0 {
-        return data;
+        return None;
     }
     with_read_buf(|buf| match call.into_buf(fd, &mut buf[..more]) {
         Ok(n) if n > 0 => PyBytes::new_with(py, first.len() + n, |joined| {
@@ -172,8 +190,8 @@ fn with_what_follows<'py>(
             Ok(())
         })
         // No memory for the joined object: the first part now, the rest on the next event.
-        .unwrap_or_else(|_| data.clone()),
-        _ => data.clone(),
+        .ok(),
+        _ => None,
     })
 }
 
@@ -341,17 +359,21 @@ mod tests {
     fn read_plan_follows_the_last_read() {
         assert_eq!(ReadPlan::after(0), ReadPlan::Copy);
         assert_eq!(ReadPlan::after(DIRECT_READ_MIN - 1), ReadPlan::Copy);
-        // Twice the last read, to a power of two, at most DIRECT_READ_MAX.
-        assert_eq!(ReadPlan::after(DIRECT_READ_MIN), ReadPlan::Direct(8 * 1024));
-        assert_eq!(ReadPlan::after(5 * 1024), ReadPlan::Direct(16 * 1024));
-        assert_eq!(
-            ReadPlan::after(10 * 1024),
-            ReadPlan::Direct(DIRECT_READ_MAX)
-        );
+        // 1.5 times the last read, rounded up to 1 KiB: the last read's size fills at
+        // least half of it.
+        assert_eq!(ReadPlan::after(DIRECT_READ_MIN), ReadPlan::Direct(6 * 1024));
+        assert_eq!(ReadPlan::after(5 * 1024), ReadPlan::Direct(8 * 1024));
+        assert_eq!(ReadPlan::after(10 * 1024), ReadPlan::Direct(15 * 1024));
         assert_eq!(
             ReadPlan::after(SIZED_READ_MIN - 1),
-            ReadPlan::Direct(DIRECT_READ_MAX)
+            ReadPlan::Direct(24 * 1024)
         );
+        for last in DIRECT_READ_MIN..SIZED_READ_MIN {
+            let ReadPlan::Direct(cap) = ReadPlan::after(last) else {
+                panic!("{last}")
+            };
+            assert!(last * 2 >= cap && last + last / 2 <= cap, "{last} -> {cap}");
+        }
         assert_eq!(ReadPlan::after(SIZED_READ_MIN), ReadPlan::Sized);
         assert_eq!(ReadPlan::after(40 * 1024), ReadPlan::Sized);
         assert_eq!(ReadPlan::after(MAX_READ), ReadPlan::Sized);
