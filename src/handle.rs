@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
@@ -305,7 +306,7 @@ impl Handle {
         if let Some(lp) = self.loop_obj(py) {
             let debug = match own_debug_flag(&lp) {
                 Some(flag) => flag,
-                None => lp.call_method0("get_debug")?.is_truthy()?,
+                None => lp.call_method0(intern!(py, "get_debug"))?.is_truthy()?,
             };
             if debug {
                 // As asyncio: keep the repr (cancelled, with its callback) in debug mode,
@@ -381,7 +382,7 @@ impl Handle {
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let debug = lp.call_method0("get_debug")?.is_truthy()?;
+        let debug = lp.call_method0(intern!(py, "get_debug"))?.is_truthy()?;
         let source = format_callback(py, func, args, debug)?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
@@ -392,7 +393,7 @@ impl Handle {
                 context.set_item("source_traceback", tb)?;
             }
         }
-        lp.call_method1("call_exception_handler", (context,))?;
+        lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     }
 
@@ -410,7 +411,7 @@ impl Handle {
         // asyncio's _repr_info leaves the callback out when it is None.
         if let Some((func, args)) = cb.filter(|(func, _)| !func.is_none()) {
             let debug = match self.loop_obj(py) {
-                Some(lp) => lp.call_method0("get_debug")?.is_truthy()?,
+                Some(lp) => lp.call_method0(intern!(py, "get_debug"))?.is_truthy()?,
                 None => false,
             };
             info.push(format_callback(py, &func, &args, debug)?);
@@ -684,7 +685,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py,
         vec![
             SlottedSpec {
-                base: events.getattr("Handle")?.cast_into::<PyType>()?,
+                base: events
+                    .getattr(intern!(py, "Handle"))?
+                    .cast_into::<PyType>()?,
                 name: c"ferroloop._ferroloop.Handle",
                 doc:
                     c"A callback scheduled by `call_soon`, `call_soon_threadsafe`, `add_reader`, ….",
@@ -694,7 +697,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 subclassable: true,
             },
             SlottedSpec {
-                base: events.getattr("TimerHandle")?.cast_into::<PyType>()?,
+                base: events
+                    .getattr(intern!(py, "TimerHandle"))?
+                    .cast_into::<PyType>()?,
                 name: c"ferroloop._ferroloop.TimerHandle",
                 doc: c"A callback scheduled for a point in time by `call_later` / `call_at`.",
                 methods: methods(true),

@@ -13,6 +13,7 @@
 //! strings per loop, scattered over fresh allocator pools, and each arena they pinned
 //! stayed resident.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
@@ -158,9 +159,9 @@ impl Names {
                 extract_stack: attr(&format_helpers, "extract_stack")?,
                 format_callback_source: attr(&format_helpers, "_format_callback_source")?,
                 format_callback_source_takes_debug: format_helpers
-                    .getattr("_format_callback_source")?
-                    .getattr("__code__")?
-                    .getattr("co_kwonlyargcount")?
+                    .getattr(intern!(py, "_format_callback_source"))?
+                    .getattr(intern!(py, "__code__"))?
+                    .getattr(intern!(py, "co_kwonlyargcount"))?
                     .extract::<usize>()?
                     > 0,
                 set_result_unless_cancelled: attr(&futures, "_set_result_unless_cancelled")?,
@@ -198,7 +199,7 @@ impl Names {
 
                 register_task: attr(&c_asyncio, "_register_task")?,
                 current_tasks: c_asyncio
-                    .getattr("_current_tasks")?
+                    .getattr(intern!(py, "_current_tasks"))?
                     .cast_into::<PyDict>()?
                     .unbind(),
                 swap_current_task: eager_attr("_swap_current_task")?,
@@ -211,10 +212,10 @@ impl Names {
                 uncancel_resets: py.version_info() >= (3, 13),
                 server_attach_takes_transport: py
                     .import("asyncio.base_events")?
-                    .getattr("Server")?
-                    .getattr("_attach")?
-                    .getattr("__code__")?
-                    .getattr("co_argcount")?
+                    .getattr(intern!(py, "Server"))?
+                    .getattr(intern!(py, "_attach"))?
+                    .getattr(intern!(py, "__code__"))?
+                    .getattr(intern!(py, "co_argcount"))?
                     .extract::<u32>()?
                     >= 2,
 
@@ -247,5 +248,5 @@ pub fn logger<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     Names::get(py)?
         .base_events
         .bind(py)
-        .getattr(pyo3::intern!(py, "logger"))
+        .getattr(intern!(py, "logger"))
 }

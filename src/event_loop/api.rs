@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -286,8 +287,10 @@ impl LoopCore {
         sock: &Bound<'_, PyAny>,
         bufsize: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let args = PyTuple::new(slf.py(), [bufsize])?;
-        Self::sock_method(slf, sock, "recvfrom", args.clone(), args, false)
+        let py = slf.py();
+        let args = PyTuple::new(py, [bufsize])?;
+        let method = intern!(py, "recvfrom");
+        Self::sock_method(slf, sock, method, args.clone(), args, false)
     }
 
     /// `sock_recvfrom_into`'s work: `(nbytes, address)`, or a future for it when it would
@@ -306,7 +309,8 @@ impl LoopCore {
             _ => buf.len()?.into_pyobject(py)?.into_any(),
         };
         let args = PyTuple::new(py, [buf.clone(), nbytes])?;
-        Self::sock_method(slf, sock, "recvfrom_into", args.clone(), args, false)
+        let method = intern!(py, "recvfrom_into");
+        Self::sock_method(slf, sock, method, args.clone(), args, false)
     }
 
     /// `sock_sendto`'s work: the number of bytes sent, or a future for it when it would block.
@@ -321,7 +325,7 @@ impl LoopCore {
         // asyncio retries with `sock.sendto(data, 0, address)`.
         let zero = 0i32.into_pyobject(py)?.into_any();
         let wait_args = PyTuple::new(py, [data.clone(), zero, address.clone()])?;
-        Self::sock_method(slf, sock, "sendto", args, wait_args, true)
+        Self::sock_method(slf, sock, intern!(py, "sendto"), args, wait_args, true)
     }
 
     /// `sock_sendall`'s work: `None` once all of `data` is sent at once, else a future done

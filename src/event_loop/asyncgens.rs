@@ -81,7 +81,7 @@ impl LoopCore {
             return Ok(None);
         }
         let agens = PyList::new(py, set.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-        set.call_method0("clear")?;
+        set.call_method0(intern!(py, "clear"))?;
         let mut tasks = Vec::with_capacity(agens.len());
         for agen in agens.iter() {
             let task =

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::LoopCore;
@@ -19,8 +20,9 @@ impl LoopCore {
         let enabled = enabled.is_truthy()?;
         this.debug.store(enabled, Ordering::Relaxed);
         if this.is_running_inner() {
-            let f = slf.getattr("_set_coroutine_origin_tracking")?;
-            slf.call_method1("call_soon_threadsafe", (f, enabled))?;
+            let py = slf.py();
+            let f = slf.getattr(intern!(py, "_set_coroutine_origin_tracking"))?;
+            slf.call_method1(intern!(py, "call_soon_threadsafe"), (f, enabled))?;
         }
         Ok(())
     }
@@ -87,14 +89,17 @@ impl LoopCore {
             // asyncio's `_format_handle`: a task's step (ferroloop's bound builtin, or the
             // C Task's `TaskStepMethWrapper`) is named by the task. `tasks.Task` is looked
             // up now, as asyncio does (tests patch it).
-            let cb = h.bind(py).as_any().getattr("_callback")?;
-            let task_cls = py.import("asyncio.tasks")?.getattr("Task")?;
-            let owner = cb.getattr("__self__").ok();
+            let cb = h.bind(py).as_any().getattr(intern!(py, "_callback"))?;
+            let task_cls = py.import("asyncio.tasks")?.getattr(intern!(py, "Task"))?;
+            let owner = cb.getattr(intern!(py, "__self__")).ok();
             let desc = match owner {
                 Some(o) if o.is_instance(&task_cls)? => o.repr()?.unbind(),
                 _ => h.bind(py).as_any().str()?.unbind(),
             };
-            logger(py)?.call_method1("warning", ("Executing %s took %.3f seconds", desc, dt))?;
+            logger(py)?.call_method1(
+                intern!(py, "warning"),
+                ("Executing %s took %.3f seconds", desc, dt),
+            )?;
         }
         Ok(())
     }

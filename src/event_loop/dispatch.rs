@@ -15,6 +15,7 @@
 
 use std::sync::atomic::Ordering;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
@@ -34,7 +35,7 @@ static OWN: PyOnceLock<OwnMethods> = PyOnceLock::new();
 /// `call_soon` entry point was installed).
 pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let py = ty.py();
-    let dict = ty.getattr("__dict__")?;
+    let dict = ty.getattr(intern!(py, "__dict__"))?;
     let own = OwnMethods {
         call_soon: dict.get_item("call_soon")?.unbind(),
         get_debug: dict.get_item("get_debug")?.unbind(),

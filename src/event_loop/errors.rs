@@ -2,6 +2,7 @@
 //! asyncio's formatting of the default handler's report.
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::pyo::exc::with_exception_set;
@@ -49,7 +50,7 @@ impl LoopCore {
                 [
                     e.get_type().into_any(),
                     e.clone(),
-                    e.getattr("__traceback__")?,
+                    e.getattr(intern!(py, "__traceback__"))?,
                 ],
             )?
             .into_any(),
@@ -60,7 +61,10 @@ impl LoopCore {
                 .pystate
                 .with(|s| s.current_handle.as_ref().map(|h| h.clone_ref(py)));
             if let Some(h) = current {
-                let tb = h.bind(py).as_any().getattr("_source_traceback")?;
+                let tb = h
+                    .bind(py)
+                    .as_any()
+                    .getattr(intern!(py, "_source_traceback"))?;
                 if tb.is_truthy()? {
                     context.set_item("handle_traceback", tb)?;
                 }
@@ -80,7 +84,10 @@ impl LoopCore {
             let text = match k.as_str() {
                 "source_traceback" | "handle_traceback" => {
                     let tb: String = PyString::new(py, "")
-                        .call_method1("join", (imports.format_list.bind(py).call1((&value,))?,))?
+                        .call_method1(
+                            intern!(py, "join"),
+                            (imports.format_list.bind(py).call1((&value,))?,),
+                        )?
                         .extract()?;
                     let what = if k == "source_traceback" {
                         "Object"
@@ -98,7 +105,7 @@ impl LoopCore {
         }
         let kw = PyDict::new(py);
         kw.set_item("exc_info", exc_info)?;
-        logger(py)?.call_method("error", (lines.join("\n"),), Some(&kw))?;
+        logger(py)?.call_method(intern!(py, "error"), (lines.join("\n"),), Some(&kw))?;
         Ok(())
     }
 
@@ -118,12 +125,14 @@ impl LoopCore {
         let log_error = |msg: &str| -> PyResult<()> {
             let kw = PyDict::new(py);
             kw.set_item("exc_info", true)?;
-            logger(py)?.call_method("error", (msg,), Some(&kw))?;
+            logger(py)?.call_method(intern!(py, "error"), (msg,), Some(&kw))?;
             Ok(())
         };
         match handler {
             None => {
-                if let Err(e) = slf.call_method1("default_exception_handler", (context,)) {
+                if let Err(e) =
+                    slf.call_method1(intern!(py, "default_exception_handler"), (context,))
+                {
                     if fatal(&e) {
                         return Err(e);
                     }
@@ -147,14 +156,14 @@ impl LoopCore {
                         }
                     }
                     let ctx = match thing {
-                        Some(t) if t.hasattr("get_context")? => {
-                            Some(t.call_method0("get_context")?)
+                        Some(t) if t.hasattr(intern!(py, "get_context"))? => {
+                            Some(t.call_method0(intern!(py, "get_context"))?)
                         }
                         _ => None,
                     };
                     match ctx {
-                        Some(c) if !c.is_none() && c.hasattr("run")? => {
-                            c.call_method1("run", (h.bind(py), slf, context))?;
+                        Some(c) if !c.is_none() && c.hasattr(intern!(py, "run"))? => {
+                            c.call_method1(intern!(py, "run"), (h.bind(py), slf, context))?;
                         }
                         _ => {
                             h.bind(py).call1((slf, context))?;
@@ -172,7 +181,7 @@ impl LoopCore {
                     inner.set_item("context", context)?;
                     // Inside asyncio's `except BaseException as exc:`.
                     let res = crate::pyo::exc::while_handling(exc.value(py), || {
-                        slf.call_method1("default_exception_handler", (inner,))
+                        slf.call_method1(intern!(py, "default_exception_handler"), (inner,))
                     });
                     if let Err(e2) = res {
                         if fatal(&e2) {

@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
@@ -161,7 +162,7 @@ impl LoopCore {
         let fd: i64 = if fileobj.is_instance_of::<PyInt>() {
             fileobj.extract()?
         } else {
-            match fileobj.call_method0("fileno") {
+            match fileobj.call_method0(intern!(fileobj.py(), "fileno")) {
                 Ok(v) => v.extract().map_err(|_| {
                     PyValueError::new_err(format!(
                         "Invalid file object: {}",
@@ -260,7 +261,7 @@ impl LoopCore {
         if let Some(p) = previous {
             p.bind(slf.py())
                 .as_any()
-                .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
+                .call_method0(intern!(slf.py(), "cancel"))?;
         }
         Ok(handle)
     }
@@ -310,7 +311,7 @@ impl LoopCore {
             Some(h) => {
                 h.bind(slf.py())
                     .as_any()
-                    .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
+                    .call_method0(intern!(slf.py(), "cancel"))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -516,7 +517,7 @@ impl LoopCore {
                     for h in old.into_handles() {
                         h.bind(slf.py())
                             .as_any()
-                            .call_method0(pyo3::intern!(slf.py(), "cancel"))?;
+                            .call_method0(intern!(slf.py(), "cancel"))?;
                     }
                 }
                 Ok(())

@@ -407,7 +407,7 @@ impl LoopCore {
             return Ok(());
         }
         if this.debug_on() {
-            logger(py)?.call_method1("debug", ("Close %r", slf))?;
+            logger(py)?.call_method1(intern!(py, "debug"), ("Close %r", slf))?;
         }
         // Signal handlers go first, while the loop still counts as open.
         let finalizing = Names::get(py)?

@@ -18,6 +18,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use pyo3::exceptions::{PyAttributeError, PyConnectionError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyInt;
@@ -41,9 +42,12 @@ fn names(py: Python<'_>) -> PyResult<&SendfileNames> {
         Ok(SendfileNames {
             not_available: py
                 .import("asyncio.exceptions")?
-                .getattr("SendfileNotAvailableError")?
+                .getattr(intern!(py, "SendfileNotAvailableError"))?
                 .unbind(),
-            unsupported: py.import("io")?.getattr("UnsupportedOperation")?.unbind(),
+            unsupported: py
+                .import("io")?
+                .getattr(intern!(py, "UnsupportedOperation"))?
+                .unbind(),
         })
     })
 }
@@ -148,13 +152,13 @@ impl SendfileWait {
 impl SendfileWait {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
-        if fut.call_method0("cancelled")?.is_truthy()? {
+        if fut.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
             self.update_filepos();
             return Ok(());
         }
         // Resolved since the poll reported the fd (replaced by another writer, which then
         // finished it): nothing to do.
-        if fut.call_method0("done")?.is_truthy()? {
+        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
         settle(fut, self.step(py, false)?)
@@ -166,13 +170,14 @@ impl SendfileWait {
 }
 
 fn settle(fut: &Bound<'_, PyAny>, step: Step) -> PyResult<()> {
+    let py = fut.py();
     match step {
         Step::Wait => {}
         Step::Done(total) => {
-            fut.call_method1("set_result", (total,))?;
+            fut.call_method1(intern!(py, "set_result"), (total,))?;
         }
         Step::Failed(e) => {
-            fut.call_method1("set_exception", (e.into_value(fut.py()),))?;
+            fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?;
         }
     }
     Ok(())
@@ -188,7 +193,7 @@ impl LoopCore {
     ) -> PyResult<()> {
         let py = sock.py();
         // `'b' not in getattr(file, 'mode', 'b')`
-        let binary = match file.getattr("mode") {
+        let binary = match file.getattr(intern!(py, "mode")) {
             Ok(mode) => mode.contains("b")?,
             Err(e) if e.is_instance_of::<PyAttributeError>(py) => true,
             Err(e) => return Err(e),
@@ -198,7 +203,7 @@ impl LoopCore {
                 "file should be opened in binary mode",
             ));
         }
-        if !sock.getattr("type")?.eq(libc::SOCK_STREAM)? {
+        if !sock.getattr(intern!(py, "type"))?.eq(libc::SOCK_STREAM)? {
             return Err(PyValueError::new_err(
                 "only SOCK_STREAM type sockets are supported",
             ));
@@ -242,15 +247,18 @@ impl LoopCore {
         count: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        if slf.get().debug_on() && sock.call_method0("gettimeout")?.ne(0)? {
+        if slf.get().debug_on() && sock.call_method0(intern!(py, "gettimeout"))?.ne(0)? {
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
         Names::get(py)?
             .base_events
             .bind(py)
-            .getattr("_check_ssl_socket")?
+            .getattr(intern!(py, "_check_ssl_socket"))?
             .call1((sock,))?;
-        slf.call_method1("_check_sendfile_params", (sock, file, offset, count))?;
+        slf.call_method1(
+            intern!(py, "_check_sendfile_params"),
+            (sock, file, offset, count),
+        )?;
         Ok(())
     }
 
@@ -267,11 +275,13 @@ impl LoopCore {
         let py = slf.py();
         // asyncio's `try: os.sendfile except AttributeError`, on the `os` its unix_events
         // module sees (tests replace it to simulate a platform without sendfile).
-        let os = py.import("asyncio.unix_events")?.getattr("os")?;
-        if !os.hasattr("sendfile")? {
+        let os = py
+            .import("asyncio.unix_events")?
+            .getattr(intern!(py, "os"))?;
+        if !os.hasattr(intern!(py, "sendfile"))? {
             return Err(not_available(py, "os.sendfile() is not available")?);
         }
-        let fileno = match file.call_method0("fileno") {
+        let fileno = match file.call_method0(intern!(py, "fileno")) {
             Ok(f) => f,
             Err(e)
                 if e.is_instance_of::<PyAttributeError>(py)
@@ -294,10 +304,10 @@ impl LoopCore {
         let fut = Self::create_future(slf)?.into_bound(py);
         if blocksize == 0 {
             // An empty file.
-            fut.call_method1("set_result", (0,))?;
+            fut.call_method1(intern!(py, "set_result"), (0,))?;
             return Ok(fut.unbind());
         }
-        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         let wait = SendfileWait {
             fut: fut.clone().unbind(),
             fd,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyTuple};
 
@@ -28,7 +29,7 @@ static WAKEUP_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// `signal.set_wakeup_fd(fd)`, remembering the fd in [`WAKEUP_FD`] when it succeeds.
 fn set_wakeup_fd<'py>(signal_mod: &Bound<'py, PyModule>, fd: i32) -> PyResult<Bound<'py, PyAny>> {
-    let old = signal_mod.call_method1("set_wakeup_fd", (fd,))?;
+    let old = signal_mod.call_method1(intern!(signal_mod.py(), "set_wakeup_fd"), (fd,))?;
     WAKEUP_FD.store(fd, Ordering::Relaxed);
     Ok(old)
 }
@@ -92,7 +93,7 @@ pub fn check_signal(sig: &Bound<'_, PyAny>, signal_mod: &Bound<'_, PyModule>) ->
             sig.repr()?
         )));
     }
-    let valid = signal_mod.call_method0("valid_signals")?;
+    let valid = signal_mod.call_method0(intern!(signal_mod.py(), "valid_signals"))?;
     if !valid.contains(sig)? {
         return Err(PyValueError::new_err(format!(
             "invalid signal number {sig}"
@@ -107,7 +108,7 @@ pub fn check_signal(sig: &Bound<'_, PyAny>, signal_mod: &Bound<'_, PyModule>) ->
 pub fn cannot_be_caught(py: Python<'_>, sig: i32, e: PyErr) -> PyErr {
     let einval = e.is_instance_of::<PyOSError>(py)
         && e.value(py)
-            .getattr("errno")
+            .getattr(intern!(py, "errno"))
             .and_then(|n| n.extract::<i32>())
             .ok()
             == Some(libc::EINVAL);
@@ -185,8 +186,8 @@ impl LoopCore {
         drop(old);
         let noop = wrap_pyfunction!(_sighandler_noop, py)?;
         let installed = signal_mod
-            .call_method1("signal", (sig, noop))
-            .and_then(|_| signal_mod.call_method1("siginterrupt", (sig, false)));
+            .call_method1(intern!(py, "signal"), (sig, noop))
+            .and_then(|_| signal_mod.call_method1(intern!(py, "siginterrupt"), (sig, false)));
         if let Err(e) = installed {
             let (gone, none_left) = this.pystate.with(|st| {
                 (
@@ -197,8 +198,10 @@ impl LoopCore {
             drop(gone);
             if none_left {
                 if let Err(e2) = set_wakeup_fd(signal_mod, -1) {
-                    logger(py)?
-                        .call_method1("info", ("set_wakeup_fd(-1) failed: %s", e2.value(py)))?;
+                    logger(py)?.call_method1(
+                        intern!(py, "info"),
+                        ("set_wakeup_fd(-1) failed: %s", e2.value(py)),
+                    )?;
                 }
             }
             return Err(cannot_be_caught(py, sig, e));
@@ -229,18 +232,21 @@ impl LoopCore {
         }
         drop(removed);
         let signal_mod = Names::get(py)?.signal.bind(py);
-        let sigint: i32 = signal_mod.getattr("SIGINT")?.extract()?;
+        let sigint: i32 = signal_mod.getattr(intern!(py, "SIGINT"))?.extract()?;
         let handler = if sig == sigint {
-            signal_mod.getattr("default_int_handler")?
+            signal_mod.getattr(intern!(py, "default_int_handler"))?
         } else {
-            signal_mod.getattr("SIG_DFL")?
+            signal_mod.getattr(intern!(py, "SIG_DFL"))?
         };
-        if let Err(e) = signal_mod.call_method1("signal", (sig, handler)) {
+        if let Err(e) = signal_mod.call_method1(intern!(py, "signal"), (sig, handler)) {
             return Err(cannot_be_caught(py, sig, e));
         }
         if none_left {
             if let Err(e) = set_wakeup_fd(signal_mod, -1) {
-                logger(py)?.call_method1("info", ("set_wakeup_fd(-1) failed: %s", e.value(py)))?;
+                logger(py)?.call_method1(
+                    intern!(py, "info"),
+                    ("set_wakeup_fd(-1) failed: %s", e.value(py)),
+                )?;
             }
         }
         Ok(true)

@@ -21,6 +21,7 @@ use pyo3::exceptions::{
     PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PyOSError, PySystemExit,
     PyTypeError, PyValueError,
 };
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
@@ -50,7 +51,7 @@ enum Op {
     /// `sock_sendto`), whose addresses the socket module converts.
     Method {
         sock: Py<PyAny>,
-        method: &'static str,
+        method: Py<PyString>,
         args: Py<PyTuple>,
     },
 }
@@ -178,9 +179,9 @@ pub(crate) fn accept_connection(
         socket_from_fd(
             py,
             conn,
-            sock.getattr("family")?.extract()?,
-            sock.getattr("type")?.extract()?,
-            sock.getattr("proto")?.extract()?,
+            sock.getattr(intern!(py, "family"))?.extract()?,
+            sock.getattr(intern!(py, "type"))?.extract()?,
+            sock.getattr(intern!(py, "proto"))?.extract()?,
         )
     })();
     let conn_obj = match made {
@@ -192,10 +193,10 @@ pub(crate) fn accept_connection(
     };
     let address = match crate::net::sockaddr::to_python(py, &addr)? {
         Some(a) => a,
-        None => match conn_obj.call_method0("getpeername") {
+        None => match conn_obj.call_method0(intern!(py, "getpeername")) {
             Ok(a) => a,
             Err(e) => {
-                let _ = conn_obj.call_method0("close");
+                let _ = conn_obj.call_method0(intern!(py, "close"));
                 return caught(py, e);
             }
         },
@@ -208,7 +209,7 @@ pub(crate) fn accept_connection(
 /// `sock.<method>(*args)`, as asyncio calls it.
 fn call_method(
     sock: &Bound<'_, PyAny>,
-    method: &str,
+    method: &Bound<'_, PyString>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<Attempt> {
     match sock.call_method1(method, args.clone()) {
@@ -237,7 +238,9 @@ impl SockWait {
             Op::SendAll { data, pos } => send_rest(py, self.fd, data.bind(py), pos),
             Op::Connect(address) => connect_outcome(py, self.fd, address.bind(py)),
             Op::Accept(sock) => accept_connection(py, self.fd, sock.bind(py)),
-            Op::Method { sock, method, args } => call_method(sock.bind(py), method, args.bind(py)),
+            Op::Method { sock, method, args } => {
+                call_method(sock.bind(py), method.bind(py), args.bind(py))
+            }
         }
     }
 }
@@ -247,7 +250,7 @@ impl SockWait {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
         // Cancelled (or replaced and resolved) since the poll reported the fd.
-        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
         settle(fut, self.attempt(py)?)
@@ -273,11 +276,11 @@ fn settle(fut: &Bound<'_, PyAny>, attempt: Attempt) -> PyResult<()> {
     match attempt {
         Attempt::Blocked => {}
         Attempt::Done(v) => {
-            fut.call_method1(pyo3::intern!(fut.py(), "set_result"), (v,))?;
+            fut.call_method1(intern!(fut.py(), "set_result"), (v,))?;
         }
         Attempt::Failed(e) => {
             fut.call_method1(
-                pyo3::intern!(fut.py(), "set_exception"),
+                intern!(fut.py(), "set_exception"),
                 (e.into_value(fut.py()),),
             )?;
         }
@@ -308,7 +311,7 @@ impl SockDone {
         if let Some(sock) = &self.sock {
             let fd: RawFd = sock
                 .bind(py)
-                .call_method0(pyo3::intern!(py, "fileno"))?
+                .call_method0(intern!(py, "fileno"))?
                 .extract()?;
             if fd != self.fd {
                 return Ok(());
@@ -337,15 +340,15 @@ pub(crate) struct SockResolved {
 impl SockResolved {
     fn __call__(&self, py: Python<'_>, infos: &Bound<'_, PyAny>) -> PyResult<()> {
         let fut = self.fut.bind(py);
-        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
-        if infos.call_method0("cancelled")?.is_truthy()? {
-            fut.call_method0("cancel")?;
+        if infos.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+            fut.call_method0(intern!(py, "cancel"))?;
             return Ok(());
         }
         let step = infos
-            .call_method0("result")
+            .call_method0(intern!(py, "result"))
             .and_then(|infos| infos.get_item(0)?.get_item(4))
             .and_then(|address| {
                 LoopCore::connect_step(self.loop_.bind(py), fut, self.sock.bind(py), &address)
@@ -405,7 +408,7 @@ pub(crate) fn socket_from_fd(
     proto: i32,
 ) -> PyResult<Bound<'_, PyAny>> {
     let kw = pyo3::types::PyDict::new(py);
-    kw.set_item(pyo3::intern!(py, "fileno"), fd)?;
+    kw.set_item(intern!(py, "fileno"), fd)?;
     Names::get(py)?
         .socket_cls
         .bind(py)
@@ -424,15 +427,15 @@ impl LoopCore {
             names
                 .base_events
                 .bind(py)
-                .getattr(pyo3::intern!(py, "_check_ssl_socket"))?
+                .getattr(intern!(py, "_check_ssl_socket"))?
                 .call1((sock,))?;
         }
-        if slf.get().debug_on() && sock.call_method0(pyo3::intern!(py, "gettimeout"))?.ne(0)? {
+        if slf.get().debug_on() && sock.call_method0(intern!(py, "gettimeout"))?.ne(0)? {
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
         match fast_fd {
             Some(fd) => Ok(fd),
-            None => sock.call_method0(pyo3::intern!(py, "fileno"))?.extract(),
+            None => sock.call_method0(intern!(py, "fileno"))?.extract(),
         }
     }
 
@@ -477,10 +480,7 @@ impl LoopCore {
             write,
             sock,
         };
-        fut.call_method1(
-            pyo3::intern!(py, "add_done_callback"),
-            (Bound::new(py, done)?,),
-        )?;
+        fut.call_method1(intern!(py, "add_done_callback"), (Bound::new(py, done)?,))?;
         Ok(fut.unbind())
     }
 
@@ -547,7 +547,7 @@ impl LoopCore {
     pub(super) fn sock_method(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
-        method: &'static str,
+        method: &Bound<'_, PyString>,
         args: Bound<'_, PyTuple>,
         wait_args: Bound<'_, PyTuple>,
         write: bool,
@@ -560,7 +560,7 @@ impl LoopCore {
         let fut = Self::create_future(slf)?.into_bound(py);
         let op = Op::Method {
             sock: sock.clone().unbind(),
-            method,
+            method: method.clone().unbind(),
             args: wait_args.unbind(),
         };
         Self::sock_wait(slf, fut, fd, write, op)
@@ -591,7 +591,7 @@ impl LoopCore {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         Self::sock_prologue(slf, sock)?;
-        let family: i32 = sock.getattr("family")?.extract()?;
+        let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
         let fut = Self::create_future(slf)?.into_bound(py);
         let mut address = address.clone();
         if family == libc::AF_INET || family == libc::AF_INET6 {
@@ -605,12 +605,12 @@ impl LoopCore {
                     // asyncio's _ensure_resolved: `await loop.getaddrinfo(host, port,
                     // family=, type=, proto=, flags=0)` with the socket's values.
                     let (family, ty, proto) = (
-                        sock.getattr("family")?,
-                        sock.getattr("type")?,
-                        sock.getattr("proto")?,
+                        sock.getattr(intern!(py, "family"))?,
+                        sock.getattr(intern!(py, "type"))?,
+                        sock.getattr(intern!(py, "proto"))?,
                     );
-                    let getaddrinfo = slf.getattr(pyo3::intern!(py, "getaddrinfo"))?;
-                    let infos = if getaddrinfo.hasattr("_ferroloop_native")? {
+                    let getaddrinfo = slf.getattr(intern!(py, "getaddrinfo"))?;
+                    let infos = if getaddrinfo.hasattr(intern!(py, "_ferroloop_native"))? {
                         // ferroloop's own: its native work, without a coroutine and task.
                         let zero = 0i32.into_pyobject(py)?.into_any();
                         crate::net::dns::getaddrinfo(
@@ -638,7 +638,7 @@ impl LoopCore {
                     };
                     infos
                         .bind(py)
-                        .call_method1("add_done_callback", (Bound::new(py, then)?,))?;
+                        .call_method1(intern!(py, "add_done_callback"), (Bound::new(py, then)?,))?;
                     return Ok(fut.unbind());
                 }
             }
@@ -656,8 +656,8 @@ impl LoopCore {
         address: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = slf.py();
-        let ty: i32 = sock.getattr("type")?.extract()?;
-        let proto: i32 = sock.getattr("proto")?.extract()?;
+        let ty: i32 = sock.getattr(intern!(py, "type"))?.extract()?;
+        let proto: i32 = sock.getattr(intern!(py, "proto"))?.extract()?;
         let plain = matches!(ty, libc::SOCK_STREAM | libc::SOCK_DGRAM)
             && matches!(proto, 0 | libc::IPPROTO_TCP | libc::IPPROTO_UDP);
         if plain {
@@ -683,7 +683,7 @@ impl LoopCore {
         let info = Names::get(py)?
             .base_events
             .bind(py)
-            .getattr("_ipaddr_info")?
+            .getattr(intern!(py, "_ipaddr_info"))?
             .call1(PyTuple::new(py, args)?)?;
         if info.is_none() {
             return Ok(None);
@@ -699,15 +699,15 @@ impl LoopCore {
         address: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-        let family: i32 = sock.getattr("family")?.extract()?;
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
         let attempt = match numeric_address(family, address) {
             Some(addr) => {
                 let res = sys::connect(fd, &sys::SockAddr::from_ip(&addr));
                 attempt_of(res, |()| Ok(py.None()))?
             }
             // Unix and other families, and addresses the socket module must check.
-            None => match sock.call_method1("connect", (address,)) {
+            None => match sock.call_method1(intern!(py, "connect"), (address,)) {
                 Ok(_) => Attempt::Done(py.None()),
                 Err(e) => caught(py, e)?,
             },

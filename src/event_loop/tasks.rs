@@ -1,6 +1,7 @@
 //! Futures and tasks made by the loop: `create_future`, `create_task` and the task factory.
 
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -64,7 +65,7 @@ impl LoopCore {
                     }
                 };
                 if let Some(n) = name {
-                    task.call_method1("set_name", (n,))?;
+                    task.call_method1(intern!(py, "set_name"), (n,))?;
                 }
                 task
             }

@@ -1,6 +1,7 @@
 //! `FutureIter`: the iterator `__await__` / `__iter__` return, with a one-element free list.
 
 use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
@@ -189,7 +190,7 @@ impl FutureIter {
             ));
         };
         if let Some(tb) = tb {
-            exc.setattr("__traceback__", tb)?;
+            exc.setattr(intern!(py, "__traceback__"), tb)?;
         }
         let old = self.fut.with(|s| s.take());
         drop(old);

@@ -38,6 +38,7 @@ use std::ffi::c_int;
 use std::mem;
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyTuple};
 
@@ -249,16 +250,14 @@ pub(crate) fn make_cancelled_error<'py>(
 /// policy's loop (looked up at call time: tests patch these).
 fn default_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     let events = names(py)?.events.bind(py);
-    let running = events
-        .getattr(pyo3::intern!(py, "_get_running_loop"))?
-        .call0()?;
+    let running = events.getattr(intern!(py, "_get_running_loop"))?.call0()?;
     if !running.is_none() {
         return Ok(running);
     }
     events
-        .getattr(pyo3::intern!(py, "get_event_loop_policy"))?
+        .getattr(intern!(py, "get_event_loop_policy"))?
         .call0()?
-        .call_method0(pyo3::intern!(py, "get_event_loop"))
+        .call_method0(intern!(py, "get_event_loop"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -357,7 +356,7 @@ pub(crate) fn finalize(slf: &Bound<'_, PyAny>, st: &FutureState) {
         if let Some(tb) = source_tb {
             ctx.set_item("source_traceback", tb)?;
         }
-        loop_.call_method1("call_exception_handler", (ctx,))?;
+        loop_.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
         Ok(())
     };
     if let Err(e) = report() {

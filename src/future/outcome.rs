@@ -2,6 +2,7 @@
 //! `set_exception`, `cancel`, `cancelled`, `done`.
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
@@ -50,7 +51,7 @@ pub(crate) fn result_outcome<'py>(
         }
     };
     if let Some(exc) = exc {
-        exc.setattr("__traceback__", or_none(tb, py))?;
+        exc.setattr(intern!(py, "__traceback__"), or_none(tb, py))?;
         return Ok(Err(exc));
     }
     Ok(Ok(or_none(res, py)))
@@ -216,8 +217,8 @@ pub(crate) fn set_exception<'py>(
             let new_exc = py.get_type::<PyRuntimeError>().call1((
                 "StopIteration interacts badly with generators and cannot be raised into a Future",
             ))?;
-            new_exc.setattr("__cause__", &exc)?;
-            new_exc.setattr("__context__", &exc)?;
+            new_exc.setattr(intern!(py, "__cause__"), &exc)?;
+            new_exc.setattr(intern!(py, "__context__"), &exc)?;
             exc = new_exc;
         }
     } else if exc.get_type().is(&stop_iteration) {
@@ -226,7 +227,7 @@ pub(crate) fn set_exception<'py>(
             "StopIteration interacts badly with generators and cannot be raised into a Future",
         ));
     }
-    let tb = exc.getattr(pyo3::intern!(py, "__traceback__"))?;
+    let tb = exc.getattr(intern!(py, "__traceback__"))?;
     let (exc, tb) = (Ref::new(exc), (!tb.is_none()).then_some(tb).map(Ref::new));
     let old = st.inner.with(|g| {
         g.status = Status::Finished;

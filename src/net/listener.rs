@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyConnectionAbortedError, PyOSError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -71,11 +72,11 @@ pub(crate) fn start_serving(
     ssl_shutdown_timeout: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = lp.py();
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
     let kind = (
         crate::sys::sockopt_int(fd, libc::SO_DOMAIN).map_err(os_error)?,
         crate::sys::sockopt_int(fd, libc::SO_TYPE).map_err(os_error)?,
-        sock.getattr("proto")?.extract()?,
+        sock.getattr(intern!(py, "proto"))?.extract()?,
     );
     let listener = Py::new(
         py,
@@ -108,38 +109,40 @@ pub(crate) fn stop_serving(lp: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) ->
     // `_unix_server_sockets` is a plain attribute of the 3.13 loop (create_unix_server
     // fills it in); absent before 3.13.
     let unix_sockets = lp
-        .getattr("_unix_server_sockets")
+        .getattr(intern!(py, "_unix_server_sockets"))
         .ok()
         .and_then(|m| m.cast_into::<PyDict>().ok());
     let path = match &unix_sockets {
-        Some(m) if m.contains(sock)? => Some(sock.call_method0("getsockname")?),
+        Some(m) if m.contains(sock)? => Some(sock.call_method0(intern!(py, "getsockname"))?),
         _ => None,
     };
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
     if fd >= 0 {
         if let Some(l) = LoopCore::release_listener(lp, fd) {
             l.get().deactivate();
         }
     }
-    sock.call_method0("close")?;
+    sock.call_method0(intern!(py, "close"))?;
     let (Some(path), Some(map)) = (path, unix_sockets) else {
         return Ok(());
     };
     let prev_ino = map.get_item(sock)?;
     map.del_item(sock)?;
     let os = py.import("os")?;
-    let res = os.call_method1("stat", (&path,)).and_then(|st| {
-        if st.getattr("st_ino")?.eq(&prev_ino)? {
-            os.call_method1("unlink", (&path,))?;
-        }
-        Ok(())
-    });
+    let res = os
+        .call_method1(intern!(py, "stat"), (&path,))
+        .and_then(|st| {
+            if st.getattr(intern!(py, "st_ino"))?.eq(&prev_ino)? {
+                os.call_method1(intern!(py, "unlink"), (&path,))?;
+            }
+            Ok(())
+        });
     match res {
         Ok(()) => Ok(()),
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileNotFoundError>(py) => Ok(()),
         Err(e) if e.is_instance_of::<PyOSError>(py) => {
             logger(py)?.call_method1(
-                "error",
+                intern!(py, "error"),
                 (
                     "Unable to clean up listening UNIX socket %r: %r",
                     sock,
@@ -186,8 +189,8 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                         let conn = socket_of(py, conn, this.kind)?;
                         let extra = PyDict::new(py);
                         extra.set_item(
-                            pyo3::intern!(py, "peername"),
-                            conn.call_method0(pyo3::intern!(py, "getpeername"))?,
+                            intern!(py, "peername"),
+                            conn.call_method0(intern!(py, "getpeername"))?,
                         )?;
                         with_context(py, &ctx, || {
                             if tls {
@@ -215,7 +218,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                 };
             if lp.get().is_debug() {
                 logger(py)?.call_method1(
-                    "debug",
+                    intern!(py, "debug"),
                     (
                         "%r got a new connection from %r: %r",
                         this.server.bind(py),
@@ -225,11 +228,11 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                 )?;
             }
             let extra = PyDict::new(py);
-            extra.set_item(pyo3::intern!(py, "peername"), &addr)?;
+            extra.set_item(intern!(py, "peername"), &addr)?;
             if tls {
                 // asyncio's own path in debug mode (its reports): the handshake in a Task.
                 let coro = lp.call_method1(
-                    "_accept_connection2",
+                    intern!(py, "_accept_connection2"),
                     (
                         this.protocol_factory.bind(py),
                         &conn,
@@ -240,7 +243,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
                         this.ssl_shutdown_timeout.bind(py),
                     ),
                 )?;
-                lp.call_method1(pyo3::intern!(py, "create_task"), (coro,))?;
+                lp.call_method1(intern!(py, "create_task"), (coro,))?;
                 continue;
             }
             // Each connection's callbacks run in a copy of the listener's context, as
@@ -255,7 +258,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
             let ctx = PyDict::new(py);
             ctx.set_item("message", "Exception in the accept callback of a server")?;
             ctx.set_item("exception", e.value(py))?;
-            lp.call_method1("call_exception_handler", (ctx,))?;
+            lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
             Ok(())
         }
         other => other,
@@ -328,7 +331,7 @@ fn connect(
     if is_fatal(py, &e) {
         return Err(e);
     }
-    let _ = conn.call_method0("close");
+    let _ = conn.call_method0(intern!(py, "close"));
     if lp.get().is_debug() {
         let ctx = PyDict::new(py);
         ctx.set_item(
@@ -339,7 +342,7 @@ fn connect(
         if let Some(p) = protocol {
             ctx.set_item("protocol", p)?;
         }
-        lp.call_method1("call_exception_handler", (ctx,))?;
+        lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
     }
     Ok(())
 }
@@ -360,14 +363,14 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
     let py = lp.py();
     let made = (|| -> PyResult<()> {
         let protocol = this.protocol_factory.bind(py).call0()?;
-        let waiter = lp.call_method0(pyo3::intern!(py, "create_future"))?;
+        let waiter = lp.call_method0(intern!(py, "create_future"))?;
         let kw = PyDict::new(py);
         kw.set_item(
-            pyo3::intern!(py, "ssl_handshake_timeout"),
+            intern!(py, "ssl_handshake_timeout"),
             this.ssl_handshake_timeout.bind(py),
         )?;
         kw.set_item(
-            pyo3::intern!(py, "ssl_shutdown_timeout"),
+            intern!(py, "ssl_shutdown_timeout"),
             this.ssl_shutdown_timeout.bind(py),
         )?;
         let transport = match conn {
@@ -393,15 +396,15 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
                     &ssl_protocol,
                     Some(this.server.bind(py)),
                 )?;
-                ssl_protocol.getattr(pyo3::intern!(py, "_app_transport"))?
+                ssl_protocol.getattr(intern!(py, "_app_transport"))?
             }
             TlsConn::Sock(sock, extra) => {
-                kw.set_item(pyo3::intern!(py, "waiter"), &waiter)?;
-                kw.set_item(pyo3::intern!(py, "server_side"), true)?;
-                kw.set_item(pyo3::intern!(py, "extra"), extra)?;
-                kw.set_item(pyo3::intern!(py, "server"), this.server.bind(py))?;
+                kw.set_item(intern!(py, "waiter"), &waiter)?;
+                kw.set_item(intern!(py, "server_side"), true)?;
+                kw.set_item(intern!(py, "extra"), extra)?;
+                kw.set_item(intern!(py, "server"), this.server.bind(py))?;
                 lp.call_method(
-                    pyo3::intern!(py, "_make_ssl_transport"),
+                    intern!(py, "_make_ssl_transport"),
                     (sock, &protocol, this.sslcontext.bind(py)),
                     Some(&kw),
                 )?
@@ -416,19 +419,15 @@ fn connect_tls(lp: &Bound<'_, LoopCore>, this: &Listener, conn: TlsConn<'_, '_>)
                 let py = args.py();
                 let waiter = args.get_item(0)?;
                 // `await waiter` raising: cancelled, or an exception (retrieved here).
-                let failed = waiter
-                    .call_method0(pyo3::intern!(py, "cancelled"))?
-                    .is_truthy()?
-                    || !waiter
-                        .call_method0(pyo3::intern!(py, "exception"))?
-                        .is_none();
+                let failed = waiter.call_method0(intern!(py, "cancelled"))?.is_truthy()?
+                    || !waiter.call_method0(intern!(py, "exception"))?.is_none();
                 if failed {
-                    transport.bind(py).call_method0("close")?;
+                    transport.bind(py).call_method0(intern!(py, "close"))?;
                 }
                 Ok(())
             },
         )?;
-        waiter.call_method1(pyo3::intern!(py, "add_done_callback"), (on_done,))?;
+        waiter.call_method1(intern!(py, "add_done_callback"), (on_done,))?;
         Ok(())
     })();
     match made {
@@ -449,7 +448,9 @@ fn out_of_resources(
     let py = lp.py();
     let this = listener.get();
     let errno = if e.is_instance_of::<PyOSError>(py) {
-        e.value(py).getattr("errno")?.extract::<Option<i32>>()?
+        e.value(py)
+            .getattr(intern!(py, "errno"))?
+            .extract::<Option<i32>>()?
     } else {
         None
     };
@@ -467,11 +468,14 @@ fn out_of_resources(
         .bind(py)
         .call1((this.sock.bind(py),))?;
     ctx.set_item("socket", tsock)?;
-    lp.call_method1("call_exception_handler", (ctx,))?;
+    lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
     let _ = LoopCore::set_owner_interest(lp, this.fd, listener.as_ptr(), Interest::default(), 0);
     lp.call_method1(
-        "call_later",
-        (ACCEPT_RETRY_DELAY, listener.getattr("_resume")?),
+        intern!(py, "call_later"),
+        (
+            ACCEPT_RETRY_DELAY,
+            listener.getattr(intern!(py, "_resume"))?,
+        ),
     )?;
     Ok(())
 }

@@ -20,7 +20,7 @@ pub mod tls;
 pub(crate) mod transport;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 /// Whether a syscall error means "not now, wait for readiness" (asyncio's `except
 /// (BlockingIOError, InterruptedError)`).
@@ -59,9 +59,10 @@ pub(crate) fn report_callback_error(
 ) -> PyResult<()> {
     let py = lp.py();
     let resolved = match (callback, protocol) {
-        (AsyncioCallback::Transport(name), _) => {
-            Some((transport.getattr(name)?, PyTuple::empty(py)))
-        }
+        (AsyncioCallback::Transport(name), _) => Some((
+            transport.getattr(PyString::intern(py, name))?,
+            PyTuple::empty(py),
+        )),
         (AsyncioCallback::ConnectionMade, Some(p)) => Some((
             p.getattr(pyo3::intern!(py, "connection_made"))?,
             PyTuple::new(py, [transport])?,

@@ -28,6 +28,7 @@ mod reaper;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -115,8 +116,8 @@ pub(crate) fn run_job(slf: &Bound<'_, LoopCore>, mut watch: ChildWatch) -> PyRes
             // A failing logger must not keep the transport from hearing of the exit.
             let logged = py
                 .import("asyncio.unix_events")
-                .and_then(|m| m.getattr("logger"))
-                .and_then(|l| l.call_method1("warning", (ALREADY_REAPED, watch.pid)));
+                .and_then(|m| m.getattr(intern!(py, "logger")))
+                .and_then(|l| l.call_method1(intern!(py, "warning"), (ALREADY_REAPED, watch.pid)));
             if let Err(e) = logged {
                 e.write_unraisable(py, None);
             }

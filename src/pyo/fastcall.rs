@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 
 use pyo3::exceptions::PyBaseException;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
@@ -289,7 +290,7 @@ pub fn install_over<M: VectorMethod>(
     let key = name
         .to_str()
         .map_err(|e| PyBaseException::new_err(e.to_string()))?;
-    let old = ty.getattr("__dict__")?.get_item(key)?;
+    let old = ty.getattr(intern!(py, "__dict__"))?.get_item(key)?;
     let _ = replaced.set(py, old.unbind());
     install::<M>(py, name, doc)
 }

@@ -11,6 +11,7 @@
 use std::os::fd::RawFd;
 
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -36,11 +37,13 @@ fn layout_matches(py: Python<'_>, socket_cls: &Bound<'_, PyAny>) -> bool {
     *LAYOUT_MATCHES.get_or_init(py, || {
         (|| -> PyResult<bool> {
             let socket = py.import("socket")?;
-            let probe =
-                socket_cls.call1((socket.getattr("AF_INET")?, socket.getattr("SOCK_STREAM")?))?;
-            let expected: RawFd = probe.call_method0("fileno")?.extract()?;
+            let probe = socket_cls.call1((
+                socket.getattr(intern!(py, "AF_INET"))?,
+                socket.getattr(intern!(py, "SOCK_STREAM"))?,
+            ))?;
+            let expected: RawFd = probe.call_method0(intern!(py, "fileno"))?.extract()?;
             let matches = probe.get_type().is(socket_cls) && read_fd(&probe) == expected;
-            probe.call_method0("close")?;
+            probe.call_method0(intern!(py, "close"))?;
             Ok(matches)
         })()
         .unwrap_or(false)

@@ -19,6 +19,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
@@ -83,7 +84,7 @@ fn locate(py: Python<'_>) -> Option<usize> {
             c"<ferroloop task counter probe>",
             c"_ferroloop_task_counter_probe",
         )?
-        .getattr("probe")?;
+        .getattr(intern!(py, "probe"))?;
         let regions = regions(&c)?;
         let first: u64 = probe.call0()?.extract()?;
         let mut candidates: Vec<usize> = Vec::new();
@@ -143,7 +144,7 @@ fn regions(module: &Bound<'_, PyModule>) -> PyResult<Vec<(usize, usize)>> {
             }
         }
     }
-    let task = module.getattr("Task")?;
+    let task = module.getattr(intern!(module.py(), "Task"))?;
     // SAFETY: `task` is a live type object (`_asyncio.Task`); its `tp_init` is a function
     // of the `_asyncio` code.
     let code = unsafe {

@@ -43,6 +43,7 @@ use std::mem;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
@@ -300,7 +301,7 @@ fn finalize(slf: &Bound<'_, PyAny>, ts: &TaskState) {
                 if let Some(tb) = source_tb {
                     ctx.set_item("source_traceback", tb)?;
                 }
-                loop_.call_method1("call_exception_handler", (ctx,))?;
+                loop_.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
                 Ok(())
             };
             if let Err(e) = run() {

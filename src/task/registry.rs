@@ -20,6 +20,7 @@
 //! there, a `TaskRef` could hand out its task while another thread frees it. If the set is
 //! not the `WeakSet` this expects, tasks register through `_asyncio._register_task`.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PySet};
@@ -50,17 +51,17 @@ pub(crate) fn get(py: Python<'_>) -> Option<&'static Registry> {
 
 fn load(py: Python<'_>) -> PyResult<Option<Registry>> {
     let c = py.import("_asyncio")?;
-    let set = match c.getattr("_scheduled_tasks") {
+    let set = match c.getattr(intern!(py, "_scheduled_tasks")) {
         Ok(s) => s,
-        Err(_) => c.getattr("_all_tasks")?,
+        Err(_) => c.getattr(intern!(py, "_all_tasks"))?,
     };
-    let weak_set = py.import("_weakrefset")?.getattr("WeakSet")?;
+    let weak_set = py.import("_weakrefset")?.getattr(intern!(py, "WeakSet"))?;
     if !set.get_type().is(&weak_set) {
         return Ok(None);
     }
-    let data = set.getattr("data")?;
-    let iterating = set.getattr("_iterating")?;
-    let pending = set.getattr("_pending_removals")?;
+    let data = set.getattr(intern!(py, "data"))?;
+    let iterating = set.getattr(intern!(py, "_iterating"))?;
+    let pending = set.getattr(intern!(py, "_pending_removals"))?;
     if !(data.is_exact_instance_of::<PySet>()
         && iterating.is_exact_instance_of::<PySet>()
         && pending.is_exact_instance_of::<PyList>())
@@ -69,7 +70,7 @@ fn load(py: Python<'_>) -> PyResult<Option<Registry>> {
     }
     Ok(Some(Registry {
         data: data.cast_into::<PySet>()?.unbind(),
-        remove: set.getattr("_remove")?.unbind(),
+        remove: set.getattr(intern!(py, "_remove"))?.unbind(),
         iterating: iterating.cast_into::<PySet>()?.unbind(),
         pending_removals: pending.cast_into::<PyList>()?.unbind(),
     }))

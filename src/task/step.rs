@@ -4,6 +4,7 @@
 use std::mem;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -155,7 +156,7 @@ pub(super) fn step_impl<'py>(
                 Err(err) => {
                     let stop = py.get_type::<pyo3::exceptions::PyStopIteration>();
                     if is_instance_of_exc(&err, stop.as_any()) {
-                        Outcome::Return(err.getattr(pyo3::intern!(py, "value"))?)
+                        Outcome::Return(err.getattr(intern!(py, "value"))?)
                     } else {
                         Outcome::Raise(err)
                     }
@@ -212,7 +213,7 @@ pub(super) fn future_loop<'py>(fut: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     let getter = getattr_opt(fut, names(py)?.str_get_loop.bind(py))?;
     match getter {
         Some(g) => g.call0(),
-        None => fut.getattr("_loop"),
+        None => fut.getattr(intern!(py, "_loop")),
     }
 }
 
@@ -284,7 +285,7 @@ pub(super) fn handle_yield<'py>(
                     future::add_wakeup(&result, rst, task, ctx)?;
                 }
                 None => {
-                    result.setattr("_asyncio_future_blocking", false)?;
+                    result.setattr(intern!(py, "_asyncio_future_blocking"), false)?;
                     add_done_callback_method(&result, &wakeup_callable(task)?, &ctx)?;
                 }
             }
@@ -294,7 +295,10 @@ pub(super) fn handle_yield<'py>(
             drop(old);
             if ts.inner.with(|s| s.must_cancel) {
                 let msg = or_none(ts.fut.inner.with(|s| opt(&s.cancel_msg, py)), py);
-                if result.call_method1("cancel", (msg,))?.is_truthy()? {
+                if result
+                    .call_method1(intern!(py, "cancel"), (msg,))?
+                    .is_truthy()?
+                {
                     ts.inner.with(|s| s.must_cancel = false);
                 }
             }
@@ -353,7 +357,7 @@ pub(super) fn wakeup<'py>(
 
 pub(super) fn ffi_is_running(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
     loop_
-        .call_method0(pyo3::intern!(loop_.py(), "is_running"))?
+        .call_method0(intern!(loop_.py(), "is_running"))?
         .is_truthy()
 }
 

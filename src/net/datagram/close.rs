@@ -2,6 +2,7 @@
 //! `_fatal_error` (shared with the stream transport, see [`crate::net::transport`]), and
 //! `_call_connection_lost`, which releases the fd and closes the socket.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::DatagramCore;
@@ -36,7 +37,7 @@ pub(super) fn release(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
     });
     drop((proto, queue, peers));
     match sock {
-        Some(sock) => sock.bind(py).call_method0("close").map(drop),
+        Some(sock) => sock.bind(py).call_method0(intern!(py, "close")).map(drop),
         None => Ok(()),
     }
 }

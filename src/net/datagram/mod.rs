@@ -51,6 +51,7 @@ mod send;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
@@ -249,7 +250,7 @@ pub(crate) fn make_datagram_transport<'py>(
     args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
     // asyncio's _ensure_fd_no_transport.
     LoopCore::take_over_from_transport(lp, fd)?;
     let extra = transport::socket_extra(sock, args.extra)?;

@@ -3,6 +3,7 @@
 //! converted in Rust.
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -37,12 +38,12 @@ pub(super) fn on_readable(slf: &Bound<'_, DatagramCore>, gen: u32) -> PyResult<(
             Ok(None) => return Ok(()),
             Err(e) => {
                 let exc = os_error(e);
-                proto.call_method1(pyo3::intern!(py, "error_received"), (exc.value(py),))?;
+                proto.call_method1(intern!(py, "error_received"), (exc.value(py),))?;
                 return Ok(());
             }
             Ok(Some((data, addr))) => {
                 let addr = this.addr_to_python(py, &addr)?;
-                proto.call_method1(pyo3::intern!(py, "datagram_received"), (data, addr))?;
+                proto.call_method1(intern!(py, "datagram_received"), (data, addr))?;
             }
         }
     }
@@ -90,7 +91,7 @@ fn other_address<'py>(py: Python<'py>, addr: &SockAddr) -> PyResult<Bound<'py, P
             }
             let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
             let os = py.import("os")?;
-            os.getattr("fsdecode")?
+            os.getattr(intern!(py, "fsdecode"))?
                 .call1((PyBytes::new(py, &path[..end]),))
         }
         libc::AF_INET6 => {

@@ -4,6 +4,7 @@
 //! ([`crate::net::transport`]).
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 
@@ -37,7 +38,7 @@ fn failed(slf: &Bound<'_, DatagramCore>, err: PyErr) -> PyResult<()> {
     }
     match slf.get().protocol(py) {
         Some(p) => p
-            .call_method1(pyo3::intern!(py, "error_received"), (err.value(py),))
+            .call_method1(intern!(py, "error_received"), (err.value(py),))
             .map(drop),
         None => Ok(()),
     }
@@ -58,7 +59,7 @@ fn send_py(
     addr: &Bound<'_, PyAny>,
 ) -> PyResult<Sent> {
     let py = sock.py();
-    match sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr)) {
+    match sock.call_method1(intern!(py, "sendto"), (data, addr)) {
         Ok(_) => Ok(Sent::Done),
         Err(e)
             if e.is_instance_of::<PyBlockingIOError>(py)
@@ -213,7 +214,8 @@ pub(super) fn sendto(
             s.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES
         });
         if warn {
-            logger(py)?.call_method1("warning", ("socket.send() raised exception.",))?;
+            logger(py)?
+                .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
         }
         return Ok(());
     }

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
@@ -62,7 +63,7 @@ impl Pending {
     #[pyo3(signature = (done_fut=None))]
     fn __call__(&self, py: Python<'_>, done_fut: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         if let Some(f) = done_fut {
-            if f.call_method0("cancelled")?.is_truthy()? {
+            if f.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
                 self.abandoned.store(true, Ordering::Release);
             }
             return Ok(());
@@ -77,7 +78,7 @@ impl Pending {
         let Some(outcome) = outcome else {
             return Ok(());
         };
-        if fut.call_method0("done")?.is_truthy()? {
+        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
         settle(fut, to_python(py, outcome))
@@ -89,9 +90,10 @@ impl Pending {
 }
 
 fn settle(fut: &Bound<'_, PyAny>, res: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = fut.py();
     match res {
-        Ok(v) => fut.call_method1("set_result", (v,))?,
-        Err(e) => fut.call_method1("set_exception", (e.into_value(fut.py()),))?,
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,))?,
+        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
     };
     Ok(())
 }
@@ -118,13 +120,13 @@ fn names(py: Python<'_>) -> PyResult<&SocketNames> {
     SOCKET_NAMES.get_or_try_init(py, || {
         let socket = py.import("socket")?;
         Ok(SocketNames {
-            getaddrinfo: socket.getattr("getaddrinfo")?.unbind(),
-            getnameinfo: socket.getattr("getnameinfo")?.unbind(),
-            gaierror: socket.getattr("gaierror")?.unbind(),
-            address_family: socket.getattr("AddressFamily")?.unbind(),
-            socket_kind: socket.getattr("SocketKind")?.unbind(),
-            audit: py.import("sys")?.getattr("audit")?.unbind(),
-            fsdecode: py.import("os")?.getattr("fsdecode")?.unbind(),
+            getaddrinfo: socket.getattr(intern!(py, "getaddrinfo"))?.unbind(),
+            getnameinfo: socket.getattr(intern!(py, "getnameinfo"))?.unbind(),
+            gaierror: socket.getattr(intern!(py, "gaierror"))?.unbind(),
+            address_family: socket.getattr(intern!(py, "AddressFamily"))?.unbind(),
+            socket_kind: socket.getattr(intern!(py, "SocketKind"))?.unbind(),
+            audit: py.import("sys")?.getattr(intern!(py, "audit"))?.unbind(),
+            fsdecode: py.import("os")?.getattr(intern!(py, "fsdecode"))?.unbind(),
             socket: socket.into_any().unbind(),
         })
     })
@@ -150,7 +152,7 @@ fn failure_error(py: Python<'_>, failure: Failure) -> PyResult<PyErr> {
 /// socket.py's `_intenum_converter`: the enum member for `value`, or the plain int.
 fn intenum<'py>(cls: &Bound<'py, PyAny>, value: i32) -> PyResult<Bound<'py, PyAny>> {
     let py = cls.py();
-    let members = cls.getattr(pyo3::intern!(py, "_value2member_map_"))?;
+    let members = cls.getattr(intern!(py, "_value2member_map_"))?;
     if let Ok(map) = members.cast::<PyDict>() {
         if let Some(m) = map.get_item(value)? {
             return Ok(m);
@@ -247,7 +249,7 @@ fn host_arg(host: &Bound<'_, PyAny>) -> PyResult<Option<(Option<CString>, bool)>
             // The idna codec leaves an ASCII literal as it is.
             s.as_bytes().to_vec()
         } else {
-            host.call_method1(pyo3::intern!(host.py(), "encode"), ("idna",))?
+            host.call_method1(intern!(host.py(), "encode"), ("idna",))?
                 .cast_into::<PyBytes>()?
                 .as_bytes()
                 .to_vec()
@@ -303,7 +305,7 @@ fn port_arg(port: &Bound<'_, PyAny>) -> Option<(Option<CString>, bool)> {
 /// asyncio's `run_in_executor` checks, which its lookups go through: the loop is open and
 /// its default executor not shut down.
 fn check_executor(lp: &Bound<'_, LoopCore>) -> PyResult<()> {
-    lp.call_method0(pyo3::intern!(lp.py(), "_check_closed"))?;
+    lp.call_method0(intern!(lp.py(), "_check_closed"))?;
     if lp.get().executor_shut_down() {
         return Err(PyRuntimeError::new_err("Executor shutdown has been called"));
     }
@@ -320,14 +322,14 @@ fn in_executor<'py>(
     let mut all = vec![py.None().into_bound(py), func];
     all.extend(args.iter().map(|a| (*a).clone()));
     Ok(lp
-        .call_method1(pyo3::intern!(py, "run_in_executor"), PyTuple::new(py, all)?)?
+        .call_method1(intern!(py, "run_in_executor"), PyTuple::new(py, all)?)?
         .unbind())
 }
 
 fn new_future<'py>(lp: &Bound<'py, LoopCore>) -> PyResult<Bound<'py, PyAny>> {
     match crate::future::new_for_loop(lp.as_any()) {
         Some(f) => f,
-        None => lp.call_method0(pyo3::intern!(lp.py(), "create_future")),
+        None => lp.call_method0(intern!(lp.py(), "create_future")),
     }
 }
 
@@ -336,7 +338,7 @@ fn resolve_now<'py>(lp: &Bound<'py, LoopCore>, req: &Request) -> PyResult<Py<PyA
     let py = lp.py();
     let value = to_python(py, run(req))?;
     let fut = new_future(lp)?;
-    fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
+    fut.call_method1(intern!(py, "set_result"), (value,))?;
     Ok(fut.unbind())
 }
 
@@ -352,10 +354,7 @@ fn resolve_in_pool(lp: &Bound<'_, LoopCore>, req: Request) -> PyResult<Py<PyAny>
             abandoned: AtomicBool::new(false),
         },
     )?;
-    fut.call_method1(
-        pyo3::intern!(py, "add_done_callback"),
-        (pending.clone_ref(py),),
-    )?;
+    fut.call_method1(intern!(py, "add_done_callback"), (pending.clone_ref(py),))?;
     let job = Job {
         req,
         pending,
@@ -387,13 +386,10 @@ pub fn getaddrinfo<'py>(
     check_executor(lp)?;
     // asyncio reads `self._debug`, then `socket.getaddrinfo` at call time.
     if crate::event_loop::own_debug_flag(lp.as_any()) == Some(true) {
-        let debug = lp.getattr(pyo3::intern!(py, "_getaddrinfo_debug"))?;
+        let debug = lp.getattr(intern!(py, "_getaddrinfo_debug"))?;
         return in_executor(lp, debug, &args);
     }
-    let current = n
-        .socket
-        .bind(py)
-        .getattr(pyo3::intern!(py, "getaddrinfo"))?;
+    let current = n.socket.bind(py).getattr(intern!(py, "getaddrinfo"))?;
     if !current.is(n.getaddrinfo.bind(py)) {
         return in_executor(lp, current, &args);
     }
@@ -487,10 +483,7 @@ pub fn getnameinfo<'py>(
     let py = lp.py();
     let n = names(py)?;
     check_executor(lp)?;
-    let current = n
-        .socket
-        .bind(py)
-        .getattr(pyo3::intern!(py, "getnameinfo"))?;
+    let current = n.socket.bind(py).getattr(intern!(py, "getnameinfo"))?;
     if !current.is(n.getnameinfo.bind(py)) {
         return in_executor(lp, current, &[sockaddr, flags]);
     }

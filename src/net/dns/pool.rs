@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -139,7 +140,8 @@ fn deliver(job: Job, outcome: Outcome) {
     let _ = Python::try_attach(move |py| {
         let lp = loop_.bind(py);
         if matches!(
-            lp.call_method0("is_closed").and_then(|c| c.is_truthy()),
+            lp.call_method0(intern!(py, "is_closed"))
+                .and_then(|c| c.is_truthy()),
             Ok(false)
         ) {
             // A loop closed meanwhile drops the outcome, as asyncio's executor does.

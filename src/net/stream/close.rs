@@ -3,6 +3,7 @@
 //! stream's own: `_call_connection_lost` and the warning of a transport collected unclosed.
 
 use pyo3::exceptions::PyConnectionError;
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::StreamCore;
@@ -31,7 +32,8 @@ pub(super) fn call_connection_lost(
     if let Some(w) = waiter {
         // asyncio's socket transport fails a pending sendfile() wait.
         let e = PyConnectionError::new_err("Connection is closed by peer");
-        w.bind(py).call_method1("set_exception", (e.value(py),))?;
+        w.bind(py)
+            .call_method1(intern!(py, "set_exception"), (e.value(py),))?;
     }
     res.and(closed)
 }
@@ -58,9 +60,9 @@ fn release(slf: &Bound<'_, StreamCore>, transport: &Bound<'_, PyAny>) -> PyResul
         if Names::get(py)?.server_attach_takes_transport {
             server
                 .bind(py)
-                .call_method1(pyo3::intern!(py, "_detach"), (transport,))?;
+                .call_method1(intern!(py, "_detach"), (transport,))?;
         } else {
-            server.bind(py).call_method0(pyo3::intern!(py, "_detach"))?;
+            server.bind(py).call_method0(intern!(py, "_detach"))?;
         }
     }
     closed

@@ -38,6 +38,7 @@ pub(crate) use api::install_fast_methods;
 
 use std::os::fd::RawFd;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
@@ -257,7 +258,7 @@ pub(crate) fn core_of(transport: &Bound<'_, PyAny>) -> Option<Py<StreamCore>> {
         return None;
     }
     transport
-        .getattr(pyo3::intern!(py, "_core"))
+        .getattr(intern!(py, "_core"))
         .ok()?
         .cast_into::<StreamCore>()
         .ok()
@@ -293,12 +294,12 @@ pub(crate) fn make_socket_transport<'py>(
     protocol: &Bound<'py, PyAny>,
     args: MakeArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+    let fd: RawFd = sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?;
     let extra = transport::socket_extra(sock, args.extra)?;
     // What `sock.family` and `sock.type` give, without their Python-level properties.
     let family = crate::sys::sockopt_int(fd, libc::SO_DOMAIN).unwrap_or(-1);
     let ty = crate::sys::sockopt_int(fd, libc::SO_TYPE).unwrap_or(-1);
-    let proto: i32 = sock.getattr(pyo3::intern!(lp.py(), "proto"))?.extract()?;
+    let proto: i32 = sock.getattr(intern!(lp.py(), "proto"))?.extract()?;
     build(
         lp,
         fd,
@@ -325,7 +326,7 @@ pub(crate) fn make_accepted_transport<'py>(
     let py = lp.py();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     let extra = PyDict::new(py);
-    extra.set_item(pyo3::intern!(py, "peername"), peername)?;
+    extra.set_item(intern!(py, "peername"), peername)?;
     let (family, ty, proto) = kind;
     build(
         lp,
@@ -391,9 +392,9 @@ fn build<'py>(
     let transport = transport::wrap(&core, cls, "transport")?;
     if let Some(server) = server {
         if crate::names::Names::get(py)?.server_attach_takes_transport {
-            server.call_method1(pyo3::intern!(py, "_attach"), (&transport,))?;
+            server.call_method1(intern!(py, "_attach"), (&transport,))?;
         } else {
-            server.call_method0(pyo3::intern!(py, "_attach"))?;
+            server.call_method0(intern!(py, "_attach"))?;
         }
     }
     transport::adopt(&core, &transport)?;

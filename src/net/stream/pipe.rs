@@ -24,6 +24,7 @@
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
@@ -97,7 +98,7 @@ fn pipe_fd(
     pipe: &Bound<'_, PyAny>,
     refused: &'static str,
 ) -> PyResult<(RawFd, libc::mode_t)> {
-    let fd: RawFd = pipe.call_method0("fileno")?.extract()?;
+    let fd: RawFd = pipe.call_method0(intern!(pipe.py(), "fileno"))?.extract()?;
     let ty = file_type(fd)?;
     if !matches!(ty, libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR) {
         return Err(PyValueError::new_err(refused));
@@ -146,7 +147,10 @@ fn log_closed_by_peer(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
     if this.debug(py) {
-        logger(py)?.call_method1("info", ("%r was closed by peer", this.transport(py)))?;
+        logger(py)?.call_method1(
+            intern!(py, "info"),
+            ("%r was closed by peer", this.transport(py)),
+        )?;
     }
     Ok(())
 }
@@ -188,7 +192,7 @@ pub(super) fn on_readable(
         }
         // An error of the protocol's goes to the loop's handler; reading goes on.
         Received::Data(data, cap) => {
-            let res = proto.call_method1(pyo3::intern!(py, "data_received"), (&data,));
+            let res = proto.call_method1(intern!(py, "data_received"), (&data,));
             crate::pyo::bytes::recycle(data, cap);
             res.map(drop)
         }
@@ -203,7 +207,7 @@ fn fatal_error(slf: &Bound<'_, StreamCore>, err: PyErr, message: &str) -> PyResu
     let quiet = exc.is_instance_of::<PyOSError>()
         && (slf.get().kind == Kind::WritePipe
             || exc
-                .getattr(pyo3::intern!(py, "errno"))?
+                .getattr(intern!(py, "errno"))?
                 .extract::<Option<i32>>()?
                 == Some(libc::EIO));
     transport::report_fatal_error(slf, err, message, quiet)
@@ -272,7 +276,7 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
         Ok(Outcome::Done) | Ok(Outcome::Dropped(false)) => Ok(()),
         Ok(Outcome::Dropped(true)) => {
             logger(py)?.call_method1(
-                "warning",
+                intern!(py, "warning"),
                 ("pipe closed by peer or os.write(pipe, data) raised exception.",),
             )?;
             Ok(())

@@ -7,6 +7,7 @@
 
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -45,7 +46,7 @@ impl Sock {
                 drop(fd);
                 Ok(())
             }
-            Sock::Py(s) | Sock::Pipe(s) => s.bind(py).call_method0("close").map(drop),
+            Sock::Py(s) | Sock::Pipe(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
         }
     }
 }
@@ -94,7 +95,7 @@ impl StreamCore {
         if owned.is_some() {
             // Closed meanwhile (cannot happen without Python code running in between,
             // but never let two owners close one fd number).
-            let _ = obj.call_method0("detach");
+            let _ = obj.call_method0(intern!(py, "detach"));
         }
         Ok(Some(obj.unbind()))
     }
@@ -116,7 +117,7 @@ impl StreamCore {
         }
         if name == "sockname" && !extra.contains("sockname")? {
             let os_error = py.get_type::<pyo3::exceptions::PyOSError>();
-            match sock.call_method0("getsockname") {
+            match sock.call_method0(intern!(py, "getsockname")) {
                 Ok(n) => extra.set_item("sockname", n)?,
                 Err(e) if e.matches(py, &os_error)? => extra.set_item("sockname", py.None())?,
                 Err(e) => return Err(e),
@@ -137,7 +138,7 @@ impl StreamCore {
             Some(Ok(fd)) => crate::sys::shutdown_write(fd).map_err(os_error),
             Some(Err(p)) => p
                 .bind(py)
-                .call_method1("shutdown", (libc::SHUT_WR,))
+                .call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))
                 .map(drop),
         }
     }

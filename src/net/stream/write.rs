@@ -6,6 +6,7 @@
 //! send.
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
 
@@ -114,7 +115,9 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
         // Sent, or nothing to send.
         Ok(Some(warn)) => {
             if warn {
-                logger(slf.py())?.call_method1("warning", ("socket.send() raised exception.",))?;
+                let py = slf.py();
+                logger(py)?
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
             }
             Ok(())
         }
@@ -133,7 +136,7 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
 pub(super) fn writelines(slf: &Bound<'_, StreamCore>, list: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = slf.py();
     if py.version_info() < (3, 12) {
-        let joined = PyBytes::new(py, b"").call_method1("join", (list,))?;
+        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list,))?;
         return write(slf, &joined);
     }
     let this = slf.get();
@@ -224,7 +227,8 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
             let value = err.value(py).clone();
             fatal_error(slf, err, "Fatal write error on socket transport")?;
             if let Some(w) = waiter {
-                w.bind(py).call_method1("set_exception", (value,))?;
+                w.bind(py)
+                    .call_method1(intern!(py, "set_exception"), (value,))?;
             }
             Ok(())
         }
@@ -246,7 +250,8 @@ fn flush(slf: &Bound<'_, StreamCore>) -> PyResult<()> {
             };
             StreamCore::sync_interest(slf);
             if let Some(w) = waiter {
-                w.bind(py).call_method1("set_result", (py.None(),))?;
+                w.bind(py)
+                    .call_method1(intern!(py, "set_result"), (py.None(),))?;
             }
             if closing {
                 call_connection_lost(slf, None)
@@ -281,13 +286,13 @@ pub(super) fn make_empty_waiter(slf: &Bound<'_, StreamCore>) -> PyResult<Py<PyAn
     if this.st.with(|s| s.empty_waiter.is_some()) {
         return Err(PyRuntimeError::new_err("Empty waiter is already set"));
     }
-    let fut = this.loop_(py).call_method0("create_future")?;
+    let fut = this.loop_(py).call_method0(intern!(py, "create_future"))?;
     let empty = this.st.with(|s| {
         s.empty_waiter = Some(fut.clone().unbind());
         s.queue.is_empty()
     });
     if empty {
-        fut.call_method1("set_result", (py.None(),))?;
+        fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
     }
     Ok(fut.unbind())
 }

@@ -8,7 +8,7 @@ use pyo3::exceptions::{
     PyAssertionError, PyConnectionResetError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::{is_exception, names, opt, AppState, SSLProtocolCore, SslMethods, State, TlsState};
@@ -22,7 +22,7 @@ fn check_timeout<'py>(
     py: Python<'py>,
     value: Option<Bound<'py, PyAny>>,
     what: &str,
-    default: &str,
+    default: &Bound<'py, PyString>,
 ) -> PyResult<Py<PyAny>> {
     match value.filter(|v| !v.is_none()) {
         None => Ok(names(py)?.constants.bind(py).getattr(default)?.unbind()),
@@ -62,13 +62,13 @@ impl SSLProtocolCore {
             py,
             ssl_handshake_timeout,
             "ssl_handshake_timeout",
-            "SSL_HANDSHAKE_TIMEOUT",
+            intern!(py, "SSL_HANDSHAKE_TIMEOUT"),
         )?;
         let shutdown_timeout = check_timeout(
             py,
             ssl_shutdown_timeout,
             "ssl_shutdown_timeout",
-            "SSL_SHUTDOWN_TIMEOUT",
+            intern!(py, "SSL_SHUTDOWN_TIMEOUT"),
         )?;
         let server_side =
             server_side.unwrap_or_else(|| false.into_pyobject(py).unwrap().to_owned().into_any());
@@ -89,12 +89,12 @@ impl SSLProtocolCore {
             _ => None,
         };
         let extra = PyDict::new(py);
-        extra.set_item(pyo3::intern!(py, "sslcontext"), &sslcontext)?;
+        extra.set_item(intern!(py, "sslcontext"), &sslcontext)?;
         let incoming = n.memory_bio.bind(py).call0()?;
         let outgoing = n.memory_bio.bind(py).call0()?;
         let kw = PyDict::new(py);
-        kw.set_item(pyo3::intern!(py, "server_side"), server_side_b)?;
-        kw.set_item(pyo3::intern!(py, "server_hostname"), hostname.clone())?;
+        kw.set_item(intern!(py, "server_side"), server_side_b)?;
+        kw.set_item(intern!(py, "server_hostname"), hostname.clone())?;
         let sslobj =
             sslcontext.call_method(intern!(py, "wrap_bio"), (&incoming, &outgoing), Some(&kw))?;
         let target = if sslobj.get_type().is(n.ssl_object.bind(py)) {
@@ -637,12 +637,18 @@ impl SSLProtocolCore {
     #[getter]
     fn _state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let name = self.st.with(|s| s.state.name());
-        names(py)?.state_enum.bind(py).getattr(name)
+        names(py)?
+            .state_enum
+            .bind(py)
+            .getattr(PyString::intern(py, name))
     }
     #[getter]
     fn _app_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let name = self.st.with(|s| s.app_state.name());
-        names(py)?.app_state_enum.bind(py).getattr(name)
+        names(py)?
+            .app_state_enum
+            .bind(py)
+            .getattr(PyString::intern(py, name))
     }
     #[getter]
     fn _conn_lost(&self) -> u32 {
@@ -677,7 +683,9 @@ impl SSLProtocolCore {
         let items: Vec<Py<PyAny>> = self
             .st
             .with(|s| s.write_backlog.iter().map(|d| d.clone_ref(py)).collect());
-        py.import("collections")?.getattr("deque")?.call1((items,))
+        py.import("collections")?
+            .getattr(intern!(py, "deque"))?
+            .call1((items,))
     }
     #[getter]
     fn _incoming_high_water(&self) -> i64 {

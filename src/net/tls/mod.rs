@@ -130,7 +130,10 @@ fn names(py: Python<'_>) -> PyResult<&'static SslNames> {
             create_context: get(&sslproto, "_create_transport_context")?,
             state_enum: get(&sslproto, "SSLProtocolState")?,
             app_state_enum: get(&sslproto, "AppProtocolState")?,
-            logger: py.import("asyncio.log")?.getattr("logger")?.unbind(),
+            logger: py
+                .import("asyncio.log")?
+                .getattr(intern!(py, "logger"))?
+                .unbind(),
             constants: py.import("asyncio.constants")?.into_any().unbind(),
             abort_takes_exc: py.version_info() >= (3, 13),
         })

@@ -129,9 +129,11 @@ impl SSLProtocolCore {
             if this.debug(py)? {
                 let kw = PyDict::new(py);
                 kw.set_item("exc_info", exc)?;
-                n.logger
-                    .bind(py)
-                    .call_method("debug", ("%r: %s", slf, message), Some(&kw))?;
+                n.logger.bind(py).call_method(
+                    intern!(py, "debug"),
+                    ("%r: %s", slf, message),
+                    Some(&kw),
+                )?;
             }
         } else if !exc.is_instance(n.cancelled_error.bind(py))? {
             let ctx = PyDict::new(py);

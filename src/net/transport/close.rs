@@ -2,6 +2,7 @@
 //! protocol's `connection_lost`, and the warning for a transport never closed.
 
 use pyo3::exceptions::PyOSError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -82,7 +83,11 @@ pub(crate) fn report_fatal_error<C: TransportCore>(
         if this.debug(py) {
             let kw = PyDict::new(py);
             kw.set_item("exc_info", &exc)?;
-            logger(py)?.call_method("debug", ("%r: %s", this.transport(py), message), Some(&kw))?;
+            logger(py)?.call_method(
+                intern!(py, "debug"),
+                ("%r: %s", this.transport(py), message),
+                Some(&kw),
+            )?;
         }
     } else {
         let ctx = PyDict::new(py);
@@ -91,7 +96,7 @@ pub(crate) fn report_fatal_error<C: TransportCore>(
         ctx.set_item("transport", this.transport(py))?;
         ctx.set_item("protocol", this.protocol(py))?;
         this.event_loop(py)
-            .call_method1("call_exception_handler", (ctx,))?;
+            .call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
     }
     force_close(slf, Some(exc.into_any().unbind()));
     Ok(())
@@ -118,7 +123,7 @@ pub(crate) fn protocol_connection_lost<C: TransportCore>(
     Some(match (proto, connected) {
         (Some(p), true) => p
             .bind(py)
-            .call_method1(pyo3::intern!(py, "connection_lost"), (exc,))
+            .call_method1(intern!(py, "connection_lost"), (exc,))
             .map(drop),
         _ => Ok(()),
     })

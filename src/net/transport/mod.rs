@@ -34,6 +34,7 @@ use std::ops::DerefMut;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyByteArray, PyBytes, PyDict, PyMemoryView, PyType, PyWeakrefMethods, PyWeakrefReference,
@@ -309,7 +310,7 @@ pub(crate) trait TransportCore:
     fn debug_log(&self, py: Python<'_>, what: &str) -> PyResult<()> {
         if self.debug(py) {
             let fmt = format!("%r {what}");
-            logger(py)?.call_method1("debug", (fmt, self.transport(py)))?;
+            logger(py)?.call_method1(intern!(py, "debug"), (fmt, self.transport(py)))?;
         }
         Ok(())
     }
@@ -399,13 +400,13 @@ pub(crate) fn socket_extra<'py>(
     let tsock = Names::get(py)?.transport_socket.bind(py);
     extra.set_item("socket", tsock.call1((sock,))?)?;
     let os_error_type = py.get_type::<PyOSError>();
-    match sock.call_method0("getsockname") {
+    match sock.call_method0(intern!(py, "getsockname")) {
         Ok(n) => extra.set_item("sockname", n)?,
         Err(e) if e.matches(py, &os_error_type)? => extra.set_item("sockname", py.None())?,
         Err(e) => return Err(e),
     }
     if !extra.contains("peername")? {
-        match sock.call_method0("getpeername") {
+        match sock.call_method0(intern!(py, "getpeername")) {
             Ok(n) => extra.set_item("peername", n)?,
             Err(e) if e.matches(py, &os_error_type)? => extra.set_item("peername", py.None())?,
             Err(e) => return Err(e),
@@ -491,7 +492,7 @@ pub(crate) fn run_job<C: TransportCore>(
             let this = core.get();
             match this.protocol(py) {
                 Some(p) => p
-                    .call_method1(pyo3::intern!(py, "connection_made"), (this.transport(py),))
+                    .call_method1(intern!(py, "connection_made"), (this.transport(py),))
                     .map(drop),
                 None => Ok(()),
             }
@@ -506,18 +507,15 @@ pub(crate) fn run_job<C: TransportCore>(
         }
         StreamEvent::WakeWaiter(w) => {
             let w = w.bind(py);
-            if !w
-                .call_method0(pyo3::intern!(py, "cancelled"))?
-                .is_truthy()?
-            {
-                w.call_method1(pyo3::intern!(py, "set_result"), (py.None(),))?;
+            if !w.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+                w.call_method1(intern!(py, "set_result"), (py.None(),))?;
             }
             Ok(())
         }
         StreamEvent::ConnectionLost(exc) => C::call_connection_lost(&core, exc),
         // Only read pipes schedule it.
         StreamEvent::EofReceived => match core.get().protocol(py) {
-            Some(p) => p.call_method0(pyo3::intern!(py, "eof_received")).map(drop),
+            Some(p) => p.call_method0(intern!(py, "eof_received")).map(drop),
             None => Ok(()),
         },
     });
