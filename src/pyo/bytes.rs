@@ -82,6 +82,19 @@ const REUSE_MIN: usize = 512;
 /// Reads of more bytes than this get a new object (bounds what a thread keeps aside).
 const REUSE_MAX: usize = 64 * 1024;
 
+/// Whether a read of `n` bytes goes through a reused object (see [`bytes_from_read`]). On
+/// the free-threaded build the reference count does not tell whether another thread can
+/// see an object: nothing is reused there.
+fn reusable(n: usize) -> bool {
+    (REUSE_MIN..=REUSE_MAX).contains(&n) && !cfg!(Py_GIL_DISABLED)
+}
+
+/// Whether `n` bytes in an object of `cap` fill at least half of it: a protocol that
+/// keeps it then wastes at most half its storage.
+fn holds_half(n: usize, cap: usize) -> bool {
+    n <= cap && n * 2 >= cap
+}
+
 /// A `bytes` object [`bytes_from_read`] handed out that nothing else referred to once
 /// the protocol was done with it: its storage holds `cap` bytes, so a later read of
 /// more than half that is copied into it instead of into a new object.
@@ -99,17 +112,17 @@ thread_local! {
 /// give [`recycle`] once the protocol is done with it (0: not to be recycled).
 ///
 /// Reads of 512 bytes to 64 KiB go through the thread's spare object when it holds at
-/// least `src.len()` bytes and at most twice that: the copy then costs no allocation
+/// least `src.len()` bytes and at most twice that ([`holds_half`]): the copy then costs no allocation
 /// (glibc's `malloc` + `free` of a 1 KiB `bytes` is ~450 instructions, a sixth of a
-/// whole 1 KiB echo). A reused object that a protocol keeps wastes less than half of its
+/// whole 1 KiB echo). A reused object that a protocol keeps wastes at most half of its
 /// storage; a new one is exactly sized, as CPython's `socket.recv` leaves it.
 pub fn bytes_from_read<'py>(py: Python<'py>, src: &[u8]) -> (Bound<'py, PyBytes>, usize) {
     let n = src.len();
-    if !(REUSE_MIN..=REUSE_MAX).contains(&n) || cfg!(Py_GIL_DISABLED) {
+    if !reusable(n) {
         return (PyBytes::new(py, src), 0);
     }
     if let Some(spare) = SPARE.take() {
-        if n <= spare.cap && n * 2 > spare.cap {
+        if holds_half(n, spare.cap) {
             let obj = spare.obj.into_bound(py);
             refill(&obj, src);
             return (obj, spare.cap);
@@ -134,7 +147,7 @@ pub fn bytes_read_in_place<'py, E>(
     cap: usize,
     fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<usize, E>,
 ) -> PyResult<Result<(Bound<'py, PyBytes>, usize), E>> {
-    let reusable = (REUSE_MIN..=REUSE_MAX).contains(&cap) && !cfg!(Py_GIL_DISABLED);
+    let reusable = reusable(cap);
     let spare = if reusable { SPARE.take() } else { None };
     let spare = match spare {
         Some(spare) if spare.cap >= cap && spare.cap <= cap + cap / 2 => spare,
@@ -168,7 +181,7 @@ pub fn bytes_read_in_place<'py, E>(
             return Ok(Err(e));
         }
     };
-    if n * 2 >= spare.cap {
+    if holds_half(n, spare.cap) {
         set_length(&obj, n);
         return Ok(Ok((obj, spare.cap)));
     }
@@ -187,10 +200,8 @@ pub fn bytes_read_in_place<'py, E>(
 /// it change. (CPython's own in-place `bytes` resize and `zip`'s reused result tuple
 /// rest on the same rule.)
 pub fn recycle(data: Bound<'_, PyBytes>, cap: usize) {
-    // On the free-threaded build the reference count does not tell whether another
-    // thread can see the object; nothing is recycled there (`cap` is always 0).
-    // SAFETY: `data` is a live object; reading its reference count has no effect.
-    if cap == 0 || unsafe { ffi::Py_REFCNT(data.as_ptr()) } != 1 {
+    // (`cap` is always 0 where nothing is reusable.)
+    if cap == 0 || super::object::refcnt(&data) != 1 {
         return;
     }
     // The spare it replaces (if any) is freed here: a `bytes` object runs no code then.

@@ -174,12 +174,34 @@ unsafe extern "C" fn vector_method<M: VectorMethod>(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    let body = |slf: Bound<'_, PyAny>, args: VectorArgs<'_, '_>| {
+        // SAFETY: the method descriptor checked that `slf` is an `M::Recv` (see `install`).
+        M::call(&unsafe { slf.cast_into_unchecked::<M::Recv>() }, args)
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe { enter(slf, args, nargs, kwnames, body) }
+}
+
+/// What every hand-written method's C function does around its body: attach (CPython
+/// calls methods attached), a safe view of the receiver and the arguments, the panic guard.
+///
+/// # Safety
+/// `METH_FASTCALL | METH_KEYWORDS` calling convention: `slf` and `args[..nargs +
+/// len(kwnames)]` are live borrowed references for the call, `kwnames` NULL or a tuple of
+/// str.
+#[inline(always)]
+unsafe fn enter<'py>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    body: impl FnOnce(Bound<'py, PyAny>, VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the thread attached.
     let py = unsafe { Python::assume_attached() };
     guard_obj(py, || {
-        // SAFETY: the method descriptor checked that `slf` is an `M::Recv` (see `install`);
-        // the arguments are forwarded verbatim from CPython's vectorcall.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<M::Recv>() };
+        // SAFETY: `slf` is a live borrowed reference for the call (the contract).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
         let args = VectorArgs {
             py,
             args,
@@ -187,7 +209,7 @@ unsafe extern "C" fn vector_method<M: VectorMethod>(
             kwnames,
             _call: PhantomData,
         };
-        M::call(&slf, args)
+        body(slf, args)
     })
 }
 
@@ -218,21 +240,8 @@ unsafe extern "C" fn wrapper_method<M: WrapperMethod>(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the thread attached.
-    let py = unsafe { Python::assume_attached() };
-    guard_obj(py, || {
-        // SAFETY: `slf` is a live borrowed reference for the call; the arguments are
-        // forwarded verbatim from CPython's vectorcall.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let args = VectorArgs {
-            py,
-            args,
-            nargs: nargs as usize,
-            kwnames,
-            _call: PhantomData,
-        };
-        M::call(&slf, args)
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { enter(slf, args, nargs, kwnames, |slf, args| M::call(&slf, args)) }
 }
 
 /// Installs `M` as the method `name` of the Python class `cls`: a method descriptor, as

@@ -37,9 +37,10 @@ pub(super) enum ReadPlan {
     /// Straight into a `bytes` of this capacity (1.5 times the last read, rounded up to
     /// [`DIRECT_READ_STEP`]), kept whole when at least half full (and reused for a later
     /// read once the protocol drops it: see `bytes_read_in_place`), else shrunk to what
-    /// arrived (CPython's `socket.recv` way). A read that fills the object takes what else is readable (`FIONREAD`) through
-    /// the thread's buffer into one joined `bytes`, so the protocol gets in one call what
-    /// asyncio's one `recv(256 KiB)` would have given it.
+    /// arrived (CPython's `socket.recv` way). A read that fills the object takes what
+    /// else is readable (`FIONREAD`) through the thread's buffer into one joined `bytes`,
+    /// so the protocol gets in one call what asyncio's one `recv(256 KiB)` would have
+    /// given it.
     Direct(usize),
     /// Straight into a new `bytes` sized first with `FIONREAD`: bulk reads, where the
     /// syscall (~0.4 µs here) costs less than copying tens of KiB, and where an object of
@@ -125,38 +126,43 @@ pub(super) fn receive<'py>(
 ) -> PyResult<Received<'py>> {
     let py = slf.py();
     let fd = slf.get().fd;
-    let cap = match plan {
-        ReadPlan::Copy => 0,
-        ReadPlan::Direct(cap) => cap,
-        // Nothing readable (EOF, an error, a spurious wake-up) takes the copying path,
-        // which tells them apart.
-        ReadPlan::Sized => sys::bytes_readable(fd).unwrap_or(0).min(MAX_READ),
-    };
-    let got = if let ReadPlan::Direct(cap) = plan {
-        match received(bytes_read_in_place(py, cap, |buf| {
-            call.into_uninit(fd, buf)
-        })?) {
-            // It filled its object: what follows joins it.
-            Received::Data(data, storage) if data.as_bytes().len() == storage => {
-                match what_follows(py, call, fd, &data) {
-                    Some(joined) => {
-                        recycle(data, storage);
-                        Received::Data(joined, 0)
-                    }
-                    None => Received::Data(data, storage),
-                }
-            }
-            got => got,
-        }
-    } else if cap > 0 {
-        received(bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?.map(|data| (data, 0)))
-    } else {
-        with_read_buf(|buf| {
+    let got = match plan {
+        ReadPlan::Copy => with_read_buf(|buf| {
             received(
                 call.into_buf(fd, buf)
                     .map(|n| bytes_from_read(py, &buf[..n])),
             )
-        })
+        }),
+        ReadPlan::Direct(cap) => {
+            match received(bytes_read_in_place(py, cap, |buf| {
+                call.into_uninit(fd, buf)
+            })?) {
+                // It filled its object: what follows joins it.
+                Received::Data(data, storage) if data.as_bytes().len() == storage => {
+                    match what_follows(py, call, fd, &data) {
+                        Some(joined) => {
+                            recycle(data, storage);
+                            Received::Data(joined, 0)
+                        }
+                        None => Received::Data(data, storage),
+                    }
+                }
+                got => got,
+            }
+        }
+        ReadPlan::Sized => match sys::bytes_readable(fd).unwrap_or(0).min(MAX_READ) {
+            // Nothing readable (EOF, an error, a spurious wake-up) takes the copying
+            // path, which tells them apart.
+            0 => with_read_buf(|buf| {
+                received(
+                    call.into_buf(fd, buf)
+                        .map(|n| bytes_from_read(py, &buf[..n])),
+                )
+            }),
+            cap => received(
+                bytes_filled_by(py, cap, |buf| call.into_uninit(fd, buf))?.map(|data| (data, 0)),
+            ),
+        },
     };
     if let Received::Data(data, _) = &got {
         let next = ReadPlan::after(data.as_bytes().len());
@@ -168,8 +174,9 @@ pub(super) fn receive<'py>(
 }
 
 /// `data`, a direct read that filled its object, joined with what else the fd holds (up to
-/// [`MAX_READ`] in all); `None` when nothing follows. Only bytes `FIONREAD` reports are read, so the extra `recv()`
-/// cannot take an error or EOF that the next readiness event should report.
+/// [`MAX_READ`] in all); `None` when nothing follows. Only bytes `FIONREAD` reports are
+/// read, so the extra `recv()` cannot take an error or EOF that the next readiness event
+/// should report.
 fn what_follows<'py>(
     py: Python<'py>,
     call: ReadCall,
