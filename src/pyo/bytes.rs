@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes};
 
 extern "C" {
     // CPython's own resize of a fresh `bytes` (exported by every version ferroloop
@@ -241,4 +241,21 @@ fn set_length(obj: &Bound<'_, PyBytes>, n: usize) {
         }
         *std::ptr::addr_of_mut!((*p).ob_sval).cast::<u8>().add(n) = 0;
     }
+}
+
+/// `buf.extend(src)` for a `bytearray`: one resize (over-allocated, as `extend` does) and
+/// one copy. A `BufferError` while something holds a view of `buf`, as `extend` raises.
+/// Runs no Python code.
+#[cfg(not(Py_GIL_DISABLED))]
+pub fn bytearray_extend(buf: &Bound<'_, PyByteArray>, src: &[u8]) -> PyResult<()> {
+    let old = buf.len();
+    buf.resize(old + src.len())?;
+    // SAFETY: attached, so no other thread touches `buf`, and no Python code runs between
+    // the resize and the copy, so its storage (now `old + src.len()` bytes) is neither
+    // moved nor viewed; `src` is not part of it (it is Rust memory, and a bytearray's
+    // storage is only reachable through the object).
+    unsafe {
+        buf.as_bytes_mut()[old..].copy_from_slice(src);
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use super::exc::fetch_exc;
@@ -141,6 +142,70 @@ pub fn class_attr_is(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, own: &P
             .map(|found| found.is(own.bind(obj.py())))
             .unwrap_or(false)
     }
+}
+
+/// Whether `obj.<name>` is the function `own` bound to `obj`: neither the instance nor
+/// its class (nor a base) put something else under that name.
+pub fn method_is(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    own: &Py<PyAny>,
+) -> PyResult<bool> {
+    let py = obj.py();
+    if let Some(get_method) = get_method_fn(py) {
+        let mut found = std::ptr::null_mut();
+        // SAFETY: CPython's `_PyObject_GetMethod` (see `get_method_fn`) with live `obj`
+        // and `name` (a str); it stores a new reference or NULL (with an exception set) in
+        // `found`, taken over below. It returns 1 when `found` is the function as the
+        // class has it (the instance overrides nothing), 0 for any other attribute.
+        unsafe {
+            let unbound = get_method(obj.as_ptr(), name.as_ptr(), &mut found);
+            let found = Bound::from_owned_ptr_or_err(py, found)?;
+            return Ok(unbound == 1 && found.as_ptr() == own.as_ptr());
+        }
+    }
+    let found = obj.getattr(name)?;
+    // SAFETY: `found` is live and exactly a method object (checked first, only the
+    // static type's address taken); its function and self are borrowed and only
+    // compared, never dereferenced.
+    Ok(unsafe {
+        let m = found.as_ptr();
+        ffi::Py_TYPE(m) == std::ptr::addr_of_mut!(PyMethod_Type)
+            && PyMethod_Function(m) == own.as_ptr()
+            && PyMethod_Self(m) == obj.as_ptr()
+    })
+}
+
+/// `int _PyObject_GetMethod(PyObject *obj, PyObject *name, PyObject **method)`.
+type GetMethodFn =
+    unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut *mut ffi::PyObject) -> i32;
+
+/// CPython's `_PyObject_GetMethod` (what `LOAD_METHOD` and `PyObject_VectorcallMethod` use:
+/// the attribute without binding a method object) on the versions whose signature and
+/// meaning were checked, 3.11 to 3.13; found at run time, so that a CPython without it
+/// still loads this module (attribute access and a method comparison stand in).
+fn get_method_fn(py: Python<'_>) -> Option<GetMethodFn> {
+    static GET_METHOD: PyOnceLock<Option<usize>> = PyOnceLock::new();
+    let addr = *GET_METHOD.get_or_init(py, || {
+        let v = py.version_info();
+        if !((3, 11) <= (v.major, v.minor) && (v.major, v.minor) <= (3, 13)) {
+            return None;
+        }
+        // SAFETY: dlsym with the default handle and a NUL-terminated name only looks up a
+        // symbol of the running process.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_PyObject_GetMethod".as_ptr()) };
+        (!p.is_null()).then_some(p as usize)
+    });
+    // SAFETY: a non-NULL address of `_PyObject_GetMethod`, whose C signature on these
+    // versions is `GetMethodFn`.
+    addr.map(|a| unsafe { std::mem::transmute::<usize, GetMethodFn>(a) })
+}
+
+extern "C" {
+    // The bound-method type of `classobject.h` (public C API; PyO3 leaves it out).
+    static mut PyMethod_Type: ffi::PyTypeObject;
+    fn PyMethod_Function(method: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    fn PyMethod_Self(method: *mut ffi::PyObject) -> *mut ffi::PyObject;
 }
 
 /// `weakref.ref(obj, callback)`.

@@ -17,7 +17,8 @@
 //! `connection_lost`) are jobs too, so the order of callbacks is asyncio's.
 //!
 //! Files: `api.rs` (the Python-visible methods), [`queue`] (the write queue), `read.rs`
-//! (readable: `data_received` / `get_buffer`+`buffer_updated`, EOF), `write.rs` (`write`,
+//! (readable: `data_received` / `get_buffer`+`buffer_updated`, EOF), `reader.rs` (reads
+//! fed to asyncio's own `StreamReader` without its Python frames), `write.rs` (`write`,
 //! `writelines`, flushing, flow control), `close.rs` (close, abort, fatal errors,
 //! `connection_lost`), [`sock`] (the socket: an object, or an accepted connection's fd until
 //! an object is asked for, or a pipe's file object), [`pipe`] (what pipe transports do
@@ -31,6 +32,7 @@ mod close;
 pub(crate) mod pipe;
 pub(crate) mod queue;
 mod read;
+mod reader;
 pub(crate) mod sock;
 mod write;
 
@@ -83,6 +85,9 @@ pub(crate) struct StreamState {
     common: TransportState,
     /// `protocol` is an `asyncio.BufferedProtocol` (reads go into its buffer).
     buffered: bool,
+    /// `protocol` is exactly asyncio's `StreamReaderProtocol`: reads may go straight into
+    /// its reader (see [`reader`]).
+    stock_stream: bool,
     /// How the next read is made (from the size of the last one).
     read_plan: read::ReadPlan,
     /// `protocol` is ferroloop's native TLS protocol: reads are fed to it directly.
@@ -156,12 +161,14 @@ impl StreamCore {
         let py = protocol.py();
         let buffered =
             protocol.is_instance(crate::names::Names::get(py)?.buffered_protocol.bind(py))?;
+        let stock_stream = reader::is_stock_protocol(protocol);
         let tls = protocol
             .cast::<crate::net::tls::SSLProtocolCore>()
             .ok()
             .map(|t| t.clone().unbind());
         let old = self.st.with(|s| {
             s.buffered = buffered;
+            s.stock_stream = stock_stream;
             let old_tls = std::mem::replace(&mut s.tls, tls);
             s.protocol_connected = true;
             (s.protocol.replace(protocol.clone().unbind()), old_tls)
@@ -373,6 +380,7 @@ fn build<'py>(
             st: GilCell::new(StreamState {
                 common: TransportState::new(py, None, extra)?,
                 buffered: false,
+                stock_stream: false,
                 read_plan: read::ReadPlan::Copy,
                 tls: None,
                 sock: Some(sock),

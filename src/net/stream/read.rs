@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::close::{close, fatal_error};
+use super::reader::StockReader;
 use super::{Kind, StreamCore};
 use crate::net::{with_read_buf, would_block, MAX_READ};
 use crate::pyo::buffer::with_bytes_mut;
@@ -206,13 +207,14 @@ fn what_follows<'py>(
 pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let Some((proto, buffered, tls, plan)) = this.st.with(|s| {
+    let Some((proto, buffered, stock_stream, tls, plan)) = this.st.with(|s| {
         if s.conn_lost > 0 || !s.reading || s.read_gen != gen {
             return None;
         }
         Some((
             s.protocol.as_ref()?.clone_ref(py),
             s.buffered,
+            s.stock_stream,
             s.tls.as_ref().map(|t| t.clone_ref(py)),
             s.read_plan,
         ))
@@ -229,6 +231,13 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
     if buffered {
         return read_into_buffer(slf, &proto);
     }
+    if stock_stream {
+        match StockReader::of(&proto) {
+            Ok(Some(reader)) => return read_into_stock_reader(slf, &proto, reader),
+            Ok(None) => {}
+            Err(e) => return data_received_failed(slf, e),
+        }
+    }
     let received = receive(slf, ReadCall::Recv, plan)?;
     match received {
         Received::WouldBlock => Ok(()),
@@ -239,12 +248,49 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
         Received::Data(data, cap) => {
             let res = proto.call_method1(pyo3::intern!(py, "data_received"), (&data,));
             recycle(data, cap);
-            match res {
-                Ok(_) => Ok(()),
-                Err(e) if is_fatal(py, &e) => Err(e),
-                Err(e) => fatal_error(slf, e, "Fatal error: protocol.data_received() call failed."),
-            }
+            res.map(drop).or_else(|e| data_received_failed(slf, e))
         }
+    }
+}
+
+/// What asyncio does when `data_received()` raised.
+fn data_received_failed(slf: &Bound<'_, StreamCore>, e: PyErr) -> PyResult<()> {
+    if is_fatal(slf.py(), &e) {
+        return Err(e);
+    }
+    fatal_error(slf, e, "Fatal error: protocol.data_received() call failed.")
+}
+
+/// The protocol is asyncio's `StreamReaderProtocol` with its stock reader: the read goes
+/// from the thread's buffer into the reader's `bytearray`, no `bytes` made (see
+/// [`super::reader`]).
+fn read_into_stock_reader(
+    slf: &Bound<'_, StreamCore>,
+    proto: &Bound<'_, PyAny>,
+    reader: StockReader<'_>,
+) -> PyResult<()> {
+    /// The outcome of one `recv()` into the reader's buffer.
+    enum Fed {
+        Data(PyResult<()>),
+        Eof,
+        WouldBlock,
+        Failed(std::io::Error),
+    }
+    let fd = slf.get().fd;
+    // `extend` runs no Python code, so the thread's buffer is free again before any does.
+    let fed = with_read_buf(|buf| match sys::recv(fd, buf) {
+        Ok(0) => Fed::Eof,
+        Ok(n) => Fed::Data(reader.extend(&buf[..n])),
+        Err(e) if would_block(&e) => Fed::WouldBlock,
+        Err(e) => Fed::Failed(e),
+    });
+    match fed {
+        Fed::WouldBlock => Ok(()),
+        Fed::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
+        Fed::Eof => on_eof(slf, proto),
+        Fed::Data(extended) => extended
+            .and_then(|()| reader.wake())
+            .or_else(|e| data_received_failed(slf, e)),
     }
 }
 
