@@ -6,11 +6,13 @@ asyncio's."""
 
 import asyncio
 import hashlib
+import shutil
 import sys
 
 import pytest
 
 from conftest import requires_native_net, run_with_timeout
+from test_tls import certfiles, client_ctx, server_ctx  # noqa: F401 (fixtures)
 
 pytestmark = requires_native_net
 
@@ -18,15 +20,19 @@ StreamReader = asyncio.StreamReader
 StreamReaderProtocol = asyncio.StreamReaderProtocol
 
 
-async def connected_pair():
-    """A client (reader, writer) and the server's (reader, writer), over TCP."""
+async def connected_pair(tls=None):
+    """A client (reader, writer) and the server's (reader, writer), over TCP; over TLS
+    with ``tls=(server_ctx, client_ctx)``."""
     accepted = asyncio.get_running_loop().create_future()
 
     def on_client(reader, writer):
         accepted.set_result((reader, writer))
 
-    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+    server_ssl, client_ssl = tls or (None, None)
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=server_ssl)
+    reader, writer = await asyncio.open_connection(
+        *server.sockets[0].getsockname(), ssl=client_ssl,
+        server_hostname="localhost" if client_ssl else None)
     peer = await accepted
     return server, (reader, writer), peer
 
@@ -266,3 +272,49 @@ def test_feed_data_errors_are_fatal_like_asyncio(loop, case):
     fatal = [c for c in contexts if isinstance(c.get("exception"), expected)]
     assert fatal, contexts
     assert fatal[0]["message"] == "Fatal error: protocol.data_received() call failed."
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+@pytest.mark.parametrize("how", ["stock", "instance_feed_data"])
+def test_tls_streams_feed_the_reader(loop, loop_name, how, server_ctx, client_ctx):  # noqa: F811
+    """Over TLS the decrypted bytes go to asyncio's stock reader the same way: every byte
+    in order, an override on the instance still called, no Python frames otherwise."""
+    seen = []
+    calls = {"data_received": 0, "feed_data": 0}
+    streams_file = asyncio.streams.__file__
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == streams_file:
+            if frame.f_code.co_name in calls:
+                calls[frame.f_code.co_name] += 1
+
+    async def main():
+        server, (reader, writer), (peer_reader, peer_writer) = await connected_pair(
+            (server_ctx, client_ctx))
+        if how == "instance_feed_data":
+            original = reader.feed_data
+
+            def feed_data(data):
+                seen.append(bytes(data))
+                original(data)
+
+            reader.feed_data = feed_data
+        sent = b""
+        sys.setprofile(profile)
+        try:
+            for i in range(30):
+                chunk = payload(50 + 997 * i, i)
+                peer_writer.write(chunk)
+                sent += chunk
+                assert await reader.readexactly(len(chunk)) == chunk
+        finally:
+            sys.setprofile(None)
+        if how == "instance_feed_data":
+            assert b"".join(seen) == sent
+        await close_all(server, writer, peer_writer)
+
+    run_with_timeout(loop, main(), 20)
+    if how == "stock" and loop_name != "asyncio":
+        assert calls == {"data_received": 0, "feed_data": 0}
+    elif how == "stock":
+        assert calls["data_received"] >= 30 and calls["feed_data"] >= 30

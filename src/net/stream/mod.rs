@@ -32,7 +32,7 @@ mod close;
 pub(crate) mod pipe;
 pub(crate) mod queue;
 mod read;
-mod reader;
+pub(crate) mod reader;
 pub(crate) mod sock;
 mod write;
 

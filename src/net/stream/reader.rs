@@ -20,6 +20,9 @@
 //!
 //! Anything else goes through `data_received` as before.
 //!
+//! The stream core's reads (`read.rs`) and the native TLS protocol's decrypted bytes
+//! (`net/tls/read.rs`, for `open_connection(..., ssl=...)`) both come here.
+//!
 //! The attributes are read with ordinary attribute access, never through `__dict__`: on
 //! 3.11 and 3.12 asking for an instance's dictionary turns its inline values into a
 //! dictionary that the interpreter's specialized attribute access no longer handles, which
@@ -89,7 +92,7 @@ pub(super) fn is_stock_protocol(protocol: &Bound<'_, PyAny>) -> bool {
 }
 
 /// A stock `StreamReader` that the next read can be fed to directly (see the module docs).
-pub(super) struct StockReader<'py> {
+pub(crate) struct StockReader<'py> {
     reader: Bound<'py, PyAny>,
     buffer: Bound<'py, PyByteArray>,
     limit: i64,
@@ -98,7 +101,7 @@ pub(super) struct StockReader<'py> {
 
 impl<'py> StockReader<'py> {
     /// The reader behind `protocol`, when the read can skip `data_received`.
-    pub(super) fn of(protocol: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+    pub(crate) fn of(protocol: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
         let py = protocol.py();
         let Some(stock) = stock(py) else {
             return Ok(None);
@@ -155,13 +158,13 @@ impl<'py> StockReader<'py> {
 
     /// `buffer.extend(data)`, the first step of `feed_data` (`data` is never empty). Runs
     /// no Python code, so `data` may be the thread's read buffer.
-    pub(super) fn extend(&self, data: &[u8]) -> PyResult<()> {
+    pub(crate) fn extend(&self, data: &[u8]) -> PyResult<()> {
         crate::pyo::bytes::bytearray_extend(&self.buffer, data)
     }
 
     /// The rest of `feed_data` after the buffer grew: `_wakeup_waiter()`, then pausing the
     /// transport once more than twice the limit is buffered.
-    pub(super) fn wake(self) -> PyResult<()> {
+    pub(crate) fn wake(self) -> PyResult<()> {
         let py = self.buffer.py();
         let reader = &self.reader;
         if !self.waiter.is_none() {

@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyInt, PyMemoryView};
 use super::{
     is_again, is_exception, max_read_int, names, read_buf, AppState, SSLProtocolCore, State,
 };
+use crate::net::stream::reader::StockReader;
 use crate::pyo::call::vcall;
 
 impl SSLProtocolCore {
@@ -136,6 +137,17 @@ impl SSLProtocolCore {
             }
         }
         drop(buf);
+        if !chunks.is_empty() {
+            let app = this.app_protocol_obj(py);
+            // asyncio's own stream protocol: the chunks go into its reader directly.
+            if let Some(reader) = StockReader::of(&app)? {
+                for chunk in &chunks {
+                    reader.extend(chunk.as_bytes())?;
+                }
+                reader.wake()?;
+                chunks.clear();
+            }
+        }
         if !chunks.is_empty() {
             let data = if chunks.len() == 1 {
                 chunks.pop().map(Bound::into_any)
