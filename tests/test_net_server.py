@@ -363,11 +363,11 @@ def test_wait_closed_waits_for_connections(loop):
         server.close()
         waiter = asyncio.ensure_future(server.wait_closed())
         await asyncio.sleep(0.05)
-        if PY313:
+        if sys.version_info >= (3, 12, 1):
             # 3.12.1+: wait_closed waits until every connection is dropped.
             assert not waiter.done()
         else:
-            # 3.11: once closed, wait_closed returns at once (asyncio's documented bug).
+            # Before: once closed, wait_closed returns at once (asyncio's documented bug).
             assert waiter.done()
         tr.close()
         await sp.lost

@@ -89,7 +89,7 @@ def test_write_eof(loop, kind, tmp_path):
         with pytest.raises(RuntimeError) as info:
             tr.writelines([b"x"])
         # 3.12+ has a writelines() of its own; before, writelines() was write(b"".join()).
-        which = "writelines" if PY313 else "write"
+        which = "writelines" if sys.version_info >= (3, 12) else "write"
         assert str(info.value) == f"Cannot call {which}() after write_eof()"
         await close_all(server, tr)
 
