@@ -198,6 +198,49 @@ def test_transport_hot_methods_are_native_methods(loop, loop_name):
         assert set(kinds.values()) == {"function"}
 
 
+def test_datagram_transport_hot_methods_are_native_methods(loop, loop_name):
+    """The same for ferroloop's datagram transport (``ferroloop._DatagramTransport``, an
+    ``asyncio.DatagramTransport``): ``sendto`` and ``is_closing`` are native method
+    descriptors of the class; asyncio's are Python functions. Every call shape of
+    ``sendto`` works as asyncio's, and the wrong ones raise its TypeError."""
+    import socket
+
+    async def main():
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        addr = receiver.getsockname()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        in_instance = {"sendto", "is_closing"} & set(getattr(transport, "__dict__", {}))
+        kinds = {name: type(getattr(type(transport), name)).__name__
+                 for name in ("sendto", "is_closing")}
+        transport.sendto(b"positional", addr)
+        transport.sendto(b"keyword", addr=addr)
+        transport.sendto(data=b"both keywords", addr=addr)
+        got = [receiver.recv(100) for _ in range(3)]
+        errors = []
+        for args, kw in [((), {}), ((b"x", addr, 1), {}), ((b"x",), {"where": addr})]:
+            with pytest.raises(TypeError):
+                transport.sendto(*args, **kw)
+            errors.append(args)
+        with pytest.raises(TypeError):
+            transport.is_closing(1)
+        closing = transport.is_closing()
+        transport.close()
+        receiver.close()
+        return in_instance, kinds, got, closing, transport.is_closing()
+
+    in_instance, kinds, got, closing, closed = loop.run_until_complete(main())
+    assert got == [b"positional", b"keyword", b"both keywords"]
+    assert (closing, closed) == (False, True)
+    assert in_instance == set()
+    if loop_name == "ferroloop":
+        assert set(kinds.values()) == {"method_descriptor"}
+    else:
+        assert set(kinds.values()) == {"function"}
+
+
 def test_tcp_nodelay_on_a_socket_made_with_proto_0(loop, loop_name):
     """asyncio documents TCP_NODELAY "for all TCP connections", but its code skips a
     socket whose ``proto`` is 0 (``socket.socket()``, as uvicorn makes its listening

@@ -302,12 +302,13 @@ class _DatagramTransport(_CoreTransport, _CoreReading, _CoreWriting, _CoreSocket
 
     def __init__(self, core):
         self._core = core
-        # The core's own bound method: a send runs no Python frame.
-        self.sendto = core.sendto
-        self.is_closing = core.is_closing
 
+    # Replaced by native method descriptors at registration (no Python frame per send).
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
+
+    def is_closing(self):
+        return self._core.is_closing()
 
     @property
     def _address(self):

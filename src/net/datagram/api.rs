@@ -1,12 +1,78 @@
 //! The Python-visible methods of a datagram transport's core (`ferroloop._DatagramTransport`
-//! calls them; `sendto` is bound directly), delegating to `send`/`close`.
+//! calls them; its `sendto` and `is_closing` are native method descriptors), delegating to
+//! `send`/`close`.
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 use super::close::release;
 use super::send::{sendto, set_write_buffer_limits};
 use super::DatagramCore;
 use crate::net::transport::{self, transport_pymethods};
+use crate::pyo::fastcall::{install_on, VectorArgs, WrapperMethod};
+use crate::pyo::object::SlotMember;
+
+/// Where a `ferroloop._DatagramTransport` keeps its [`DatagramCore`] (its `_core` slot).
+static CORE_SLOT: PyOnceLock<SlotMember> = PyOnceLock::new();
+
+/// The core of `wrapper`, a `_DatagramTransport`.
+#[inline]
+fn core_of<'py>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, DatagramCore>> {
+    let py = wrapper.py();
+    match CORE_SLOT.get(py).and_then(|slot| slot.get(wrapper)) {
+        Some(core) => Ok(core.cast_into::<DatagramCore>()?),
+        // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
+        None => Ok(wrapper
+            .getattr(pyo3::intern!(py, "_core"))?
+            .cast_into::<DatagramCore>()?),
+    }
+}
+
+/// `_DatagramTransport.sendto(data, addr=None)`: the core's `sendto`, with no Python frame
+/// and no bound method per call. Calls with keywords or a wrong number of arguments go to
+/// the core's PyO3 method (its argument errors).
+struct WrapperSendto;
+impl WrapperMethod for WrapperSendto {
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let core = core_of(slf)?;
+        if args.nkw() == 0 && (1..=2).contains(&args.nargs()) {
+            let addr = (args.nargs() == 2).then(|| args.arg(1));
+            sendto(&core, &args.arg(0), addr.as_ref())?;
+            return Ok(py.None());
+        }
+        let method = py
+            .get_type::<DatagramCore>()
+            .getattr(pyo3::intern!(py, "sendto"))?;
+        args.forward(&method, core.as_any())
+    }
+}
+
+/// `_DatagramTransport.is_closing`: the core's `is_closing`.
+struct WrapperIsClosing;
+impl WrapperMethod for WrapperIsClosing {
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let core = core_of(slf)?;
+        let method = py
+            .get_type::<DatagramCore>()
+            .getattr(pyo3::intern!(py, "is_closing"))?;
+        args.forward(&method, core.as_any())
+    }
+}
+
+/// Makes `cls` (`ferroloop._DatagramTransport`, whose `_core` slot holds a
+/// [`DatagramCore`]) call its core's `sendto` and `is_closing` natively: each is a method
+/// descriptor of the class, which CPython's specializing interpreter calls directly.
+pub(crate) fn install_wrapper_methods(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = cls.py();
+    let _ = CORE_SLOT.set(py, SlotMember::of(cls, "_core")?);
+    install_on::<WrapperSendto>(cls, c"sendto", c"sendto($self, data, addr=None)\n--\n\n")?;
+    install_on::<WrapperIsClosing>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
+}
 
 transport_pymethods!(DatagramCore {
     #[pyo3(signature = (data, addr=None))]

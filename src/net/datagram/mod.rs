@@ -77,6 +77,7 @@ static TRANSPORT_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// Registers the Python class that wraps a [`DatagramCore`].
 #[pyfunction]
 pub fn _register_datagram_transport_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
+    api::install_wrapper_methods(&cls)?;
     let _ = TRANSPORT_CLASS.set(py, cls.unbind());
     Ok(())
 }
