@@ -318,3 +318,56 @@ def test_tls_streams_feed_the_reader(loop, loop_name, how, server_ctx, client_ct
         assert calls == {"data_received": 0, "feed_data": 0}
     elif how == "stock":
         assert calls["data_received"] >= 30 and calls["feed_data"] >= 30
+
+
+@pytest.mark.parametrize("how", ["stock", "instance_feed_data"])
+def test_read_pipe_feeds_the_reader(loop, loop_name, how):
+    """connect_read_pipe() of a StreamReaderProtocol (how programs read stdin): every byte
+    in order, an override on the instance called, no Python frames otherwise; EOF ends it."""
+    import os
+
+    seen = []
+    calls = {"data_received": 0, "feed_data": 0}
+    streams_file = asyncio.streams.__file__
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == streams_file:
+            if frame.f_code.co_name in calls:
+                calls[frame.f_code.co_name] += 1
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        rfd, wfd = os.pipe()
+        reader = asyncio.StreamReader(loop=lp)
+        if how == "instance_feed_data":
+            original = reader.feed_data
+
+            def feed_data(data):
+                seen.append(bytes(data))
+                original(data)
+
+            reader.feed_data = feed_data
+        transport, _ = await lp.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=lp), os.fdopen(rfd, "rb", 0))
+        sent = b""
+        sys.setprofile(profile)
+        try:
+            for i in range(30):
+                chunk = payload(10 + 333 * i, i)
+                os.write(wfd, chunk)
+                sent += chunk
+                assert await reader.readexactly(len(chunk)) == chunk
+        finally:
+            sys.setprofile(None)
+        os.close(wfd)
+        assert await reader.read() == b""
+        assert reader.at_eof()
+        if how == "instance_feed_data":
+            assert b"".join(seen) == sent
+        transport.close()
+
+    run_with_timeout(loop, main(), 10)
+    if how == "stock" and loop_name != "asyncio":
+        assert calls == {"data_received": 0, "feed_data": 0}
+    elif how == "stock":
+        assert calls["data_received"] >= 30 and calls["feed_data"] >= 30

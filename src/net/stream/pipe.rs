@@ -11,7 +11,8 @@
 //! * the syscalls: `read(2)` and `write(2)`/`writev(2)` (`recv`/`sendmsg` need a socket);
 //! * a read pipe at EOF schedules `eof_received()` then `connection_lost(None)` (it never
 //!   stays half-open), and hands every read to `data_received()` (no `BufferedProtocol`
-//!   path), letting the protocol's errors reach the loop's handler;
+//!   path; asyncio's own `StreamReaderProtocol` gets it in its reader, see `reader.rs`),
+//!   letting the protocol's errors reach the loop's handler;
 //! * a write pipe polls a pipe or socket fd for reading to notice that the reader went
 //!   away (`connection_lost(BrokenPipeError())` if bytes were queued, else
 //!   `connection_lost(None)`); `close()` is `write_eof()`: flush, then close the pipe;
@@ -160,6 +161,7 @@ pub(super) fn on_readable(
     slf: &Bound<'_, StreamCore>,
     proto: &Bound<'_, PyAny>,
     plan: super::read::ReadPlan,
+    stock_stream: bool,
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
@@ -175,7 +177,30 @@ pub(super) fn on_readable(
         force_close(slf, exc);
         return Ok(());
     }
-    match receive(slf, ReadCall::Read, plan)? {
+    // asyncio's own stream protocol (`connect_read_pipe` of a `StreamReaderProtocol`, the
+    // usual way to read stdin): the bytes go into its reader (see `reader.rs`).
+    let stock_reader = match stock_stream {
+        true => super::reader::StockReader::of(proto)?,
+        false => None,
+    };
+    let received = match stock_reader {
+        Some(reader) => {
+            let fd = this.fd;
+            // `extend` runs no Python code, so the thread's buffer is free again before
+            // any does.
+            let read = crate::net::with_read_buf(|buf| {
+                crate::sys::read(fd, buf).map(|n| (n > 0).then(|| reader.extend(&buf[..n])))
+            });
+            match read {
+                Ok(Some(extended)) => return extended.and_then(|()| reader.wake()),
+                Ok(None) => Received::Eof,
+                Err(e) if crate::net::would_block(&e) => Received::WouldBlock,
+                Err(e) => Received::Failed(e),
+            }
+        }
+        None => receive(slf, ReadCall::Read, plan)?,
+    };
+    match received {
         Received::WouldBlock => Ok(()),
         Received::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on pipe transport"),
         Received::Eof => {

@@ -223,7 +223,7 @@ pub(super) fn on_readable(slf: &Bound<'_, StreamCore>, gen: u32) -> PyResult<()>
     };
     let proto = proto.into_bound(py);
     if this.kind != Kind::Socket {
-        return super::pipe::on_readable(slf, &proto, plan);
+        return super::pipe::on_readable(slf, &proto, plan, stock_stream);
     }
     if let Some(tls) = tls {
         return read_into_tls(slf, &proto, tls.bind(py));

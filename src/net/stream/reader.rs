@@ -20,8 +20,9 @@
 //!
 //! Anything else goes through `data_received` as before.
 //!
-//! The stream core's reads (`read.rs`) and the native TLS protocol's decrypted bytes
-//! (`net/tls/read.rs`, for `open_connection(..., ssl=...)`) both come here.
+//! The stream core's socket and pipe reads (`read.rs`, `pipe.rs`: `connect_read_pipe` of a
+//! `StreamReaderProtocol` is the usual way to read stdin) and the native TLS protocol's
+//! decrypted bytes (`net/tls/read.rs`, for `open_connection(..., ssl=...)`) come here.
 //!
 //! The attributes are read with ordinary attribute access, never through `__dict__`: on
 //! 3.11 and 3.12 asking for an instance's dictionary turns its inline values into a
