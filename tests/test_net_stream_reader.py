@@ -5,6 +5,7 @@ methods are still called, back-pressure, cancelled reads and the error cases beh
 asyncio's."""
 
 import asyncio
+import contextlib
 import hashlib
 import shutil
 import sys
@@ -46,6 +47,45 @@ async def close_all(server, *writers):
 
 def payload(n, seed=0):
     return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
+@contextlib.contextmanager
+def stream_frames():
+    """Counts the calls of asyncio's streams.py data_received and feed_data meanwhile."""
+    calls = {"data_received": 0, "feed_data": 0}
+    streams_file = asyncio.streams.__file__
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == streams_file:
+            if frame.f_code.co_name in calls:
+                calls[frame.f_code.co_name] += 1
+
+    sys.setprofile(profile)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(None)
+
+
+def assert_stream_frames(calls, loop_name, reads):
+    """asyncio ran data_received and feed_data for each of ``reads`` reads; ferroloop's
+    transport did their work without them."""
+    if loop_name == "asyncio":
+        assert calls["data_received"] >= reads and calls["feed_data"] >= reads
+    else:
+        assert calls == {"data_received": 0, "feed_data": 0}
+
+
+def record_feed_data(reader, seen):
+    """Overrides ``reader.feed_data`` on the instance (as public code does to meter a
+    connection): each chunk goes to ``seen``, then to the original."""
+    original = reader.feed_data
+
+    def feed_data(data):
+        seen.append(bytes(data))
+        original(data)
+
+    reader.feed_data = feed_data
 
 
 OVERRIDES = [
@@ -133,31 +173,16 @@ def test_overrides_of_the_stream_methods_are_called(loop, how, monkeypatch):
 def test_stock_streams_skip_the_python_frames(loop, loop_name):
     """On ferroloop the stock classes' data_received/feed_data do not run (the transport
     does their work); on asyncio they do. Guards the fast path against going unnoticed."""
-    calls = {"data_received": 0, "feed_data": 0}
-    streams_file = asyncio.streams.__file__
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename == streams_file:
-            name = frame.f_code.co_name
-            if name in calls:
-                calls[name] += 1
-
     async def main():
         server, (reader, writer), (peer_reader, peer_writer) = await connected_pair()
-        sys.setprofile(profile)
-        try:
+        with stream_frames() as calls:
             for i in range(10):
                 peer_writer.write(payload(1000, i))
                 assert await reader.readexactly(1000) == payload(1000, i)
-        finally:
-            sys.setprofile(None)
         await close_all(server, writer, peer_writer)
+        return calls
 
-    run_with_timeout(loop, main(), 10)
-    if loop_name == "asyncio":
-        assert calls["data_received"] >= 10 and calls["feed_data"] >= 10
-    else:
-        assert calls == {"data_received": 0, "feed_data": 0}
+    assert_stream_frames(run_with_timeout(loop, main(), 10), loop_name, 10)
 
 
 def test_reader_pauses_the_transport_past_twice_its_limit(loop):
@@ -280,44 +305,27 @@ def test_tls_streams_feed_the_reader(loop, loop_name, how, server_ctx, client_ct
     """Over TLS the decrypted bytes go to asyncio's stock reader the same way: every byte
     in order, an override on the instance still called, no Python frames otherwise."""
     seen = []
-    calls = {"data_received": 0, "feed_data": 0}
-    streams_file = asyncio.streams.__file__
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename == streams_file:
-            if frame.f_code.co_name in calls:
-                calls[frame.f_code.co_name] += 1
 
     async def main():
         server, (reader, writer), (peer_reader, peer_writer) = await connected_pair(
             (server_ctx, client_ctx))
         if how == "instance_feed_data":
-            original = reader.feed_data
-
-            def feed_data(data):
-                seen.append(bytes(data))
-                original(data)
-
-            reader.feed_data = feed_data
+            record_feed_data(reader, seen)
         sent = b""
-        sys.setprofile(profile)
-        try:
+        with stream_frames() as calls:
             for i in range(30):
                 chunk = payload(50 + 997 * i, i)
                 peer_writer.write(chunk)
                 sent += chunk
                 assert await reader.readexactly(len(chunk)) == chunk
-        finally:
-            sys.setprofile(None)
         if how == "instance_feed_data":
             assert b"".join(seen) == sent
         await close_all(server, writer, peer_writer)
+        return calls
 
-    run_with_timeout(loop, main(), 20)
-    if how == "stock" and loop_name != "asyncio":
-        assert calls == {"data_received": 0, "feed_data": 0}
-    elif how == "stock":
-        assert calls["data_received"] >= 30 and calls["feed_data"] >= 30
+    calls = run_with_timeout(loop, main(), 20)
+    if how == "stock":
+        assert_stream_frames(calls, loop_name, 30)
 
 
 @pytest.mark.parametrize("how", ["stock", "instance_feed_data"])
@@ -327,47 +335,30 @@ def test_read_pipe_feeds_the_reader(loop, loop_name, how):
     import os
 
     seen = []
-    calls = {"data_received": 0, "feed_data": 0}
-    streams_file = asyncio.streams.__file__
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename == streams_file:
-            if frame.f_code.co_name in calls:
-                calls[frame.f_code.co_name] += 1
 
     async def main():
         lp = asyncio.get_running_loop()
         rfd, wfd = os.pipe()
         reader = asyncio.StreamReader(loop=lp)
         if how == "instance_feed_data":
-            original = reader.feed_data
-
-            def feed_data(data):
-                seen.append(bytes(data))
-                original(data)
-
-            reader.feed_data = feed_data
+            record_feed_data(reader, seen)
         transport, _ = await lp.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader, loop=lp), os.fdopen(rfd, "rb", 0))
         sent = b""
-        sys.setprofile(profile)
-        try:
+        with stream_frames() as calls:
             for i in range(30):
                 chunk = payload(10 + 333 * i, i)
                 os.write(wfd, chunk)
                 sent += chunk
                 assert await reader.readexactly(len(chunk)) == chunk
-        finally:
-            sys.setprofile(None)
         os.close(wfd)
         assert await reader.read() == b""
         assert reader.at_eof()
         if how == "instance_feed_data":
             assert b"".join(seen) == sent
         transport.close()
+        return calls
 
-    run_with_timeout(loop, main(), 10)
-    if how == "stock" and loop_name != "asyncio":
-        assert calls == {"data_received": 0, "feed_data": 0}
-    elif how == "stock":
-        assert calls["data_received"] >= 30 and calls["feed_data"] >= 30
+    calls = run_with_timeout(loop, main(), 10)
+    if how == "stock":
+        assert_stream_frames(calls, loop_name, 30)

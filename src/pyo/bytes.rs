@@ -259,3 +259,12 @@ pub fn bytearray_extend(buf: &Bound<'_, PyByteArray>, src: &[u8]) -> PyResult<()
     }
     Ok(())
 }
+
+/// `buf.extend(src)` on the free-threaded build, where another thread may use `buf`
+/// meanwhile: the method itself, which locks it.
+#[cfg(Py_GIL_DISABLED)]
+pub fn bytearray_extend(buf: &Bound<'_, PyByteArray>, src: &[u8]) -> PyResult<()> {
+    let py = buf.py();
+    buf.call_method1(pyo3::intern!(py, "extend"), (PyBytes::new(py, src),))
+        .map(drop)
+}

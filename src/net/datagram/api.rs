@@ -9,23 +9,19 @@ use pyo3::types::PyType;
 use super::close::release;
 use super::send::{sendto, set_write_buffer_limits};
 use super::DatagramCore;
+use crate::net::transport::wrapper::{
+    core_of, forward_to_core, remember_core_slot, WrappedCore, WrapperIsClosing,
+};
 use crate::net::transport::{self, transport_pymethods};
 use crate::pyo::fastcall::{install_on, VectorArgs, WrapperMethod};
 use crate::pyo::object::SlotMember;
 
-/// Where a `ferroloop._DatagramTransport` keeps its [`DatagramCore`] (its `_core` slot).
+/// Where a `ferroloop._DatagramTransport` keeps its core (its `_core` slot).
 static CORE_SLOT: PyOnceLock<SlotMember> = PyOnceLock::new();
 
-/// The core of `wrapper`, a `_DatagramTransport`.
-#[inline]
-fn core_of<'py>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, DatagramCore>> {
-    let py = wrapper.py();
-    match CORE_SLOT.get(py).and_then(|slot| slot.get(wrapper)) {
-        Some(core) => Ok(core.cast_into::<DatagramCore>()?),
-        // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
-        None => Ok(wrapper
-            .getattr(pyo3::intern!(py, "_core"))?
-            .cast_into::<DatagramCore>()?),
+impl WrappedCore for DatagramCore {
+    fn core_slot() -> &'static PyOnceLock<SlotMember> {
+        &CORE_SLOT
     }
 }
 
@@ -37,30 +33,13 @@ impl WrapperMethod for WrapperSendto {
     #[inline]
     fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
         let py = args.py();
-        let core = core_of(slf)?;
+        let core = core_of::<DatagramCore>(slf)?;
         if args.nkw() == 0 && (1..=2).contains(&args.nargs()) {
             let addr = (args.nargs() == 2).then(|| args.arg(1));
             sendto(&core, &args.arg(0), addr.as_ref())?;
             return Ok(py.None());
         }
-        let method = py
-            .get_type::<DatagramCore>()
-            .getattr(pyo3::intern!(py, "sendto"))?;
-        args.forward(&method, core.as_any())
-    }
-}
-
-/// `_DatagramTransport.is_closing`: the core's `is_closing`.
-struct WrapperIsClosing;
-impl WrapperMethod for WrapperIsClosing {
-    #[inline]
-    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
-        let py = args.py();
-        let core = core_of(slf)?;
-        let method = py
-            .get_type::<DatagramCore>()
-            .getattr(pyo3::intern!(py, "is_closing"))?;
-        args.forward(&method, core.as_any())
+        forward_to_core(&core, pyo3::intern!(py, "sendto"), args)
     }
 }
 
@@ -68,10 +47,9 @@ impl WrapperMethod for WrapperIsClosing {
 /// [`DatagramCore`]) call its core's `sendto` and `is_closing` natively: each is a method
 /// descriptor of the class, which CPython's specializing interpreter calls directly.
 pub(crate) fn install_wrapper_methods(cls: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = cls.py();
-    let _ = CORE_SLOT.set(py, SlotMember::of(cls, "_core")?);
+    remember_core_slot::<DatagramCore>(cls)?;
     install_on::<WrapperSendto>(cls, c"sendto", c"sendto($self, data, addr=None)\n--\n\n")?;
-    install_on::<WrapperIsClosing>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
+    install_on::<WrapperIsClosing<DatagramCore>>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
 }
 
 transport_pymethods!(DatagramCore {

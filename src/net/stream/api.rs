@@ -6,6 +6,9 @@ use pyo3::sync::PyOnceLock;
 
 use super::{close, pipe, write, Kind, StreamCore};
 use crate::event_loop::LoopCore;
+use crate::net::transport::wrapper::{
+    core_of, forward_to_core, remember_core_slot, WrappedCore, WrapperIsClosing,
+};
 use crate::net::transport::{self, transport_pymethods};
 use crate::pyo::fastcall::{
     forward_to_replaced, install_on, install_over, VectorArgs, VectorMethod, WrapperMethod,
@@ -43,19 +46,12 @@ pub(crate) fn install_fast_methods(py: Python<'_>) -> PyResult<()> {
     install_over::<FastWrite>(py, c"write", c"write($self, data)\n--\n\n", &PYO3_WRITE)
 }
 
-/// Where a `ferroloop._SocketTransport` keeps its [`StreamCore`] (its `_core` slot).
+/// Where a `ferroloop._SocketTransport` keeps its core (its `_core` slot).
 static CORE_SLOT: PyOnceLock<SlotMember> = PyOnceLock::new();
 
-/// The core of `wrapper`, a `_SocketTransport`.
-#[inline]
-fn core_of<'py>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, StreamCore>> {
-    let py = wrapper.py();
-    match CORE_SLOT.get(py).and_then(|slot| slot.get(wrapper)) {
-        Some(core) => Ok(core.cast_into::<StreamCore>()?),
-        // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
-        None => Ok(wrapper
-            .getattr(pyo3::intern!(py, "_core"))?
-            .cast_into::<StreamCore>()?),
+impl WrappedCore for StreamCore {
+    fn core_slot() -> &'static PyOnceLock<SlotMember> {
+        &CORE_SLOT
     }
 }
 
@@ -64,7 +60,7 @@ struct WrapperWrite;
 impl WrapperMethod for WrapperWrite {
     #[inline]
     fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
-        FastWrite::call(&core_of(slf)?, args)
+        FastWrite::call(&core_of::<StreamCore>(slf)?, args)
     }
 }
 
@@ -73,36 +69,12 @@ struct WrapperWritelines;
 impl WrapperMethod for WrapperWritelines {
     fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
         let py = args.py();
-        let core = core_of(slf)?;
+        let core = core_of::<StreamCore>(slf)?;
         if args.nargs() == 1 && args.nkw() == 0 {
             write::writelines(&core, &args.arg(0))?;
             return Ok(py.None());
         }
-        // Argument errors: the core method's own.
-        let method = py
-            .get_type::<StreamCore>()
-            .getattr(pyo3::intern!(py, "writelines"))?;
-        args.forward(&method, core.as_any())
-    }
-}
-
-/// `_SocketTransport.is_closing`: the core's `is_closing`.
-struct WrapperIsClosing;
-impl WrapperMethod for WrapperIsClosing {
-    #[inline]
-    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
-        let py = args.py();
-        let core = core_of(slf)?;
-        if args.nargs() == 0 && args.nkw() == 0 {
-            return Ok(pyo3::types::PyBool::new(py, core.get().is_closing_now())
-                .to_owned()
-                .into_any()
-                .unbind());
-        }
-        let method = py
-            .get_type::<StreamCore>()
-            .getattr(pyo3::intern!(py, "is_closing"))?;
-        args.forward(&method, core.as_any())
+        forward_to_core(&core, pyo3::intern!(py, "writelines"), args)
     }
 }
 
@@ -110,15 +82,14 @@ impl WrapperMethod for WrapperIsClosing {
 /// call its core's `write`, `writelines` and `is_closing` natively: each is a method
 /// descriptor of the class, which CPython's specializing interpreter calls directly.
 pub(crate) fn install_wrapper_methods(cls: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = cls.py();
-    let _ = CORE_SLOT.set(py, SlotMember::of(cls, "_core")?);
+    remember_core_slot::<StreamCore>(cls)?;
     install_on::<WrapperWrite>(cls, c"write", c"write($self, data)\n--\n\n")?;
     install_on::<WrapperWritelines>(
         cls,
         c"writelines",
         c"writelines($self, list_of_data)\n--\n\n",
     )?;
-    install_on::<WrapperIsClosing>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
+    install_on::<WrapperIsClosing<StreamCore>>(cls, c"is_closing", c"is_closing($self)\n--\n\n")
 }
 
 transport_pymethods!(StreamCore {

@@ -31,7 +31,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 
 use super::close::force_close;
-use super::read::{receive, ReadCall, Received};
+use super::read::{read_and_take, receive, Fed, ReadCall, Received};
 use super::sock::Sock;
 use super::write::queue_from;
 use super::{build, Kind, StreamCore, StreamEvent};
@@ -184,20 +184,12 @@ pub(super) fn on_readable(
         false => None,
     };
     let received = match stock_reader {
-        Some(reader) => {
-            let fd = this.fd;
-            // `extend` runs no Python code, so the thread's buffer is free again before
-            // any does.
-            let read = crate::net::with_read_buf(|buf| {
-                crate::sys::read(fd, buf).map(|n| (n > 0).then(|| reader.extend(&buf[..n])))
-            });
-            match read {
-                Ok(Some(extended)) => return extended.and_then(|()| reader.wake()),
-                Ok(None) => Received::Eof,
-                Err(e) if crate::net::would_block(&e) => Received::WouldBlock,
-                Err(e) => Received::Failed(e),
-            }
-        }
+        Some(reader) => match read_and_take(ReadCall::Read, this.fd, |data| reader.extend(data)) {
+            Fed::Data(extended) => return extended.and_then(|()| reader.wake()),
+            Fed::Eof => Received::Eof,
+            Fed::WouldBlock => Received::WouldBlock,
+            Fed::Failed(e) => Received::Failed(e),
+        },
         None => receive(slf, ReadCall::Read, plan)?,
     };
     match received {

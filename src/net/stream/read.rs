@@ -108,6 +108,27 @@ impl ReadCall {
     }
 }
 
+/// What one read into the thread's buffer came to, once its bytes were handed on (see
+/// [`read_and_take`]).
+pub(super) enum Fed<T> {
+    /// What `take` made of the bytes.
+    Data(T),
+    Eof,
+    WouldBlock,
+    Failed(std::io::Error),
+}
+
+/// One read (`call`) of `fd` into the thread's buffer, whose bytes `take` hands on before
+/// the buffer is free again: `take` must run no Python code (see [`with_read_buf`]).
+pub(super) fn read_and_take<T>(call: ReadCall, fd: i32, take: impl FnOnce(&[u8]) -> T) -> Fed<T> {
+    with_read_buf(|buf| match call.into_buf(fd, buf) {
+        Ok(0) => Fed::Eof,
+        Ok(n) => Fed::Data(take(&buf[..n])),
+        Err(e) if would_block(&e) => Fed::WouldBlock,
+        Err(e) => Fed::Failed(e),
+    })
+}
+
 fn received(result: std::io::Result<(Bound<'_, PyBytes>, usize)>) -> Received<'_> {
     match result {
         Ok((data, _)) if data.as_bytes().is_empty() => Received::Eof,
@@ -269,22 +290,7 @@ fn read_into_stock_reader(
     proto: &Bound<'_, PyAny>,
     reader: StockReader<'_>,
 ) -> PyResult<()> {
-    /// The outcome of one `recv()` into the reader's buffer.
-    enum Fed {
-        Data(PyResult<()>),
-        Eof,
-        WouldBlock,
-        Failed(std::io::Error),
-    }
-    let fd = slf.get().fd;
-    // `extend` runs no Python code, so the thread's buffer is free again before any does.
-    let fed = with_read_buf(|buf| match sys::recv(fd, buf) {
-        Ok(0) => Fed::Eof,
-        Ok(n) => Fed::Data(reader.extend(&buf[..n])),
-        Err(e) if would_block(&e) => Fed::WouldBlock,
-        Err(e) => Fed::Failed(e),
-    });
-    match fed {
+    match read_and_take(ReadCall::Recv, slf.get().fd, |data| reader.extend(data)) {
         Fed::WouldBlock => Ok(()),
         Fed::Failed(e) => fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
         Fed::Eof => on_eof(slf, proto),
@@ -302,25 +308,12 @@ fn read_into_tls(
     tls: &Bound<'_, crate::net::tls::SSLProtocolCore>,
 ) -> PyResult<()> {
     use crate::net::tls::SSLProtocolCore;
-    /// The outcome of one `recv()` handed to the BIO.
-    enum Fed {
-        Data(PyResult<()>),
-        Eof,
-        WouldBlock,
-        Failed(std::io::Error),
-    }
     let py = slf.py();
-    let fd = slf.get().fd;
     // The bytes go to the protocol's incoming BIO, which copies them: a view of the
     // thread's read buffer, no `bytes` object. (The BIO's write runs no Python code, so
     // the buffer is free again before the state machine runs.)
-    let fed = with_read_buf(|buf| match sys::recv(fd, buf) {
-        Ok(0) => Fed::Eof,
-        Ok(n) => Fed::Data(crate::pyo::buffer::with_memoryview(py, &buf[..n], |view| {
-            SSLProtocolCore::bio_write(tls, view)
-        })),
-        Err(e) if would_block(&e) => Fed::WouldBlock,
-        Err(e) => Fed::Failed(e),
+    let fed = read_and_take(ReadCall::Recv, slf.get().fd, |data| {
+        crate::pyo::buffer::with_memoryview(py, data, |view| SSLProtocolCore::bio_write(tls, view))
     });
     let res = match fed {
         Fed::WouldBlock => return Ok(()),

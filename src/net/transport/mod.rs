@@ -24,6 +24,7 @@
 
 mod close;
 mod methods;
+pub(crate) mod wrapper;
 mod write_flow;
 
 pub(crate) use close::*;
