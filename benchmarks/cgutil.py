@@ -8,9 +8,17 @@ import tempfile
 
 
 def callgrind_total(argv):
-    """Instructions executed by ``argv`` (user space, every thread) under callgrind."""
+    """Instructions executed by ``argv`` (user space, every thread) under callgrind.
+
+    With ``CALLGRIND_KEEP=DIR`` in the environment the profile is kept there (one file per
+    run, ``cg.N.out``), for ``callgrind_annotate`` per function."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
+        keep = os.environ.get("CALLGRIND_KEEP")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            out = os.path.join(keep, f"cg.{len(os.listdir(keep))}.out")
+        else:
+            out = os.path.join(tmp, "cg.out")
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *map(str, argv)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:

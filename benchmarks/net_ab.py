@@ -33,8 +33,13 @@ def cpu_seconds(pid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def one_round(python, loop, workload, size, conns, duration):
-    """Round trips per second, user and system µs per round trip of one server run."""
+def one_round(python, loop, workload, size, conns, duration, pin=False):
+    """Round trips per second, user and system µs per round trip of one server run.
+    ``pin``: the server on the first allowed CPU, the client on the last."""
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def on_cpu(cpu):
+        return (lambda: os.sched_setaffinity(0, {cpu})) if pin else None
     unix = workload.startswith("unix")
     path = f"/tmp/net_ab.{os.getpid()}.sock"
     if unix and os.path.exists(path):
@@ -45,7 +50,8 @@ def one_round(python, loop, workload, size, conns, duration):
     else:
         server_cmd = [python, "-m", "ferroloop._bench.servers", loop, workload,
                       "--size", str(size), *(["--unix", path] if unix else [])]
-    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, cwd="/tmp")
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, cwd="/tmp",
+                              preexec_fn=on_cpu(cpus[0]))
     try:
         addr = server.stdout.readline().split()[2]
         kind = "--unix" if unix else "--tcp"
@@ -53,7 +59,7 @@ def one_round(python, loop, workload, size, conns, duration):
             [sys.executable, "-m", "ferroloop._bench.echo", "client", kind, addr,
              "--conns", str(conns), "--size", str(size), "--warmup", "0.5",
              "--duration", str(duration)],
-            stdout=subprocess.PIPE, text=True, cwd="/tmp")
+            stdout=subprocess.PIPE, text=True, cwd="/tmp", preexec_fn=on_cpu(cpus[-1]))
         if client.stdout.readline().strip() != "WINDOW":
             raise RuntimeError("the echo client did not start its window")
         user0, sys0 = cpu_seconds(server.pid)
@@ -75,6 +81,8 @@ def main(argv=None):
     ap.add_argument("loops", nargs="+")
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--pin", action="store_true",
+                    help="server on the first allowed CPU, client on the last")
     a = ap.parse_args(argv)
     specs = []
     for spec in a.loops:
@@ -85,7 +93,7 @@ def main(argv=None):
     for r in range(a.rounds):
         for label, python, loop in specs:
             rate, user, system = one_round(python, loop, a.workload, a.size, a.conns,
-                                           a.duration)
+                                           a.duration, a.pin)
             results[label].append((rate, user, system))
             print(f"round {r + 1} {label}: {rate:,.0f}/s user {user:.2f} µs "
                   f"sys {system:.2f} µs", flush=True)
