@@ -593,3 +593,22 @@ def test_sock_connect_to_a_host_name(loop, listener):
             return s.getpeername()
 
     assert run_with_timeout(loop, main()) == ("127.0.0.1", port)
+
+
+def test_sock_connect_address_is_unpacked_as_asyncio_does(loop, listener):
+    # asyncio's _ensure_resolved does `host, port = address[:2]`: a list works as a
+    # tuple does, and a sequence of fewer than two items is unpacking's ValueError.
+    port = listener.getsockname()[1]
+
+    async def connect(address):
+        with socket.socket() as s:
+            s.setblocking(False)
+            await loop.sock_connect(s, address)
+            return s.getpeername()
+
+    assert run_with_timeout(loop, connect(["127.0.0.1", port])) == ("127.0.0.1", port)
+    for address, got in [((), 0), ("x", 1), (["127.0.0.1"], 1)]:
+        with pytest.raises(ValueError, match=rf"^not enough values to unpack \(expected 2, got {got}\)$"):
+            run_with_timeout(loop, connect(address))
+    with pytest.raises(TypeError, match="not subscriptable"):
+        run_with_timeout(loop, connect(5))

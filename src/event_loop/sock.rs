@@ -397,6 +397,26 @@ fn numeric_address(family: i32, address: &Bound<'_, PyAny>) -> Option<std::net::
     }
 }
 
+/// `a, b = seq` as Python unpacks it: any iterable of two items (asyncio's
+/// `host, port = address[:2]` takes a list as well as a tuple), else its `ValueError`.
+fn unpack_pair<'py>(seq: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let mut items = seq.try_iter()?;
+    let first = items.next().transpose()?;
+    let second = items.next().transpose()?;
+    match (first, second) {
+        (Some(a), Some(b)) => match items.next().transpose()? {
+            None => Ok((a, b)),
+            Some(_) => Err(PyValueError::new_err(
+                "too many values to unpack (expected 2)",
+            )),
+        },
+        (first, _) => Err(PyValueError::new_err(format!(
+            "not enough values to unpack (expected 2, got {})",
+            usize::from(first.is_some())
+        ))),
+    }
+}
+
 /// `socket.socket(family, type, proto, fileno=fd)` for a non-blocking connected or
 /// accepted `fd`, which the object owns once made. SOCK_NONBLOCK in the type makes the
 /// object start with timeout 0.0, as asyncio's `conn.setblocking(False)` leaves it.
@@ -673,7 +693,7 @@ impl LoopCore {
         }
         // The other forms (bytes hosts, str ports, None): asyncio's own function.
         let head = address.get_item(pyo3::types::PySlice::new(py, 0, 2, 1))?;
-        let (host, port): (Bound<'_, PyAny>, Bound<'_, PyAny>) = head.extract()?;
+        let (host, port) = unpack_pair(&head)?;
         let mut args = vec![host, port, family.into_pyobject(py)?.into_any()];
         args.push(ty.into_pyobject(py)?.into_any());
         args.push(proto.into_pyobject(py)?.into_any());
