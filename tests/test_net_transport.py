@@ -241,10 +241,33 @@ def test_write_buffer_limits(loop):
         assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         for kwargs, msg in [({"high": 1, "low": 2}, "high (1) must be >= low (2) must be >= 0"),
                             ({"high": 10, "low": -1}, "high (10) must be >= low (-1) must be >= 0"),
-                            ({"high": -4}, "high (-4) must be >= low (-1) must be >= 0")]:
+                            ({"high": -4}, "high (-4) must be >= low (-1) must be >= 0"),
+                            # low = high // 4 is a floor division, as in asyncio.
+                            ({"high": -1}, "high (-1) must be >= low (-1) must be >= 0"),
+                            ({"high": -1.0}, "high (-1.0) must be >= low (-1.0) must be >= 0")]:
             with pytest.raises(ValueError) as info:
                 tr.set_write_buffer_limits(**kwargs)
             assert str(info.value) == msg
+        assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        # asyncio takes any number, works with Python's operators and keeps what it got.
+        tr.set_write_buffer_limits(high=10.5)
+        assert tr.get_write_buffer_limits() == (2.0, 10.5)
+        assert type(tr.get_write_buffer_limits()[0]) is float
+        tr.set_write_buffer_limits(low=2.5)
+        assert tr.get_write_buffer_limits() == (2.5, 10.0)
+        tr.set_write_buffer_limits(high=2**70)
+        assert tr.get_write_buffer_limits() == (2**68, 2**70)
+        tr.set_write_buffer_limits(high=float("inf"), low=0)
+        assert tr.get_write_buffer_limits() == (0, float("inf"))
+        for kwargs, msg in [({"high": "x"}, "unsupported operand type(s) for //: 'str' and 'int'"),
+                            # high = 4 * low repeats the str; its comparison with 0 fails.
+                            ({"low": "x"}, "'>=' not supported between instances of 'str' and 'int'")]:
+            with pytest.raises(TypeError) as info:
+                tr.set_write_buffer_limits(**kwargs)
+            assert str(info.value) == msg
+        with pytest.raises(ValueError):
+            tr.set_write_buffer_limits(high=float("nan"))
+        tr.set_write_buffer_limits()
         assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         await close_all(server, tr)
 
@@ -515,5 +538,49 @@ def test_add_reader_on_transport_fd(loop, tmp_path):
         await sp.wait_bytes(4)
         await close_all(server, tr)
         await cp.lost
+
+    run_with_timeout(loop, main(), 5)
+
+
+def test_float_watermarks_pause_and_resume_at_their_floors(loop):
+    # A buffered size exceeds 10.5 exactly when it exceeds 10: pause_writing at 11 bytes,
+    # resume_writing once down to low (2.5 -> 2 bytes or fewer).
+    async def main():
+        server, tr, cp, sp = await tcp_pair(loop)
+        events = []
+        cp.pause_writing = lambda: events.append(("pause", tr.get_write_buffer_size()))
+        cp.resume_writing = lambda: events.append(("resume", tr.get_write_buffer_size()))
+        sp.transport.pause_reading()
+        tr.set_write_buffer_limits(high=256 * MiB)
+        fill_write_buffer(tr)
+        tr.set_write_buffer_limits(high=float(tr.get_write_buffer_size()) + 0.5, low=2.5)
+        assert events == []
+        tr.write(b"x")
+        assert [k for k, _ in events] == ["pause"]
+        sp.transport.resume_reading()
+        await sp.wait_bytes(1)
+        for _ in range(500):
+            if len(events) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert events[1] == ("resume", 0)
+        tr.abort()
+        await close_all(server)
+
+    run_with_timeout(loop, main(), 10)
+
+
+def test_non_contiguous_memoryview_is_a_fatal_write_error(loop):
+    # asyncio's write() hands a non-C-contiguous memoryview to sock.send() inside its try:
+    # the BufferError closes the connection through _fatal_error, the call returns.
+    async def main():
+        server, tr, cp, sp = await tcp_pair(loop)
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        assert tr.write(memoryview(b"abcdef")[::2]) is None
+        assert isinstance(await cp.lost, BufferError)
+        assert [e["message"] for e in errors] == ["Fatal write error on socket transport"]
+        assert tr.is_closing()
+        await close_all(server)
 
     run_with_timeout(loop, main(), 5)

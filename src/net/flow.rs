@@ -6,25 +6,92 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use crate::pyo::exc::is_fatal;
 
-/// asyncio's `add_flowcontrol_defaults(high, low, kb)`: `(high, low)`, with `kb` KiB as the
-/// default high watermark and a quarter of the high one as the default low one.
-pub(crate) fn limits(high: Option<i64>, low: Option<i64>, kb: i64) -> PyResult<(i64, i64)> {
-    let hi = match (high, low) {
-        (Some(h), _) => h,
-        (None, None) => kb * 1024,
-        (None, Some(l)) => 4 * l,
+/// Watermarks as asyncio's `add_flowcontrol_defaults(high, low, kb)` makes them.
+pub(crate) struct Limits {
+    /// The high watermark, as a byte count compared with a buffer's size.
+    pub(crate) high: i64,
+    /// The low watermark, likewise.
+    pub(crate) low: i64,
+    /// `(low, high)` as asyncio keeps them, for `get_write_buffer_limits()`, when they are
+    /// not plain integers (asyncio takes floats, `high=1e6`, and returns them as given);
+    /// `None` when `(low, high)` says it.
+    pub(crate) given: Option<Py<PyTuple>>,
+}
+
+/// asyncio's `add_flowcontrol_defaults(high, low, kb)`: `kb` KiB as the default high
+/// watermark and a quarter of the high one (floor division) as the default low one.
+/// Plain integers are worked out here; any other value (a float, a huge int) with
+/// Python's own operators and comparisons, as asyncio does, so its errors are asyncio's
+/// (`TypeError` for a str), and the watermarks compared with a buffer's size are then
+/// the values' floors (a byte count exceeds 10.5 exactly when it exceeds 10).
+pub(crate) fn limits(
+    high: Option<&Bound<'_, PyAny>>,
+    low: Option<&Bound<'_, PyAny>>,
+    kb: i64,
+) -> PyResult<Limits> {
+    let small = |v: Option<&Bound<'_, PyAny>>| match v {
+        None => Some(None),
+        Some(v) if v.is_exact_instance_of::<PyInt>() => v.extract::<i32>().ok().map(Some),
+        Some(_) => None,
     };
-    let lo = low.unwrap_or(hi / 4);
-    if !(hi >= lo && lo >= 0) {
+    if let (Some(high), Some(low)) = (small(high), small(low)) {
+        // Within i32, 4 * low cannot overflow an i64.
+        let (high, low) = (high.map(i64::from), low.map(i64::from));
+        let hi = match (high, low) {
+            (Some(h), _) => h,
+            (None, None) => kb * 1024,
+            (None, Some(l)) => 4 * l,
+        };
+        let lo = low.unwrap_or(hi.div_euclid(4));
+        if !(hi >= lo && lo >= 0) {
+            return Err(PyValueError::new_err(format!(
+                "high ({hi}) must be >= low ({lo}) must be >= 0"
+            )));
+        }
+        return Ok(Limits {
+            high: hi,
+            low: lo,
+            given: None,
+        });
+    }
+    let py = match high.or(low) {
+        Some(v) => v.py(),
+        None => unreachable!("two Nones are small"),
+    };
+    let four = 4i64.into_pyobject(py)?;
+    let hi = match (high, low) {
+        (Some(h), _) => h.clone(),
+        (None, None) => (kb * 1024).into_pyobject(py)?.into_any(),
+        (None, Some(l)) => four.mul(l)?,
+    };
+    let lo = match low {
+        Some(l) => l.clone(),
+        None => hi.floor_div(&four)?,
+    };
+    // asyncio: `if not high >= low >= 0`.
+    if !(hi.ge(&lo)? && lo.ge(0)?) {
         return Err(PyValueError::new_err(format!(
-            "high ({hi}) must be >= low ({lo}) must be >= 0"
+            "high ({}) must be >= low ({}) must be >= 0",
+            hi.repr()?,
+            lo.repr()?
         )));
     }
-    Ok((hi, lo))
+    let floor = |v: &Bound<'_, PyAny>| -> PyResult<i64> {
+        Ok(match v.extract::<i64>() {
+            Ok(n) => n,
+            // `as` saturates: inf and huge values become i64::MAX.
+            Err(_) => v.extract::<f64>()?.floor() as i64,
+        })
+    };
+    Ok(Limits {
+        high: floor(&hi)?,
+        low: floor(&lo)?,
+        given: Some(PyTuple::new(py, [lo, hi])?.unbind()),
+    })
 }
 
 /// Calls `protocol.<method>()` (`pause_writing` or `resume_writing`). A failure other than

@@ -117,10 +117,10 @@ transport_pymethods!(StreamCore {
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        transport::set_write_buffer_limits(slf, high, low)
+        transport::set_write_buffer_limits(slf, high.as_ref(), low.as_ref())
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {

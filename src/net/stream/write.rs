@@ -5,7 +5,7 @@
 //! what the kernel did not take; a writable event flushes the queue with one vectored
 //! send.
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyBufferError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
@@ -109,7 +109,16 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
     // not run when the queue drops it inside the state's lock.
     let outcome = match data.cast_exact::<PyBytes>() {
         Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
-        Err(_) => with_bytes(data, |b| attempt(b, None))?,
+        Err(_) => match with_bytes(data, |b| attempt(b, None)) {
+            Ok(outcome) => outcome,
+            // A memoryview that is not C-contiguous (`memoryview(b)[::2]`): asyncio's
+            // `sock.send(data)` raises the BufferError inside its try, a fatal error of
+            // the connection, not of the call.
+            Err(e) if e.is_instance_of::<PyBufferError>(slf.py()) => {
+                return fatal_error(slf, e, "Fatal write error on socket transport");
+            }
+            Err(e) => return Err(e),
+        },
     };
     match outcome {
         // Sent, or nothing to send.

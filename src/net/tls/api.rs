@@ -110,8 +110,8 @@ impl SSLProtocolCore {
             incoming_write: incoming.getattr(intern!(py, "write"))?.unbind(),
             outgoing_read: outgoing.getattr(intern!(py, "read"))?.unbind(),
         };
-        let (incoming_high, incoming_low) = crate::net::flow::limits(None, None, 256)?;
-        let (outgoing_high, outgoing_low) = crate::net::flow::limits(None, None, 512)?;
+        let (incoming_high, incoming_low) = (256 * 1024, 64 * 1024);
+        let (outgoing_high, outgoing_low) = (512 * 1024, 128 * 1024);
         let this = SSLProtocolCore {
             st: GilCell::new(TlsState {
                 state: State::Unwrapped,
@@ -477,11 +477,15 @@ impl SSLProtocolCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn _set_write_buffer_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = crate::net::flow::limits(high, low, 512)?;
+    fn _set_write_buffer_limits(
+        &self,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let limits = crate::net::flow::limits(high.as_ref(), low.as_ref(), 512)?;
         self.st.with(|s| {
-            s.outgoing_high = h;
-            s.outgoing_low = l;
+            s.outgoing_high = limits.high;
+            s.outgoing_low = limits.low;
         });
         Ok(())
     }
@@ -519,11 +523,15 @@ impl SSLProtocolCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn _set_read_buffer_limits(&self, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = crate::net::flow::limits(high, low, 256)?;
+    fn _set_read_buffer_limits(
+        &self,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let limits = crate::net::flow::limits(high.as_ref(), low.as_ref(), 256)?;
         self.st.with(|s| {
-            s.incoming_high = h;
-            s.incoming_low = l;
+            s.incoming_high = limits.high;
+            s.incoming_low = limits.low;
         });
         Ok(())
     }

@@ -159,8 +159,16 @@ macro_rules! transport_pymethods {
                 $crate::net::transport::resume_reading(slf)
             }
 
-            fn get_write_buffer_limits(&self) -> (usize, usize) {
-                self.st.with(|s| (s.low_water, s.high_water))
+            /// `(low, high)`; as given when they were not plain integers (asyncio keeps
+            /// what `set_write_buffer_limits` was given).
+            fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                let (low, high, given) = self.st.with(|s| {
+                    (s.low_water, s.high_water, s.given_limits.as_ref().map(|t| t.clone_ref(py)))
+                });
+                match given {
+                    Some(t) => Ok(t.into_any()),
+                    None => Ok((low, high).into_pyobject(py)?.into_any().unbind()),
+                }
             }
 
             fn get_write_buffer_size(&self) -> usize {

@@ -38,7 +38,8 @@ use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyByteArray, PyBytes, PyDict, PyMemoryView, PyType, PyWeakrefMethods, PyWeakrefReference,
+    PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType, PyWeakrefMethods,
+    PyWeakrefReference,
 };
 use pyo3::{PyClass, PyTraverseError, PyVisit};
 
@@ -130,6 +131,9 @@ pub(crate) struct TransportState {
     pub(crate) conn_lost: u32,
     pub(crate) high_water: usize,
     pub(crate) low_water: usize,
+    /// `(low, high)` as `set_write_buffer_limits` was given them when they were not plain
+    /// integers (see [`crate::net::flow::Limits::given`]).
+    pub(crate) given_limits: Option<Py<PyTuple>>,
     /// Polled for reading (asyncio: `_read_ready` is the fd's reader).
     pub(crate) reading: bool,
     /// Polled for writing (asyncio: `_write_ready` is the fd's writer).
@@ -159,6 +163,7 @@ impl TransportState {
             conn_lost: 0,
             high_water: 64 * 1024,
             low_water: 16 * 1024,
+            given_limits: None,
             reading: false,
             writing: false,
             read_gen: 0,
@@ -218,6 +223,7 @@ impl TransportState {
         visit.call(&self.transport)?;
         visit.call(&self.protocol)?;
         visit.call(&self.extra)?;
+        visit.call(&self.given_limits)?;
         visit.call(&self.context)
     }
 

@@ -10,14 +10,17 @@ use crate::net::flow;
 /// `_maybe_pause_protocol`.
 pub(crate) fn set_write_buffer_limits<C: TransportCore>(
     slf: &Bound<'_, C>,
-    high: Option<i64>,
-    low: Option<i64>,
+    high: Option<&Bound<'_, PyAny>>,
+    low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    let (high, low) = flow::limits(high, low, 64)?;
-    slf.get().state().with(|s| {
-        s.high_water = high as usize;
-        s.low_water = low as usize;
+    let limits = flow::limits(high, low, 64)?;
+    // Both are >= 0 (limits() checked); a watermark above usize::MAX cannot be reached.
+    let old = slf.get().state().with(|s| {
+        s.high_water = usize::try_from(limits.high).unwrap_or(usize::MAX);
+        s.low_water = usize::try_from(limits.low).unwrap_or(usize::MAX);
+        std::mem::replace(&mut s.given_limits, limits.given)
     });
+    drop(old);
     maybe_pause_protocol(slf)
 }
 
