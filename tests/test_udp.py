@@ -422,6 +422,15 @@ def test_bad_data_and_addresses(loop):
         tr3.sendto(b"x", ("127.0.0.1", 70000))
         assert isinstance(ctxs[2]["exception"], OverflowError)
         await asyncio.wait_for(asyncio.shield(pr3.done), 5)
+        # a memoryview that is not C-contiguous: the send's BufferError is fatal, the
+        # call itself returns
+        tr4, pr4 = await loop.create_datagram_endpoint(
+            lambda: Proto(loop), local_addr=("127.0.0.1", 0))
+        assert tr4.sendto(memoryview(b"abcdef")[::2], ("127.0.0.1", port)) is None
+        assert ctxs[3]["message"] == "Fatal write error on datagram transport"
+        assert isinstance(ctxs[3]["exception"], BufferError)
+        await asyncio.wait_for(asyncio.shield(pr4.done), 5)
+        tr.close()
     run_with_timeout(loop, main())
 
 

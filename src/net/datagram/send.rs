@@ -3,7 +3,9 @@
 //! converted in Rust; the flow control of `_FlowControlMixin` is the shared one
 //! ([`crate::net::transport`]).
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyBlockingIOError, PyBufferError, PyInterruptedError, PyOSError, PyValueError,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
@@ -169,7 +171,19 @@ pub(super) fn sendto(
     let py = slf.py();
     let this = slf.get();
     check_bytes_like(data)?;
-    let nbytes = with_data(data, |b| b.len())?;
+    let nbytes = match with_data(data, |b| b.len()) {
+        Ok(n) => n,
+        // A memoryview that is not C-contiguous (`memoryview(b)[::2]`): asyncio's
+        // `sock.sendto()` raises the BufferError inside its try, a fatal error of the
+        // transport, not of the call.
+        Err(e) if e.is_instance_of::<PyBufferError>(py) => {
+            if data.len()? == 0 && !this.py313 {
+                return Ok(());
+            }
+            return fatal_error(slf, e, "Fatal write error on datagram transport");
+        }
+        Err(e) => return Err(e),
+    };
     if nbytes == 0 && !this.py313 {
         return Ok(());
     }
