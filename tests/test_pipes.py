@@ -343,6 +343,25 @@ def test_write_pipe_basics(loop, pipe_fds):
     run_with_timeout(loop, main())
 
 
+def test_write_pipe_non_contiguous_memoryview_is_fatal(loop, pipe_fds):
+    # asyncio's os.write(fd, data) raises the BufferError inside its try: a fatal error of
+    # the pipe ("Fatal write error on pipe transport"), the write call itself returns.
+    r, w = pipe_fds
+    proto = WriteProto(loop)
+
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        tr, _ = await loop.connect_write_pipe(lambda: proto, open(w, "wb", 0))
+        tr.write(memoryview(b"")[::2])
+        assert tr.write(memoryview(b"abcdef")[::2]) is None
+        assert isinstance(await proto.lost, BufferError)
+        assert [e["message"] for e in errors] == ["Fatal write error on pipe transport"]
+        assert os.read(r, 100) == b""
+
+    run_with_timeout(loop, main())
+
+
 def test_write_pipe_backpressure_8mib_checksum(loop, pipe_fds):
     """8 MiB through a pipe to a slow reader: every byte arrives in order, the writer is
     paused above the high watermark and resumed once its queue is empty."""

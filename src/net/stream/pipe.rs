@@ -24,7 +24,9 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyAssertionError, PyBrokenPipeError, PyBufferError, PyOSError, PyValueError,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -287,7 +289,27 @@ pub(super) fn write(slf: &Bound<'_, StreamCore>, data: &Bound<'_, PyAny>) -> PyR
     // queue drops it inside the state's lock.
     let outcome = match data.cast_exact::<PyBytes>() {
         Ok(bytes) => attempt(bytes.as_bytes(), Some(bytes)),
-        Err(_) => with_bytes(data, |b| attempt(b, None))?,
+        Err(_) => match with_bytes(data, |b| attempt(b, None)) {
+            Ok(outcome) => outcome,
+            // A memoryview that is not C-contiguous (`memoryview(b)[::2]`): asyncio's
+            // `os.write()` raises the BufferError inside its try, a fatal error of the
+            // pipe, not of the call (after its empty and lost-pipe checks).
+            Err(e) if e.is_instance_of::<PyBufferError>(py) => {
+                if data.len()? == 0 {
+                    return Ok(());
+                }
+                let lost = this.st.with(|s| {
+                    let lost = s.pipe_conn_lost > 0 || s.closing;
+                    s.pipe_conn_lost += 1;
+                    lost
+                });
+                if lost {
+                    return Ok(());
+                }
+                return fatal_error(slf, e, "Fatal write error on pipe transport");
+            }
+            Err(e) => return Err(e),
+        },
     };
     match outcome {
         Ok(Outcome::Done) | Ok(Outcome::Dropped(false)) => Ok(()),
