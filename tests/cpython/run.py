@@ -505,15 +505,23 @@ def result_class(emit, arm=lambda: None, observer=OBSERVER):
         return not isinstance(test, unittest.TestCase)
 
     class Result(unittest.TextTestResult):
+        _started = None
+
         def startTest(self, test):
             self._before = observer.snapshot()
             self._failed = False
+            self._started = test
             arm()
             emit(start=test_id(test))
             super().startTest(test)
 
         def stopTest(self, test):
             super().stopTest(test)
+            if self._started is not test:
+                # 3.12.1's TestCase.run() calls stopTest() but not startTest() for a
+                # skipped test (its skip was recorded through addSkip already).
+                return
+            self._started = None
             if self._failed:
                 # A test that failed half-way may leave objects it would have closed (a pipe
                 # whose transport could not be made): collect them now, so that their

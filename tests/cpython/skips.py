@@ -168,5 +168,7 @@ UNAVAILABLE_MODULES = {
     },
     "test_staggered": {
         "3.11": "this test module of asyncio.staggered was added in CPython 3.12",
+        "3.12": "this test module of asyncio.staggered came with a later 3.12 bug-fix "
+                "release; CPython 3.12.1 has none",
     },
 }
