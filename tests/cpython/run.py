@@ -142,6 +142,10 @@ MAX_RESTARTS = 50           # per module, after crashes/hangs inside a test
 TB_LINES = 12               # traceback lines shown per regression with -v
 
 
+# Stock outcomes kept in this repository, for a Python the shared directory lacks.
+OWN_STOCK_DIR = Path(__file__).resolve().parent / "stock"
+
+
 def default_stock_dir():
     """``shared/cpython-stock`` in the nearest directory above the repository that has one
     (the integration checkout and its worktrees share it)."""
@@ -842,7 +846,12 @@ def preflight(stock):
 
 
 def load_stock(stock_dir):
-    path = Path(stock_dir) / ("cpython_%d.%d.json" % sys.version_info[:2])
+    """The stock outcomes for this Python: ``stock_dir``'s, else this repository's own
+    (``tests/cpython/stock``: 3.12, which the shared directory does not have)."""
+    name = "cpython_%d.%d.json" % sys.version_info[:2]
+    path = Path(stock_dir) / name
+    if not path.is_file() and (OWN_STOCK_DIR / name).is_file():
+        path = OWN_STOCK_DIR / name
     if not path.is_file():
         return None, path
     data = json.loads(path.read_text())
