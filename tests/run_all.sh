@@ -78,7 +78,12 @@ ensure_postgres() {  # best effort; the asyncpg tests report a missing server th
 mkdir -p results
 ensure_postgres
 echo "== cargo test"
-PYO3_PYTHON="${pythons[0]}" cargo test --quiet
+# The test binary links the first interpreter's libpython: find it in that interpreter's
+# LIBDIR (pyenv's), not only where the system loader looks (Debian's own libpython3.11
+# happened to stand in for 3.11; none stands in for 3.12 or 3.13).
+libdir=$("${pythons[0]}" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
+LD_LIBRARY_PATH="${libdir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYO3_PYTHON="${pythons[0]}" \
+    cargo test --quiet
 
 for py in "${pythons[@]}"; do
     ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
