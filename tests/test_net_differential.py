@@ -514,6 +514,8 @@ async def stream_case(loop, name):
 
     async def handler(r, w):
         res = await aoutcome_of(lambda: server_fn(r, w))
+        # From 3.12.1 Server.wait_closed() waits for the connections too.
+        w.close()
         if not done.done():
             done.set_result(res)
 
