@@ -58,9 +58,9 @@ pub(crate) fn limits(
             given: None,
         });
     }
-    let py = match high.or(low) {
-        Some(v) => v.py(),
-        None => unreachable!("two Nones are small"),
+    let Some(py) = high.or(low).map(|v| v.py()) else {
+        // (Two Nones took the integer path above.)
+        return limits(None, None, kb);
     };
     let four = 4i64.into_pyobject(py)?;
     let hi = match (high, low) {
