@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -65,7 +66,14 @@ impl LoopCore {
             return Ok(None);
         }
         let imports = Names::get(py)?;
-        let frame = imports.getframe.bind(py).call1((0,))?;
+        let frame = match imports.getframe.bind(py).call1((0,)) {
+            Ok(frame) => frame,
+            // No Python frame: scheduled from a native thread (the DNS resolver pool hands
+            // its outcome over with `call_soon_threadsafe`), whose stack has nothing to
+            // show; `sys._getframe` raises ValueError there, which must not lose the call.
+            Err(e) if e.is_instance_of::<PyValueError>(py) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(Some(
             imports.extract_stack.bind(py).call1((frame,))?.unbind(),
         ))
