@@ -59,6 +59,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m
     )?)?;
     m.add_class::<net::datagram::DatagramCore>()?;
+    m.add_class::<net::transport::ExtraInfo>()?;
     m.add_function(wrap_pyfunction!(
         net::datagram::_register_datagram_transport_class,
         m

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import subprocess
 import sys
 
 import pytest
@@ -139,3 +140,46 @@ def test_asyncgen_after_shutdown_warns(loop):
         await g.aclose()
 
     loop.run_until_complete(main())
+
+
+_FINALIZED_IN_DEBUG_MODE = """
+import asyncio, sys
+import ferroloop
+
+async def agen():
+    try:
+        while True:
+            yield 1
+    finally:
+        print("finalized")
+
+async def main():
+    it = agen()
+    await anext(it)
+    # `it` dies as main's frame is cleared: the finalizer hook runs from C, between frames.
+
+loop = ferroloop.new_event_loop() if sys.argv[1] == "ferroloop" else asyncio.new_event_loop()
+loop.set_debug(True)
+loop.run_until_complete(main())
+loop.run_until_complete(asyncio.sleep(0.01))
+loop.close()
+print("done")
+"""
+
+
+def test_finalizer_in_debug_mode_when_the_frame_goes(loop_name):
+    """An async generator dropped as its coroutine's frame is cleared: the finalizer hook
+    is called from C while the thread's current frame is the interpreter's C-stack entry
+    frame. In debug mode the aclose() task's source traceback starts at the caller's frame;
+    on 3.13 ferroloop took that with sys._getframe(0) from native code, which made a frame
+    object of the entry frame itself, pointing into a dead C stack frame: garbage
+    ("'WeakSet' has no attribute 'f_lineno'", the aclose() never scheduled) or a
+    segfault (websockets' test_aiter_mixed under IsolatedAsyncioTestCase). A subprocess,
+    since the bug crashes."""
+    r = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _FINALIZED_IN_DEBUG_MODE, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, "finalized\ndone\n", "")

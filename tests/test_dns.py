@@ -118,6 +118,24 @@ def test_getnameinfo_is_socket_getnameinfo(loop):
         assert res == outcome(socket.getnameinfo, sa, flags), (sa, flags)
 
 
+def test_lookups_in_debug_mode(loop):
+    # anyio's suite runs its loops in debug mode. A lookup of ferroloop's resolver pool is
+    # handed back from a native thread, where debug mode's source traceback of the handle
+    # has no Python frame to start from: the lookup must complete all the same.
+    loop.set_debug(True)
+
+    async def main():
+        return [await aoutcome(loop.getnameinfo(sa, fl)) for sa, fl in GNI_CASES] + [
+            await aoutcome(loop.getaddrinfo(*a, **k)) for a, k in GAI_CASES[:12]
+        ]
+
+    got = run_with_timeout(loop, main(), timeout=20)
+    want = [outcome(socket.getnameinfo, sa, fl) for sa, fl in GNI_CASES] + [
+        outcome(socket.getaddrinfo, *a, **k) for a, k in GAI_CASES[:12]
+    ]
+    assert got == want
+
+
 def test_results_are_socket_enums(loop):
     async def main():
         return await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)

@@ -499,3 +499,47 @@ def test_watched_fd_closed_while_duplicated_and_number_reused(loop, loop_name):
         for s in (new, new_peer, a_peer):
             s.close()
         os.close(keep)
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_remove_closed_socket_object(loop, write):
+    """remove_reader(sock) after sock.close() (its fileno() is -1 then): asyncio's
+    selector finds the key registered with that object by identity and removes it (anyio's
+    UNIX streams close the socket, then remove the reader in a done-callback). Once gone,
+    or for a closed socket never added, the ValueError of its fileno() stays."""
+    add = loop.add_writer if write else loop.add_reader
+    remove = loop.remove_writer if write else loop.remove_reader
+    a, b = socket.socketpair()
+    never_added, c = socket.socketpair()
+    fired = []
+    try:
+        add(a, fired.append, "cb")
+        a.close()
+        assert remove(a) is True
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            remove(a)
+        never_added.close()
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            remove(never_added)
+        run_briefly(loop, 2)
+        assert fired == []
+    finally:
+        for s in (a, b, never_added, c):
+            s.close()
+
+
+def test_remove_closed_socket_object_keeps_other_direction(loop):
+    """The identity lookup finds the fd for one direction; the other stays registered until
+    removed the same way (by the same socket object, still closed)."""
+    a, b = socket.socketpair()
+    try:
+        loop.add_reader(a, print)
+        loop.add_writer(a, print)
+        detached = socket.socket(fileno=a.detach())  # a is now closed (-1), the fd lives on
+        assert loop.remove_writer(detached.fileno()) is True
+        assert loop.remove_reader(a) is True
+        assert loop.remove_reader(detached) is False
+        detached.close()
+    finally:
+        a.close()
+        b.close()

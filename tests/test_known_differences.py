@@ -258,3 +258,60 @@ def test_tcp_nodelay_on_a_socket_made_with_proto_0(loop, loop_name):
     lsock.bind(("127.0.0.1", 0))
     loop.run_until_complete(_connect_once(loop.create_server(Proto, sock=lsock), seen))
     assert (seen["nodelay"] != 0) == (loop_name == "ferroloop")
+
+
+def test_socket_subclass_methods_are_not_called(loop, loop_name):
+    """A ``socket.socket`` subclass given to the loop (``create_connection(sock=)``, the
+    ``sock_*`` methods): asyncio reads and writes through the object's ``recv`` /
+    ``recv_into`` / ``send``, so the subclass's overrides run; ferroloop reads and writes
+    its fd natively (as uvloop does through libuv), so they do not. websockets' legacy
+    ``test_explicit_socket`` counts those calls."""
+    import socket
+
+    calls = []
+
+    class Tracked(socket.socket):
+        def recv(self, *args):
+            calls.append("recv")
+            return super().recv(*args)
+
+        def recv_into(self, *args):
+            calls.append("recv_into")
+            return super().recv_into(*args)
+
+        def send(self, *args):
+            calls.append("send")
+            return super().send(*args)
+
+    async def main():
+        a, b = socket.socketpair()
+        t = Tracked(fileno=a.detach())
+        t.setblocking(False)
+        try:
+            b.send(b"x")
+            assert await loop.sock_recv(t, 10) == b"x"
+            await loop.sock_sendall(t, b"y")
+            assert b.recv(10) == b"y"
+            got = loop.create_future()
+
+            class Proto(asyncio.Protocol):
+                def data_received(self, data):
+                    got.set_result(data)
+
+            tr, _ = await loop.create_connection(Proto, sock=t)
+            tr.write(b"ping")
+            b.send(b"pong")
+            assert await asyncio.wait_for(got, 5) == b"pong"
+            await asyncio.sleep(0.01)
+            assert b.recv(10) == b"ping"
+            tr.close()
+            await asyncio.sleep(0)
+        finally:
+            t.close()
+            b.close()
+
+    loop.run_until_complete(main())
+    if loop_name == "ferroloop":
+        assert calls == []
+    else:
+        assert set(calls) == {"recv", "send"}

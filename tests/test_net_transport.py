@@ -346,6 +346,50 @@ def test_get_extra_info(loop, kind, tmp_path):
     run_with_timeout(loop, main(), 5)
 
 
+@pytest.mark.parametrize("kind", ["tcp", "unix", "udp", "pipe"])
+def test_get_extra_info_is_base_transports(loop, kind, tmp_path, monkeypatch):
+    """asyncio's socket, datagram and pipe transports inherit BaseTransport.get_extra_info,
+    which reads self._extra (a dict): patching it (websockets' test_local_address patches
+    asyncio.BaseTransport.get_extra_info) reaches them, and _extra answers get, [] and in."""
+    from unittest.mock import patch
+
+    async def main():
+        server = peer = None
+        if kind in ("tcp", "unix"):
+            server, tr, _, sp = await stream_pair(loop, kind, tmp_path)
+            peer = sp.transport
+        elif kind == "udp":
+            tr, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
+        else:
+            r, w = os.pipe()
+            tr, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(w, "wb"))
+        try:
+            names = ["pipe"] if kind == "pipe" else ["sockname", "socket"]
+            for name in names:
+                v = tr.get_extra_info(name)
+                assert v is not None
+                assert tr._extra.get(name) is v or tr._extra.get(name) == v
+                assert tr._extra[name] == v and name in tr._extra
+            assert tr._extra.get("nope", 7) == 7 and "nope" not in tr._extra
+            with pytest.raises(KeyError):
+                tr._extra["nope"]
+            with patch("asyncio.BaseTransport.get_extra_info", return_value=("sock", 1234)) as m:
+                assert tr.get_extra_info("sockname") == ("sock", 1234)
+            m.assert_called_with("sockname")
+        finally:
+            if server is not None:
+                await close_all(server, tr, peer)
+            else:
+                tr.close()
+                await asyncio.sleep(0)
+            if kind == "pipe":
+                os.close(r)
+
+    run_with_timeout(loop, main(), 5)
+
+
 def test_set_protocol(loop):
     async def main():
         server, tr, cp, sp = await tcp_pair(loop)

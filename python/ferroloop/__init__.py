@@ -18,6 +18,7 @@ makes its ``LoopCore`` an ``asyncio.AbstractEventLoop`` and adapts its coroutine
 from __future__ import annotations
 
 import asyncio as _asyncio
+import operator as _operator
 import os as _os
 import signal as _signal
 import sys as _sys
@@ -54,8 +55,10 @@ class _CoreTransport:
     def __del__(self):
         self._core._del(self)
 
-    def get_extra_info(self, name, default=None):
-        return self._core.get_extra_info(name, default)
+    # asyncio's BaseTransport.get_extra_info (inherited, as asyncio's own transports do, so
+    # that a patch of it reaches these too) reads self._extra: the core's view of its extra
+    # info, through a C-level getter.
+    _extra = property(_operator.attrgetter("_core._extra"))
 
     def is_closing(self):
         return self._core.is_closing()

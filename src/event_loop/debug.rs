@@ -65,7 +65,17 @@ impl LoopCore {
             return Ok(None);
         }
         let imports = Names::get(py)?;
-        let frame = imports.getframe.bind(py).call1((0,))?;
+        // The caller's frame, as asyncio's Python `Handle.__init__` takes it with
+        // `sys._getframe(1)` (whose audit event is raised here too). None on a native
+        // thread (the DNS resolver pool hands its outcome over with
+        // `call_soon_threadsafe`): nothing to show, and the call must not fail.
+        let Some(frame) = crate::pyo::frame::current_frame(py) else {
+            return Ok(None);
+        };
+        imports
+            .audit
+            .bind(py)
+            .call1((intern!(py, "sys._getframe"), &frame))?;
         Ok(Some(
             imports.extract_stack.bind(py).call1((frame,))?.unbind(),
         ))

@@ -124,6 +124,11 @@ impl Owner {
 pub(crate) struct Watch {
     pub(super) reader: Option<Py<Handle>>,
     pub(super) writer: Option<Py<Handle>>,
+    /// The file object (not an int) given to the `add_reader`/`add_writer` that created the
+    /// watch, kept as the epoll selector's key keeps it (its `modify` keeps the key's
+    /// `fileobj`): `remove_reader(sock)` once `sock` is closed (its `fileno()` is -1 then)
+    /// finds the watch by identity, as asyncio's selector finds its key (`_fileobj_lookup`).
+    pub(super) fileobj: Option<Py<PyAny>>,
 }
 
 impl Watch {
@@ -132,6 +137,12 @@ impl Watch {
             read: self.reader.is_some(),
             write: self.writer.is_some(),
         }
+    }
+
+    /// What the watch references, to be released once no state access is open.
+    fn into_refs(self) -> impl Iterator<Item = Py<PyAny>> {
+        let handles = self.reader.into_iter().chain(self.writer).map(Py::into_any);
+        handles.chain(self.fileobj)
     }
 
     /// The reader's (`write == false`) or the writer's slot.
@@ -195,14 +206,17 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         slf.get().check_closed()?;
         // asyncio's _add_reader/_add_writer check nothing about the callback.
+        let fileobj = (!fd.is_instance_of::<PyInt>()).then(|| fd.clone().unbind());
         let fd = Self::fd_of(fd)?;
-        Self::add_io_fd(slf, fd, callback, args, write)
+        Self::add_io_fd(slf, fd, fileobj, callback, args, write)
     }
 
-    /// [`Self::add_io`] on an fd number already checked (a `sock_*` call's wait).
+    /// [`Self::add_io`] on an fd number already checked (a `sock_*` call's wait), given
+    /// as `fileobj` unless it was an int.
     pub(super) fn add_io_fd(
         slf: &Bound<'_, Self>,
         fd: RawFd,
+        fileobj: Option<Py<PyAny>>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         write: bool,
@@ -211,13 +225,16 @@ impl LoopCore {
         this.check_closed()?;
         let handle = Self::new_handle(slf, callback, args, Self::context_for(slf.py(), None)?)?;
         Self::take_over_from_transport(slf, fd)?;
+        // Taken by a new watch; else dropped once unlocked.
+        let mut fileobj = fileobj;
         let previous = this.registry.with(|registry| {
             this.queues
                 .with(|q| match (registry.as_ref(), q.io.owner_of_fd(fd)) {
-                    (None, _) => Err((std::io::Error::from_raw_os_error(libc::EBADF), None)),
+                    (None, _) => Err((std::io::Error::from_raw_os_error(libc::EBADF), None, None)),
                     // The fd's owner. (Transports, next, refuse here: asyncio's
                     // _ensure_fd_no_transport raises RuntimeError unless the transport is closing.)
                     (Some(registry), Some((token, Owner::Watch(watch)))) => {
+                        // The watch keeps the file object it was created with.
                         let previous = watch.slot(write).replace(handle.clone_ref(slf.py()));
                         let interest = watch.interest();
                         // Also notices an fd number that was closed and reused meanwhile.
@@ -229,31 +246,35 @@ impl LoopCore {
                                 if let Some((_, Owner::Watch(watch))) = q.io.owner_of_fd(fd) {
                                     std::mem::swap(watch.slot(write), &mut mine);
                                 }
-                                Err((e, mine))
+                                Err((e, mine, None))
                             }
                         }
                     }
                     // Taken over just before (see take_over_from_transport).
                     (Some(_), Some(_)) => {
-                        Err((std::io::Error::from_raw_os_error(libc::EEXIST), None))
+                        Err((std::io::Error::from_raw_os_error(libc::EEXIST), None, None))
                     }
                     (Some(registry), None) => {
-                        let mut watch = Watch::default();
+                        let mut watch = Watch {
+                            fileobj: fileobj.take(),
+                            ..Watch::default()
+                        };
                         *watch.slot(write) = Some(handle.clone_ref(slf.py()));
                         match q
                             .io
                             .register(registry, fd, watch.interest(), Owner::Watch(watch))
                         {
                             Ok(_) => Ok(None),
-                            Err((e, owner)) => Err((e.into(), owner.into_handles().next())),
+                            // The owner (its handle, its file object) goes once unlocked.
+                            Err((e, owner)) => Err((e.into(), None, Some(owner))),
                         }
                     }
                 })
         });
         let previous = match previous {
             Ok(previous) => previous,
-            Err((e, mine)) => {
-                drop(mine);
+            Err((e, mine, owner)) => {
+                drop((mine, owner));
                 return Err(os_error(e));
             }
         };
@@ -274,8 +295,30 @@ impl LoopCore {
         if slf.get().closed.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let fd = Self::fd_of(fd)?;
+        let fd = match Self::fd_of(fd) {
+            Ok(n) => n,
+            // selectors' `_fileobj_lookup`: a file object whose `fileno()` fails now (a
+            // socket closed since it was added) is still found among the registered ones.
+            Err(e) if e.is_instance_of::<PyValueError>(slf.py()) => {
+                match Self::fd_registered_as(slf, fd) {
+                    Some(n) => n,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Self::remove_io_fd(slf, fd, write)
+    }
+
+    /// The fd of the watch added with the file object `fileobj` (compared by identity).
+    fn fd_registered_as(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>) -> Option<RawFd> {
+        let ptr = fileobj.as_ptr();
+        slf.get().queues.with(|q| {
+            q.io.find_fd(|owner| match owner {
+                Owner::Watch(w) => w.fileobj.as_ref().is_some_and(|f| f.as_ptr() == ptr),
+                _ => false,
+            })
+        })
     }
 
     /// [`Self::remove_io`] on an fd number already checked (the end of a `sock_*` call's
@@ -288,25 +331,27 @@ impl LoopCore {
         if let Some(Taken::InUse(core)) = Self::fd_taken(slf, fd) {
             return Err(Self::in_use_error(slf.py(), fd, core));
         }
-        let removed = this.registry.with(|registry| {
+        let (removed, gone) = this.registry.with(|registry| {
             this.queues.with(|q| {
-                let (token, Owner::Watch(watch)) = q.io.owner_of_fd(fd)? else {
-                    return None;
+                let Some((token, Owner::Watch(watch))) = q.io.owner_of_fd(fd) else {
+                    return (None, None);
                 };
                 let removed = watch.slot(write).take();
                 let interest = watch.interest();
+                let mut gone = None;
                 if removed.is_some() {
                     if interest.is_empty() {
-                        // An empty watch: nothing to release.
-                        q.io.deregister(registry.as_ref(), token);
+                        // An empty watch: only its file object to release, once unlocked.
+                        gone = q.io.deregister(registry.as_ref(), token);
                     } else if let Some(registry) = registry.as_ref() {
                         // Failing for a closed fd is harmless: epoll dropped it already.
                         let _ = q.io.reregister(registry, token, interest);
                     }
                 }
-                removed
+                (removed, gone)
             })
         });
+        drop(gone);
         match removed {
             Some(h) => {
                 h.bind(slf.py())
@@ -321,7 +366,7 @@ impl LoopCore {
     /// Schedules the callbacks of the fds reported ready.
     pub(super) fn dispatch_io(&self, py: Python<'_>, events: &[Ready]) -> PyResult<()> {
         // Nearly always stays `None` (see `run_once`'s `surplus`).
-        let mut garbage: Option<Vec<Py<Handle>>> = None;
+        let mut garbage: Option<Vec<Py<PyAny>>> = None;
         self.registry.with(|registry| {
             let Some(registry) = registry.as_ref() else {
                 return;
@@ -389,9 +434,9 @@ impl LoopCore {
                     for (ready, write) in [(ev.readable, false), (ev.writable, true)] {
                         let slot = watch.slot(write);
                         match slot {
-                            Some(h) if ready && h.state().is_cancelled() => {
-                                garbage.get_or_insert_with(Vec::new).extend(slot.take())
-                            }
+                            Some(h) if ready && h.state().is_cancelled() => garbage
+                                .get_or_insert_with(Vec::new)
+                                .extend(slot.take().map(Py::into_any)),
                             Some(h) if ready => q.ready.push_back(Job::Handle(h.clone_ref(py))),
                             _ => {}
                         }
@@ -408,10 +453,8 @@ impl LoopCore {
                         false
                     };
                     if forget {
-                        if let Some(owner) = q.io.deregister(Some(registry), ev.token) {
-                            garbage
-                                .get_or_insert_with(Vec::new)
-                                .extend(owner.into_handles());
+                        if let Some(Owner::Watch(w)) = q.io.deregister(Some(registry), ev.token) {
+                            garbage.get_or_insert_with(Vec::new).extend(w.into_refs());
                         }
                     }
                 }

@@ -283,6 +283,7 @@ impl LoopCore {
                         Owner::Watch(w) => {
                             visit.call(&w.reader)?;
                             visit.call(&w.writer)?;
+                            visit.call(&w.fileobj)?;
                         }
                         Owner::Stream(so) => so.visit(&visit)?,
                         Owner::Listener(l) => visit.call(l)?,

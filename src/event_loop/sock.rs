@@ -492,7 +492,7 @@ impl LoopCore {
         sock: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let handle = Self::add_io_fd(slf, fd, callback, PyTuple::empty(py), write)?;
+        let handle = Self::add_io_fd(slf, fd, None, callback, PyTuple::empty(py), write)?;
         let done = SockDone {
             loop_: slf.clone().unbind(),
             handle,

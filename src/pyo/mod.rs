@@ -24,6 +24,7 @@
 //! | [`bytes`] | `bytes` objects filled in place (a `recv` straight into the object) |
 //! | [`buffer`] | byte views of bytes-like objects (the buffer protocol) for socket syscalls |
 //! | [`socket_fd`] | a `socket.socket`'s fd read from the object (`sock_*` calls) |
+//! | [`frame`] | the Python frame a native call was made from (debug mode's tracebacks) |
 
 pub mod attached;
 pub mod buffer;
@@ -34,6 +35,7 @@ pub mod dict;
 pub mod errno;
 pub mod exc;
 pub mod fastcall;
+pub mod frame;
 pub mod gil_cell;
 pub mod iter;
 pub mod native_type;

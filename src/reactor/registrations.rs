@@ -169,6 +169,15 @@ impl<O> Registrations<O> {
         self.slab.get_mut(token).map(|r| &mut r.owner)
     }
 
+    /// The fd of the first registration whose owner `pred` accepts (a linear scan, for
+    /// the rare lookup by something other than the fd number).
+    pub fn find_fd(&self, mut pred: impl FnMut(&O) -> bool) -> Option<RawFd> {
+        self.slab
+            .iter()
+            .find(|(_, r)| pred(&r.owner))
+            .map(|(_, r)| r.fd)
+    }
+
     /// The live registrations' owners.
     pub fn owners(&self) -> impl Iterator<Item = &O> {
         self.slab.iter().map(|(_, r)| &r.owner)

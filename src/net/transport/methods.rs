@@ -1,6 +1,7 @@
 //! A transport core's `__repr__` and `get_extra_info`, and the macros that write the
 //! Python-visible methods both cores share into each one's `#[pymethods]` block.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::TransportCore;
@@ -93,6 +94,69 @@ pub(crate) fn get_extra_info<'py, C: TransportCore>(
     Ok(default)
 }
 
+/// `transport._extra` of a native transport. asyncio's transports keep their extra info in
+/// the dict `_extra`, read by `BaseTransport.get_extra_info` (`self._extra.get(name,
+/// default)`), which ferroloop's transports inherit too: patching
+/// `asyncio.BaseTransport.get_extra_info` (as websockets' tests do) reaches them as it
+/// reaches asyncio's. This view answers from the core, which computes the socket's entries
+/// on first use (no socket object per connection unless asked for); `get`, `[]` and `in`
+/// as on asyncio's dict.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct ExtraInfo {
+    core: Py<PyAny>,
+}
+
+impl ExtraInfo {
+    pub(crate) fn new(py: Python<'_>, core: &Bound<'_, PyAny>) -> PyResult<Py<ExtraInfo>> {
+        Py::new(
+            py,
+            ExtraInfo {
+                core: core.clone().unbind(),
+            },
+        )
+    }
+
+    /// The entry for `name`, or `None` if the transport has none.
+    fn entry<'py>(&self, name: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = name.py();
+        // A default no entry can be: an object of this call's own.
+        let missing = pyo3::types::PyList::empty(py);
+        let v = self
+            .core
+            .bind(py)
+            .call_method1(intern!(py, "get_extra_info"), (name, &missing))?;
+        Ok((!v.is(&missing)).then_some(v))
+    }
+}
+
+#[pymethods]
+impl ExtraInfo {
+    #[pyo3(signature = (name, default=None))]
+    fn get<'py>(
+        &self,
+        name: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = name.py();
+        self.core
+            .bind(py)
+            .call_method1(intern!(py, "get_extra_info"), (name, default))
+    }
+
+    fn __getitem__<'py>(&self, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.entry(name)?
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(name.clone().unbind()))
+    }
+
+    fn __contains__(&self, name: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.entry(name)?.is_some())
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.core)
+    }
+}
+
 /// The accessors of [`TransportCore`] for a core whose fields are `fd`, `loop_` and `st`
 /// (the names [`transport_pymethods!`] uses too).
 macro_rules! transport_core_fields {
@@ -174,6 +238,12 @@ macro_rules! transport_pymethods {
             fn get_write_buffer_size(&self) -> usize {
                 self.st
                     .with(|s| <Self as $crate::net::transport::TransportCore>::buffer_size(s))
+            }
+
+            /// The transport's `_extra` (see [`ExtraInfo`]).
+            #[getter]
+            fn _extra(slf: &Bound<'_, Self>) -> PyResult<Py<$crate::net::transport::ExtraInfo>> {
+                $crate::net::transport::ExtraInfo::new(slf.py(), slf.as_any())
             }
 
             #[pyo3(signature = (name, default=None))]
