@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
 
 import pytest
@@ -430,3 +431,34 @@ def test_lookup_in_a_forked_child(loop_factory):
         got = f.read()
     _, code = os.waitpid(pid, 0)
     assert (got, os.waitstatus_to_exitcode(code)) == (b"\x00", 0)
+
+
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_lookup_threads_end_with_the_loop(loop_factory, loop_name):
+    """A name lookup runs in threads (asyncio's default executor; ferroloop's resolver
+    pool), which end when the loop closes: asyncio's close() shuts the executor down.
+    ferroloop's idle resolver threads lived on for 10 s after it, so a process that did
+    a lookup and then forked was still multi-threaded (on 3.12+ ``os.fork()`` warned
+    "This process ... is multi-threaded, use of fork() may lead to deadlocks in the
+    child" where asyncio's did not: uvloop's test_executors process pool, after its
+    test_dns)."""
+    before = os_threads()
+    lp = loop_factory()
+    try:
+        infos = lp.run_until_complete(asyncio.wait_for(lp.getaddrinfo("localhost", 80), 10))
+        assert infos == socket.getaddrinfo("localhost", 80)
+        assert os_threads() > before
+    finally:
+        lp.close()
+    # asyncio's executor threads end just after close() (shutdown(wait=False)).
+    for _ in range(100):
+        if os_threads() <= before:
+            break
+        time.sleep(0.01)
+    assert os_threads() <= before
+    if loop_name == "ferroloop":
+        assert ferroloop._ferroloop._resolver_stats()[1] == 0
