@@ -65,7 +65,19 @@ impl LoopCore {
             return Ok(None);
         }
         let imports = Names::get(py)?;
-        let frame = imports.getframe.bind(py).call1((0,))?;
+        let frame = match imports.getframe.bind(py).call1((0,)) {
+            Ok(frame) => frame,
+            // A native thread (the resolver pool's call_soon_threadsafe) has no Python
+            // frame: `sys._getframe` raises ValueError, and the stack is empty.
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
+                let empty = py
+                    .import(intern!(py, "traceback"))?
+                    .getattr(intern!(py, "StackSummary"))?
+                    .call0()?;
+                return Ok(Some(empty.unbind()));
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Some(
             imports.extract_stack.bind(py).call1((frame,))?.unbind(),
         ))
