@@ -369,7 +369,7 @@ impl Handle {
         };
         // asyncio reports from inside `except BaseException as exc:`: an exception raised
         // by the exception handler gets the callback's exception as its __context__.
-        let exc = err.value(py).clone();
+        let exc = crate::pyo::exc::exc_value(py, &err);
         crate::pyo::exc::while_handling(exc.as_any(), || self.report(slf, &lp, err, func, args))
     }
 
@@ -386,7 +386,7 @@ impl Handle {
         let source = format_callback(py, func, args, debug)?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
-        context.set_item("exception", err.value(py))?;
+        context.set_item("exception", crate::pyo::exc::exc_value(py, &err))?;
         context.set_item("handle", slf)?;
         if let Some(tb) = &self.source_traceback {
             if tb.bind(py).is_truthy()? {

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
 
 import pytest
@@ -448,3 +449,65 @@ def test_lookup_in_a_forked_child(loop_factory):
         got = f.read()
     _, code = os.waitpid(pid, 0)
     assert (got, os.waitstatus_to_exitcode(code)) == (b"\x00", 0)
+
+
+def os_threads():
+    """The names of the process's OS threads."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # ended meanwhile
+            pass
+    return sorted(names)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_lookup_threads_end_with_the_loop(loop_factory, loop_name):
+    """A name lookup runs in threads (asyncio's default executor; ferroloop's resolver
+    pool), which end when the loop closes: asyncio's close() shuts the executor down.
+    ferroloop's idle resolver threads lived on for 10 s after it, so a process that did
+    a lookup and then forked was still multi-threaded (on 3.12+ ``os.fork()`` warned
+    "This process ... is multi-threaded, use of fork() may lead to deadlocks in the
+    child" where asyncio's did not: uvloop's test_executors process pool, after its
+    test_dns). Threads that other tests' loops left (a loop never closed keeps the
+    resolver threads to their idle timeout) are counted in ``before``."""
+    before = os_threads()
+    resolvers_before = ferroloop._ferroloop._resolver_stats()[1]
+    lp = loop_factory()
+    try:
+        infos = lp.run_until_complete(asyncio.wait_for(lp.getaddrinfo("localhost", 80), 10))
+        assert infos == socket.getaddrinfo("localhost", 80)
+    finally:
+        lp.close()
+    # asyncio's executor threads end just after close() (shutdown(wait=False)).
+    for _ in range(100):
+        if len(os_threads()) <= len(before):
+            break
+        time.sleep(0.01)
+    assert len(os_threads()) <= len(before), (before, os_threads())
+    if loop_name == "ferroloop":
+        assert ferroloop._ferroloop._resolver_stats()[1] <= resolvers_before
+
+
+def test_name_lookups_in_debug_mode(loop):
+    """Debug mode: a lookup that needs the name service completes as without it.
+    ferroloop's getnameinfo() of an address never completed: its resolver thread hands
+    the outcome over with call_soon_threadsafe(), which in debug mode takes the caller's
+    stack for the handle's source traceback, and a native thread has no Python frame
+    (``sys._getframe()`` raised ValueError, and the outcome was dropped)."""
+    loop.set_debug(True)
+
+    async def main():
+        return await asyncio.wait_for(
+            asyncio.gather(
+                loop.getnameinfo(("127.0.0.1", 80), 0),
+                loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM),
+            ),
+            10,
+        )
+
+    names, infos = run_with_timeout(loop, main())
+    assert names == socket.getnameinfo(("127.0.0.1", 80), 0)
+    assert infos == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)

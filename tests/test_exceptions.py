@@ -344,3 +344,62 @@ def test_exception_handler_runs_in_handle_context(loop, loop_name):
     loop.call_soon(_raiser(MyError()), context=ctx)
     run_briefly(loop)
     assert seen == [expected]
+
+
+def _frames(exc):
+    import traceback
+
+    return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+
+
+def test_reported_exceptions_keep_their_traceback(loop, caplog):
+    """An exception handed to the exception handler has its ``__traceback__``, as in
+    asyncio's ``except BaseException as exc:``: a callback's and a timer's (with the frame
+    that raised it), a failing handler's ("Unhandled error in exception handler"), and
+    run_in_executor's; the default handler's log record prints it. On 3.11 ferroloop
+    handed over the bare exception object (PyO3 keeps a fetched error's traceback beside
+    it there), so the record said only "ZeroDivisionError: ...", with no frames."""
+
+    def raising_callback():
+        1 / 0
+
+    def raising_timer():
+        raise MyError("timer")
+
+    def raising_in_worker():
+        raise MyError("worker")
+
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+    loop.call_soon(raising_callback)
+    loop.call_later(0.001, raising_timer)
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert [type(c["exception"]) for c in reports] == [ZeroDivisionError, MyError]
+    assert "raising_callback" in _frames(reports[0]["exception"])
+    assert "raising_timer" in _frames(reports[1]["exception"])
+
+    def failing_handler(lp, ctx):
+        raise MyError("in handler")
+
+    loop.set_exception_handler(failing_handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(raising_callback)
+        run_briefly(loop)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Unhandled error in exception handler") for m in messages)
+    unhandled = [r for r in caplog.records if r.exc_info and r.exc_info[1].args == ("in handler",)]
+    assert len(unhandled) == 1
+    assert "failing_handler" in _frames(unhandled[0].exc_info[1])
+    caplog.clear()
+
+    loop.set_exception_handler(None)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(raising_callback)
+        run_briefly(loop)
+    assert len(caplog.records) == 1
+    assert "in raising_callback\n" in caplog.text  # the traceback's frame line
+
+    with pytest.raises(MyError) as info:
+        loop.run_until_complete(loop.run_in_executor(None, raising_in_worker))
+    assert "raising_in_worker" in _frames(info.value)

@@ -315,3 +315,75 @@ def test_socket_subclass_methods_are_not_called(loop, loop_name):
         assert calls == []
     else:
         assert set(calls) == {"recv", "send"}
+def test_transport_callbacks_run_in_the_transports_context(loop, loop_name):
+    """ferroloop calls a stream transport's protocol callbacks in the context current
+    when the transport was made (as uvloop does); asyncio in a copy of the context of
+    whoever last registered the socket's reader (``resume_reading()``), so after a
+    pause/resume from another task, ``data_received``, ``eof_received`` and
+    ``connection_lost`` see that task's context variables. uvloop's test_context skips
+    its start_tls test on asyncio for this ("this seems to be a bug in asyncio")."""
+    import contextvars
+    import socket
+
+    cvar = contextvars.ContextVar("cvar", default="unset")
+    seen = []
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            seen.append(("data", cvar.get()))
+
+        def eof_received(self):
+            seen.append(("eof", cvar.get()))
+
+        def connection_lost(self, exc):
+            seen.append(("lost", cvar.get()))
+
+    async def in_task(value, f):
+        async def t():
+            cvar.set(value)
+            f()
+
+        await loop.create_task(t())
+
+    async def until(n):
+        for _ in range(200):
+            if len(seen) >= n:
+                return
+            await asyncio.sleep(0.005)
+
+    async def main():
+        a, b = socket.socketpair()
+        with b:
+            cvar.set("made")
+            tr, _ = await loop.connect_accepted_socket(P, a)
+            b.send(b"1")
+            await until(1)
+            await in_task("resumer", lambda: (tr.pause_reading(), tr.resume_reading()))
+            b.send(b"2")
+            await until(2)
+            b.shutdown(socket.SHUT_WR)  # eof_received returns None: the transport closes
+            await until(4)
+
+    loop.run_until_complete(main())
+    after = "made" if loop_name == "ferroloop" else "resumer"
+    assert seen == [("data", "made"), ("data", after), ("eof", after), ("lost", after)]
+
+
+def test_log_records_of_native_code_name_the_calling_frame(loop, loop_name, caplog):
+    """A record that asyncio logs from its own Python code (here the default exception
+    handler's) has asyncio's file, line and function as its origin; the same record
+    from ferroloop's native code names the nearest Python frame, its caller (logging's
+    ``findCaller`` walks Python frames). The message, level and logger are the same."""
+    import logging
+
+    def reporter():
+        loop.call_exception_handler({"message": "boom"})
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        reporter()
+    [record] = caplog.records
+    assert (record.name, record.levelname, record.getMessage()) == ("asyncio", "ERROR", "boom")
+    if loop_name == "ferroloop":
+        assert (record.filename, record.funcName) == ("test_known_differences.py", "reporter")
+    else:
+        assert (record.filename, record.funcName) == ("base_events.py", "default_exception_handler")

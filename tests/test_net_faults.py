@@ -446,3 +446,38 @@ def test_failing_pause_and_resume_writing_go_to_the_exception_handler(loop):
     for ctx in ctxs:
         assert isinstance(ctx["exception"], ZeroDivisionError)
         assert ctx["transport"] is tr and ctx["protocol"] is proto
+
+
+def test_fatal_protocol_error_keeps_its_traceback(loop):
+    """A protocol's data_received() that raises is a fatal error of the transport
+    ("Fatal error: protocol.data_received() call failed."): the exception handler gets
+    the exception with its ``__traceback__``, holding the frame that raised, as asyncio's
+    ``except BaseException as exc:`` hands it over (ferroloop on 3.11 handed the bare
+    exception, whose traceback PyO3 keeps apart)."""
+    import traceback
+
+    ctxs = []
+
+    class Boom(asyncio.Protocol):
+        def data_received(self, data):
+            raise ZeroDivisionError("in data_received")
+
+    async def main():
+        loop.set_exception_handler(lambda lp, ctx: ctxs.append(ctx))
+        server = await loop.create_server(Boom, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        tr.write(b"x")
+        for _ in range(200):
+            if ctxs:
+                break
+            await asyncio.sleep(0.01)
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    run_with_timeout(loop, main())
+    assert [c["message"] for c in ctxs] == ["Fatal error: protocol.data_received() call failed."]
+    exc = ctxs[0]["exception"]
+    assert isinstance(exc, ZeroDivisionError)
+    assert "data_received" in [f.name for f in traceback.extract_tb(exc.__traceback__)]

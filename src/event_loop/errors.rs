@@ -177,10 +177,11 @@ impl LoopCore {
                     }
                     let inner = PyDict::new(py);
                     inner.set_item("message", "Unhandled error in exception handler")?;
-                    inner.set_item("exception", exc.value(py))?;
+                    let exc_obj = crate::pyo::exc::exc_value(py, &exc);
+                    inner.set_item("exception", &exc_obj)?;
                     inner.set_item("context", context)?;
                     // Inside asyncio's `except BaseException as exc:`.
-                    let res = crate::pyo::exc::while_handling(exc.value(py), || {
+                    let res = crate::pyo::exc::while_handling(&exc_obj, || {
                         slf.call_method1(intern!(py, "default_exception_handler"), (inner,))
                     });
                     if let Err(e2) = res {

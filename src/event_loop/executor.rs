@@ -126,7 +126,7 @@ impl LoopCore {
                         let setter = fut.getattr(intern!(py, "set_exception"))?;
                         lp.call_method1(
                             intern!(py, "call_soon_threadsafe"),
-                            (setter, e.value(py)),
+                            (setter, crate::pyo::exc::exc_value(py, &e)),
                         )?;
                     }
                 }

@@ -439,6 +439,9 @@ impl LoopCore {
             drop(handlers);
         }
         this.closed.store(true, Ordering::Release);
+        // The resolver threads end with the last loop that used them, as asyncio's
+        // default executor (which runs its lookups) is shut down here.
+        crate::net::dns::loop_closed(py, slf);
         let (ready, pool, timers, mut io) = this.queues.with(|q| {
             (
                 std::mem::take(&mut q.ready),

@@ -257,7 +257,7 @@ pub(crate) fn run_job(lp: &Bound<'_, LoopCore>, listener: Py<Listener>) -> PyRes
         Err(e) if !is_fatal(py, &e) => {
             let ctx = PyDict::new(py);
             ctx.set_item("message", "Exception in the accept callback of a server")?;
-            ctx.set_item("exception", e.value(py))?;
+            ctx.set_item("exception", crate::pyo::exc::exc_value(py, &e))?;
             lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
             Ok(())
         }
@@ -338,7 +338,7 @@ fn connect(
             "message",
             "Error on transport creation for incoming connection",
         )?;
-        ctx.set_item("exception", e.value(py))?;
+        ctx.set_item("exception", crate::pyo::exc::exc_value(py, &e))?;
         if let Some(p) = protocol {
             ctx.set_item("protocol", p)?;
         }
@@ -462,7 +462,7 @@ fn out_of_resources(
     }
     let ctx = PyDict::new(py);
     ctx.set_item("message", "socket.accept() out of system resource")?;
-    ctx.set_item("exception", e.value(py))?;
+    ctx.set_item("exception", crate::pyo::exc::exc_value(py, &e))?;
     let tsock = crate::names::Names::get(py)?
         .transport_socket
         .bind(py)

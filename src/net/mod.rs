@@ -79,7 +79,7 @@ pub(crate) fn report_callback_error(
         None => {
             let ctx = PyDict::new(py);
             ctx.set_item("message", "Exception in a transport callback")?;
-            ctx.set_item("exception", err.value(py))?;
+            ctx.set_item("exception", crate::pyo::exc::exc_value(py, &err))?;
             ctx.set_item("transport", transport)?;
             lp.call_method1(pyo3::intern!(py, "call_exception_handler"), (ctx,))
                 .map(drop)

@@ -2,6 +2,7 @@
 //! `PyErr` (code that CPython calls outside PyO3's bookkeeping of attached threads would
 //! otherwise defer the decrefs of a dropped `PyErr` to PyO3's pool).
 
+use pyo3::exceptions::PyBaseException;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -58,6 +59,24 @@ pub unsafe fn take<'py>(
     }
 }
 
+/// The exception of `err` as Python code sees it in `except BaseException as exc:`, its
+/// `__traceback__` set. Before 3.12 PyO3 keeps a fetched error's traceback beside the
+/// exception (`PyErr::value` has `__traceback__` None there), so an exception handed to
+/// Python from a `PyErr` (an exception handler's context, a future, a log record) would
+/// lose the frames it was raised through; from 3.12 the exception object holds them.
+pub fn exc_value<'py>(py: Python<'py>, err: &PyErr) -> Bound<'py, PyBaseException> {
+    let value = err.value(py);
+    #[cfg(not(Py_3_12))]
+    if let Some(tb) = err.traceback(py) {
+        // SAFETY: both are live; PyException_SetTraceback takes its own reference to `tb`
+        // (and can fail only for a `tb` that is neither a traceback nor None).
+        unsafe {
+            ffi::PyException_SetTraceback(value.as_ptr(), tb.as_ptr());
+        }
+    }
+    value.clone()
+}
+
 /// `SystemExit` or `KeyboardInterrupt`: what asyncio's callbacks let propagate
 /// (`except (SystemExit, KeyboardInterrupt): raise`).
 pub fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
@@ -76,7 +95,7 @@ pub fn is_instance_of_exc(exc: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool
 pub fn with_exception_set<R>(py: Python<'_>, f: impl FnOnce() -> R) -> R {
     match PyErr::take(py) {
         None => f(),
-        Some(err) => while_handling(err.value(py), f),
+        Some(err) => while_handling(&exc_value(py, &err), f),
     }
 }
 

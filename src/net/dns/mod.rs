@@ -44,6 +44,7 @@ use crate::sys::{self, GaiError, SockAddr};
 mod pool;
 mod request;
 
+pub(crate) use pool::loop_closed;
 use pool::{submit, Job};
 use request::{run, Failure, NameInfoRequest, Outcome, Request};
 

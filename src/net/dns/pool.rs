@@ -1,11 +1,13 @@
 //! The resolver pool: up to [`MAX_THREADS`] native threads shared by the process, started on
-//! demand and ending after [`IDLE_EXIT`] without work, which run lookups without the GIL
-//! and hand each outcome to its loop through `call_soon_threadsafe`; and the `os.fork()`
-//! hooks that keep a forked child from inheriting a locked pool.
+//! demand and ending after [`IDLE_EXIT`] without work, or as soon as no open loop has used
+//! the pool (asyncio's executor threads end at `loop.close()`), which run lookups without
+//! the GIL and hand each outcome to its loop through `call_soon_threadsafe`; and the
+//! `os.fork()` hooks that keep a forked child from inheriting a locked pool.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use pyo3::intern;
@@ -36,6 +38,13 @@ struct PoolState {
     idle: usize,
     /// The process the threads were started in (a forked child has none of them).
     pid: u32,
+    /// The open loops that have handed the pool a lookup (their addresses): when the last
+    /// of them closes, the idle threads end at once instead of after [`IDLE_EXIT`].
+    users: Vec<usize>,
+    /// The threads started and not yet joined.
+    handles: Vec<JoinHandle<()>>,
+    /// The threads that have left (or are leaving) [`worker`], to be joined.
+    exited: Vec<ThreadId>,
 }
 
 static POOL: Mutex<PoolState> = Mutex::new(PoolState {
@@ -43,6 +52,9 @@ static POOL: Mutex<PoolState> = Mutex::new(PoolState {
     threads: 0,
     idle: 0,
     pid: 0,
+    users: Vec::new(),
+    handles: Vec::new(),
+    exited: Vec::new(),
 });
 static WORK: Condvar = Condvar::new();
 /// Lookups handed to the pool since the process started (for tests: the fast path must
@@ -65,10 +77,12 @@ pub(super) fn submit(job: Job) -> Result<(), Job> {
         // A forked child: the parent's threads (and what they were doing) are not here.
         // The queued jobs belong to the parent's loops; leak them rather than decref
         // objects of another process's state.
-        std::mem::forget(std::mem::take(&mut st.queue));
-        st.threads = 0;
-        st.idle = 0;
+        forget_the_parents(&mut st);
         st.pid = pid;
+    }
+    let user = job.loop_.as_ptr() as usize;
+    if !st.users.contains(&user) {
+        st.users.push(user);
     }
     if st.idle > st.queue.len() || st.threads >= MAX_THREADS {
         st.queue.push_back(job);
@@ -80,7 +94,11 @@ pub(super) fn submit(job: Job) -> Result<(), Job> {
         .name("ferroloop-resolver".into())
         .spawn(worker);
     match spawned {
-        Ok(_) => {
+        Ok(handle) => {
+            // Threads that ended on their own (idle) are detached here, not joined.
+            let exited = std::mem::take(&mut st.exited);
+            st.handles.retain(|h| !exited.contains(&h.thread().id()));
+            st.handles.push(handle);
             st.threads += 1;
             st.queue.push_back(job);
             SUBMITTED.fetch_add(1, Ordering::Relaxed);
@@ -114,6 +132,11 @@ fn worker() {
             st = pool();
             continue;
         }
+        if st.users.is_empty() {
+            // Every loop that used the pool is closed: end now, as asyncio's executor
+            // threads do at loop.close().
+            return leave(st);
+        }
         st.idle += 1;
         let (guard, waited) = WORK
             .wait_timeout(st, IDLE_EXIT)
@@ -121,10 +144,74 @@ fn worker() {
         st = guard;
         st.idle -= 1;
         if waited.timed_out() && st.queue.is_empty() {
-            st.threads -= 1;
-            return;
+            return leave(st);
         }
     }
+}
+
+/// A resolver thread leaves the pool (it returns from [`worker`] right after).
+fn leave(mut st: MutexGuard<'_, PoolState>) {
+    st.threads -= 1;
+    st.exited.push(std::thread::current().id());
+    if st.idle == 0 {
+        LEFT.notify_all();
+    }
+}
+
+/// Signalled when the last idle thread has left (see [`loop_closed`]).
+static LEFT: Condvar = Condvar::new();
+
+/// A loop is closing: if it was the last open loop to have used the pool, the idle
+/// resolver threads end, and are joined here (the GIL released), so that a `close()`
+/// leaves no idle thread behind, as asyncio's `close()` shuts its default executor down
+/// (an `os.fork()` just after it sees a single-threaded process). A thread in the middle
+/// of a lookup ends once it is done, as an executor thread does.
+pub(crate) fn loop_closed(py: Python<'_>, lp: &Bound<'_, LoopCore>) {
+    let user = lp.as_ptr() as usize;
+    let joins = {
+        let mut st = pool();
+        let Some(i) = st.users.iter().position(|&u| u == user) else {
+            return;
+        };
+        st.users.swap_remove(i);
+        if !st.users.is_empty() || st.pid != std::process::id() {
+            return;
+        }
+        WORK.notify_all();
+        // Idle threads only wait for the lock, then leave: this wait is short.
+        while st.idle > 0 && st.users.is_empty() {
+            let (guard, waited) = LEFT
+                .wait_timeout(st, Duration::from_secs(1))
+                .unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            if waited.timed_out() {
+                break;
+            }
+        }
+        let exited = std::mem::take(&mut st.exited);
+        let (done, running) = std::mem::take(&mut st.handles)
+            .into_iter()
+            .partition(|h| exited.contains(&h.thread().id()));
+        st.handles = running;
+        done
+    };
+    py.detach(move || {
+        for h in joins {
+            let _ = h.join();
+        }
+    });
+}
+
+/// In a forked child: the parent's threads (and what they were doing) are not here. The
+/// queued jobs belong to the parent's loops and the handles to its threads; leak them
+/// rather than drop another process's state.
+fn forget_the_parents(st: &mut PoolState) {
+    std::mem::forget(std::mem::take(&mut st.queue));
+    std::mem::forget(std::mem::take(&mut st.handles));
+    st.exited.clear();
+    st.users.clear();
+    st.threads = 0;
+    st.idle = 0;
 }
 
 /// Stores `outcome` in the job's [`Pending`] and schedules it on its loop (thread-safe).
@@ -198,9 +285,7 @@ fn _resolver_after_fork_in_parent() {
 fn _resolver_after_fork_in_child() {
     HELD_FOR_FORK.with(|h| {
         if let Some(mut st) = h.borrow_mut().take() {
-            std::mem::forget(std::mem::take(&mut st.queue));
-            st.threads = 0;
-            st.idle = 0;
+            forget_the_parents(&mut st);
             st.pid = std::process::id();
         }
     });

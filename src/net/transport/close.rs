@@ -78,7 +78,7 @@ pub(crate) fn report_fatal_error<C: TransportCore>(
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    let exc = err.value(py).clone();
+    let exc = crate::pyo::exc::exc_value(py, &err);
     if quiet {
         if this.debug(py) {
             let kw = PyDict::new(py);
