@@ -232,12 +232,23 @@ fn deliver(job: Job, outcome: Outcome) {
             Ok(false)
         ) {
             // A loop closed meanwhile drops the outcome, as asyncio's executor does.
-            let _ = LoopCore::call_soon_threadsafe(
+            let scheduled = LoopCore::call_soon_threadsafe(
                 lp,
                 pending.bind(py).clone().into_any(),
                 PyTuple::empty(py),
                 None,
             );
+            // Any other failure leaves the lookup's future pending for good (as a
+            // debug-mode source traceback once did): it is reported, not swallowed.
+            if let Err(e) = scheduled {
+                let closed = lp
+                    .call_method0(intern!(py, "is_closed"))
+                    .and_then(|c| c.is_truthy())
+                    .unwrap_or(true);
+                if !closed {
+                    e.write_unraisable(py, Some(lp));
+                }
+            }
         }
         drop((pending, loop_));
     });
