@@ -1,5 +1,6 @@
 """call_later / call_at: ordering, TimerHandle, cancellation, precision."""
 
+import asyncio
 import time
 
 import pytest
@@ -352,3 +353,61 @@ def test_timer_handle_eq_returns_the_and_chain_value(loop):
         assert (nan == nan, nan <= nan, nan != nan) == (False, False, True)
     finally:
         nan.cancel()
+
+
+def test_time_patched_on_the_instance_drives_the_timers(loop):
+    """asyncio reads its clock through ``self.time()``: ``call_later`` adds the delay to it
+    and ``_run_once`` runs the timers due by it and polls until it. aiohttp's
+    ``test_keepalive_expires_on_time`` patches ``loop.time`` on the instance to jump to a
+    keep-alive deadline; the timer must then run on the next iterations."""
+    from unittest import mock
+
+    fired = []
+
+    async def main():
+        now = loop.time()
+        with mock.patch.object(loop, "time") as fake:
+            fake.return_value = now
+            at = loop.call_at(now + 75.0, fired.append, "at")
+            later = loop.call_later(75.0, fired.append, "later")
+            assert later.when() == now + 75.0
+            await asyncio.sleep(0)
+            assert fired == []
+            fake.return_value = now + 75.0
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert fired == ["at", "later"]
+            # A sleep (call_later on the patched clock) ends once that clock passes it.
+            sleeper = asyncio.ensure_future(asyncio.sleep(500))
+            await asyncio.sleep(0)
+            fake.return_value = now + 1000.0
+            for _ in range(3):  # the timer, the sleep's future, the task's step
+                await asyncio.sleep(0)
+            assert sleeper.done()
+        at.cancel(), later.cancel()
+        # Unpatched again: the real clock.
+        assert abs(loop.time() - time.monotonic()) < 1
+        h = loop.call_later(0.01, fired.append, "real")
+        await asyncio.sleep(0.05)
+        assert fired[-1] == "real", h
+
+    loop.run_until_complete(main())
+
+
+def test_time_overridden_by_a_subclass_drives_the_timers(loop):
+    """A subclass (or the class) overriding ``time`` is the loop's clock, as in asyncio."""
+    offset = 1000.0
+    fired = []
+    cls = type(loop)
+    sub = type("Sub", (cls,), {"time": lambda self: cls.time(self) + offset})
+    lp = sub()
+    try:
+        t0 = lp.time()
+        assert t0 > time.monotonic() + offset - 1
+        lp.call_later(0.01, fired.append, 1)
+        # Deadlines on the subclass's clock: this one is already due for it.
+        lp.call_at(time.monotonic() + 10.0, fired.append, 2)
+        lp.run_until_complete(asyncio.sleep(0.05))
+        assert fired == [2, 1]
+    finally:
+        lp.close()

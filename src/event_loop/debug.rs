@@ -7,7 +7,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::LoopCore;
-use crate::clock::monotonic;
 use crate::handle::{Handle, SlottedRef};
 use crate::names::{logger, Names};
 
@@ -89,12 +88,13 @@ impl LoopCore {
             .pystate
             .with(|s| s.current_handle.replace(h.clone_ref(py)));
         drop(previous);
-        let t0 = monotonic();
+        // asyncio times the callback with `self.time()`.
+        let t0 = Self::loop_time(slf)?;
         let res = h.state().run(h.bind(py).as_any());
-        let dt = monotonic() - t0;
         let current = this.pystate.with(|s| s.current_handle.take());
         drop(current);
         res?;
+        let dt = Self::loop_time(slf)? - t0;
         if dt >= f64::from_bits(this.slow_callback_duration.load(Ordering::Relaxed)) {
             // asyncio's `_format_handle`: a task's step (ferroloop's bound builtin, or the
             // C Task's `TaskStepMethWrapper`) is named by the task. `tasks.Task` is looked

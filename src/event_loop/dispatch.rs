@@ -21,17 +21,19 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use super::LoopCore;
+use crate::clock::monotonic;
 use crate::pyo::object::{class_attr_is, generic_setattr};
 
 /// The methods whose Python-level call the fast paths skip.
 pub(crate) struct OwnMethods {
     pub call_soon: Py<PyAny>,
     pub get_debug: Py<PyAny>,
+    pub time: Py<PyAny>,
 }
 
 static OWN: PyOnceLock<OwnMethods> = PyOnceLock::new();
 
-/// Records `LoopCore`'s own `call_soon` and `get_debug` descriptors (after the fast
+/// Records `LoopCore`'s own `call_soon`, `get_debug` and `time` descriptors (after the fast
 /// `call_soon` entry point was installed).
 pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let py = ty.py();
@@ -39,6 +41,7 @@ pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let own = OwnMethods {
         call_soon: dict.get_item("call_soon")?.unbind(),
         get_debug: dict.get_item("get_debug")?.unbind(),
+        time: dict.get_item("time")?.unbind(),
     };
     let _ = OWN.set(py, own);
     Ok(())
@@ -66,6 +69,37 @@ pub(crate) fn shadows_fast_path(name: &Bound<'_, PyString>) -> bool {
 }
 
 impl LoopCore {
+    /// asyncio's loop reads its clock through `self.time()` (`call_later`, and `_run_once`
+    /// deciding which timers are due and how long to poll), so a `time` set on the instance
+    /// (`mock.patch.object(loop, "time")`, as aiohttp's tests do) or overridden by a
+    /// subclass or on the class drives its timers. The native clock is read instead only
+    /// while `loop.time` is still ferroloop's own; otherwise this is `Some(loop.time())`.
+    /// Called with no state guard held: the override is Python code.
+    #[inline]
+    pub(super) fn python_time<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let own = !slf.get().time_shadowed.load(Ordering::Relaxed)
+            && OWN
+                .get(py)
+                .is_some_and(|own| class_attr_is(slf.as_any(), intern!(py, "time"), &own.time));
+        if own {
+            return Ok(None);
+        }
+        slf.call_method0(intern!(py, "time")).map(Some)
+    }
+
+    /// [`python_time`](Self::python_time) as a float.
+    #[inline]
+    pub(super) fn python_time_f64(slf: &Bound<'_, Self>) -> PyResult<Option<f64>> {
+        Self::python_time(slf)?.map(|t| t.extract()).transpose()
+    }
+
+    /// [`python_time`](Self::python_time) as a float, or the native clock.
+    #[inline]
+    pub(super) fn loop_time(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        Ok(Self::python_time_f64(slf)?.unwrap_or_else(monotonic))
+    }
+
     /// `object.__setattr__` / `object.__delattr__` (`value` `None`), noting when an
     /// instance attribute shadows a method the fast paths skip.
     pub(super) fn generic_setattr(
@@ -75,6 +109,8 @@ impl LoopCore {
     ) -> PyResult<()> {
         if shadows_fast_path(name) {
             slf.get().shadowed.store(true, Ordering::Relaxed);
+        } else if name.to_str().is_ok_and(|n| n == "time") {
+            slf.get().time_shadowed.store(true, Ordering::Relaxed);
         }
         generic_setattr(slf.as_any(), name, value)
     }

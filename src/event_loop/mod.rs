@@ -152,6 +152,9 @@ pub struct LoopCore {
     /// Set once an instance attribute shadows a method the fast paths skip (see
     /// [`dispatch`]); from then on this loop always takes the Python-level calls.
     shadowed: AtomicBool,
+    /// Set once an instance attribute `time` is set (see [`LoopCore::python_time`]); from
+    /// then on this loop reads its clock through `loop.time()`.
+    time_shadowed: AtomicBool,
     /// The process that made the loop. In a child made by `os.fork()` the loop's epoll
     /// instance is still the parent's (a forked fd shares it): `close()` there must not
     /// deregister anything, or the parent's loop would stop seeing its fds.
@@ -250,6 +253,7 @@ impl LoopCore {
             signals_watched: AtomicBool::new(false),
             self_pipe_pending: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
+            time_shadowed: AtomicBool::new(false),
             pid: std::process::id(),
         })
     }

@@ -189,10 +189,17 @@ impl LoopCore {
     }
 
     /// Moves the due timers to the ready queue and swaps the ready queue into `batch`.
+    /// `now` is `loop.time()` when that is overridden (see [`LoopCore::python_time`]),
+    /// read before the queues' guard was taken; `None` reads the native clock.
     #[inline]
-    pub(super) fn take_batch(py: Python<'_>, q: &mut Queues, batch: &mut VecDeque<Job>) {
+    pub(super) fn take_batch(
+        py: Python<'_>,
+        q: &mut Queues,
+        batch: &mut VecDeque<Job>,
+        now: Option<f64>,
+    ) {
         if !q.timers.is_empty() {
-            let end_time = monotonic() + CLOCK_RESOLUTION;
+            let end_time = now.unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
             while let Some(t) = q.timers.pop_due(end_time) {
                 t.handle.state().unschedule();
                 retrack_unscheduled(py, &t.handle);
@@ -214,6 +221,8 @@ impl LoopCore {
         let this = slf.get();
         debug_assert!(batch.is_empty());
 
+        // An overridden `loop.time()` is Python code: called before the queues' guard.
+        let now = Self::python_time_f64(slf)?;
         // One access to the queues; what it takes out is released after it.
         let (surplus, dead_timers, first_timer_in, busy, skip_poll, nan_poll) =
             this.queues.with(|q| {
@@ -241,7 +250,10 @@ impl LoopCore {
                 };
                 // Time until the first timer, if any: a timer already due makes the iteration
                 // as busy as a ready callback does.
-                let first_timer_in = q.timers.peek().map(|t| t.when - monotonic());
+                let first_timer_in = q
+                    .timers
+                    .peek()
+                    .map(|t| t.when - now.unwrap_or_else(monotonic));
                 let busy = !q.ready.is_empty()
                     || this.stopping.load(Ordering::Acquire)
                     || first_timer_in
@@ -266,7 +278,7 @@ impl LoopCore {
                     {
                         q.ready.push_back(Job::ReadSignals);
                     }
-                    Self::take_batch(py, q, batch);
+                    Self::take_batch(py, q, batch, now);
                 } else if !nan_poll {
                     // Set during the access: a producer that pushes after it ends sees the
                     // flag (the cell's exclusive access orders the two) and wakes us.
@@ -348,7 +360,9 @@ impl LoopCore {
             }
             events.clear();
             this.io_events.with(|e| *e = events);
-            this.queues.with(|q| Self::take_batch(py, q, batch));
+            // asyncio reads `self.time()` again after its select.
+            let now = Self::python_time_f64(slf)?;
+            this.queues.with(|q| Self::take_batch(py, q, batch, now));
         }
 
         // Run the batch. SystemExit/KeyboardInterrupt leave the rest queued.

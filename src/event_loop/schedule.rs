@@ -64,6 +64,11 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
+        if let Some(now) = Self::python_time(slf)? {
+            // `loop.time` is overridden: asyncio's `self.time() + delay`, as it is.
+            let when = now.add(delay)?.extract::<f64>()?;
+            return Self::schedule_at(slf, when, callback, args, context, "call_at");
+        }
         let now = monotonic();
         let when =
             if delay.is_exact_instance_of::<PyFloat>() || delay.is_exact_instance_of::<PyInt>() {
