@@ -221,8 +221,15 @@ impl LoopCore {
         let this = slf.get();
         debug_assert!(batch.is_empty());
 
-        // An overridden `loop.time()` is Python code: called before the queues' guard.
-        let now = Self::python_time_f64(slf)?;
+        // An overridden `loop.time()` is Python code: called before the queues' guard, and
+        // only when timers are scheduled (the clock decides nothing else here), so an
+        // iteration without timers pays no check of the override.
+        let timed = this.queues.with(|q| !q.timers.is_empty());
+        let now = if timed {
+            Self::python_time_f64(slf)?
+        } else {
+            None
+        };
         // One access to the queues; what it takes out is released after it.
         let (surplus, dead_timers, first_timer_in, busy, skip_poll, nan_poll) =
             this.queues.with(|q| {
@@ -360,8 +367,12 @@ impl LoopCore {
             }
             events.clear();
             this.io_events.with(|e| *e = events);
-            // asyncio reads `self.time()` again after its select.
-            let now = Self::python_time_f64(slf)?;
+            // asyncio reads `self.time()` again after its select (no Python code ran since
+            // the first read, so an own clock is still own).
+            let now = match now {
+                Some(_) => Self::python_time_f64(slf)?,
+                None => None,
+            };
             this.queues.with(|q| Self::take_batch(py, q, batch, now));
         }
 
