@@ -237,6 +237,18 @@ class DatagramEvents(asyncio.DatagramProtocol):
         self.events.append(("lost", type(exc).__name__ if exc else None))
 
 
+async def call_and_observe(tr, proto, call):
+    """``call()``'s outcome and what ``proto`` saw by shortly after it; then ``tr`` is
+    aborted unless it is closing already."""
+    result = outcome_of(call)
+    await asyncio.sleep(0.01)
+    seen = list(proto.events)
+    if not tr.is_closing():
+        tr.abort()
+    await asyncio.sleep(0)
+    return result, seen
+
+
 def eof_twice(tr):
     tr.write_eof()
     tr.write_eof()
@@ -281,12 +293,7 @@ async def tcp_transport_case(loop, name):
     server = await loop.create_server(Events, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     tr, proto = await loop.create_connection(Events, "127.0.0.1", port)
-    result = outcome_of(lambda: TCP_TRANSPORT_CASES[name](tr))
-    await asyncio.sleep(0.01)
-    seen = list(proto.events)
-    if not tr.is_closing():
-        tr.abort()
-    await asyncio.sleep(0)
+    result, seen = await call_and_observe(tr, proto, lambda: TCP_TRANSPORT_CASES[name](tr))
     server.close()
     await server.wait_closed()
     return result, seen
@@ -332,12 +339,7 @@ async def udp_transport_case(loop, name):
     addr = peer.getsockname()
     kw = {"remote_addr": addr} if opts.get("remote") else {"local_addr": ("127.0.0.1", 0)}
     tr, proto = await loop.create_datagram_endpoint(DatagramEvents, **kw)
-    result = outcome_of(lambda: call(tr, addr))
-    await asyncio.sleep(0.01)
-    seen = list(proto.events)
-    if not tr.is_closing():
-        tr.abort()
-    await asyncio.sleep(0)
+    result, seen = await call_and_observe(tr, proto, lambda: call(tr, addr))
     peer.close()
     return result, seen
 
@@ -362,12 +364,7 @@ WRITE_PIPE_CASES = {
 async def write_pipe_case(loop, name):
     r, w = os.pipe()
     tr, proto = await loop.connect_write_pipe(Events, open(w, "wb", 0))
-    result = outcome_of(lambda: WRITE_PIPE_CASES[name](tr, r))
-    await asyncio.sleep(0.01)
-    seen = list(proto.events)
-    if not tr.is_closing():
-        tr.abort()
-    await asyncio.sleep(0)
+    result, seen = await call_and_observe(tr, proto, lambda: WRITE_PIPE_CASES[name](tr, r))
     try:
         os.close(r)
     except OSError:

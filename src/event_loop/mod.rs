@@ -44,6 +44,7 @@ mod schedule;
 mod sendfile;
 pub mod signals;
 mod sock;
+mod sock_address;
 mod tasks;
 pub mod timers;
 
