@@ -236,6 +236,41 @@ def test_patched_call_soon_on_the_class_is_used(loop):
     loop.run_until_complete(asyncio.sleep(0))
 
 
+def test_call_soon_patched_on_the_class_after_native_scheduling_is_used(loop):
+    """The native path remembers that the class's ``call_soon`` is ferroloop's own (by the
+    class's version tag): patching the class later, and restoring it, must still be seen."""
+    cls = type(loop)
+    original = cls.call_soon
+    own = "call_soon" in vars(cls)
+    calls = []
+
+    def complete_one():
+        fut = loop.create_future()
+        fut.add_done_callback(lambda f: None)
+        fut.set_result(1)
+        loop.run_until_complete(asyncio.sleep(0))
+
+    for _ in range(3):  # natively scheduled: the answer is cached now
+        complete_one()
+
+    def spy(self, callback, *args, context=None):
+        calls.append(callback)
+        return original(self, callback, *args, context=context)
+
+    cls.call_soon = spy
+    try:
+        complete_one()
+        assert len(calls) >= 1
+    finally:
+        if own:
+            cls.call_soon = original
+        else:
+            del cls.call_soon
+    seen = len(calls)
+    complete_one()
+    assert len(calls) == seen
+
+
 def test_patched_get_debug_is_used(loop):
     loop.get_debug = lambda: True
     fut = loop.create_future()

@@ -411,3 +411,36 @@ def test_time_overridden_by_a_subclass_drives_the_timers(loop):
         assert fired == [2, 1]
     finally:
         lp.close()
+
+
+def test_time_patched_on_the_class_after_timers_ran_drives_the_timers(loop):
+    """Whether ``loop.time`` is ferroloop's own is remembered by the class's version tag;
+    patching the class after timers ran (and restoring it) must be seen at once."""
+    cls = type(loop)
+    own = "time" in vars(cls)
+    original = cls.time
+    fired = []
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0.001))
+    offset = 1000.0
+    cls.time = lambda self: original(self) + offset
+    try:
+        lp = type(loop)()
+        try:
+            assert lp.time() > time.monotonic() + offset - 1
+            lp.call_at(time.monotonic() + 10.0, fired.append, "due on the patched clock")
+            lp.run_until_complete(asyncio.sleep(0.01))
+        finally:
+            lp.close()
+        h = loop.call_later(0.01, fired.append, "patched")
+        assert h.when() > time.monotonic() + offset - 1
+        h.cancel()
+    finally:
+        if own:
+            cls.time = original
+        else:
+            del cls.time
+    h = loop.call_later(0.01, fired.append, "restored")
+    assert abs(h.when() - time.monotonic()) < 1
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert fired == ["due on the patched clock", "restored"]

@@ -22,7 +22,7 @@ use pyo3::types::{PyString, PyType};
 
 use super::LoopCore;
 use crate::clock::monotonic;
-use crate::pyo::object::{class_attr_is, generic_setattr};
+use crate::pyo::object::{generic_setattr, ClassAttrCache};
 
 /// The methods whose Python-level call the fast paths skip.
 pub(crate) struct OwnMethods {
@@ -47,20 +47,57 @@ pub(crate) fn record_own_methods(ty: &Bound<'_, PyType>) -> PyResult<()> {
     Ok(())
 }
 
+/// The methods whose Python-level call the fast paths skip, by name.
+#[derive(Clone, Copy)]
+pub(crate) enum Own {
+    CallSoon,
+    GetDebug,
+    Time,
+}
+
+impl Own {
+    fn method(self, own: &OwnMethods) -> &Py<PyAny> {
+        match self {
+            Own::CallSoon => &own.call_soon,
+            Own::GetDebug => &own.get_debug,
+            Own::Time => &own.time,
+        }
+    }
+
+    fn cache(self, core: &LoopCore) -> &ClassAttrCache {
+        match self {
+            Own::CallSoon => &core.own_call_soon,
+            Own::GetDebug => &core.own_get_debug,
+            Own::Time => &core.own_time,
+        }
+    }
+}
+
+/// Whether `type(core).<name>` is still ferroloop's own `which` (not replaced on the class
+/// or by a subclass). The answer is cached by the class's version tag: a future's
+/// completion, a task's step and a timer each ask.
+#[inline]
+fn class_has_own(core: &Bound<'_, LoopCore>, name: &Bound<'_, PyString>, which: Own) -> bool {
+    OWN.get(core.py()).is_some_and(|own| {
+        which
+            .cache(core.get())
+            .class_attr_is(core.as_any(), name, which.method(own))
+    })
+}
+
 /// `loop_` as ferroloop's loop if `loop_.<name>` still resolves to ferroloop's own method
-/// (`pick` chooses it from [`OwnMethods`]): not shadowed on the instance, not replaced on
-/// the class or by a subclass. Otherwise the caller must make the Python-level call.
+/// `which`: not shadowed on the instance, not replaced on the class or by a subclass.
+/// Otherwise the caller must make the Python-level call.
 pub(crate) fn unpatched<'a, 'py>(
     loop_: &'a Bound<'py, PyAny>,
     name: &Bound<'py, PyString>,
-    pick: fn(&OwnMethods) -> &Py<PyAny>,
+    which: Own,
 ) -> Option<&'a Bound<'py, LoopCore>> {
     let core = loop_.cast::<LoopCore>().ok()?;
     if core.get().shadowed.load(Ordering::Relaxed) {
         return None;
     }
-    let own = OWN.get(loop_.py())?;
-    class_attr_is(loop_, name, pick(own)).then_some(core)
+    class_has_own(core, name, which).then_some(core)
 }
 
 /// Whether an instance attribute called `name` would shadow a method the fast paths skip.
@@ -79,9 +116,7 @@ impl LoopCore {
     pub(super) fn python_time<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = slf.py();
         let own = !slf.get().time_shadowed.load(Ordering::Relaxed)
-            && OWN
-                .get(py)
-                .is_some_and(|own| class_attr_is(slf.as_any(), intern!(py, "time"), &own.time));
+            && class_has_own(slf, intern!(py, "time"), Own::Time);
         if own {
             return Ok(None);
         }

@@ -66,6 +66,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::handle::{Handle, SlottedRef};
 use crate::names::Names;
 use crate::pyo::errno::os_error;
+use crate::pyo::object::ClassAttrCache;
 use crate::pyo::GilCell;
 use crate::reactor::{Poller, Ready, Registrations};
 use signals::SignalSocket;
@@ -156,6 +157,11 @@ pub struct LoopCore {
     /// Set once an instance attribute `time` is set (see [`LoopCore::python_time`]); from
     /// then on this loop reads its clock through `loop.time()`.
     time_shadowed: AtomicBool,
+    /// The loop's class was last seen with ferroloop's own `call_soon`, `get_debug` and
+    /// `time` under these version tags (see [`dispatch`]).
+    own_call_soon: ClassAttrCache,
+    own_get_debug: ClassAttrCache,
+    own_time: ClassAttrCache,
     /// The process that made the loop. In a child made by `os.fork()` the loop's epoll
     /// instance is still the parent's (a forked fd shares it): `close()` there must not
     /// deregister anything, or the parent's loop would stop seeing its fds.
@@ -255,6 +261,9 @@ impl LoopCore {
             self_pipe_pending: AtomicBool::new(false),
             shadowed: AtomicBool::new(false),
             time_shadowed: AtomicBool::new(false),
+            own_call_soon: ClassAttrCache::new(),
+            own_get_debug: ClassAttrCache::new(),
+            own_time: ClassAttrCache::new(),
             pid: std::process::id(),
         })
     }

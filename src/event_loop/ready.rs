@@ -244,9 +244,11 @@ impl<'a, 'py> NativeLoop<'a, 'py> {
     /// `loop_` as a [`NativeLoop`], if it is one.
     #[inline]
     pub(crate) fn of(loop_: &'a Bound<'py, PyAny>) -> Option<Self> {
-        dispatch::unpatched(loop_, pyo3::intern!(loop_.py(), "call_soon"), |o| {
-            &o.call_soon
-        })
+        dispatch::unpatched(
+            loop_,
+            pyo3::intern!(loop_.py(), "call_soon"),
+            dispatch::Own::CallSoon,
+        )
         .map(NativeLoop)
     }
 
@@ -276,7 +278,7 @@ impl<'a, 'py> NativeLoop<'a, 'py> {
 pub(crate) fn debug_of(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = loop_.py();
     let name = pyo3::intern!(py, "get_debug");
-    match dispatch::unpatched(loop_, name, |o| &o.get_debug) {
+    match dispatch::unpatched(loop_, name, dispatch::Own::GetDebug) {
         Some(core) => Ok(core.get().debug_on()),
         None => loop_.call_method0(name)?.is_truthy(),
     }

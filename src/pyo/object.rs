@@ -144,6 +144,59 @@ pub fn class_attr_is(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, own: &P
     }
 }
 
+/// Remembers that a class attribute was found to be the expected object (see
+/// [`class_attr_is`]), keyed by the class's version tag: CPython gives a class a new tag
+/// (0 until the next lookup assigns one) whenever it or one of its bases changes, which is
+/// also what invalidates its method cache, so a class whose tag still matches would give
+/// the same answer. Saves the lookup on paths that check an override on every call.
+#[derive(Debug, Default)]
+pub struct ClassAttrCache(std::sync::atomic::AtomicU32);
+
+impl ClassAttrCache {
+    pub const fn new() -> Self {
+        ClassAttrCache(std::sync::atomic::AtomicU32::new(0))
+    }
+
+    /// [`class_attr_is`], answered from the cache while `type(obj)` keeps the version tag
+    /// it had when the attribute was last found to be `own`.
+    #[inline]
+    pub fn class_attr_is(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        name: &Bound<'_, PyString>,
+        own: &Py<PyAny>,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let tag = version_tag(obj);
+        if tag != 0 && self.0.load(Relaxed) == tag {
+            return true;
+        }
+        let found = class_attr_is(obj, name, own);
+        if found {
+            // Read again: the lookup assigns a tag to a class that had none.
+            self.0.store(version_tag(obj), Relaxed);
+        }
+        found
+    }
+}
+
+/// The version tag of `type(obj)`, or 0 (none, or a free-threaded build, whose tags are
+/// not read here: there the cache always looks the attribute up).
+#[inline]
+fn version_tag(obj: &Bound<'_, PyAny>) -> u32 {
+    #[cfg(not(Py_GIL_DISABLED))]
+    {
+        // SAFETY: `obj` is live, so is its type; attached (GIL held), so the tag is not
+        // being changed while it is read. Only the integer is read.
+        unsafe { (*ffi::Py_TYPE(obj.as_ptr())).tp_version_tag }
+    }
+    #[cfg(Py_GIL_DISABLED)]
+    {
+        let _ = obj;
+        0
+    }
+}
+
 /// Whether `obj.<name>` is the function `own` bound to `obj`: neither the instance nor
 /// its class (nor a base) put something else under that name.
 pub fn method_is(
