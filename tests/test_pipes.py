@@ -343,6 +343,39 @@ def test_write_pipe_basics(loop, pipe_fds):
     run_with_timeout(loop, main())
 
 
+def test_write_pipe_write_is_the_class_method(loop, pipe_fds):
+    """``write`` is found on the transport's class, as asyncio's is: not an instance
+    attribute that would hide a subclass's or a patched ``write``; and it takes asyncio's
+    arguments only."""
+    from unittest import mock
+
+    r, w = pipe_fds
+
+    async def main():
+        tr, _ = await loop.connect_write_pipe(lambda: WriteProto(loop), open(w, "wb", 0))
+        assert "write" not in getattr(tr, "__dict__", {})
+        cls = type(tr)
+        original = cls.write
+        seen = []
+
+        def spy(self, data):
+            seen.append(bytes(data))
+            return original(self, data)
+
+        with mock.patch.object(cls, "write", spy):
+            tr.write(b"via the class")
+        assert seen == [b"via the class"]
+        tr.write(data=b"+kw")
+        with pytest.raises(TypeError):
+            tr.write()
+        with pytest.raises(TypeError):
+            tr.write(b"a", b"b")
+        assert os.read(r, 100) == b"via the class+kw"
+        tr.close()
+
+    run_with_timeout(loop, main())
+
+
 def test_write_pipe_non_contiguous_memoryview_is_fatal(loop, pipe_fds):
     # asyncio's os.write(fd, data) raises the BufferError inside its try: a fatal error of
     # the pipe ("Fatal write error on pipe transport"), the write call itself returns.

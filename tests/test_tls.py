@@ -95,6 +95,49 @@ def test_tls_echo(loop, server_ctx, client_ctx):
     assert same
 
 
+def test_tls_transport_write_is_the_class_method(loop, server_ctx, client_ctx):
+    """The TLS transport's ``write`` is its class's, as asyncio's is (a subclass's or a
+    patched ``write`` is what ``transport.write`` finds), with asyncio's checks: a str is a
+    TypeError, empty data is nothing, and after a second ``close()`` (which drops the
+    protocol) a write is an AttributeError."""
+    from unittest import mock
+
+    async def main():
+        server, port = await _serve_echo(server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+            )
+            tr = writer.transport
+            assert "write" not in vars(tr)
+            cls = type(tr)
+            original = cls.write
+            seen = []
+
+            def spy(self, data):
+                seen.append(bytes(data))
+                return original(self, data)
+
+            with mock.patch.object(cls, "write", spy):
+                tr.write(b"one")
+            assert seen == [b"one"]
+            tr.write(data=b"two")
+            tr.write(b"")
+            with pytest.raises(TypeError, match="expecting a bytes-like instance, got str"):
+                tr.write("text")
+            with pytest.raises(TypeError):
+                tr.write()
+            assert await reader.readexactly(6) == b"onetwo"
+            tr.close()
+            tr.close()  # the second close() drops the protocol
+            with pytest.raises(AttributeError):
+                tr.write(b"late")
+            with pytest.raises(TypeError):
+                tr.write("late")
+
+    run_with_timeout(loop, main(), 30)
+
+
 def test_start_tls_upgrades_a_plain_connection(loop, server_ctx, client_ctx):
     async def handler(reader, writer):
         line = await reader.readline()

@@ -190,18 +190,7 @@ class _SSLProtocol(_ferroloop.SSLProtocolCore, _asyncio.BufferedProtocol):
 class _SSLTransport(_sslproto._SSLProtocolTransport):
     """asyncio's ``_SSLProtocolTransport`` over the native ``_SSLProtocol``."""
 
-    def __init__(self, loop, ssl_protocol):
-        super().__init__(loop, ssl_protocol)
-        # write() is the protocol's own (asyncio's checks, then the data), bound in the
-        # instance: a call runs no Python frame.
-        self.write = ssl_protocol._app_write
-
-    def close(self):
-        super().close()
-        if self._ssl_protocol is None:
-            # A second close() drops the protocol: write() then fails as asyncio's does.
-            self.__dict__.pop("write", None)
-
+    # Replaced by a native method descriptor at registration (no Python frame per write).
     def write(self, data):
         self._ssl_protocol._app_write(data)
 
@@ -274,8 +263,8 @@ class _WritePipeTransport(_PipeTransportBase, _CoreWriting, _transports._FlowCon
 
     def __init__(self, core):
         self._core = core
-        self.write = core._pipe_write
 
+    # Replaced by a native method descriptor at registration (no Python frame per write).
     def write(self, data):
         self._core._pipe_write(data)
 

@@ -126,6 +126,20 @@ impl<'py> VectorArgs<'_, 'py> {
 }
 
 impl VectorArgs<'_, '_> {
+    /// `callable(*args, **kwargs)` with this call's arguments.
+    pub fn call(&self, callable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        // SAFETY: `args[..nargs + nkw]` are live borrowed references for the call and
+        // `kwnames` is NULL or the tuple naming the last `nkw` of them; PyObject_Vectorcall
+        // returns a new reference or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                self.py,
+                ffi::PyObject_Vectorcall(callable.as_ptr(), self.args, self.nargs, self.kwnames),
+            )
+        }
+        .map(Bound::unbind)
+    }
+
     /// `callable(recv, *args, **kwargs)` with this call's arguments: how a hand-written
     /// method hands the calls it does not take to the method it replaced.
     pub fn forward(

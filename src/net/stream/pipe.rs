@@ -45,6 +45,8 @@ use crate::net::transport::{
 use crate::net::would_block;
 use crate::pyo::buffer::with_bytes;
 use crate::pyo::errno::os_error;
+use crate::pyo::fastcall::{install_on, VectorArgs, WrapperMethod};
+use crate::pyo::object::SlotMember;
 use crate::sys;
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
@@ -63,8 +65,39 @@ pub fn _register_pipe_transport_classes(
     write_cls: Bound<'_, PyType>,
 ) -> PyResult<()> {
     let _ = READ_CLASS.set(py, read_cls.unbind());
+    let _ = WRITE_PIPE_CORE.set(py, SlotMember::of(&write_cls, "_core")?);
+    install_on::<WrapperPipeWrite>(&write_cls, c"write", c"write($self, data)\n--\n\n")?;
     let _ = WRITE_CLASS.set(py, write_cls.unbind());
     Ok(())
+}
+
+/// Where `ferroloop._WritePipeTransport` keeps its core (its `_core` slot).
+static WRITE_PIPE_CORE: PyOnceLock<SlotMember> = PyOnceLock::new();
+
+/// `_WritePipeTransport.write`: the core's [`write`], through a method descriptor on the
+/// class (as the socket transport's `write`), so that no Python frame runs per write and a
+/// subclass or a patch of the class's `write` is still what `transport.write` finds.
+struct WrapperPipeWrite;
+impl WrapperMethod for WrapperPipeWrite {
+    #[inline]
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let core = match WRITE_PIPE_CORE.get(py).and_then(|slot| slot.get(slf)) {
+            Some(core) => core,
+            // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
+            None => slf.getattr(pyo3::intern!(py, "_core"))?,
+        };
+        let core = core.cast_into::<StreamCore>()?;
+        if args.nargs() == 1 && args.nkw() == 0 {
+            write(&core, &args.arg(0))?;
+            return Ok(py.None());
+        }
+        // Keywords or a wrong number of arguments: the core's method, with its errors.
+        let method = py
+            .get_type::<StreamCore>()
+            .getattr(pyo3::intern!(py, "_pipe_write"))?;
+        args.forward(&method, core.as_any())
+    }
 }
 
 /// The Python class of a pipe transport of `kind`.

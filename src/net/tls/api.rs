@@ -8,7 +8,7 @@ use pyo3::exceptions::{
     PyAssertionError, PyConnectionResetError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
+use pyo3::types::{PyByteArray, PyDict, PyMemoryView, PyString};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::{is_exception, names, opt, AppState, SSLProtocolCore, SslMethods, State, TlsState};
@@ -427,19 +427,10 @@ impl SSLProtocolCore {
 
     /// The app transport's `write(data)`: asyncio's type check, then one piece of data.
     fn _app_write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "data: expecting a bytes-like instance, got {}",
-                data.get_type().name()?
-            )));
+        if super::write::has_app_data(data)? {
+            Self::write_one(slf, data)?;
         }
-        if !data.is_truthy()? {
-            return Ok(());
-        }
-        Self::write_one(slf, data)
+        Ok(())
     }
 
     /// `_SSLProtocolTransport._test__append_write_backlog`'s work.

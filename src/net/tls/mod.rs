@@ -152,6 +152,11 @@ pub fn _register_ssl_classes(
     transport_cls: Bound<'_, PyType>,
 ) -> PyResult<()> {
     let _ = PROTOCOL_CLASS.set(py, protocol_cls.unbind());
+    crate::pyo::fastcall::install_on::<write::WrapperAppWrite>(
+        &transport_cls,
+        c"write",
+        c"write($self, data)\n--\n\n",
+    )?;
     let _ = APP_TRANSPORT_CLASS.set(py, transport_cls.unbind());
     Ok(())
 }

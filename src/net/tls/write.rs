@@ -1,12 +1,57 @@
 //! The outgoing flow: the app's writes (the backlog kept until the handshake is done),
 //! their encryption into the outgoing BIO and its flush to the transport below.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
 
 use super::{is_again, is_exception, names, opt, SSLProtocolCore, State};
 use crate::pyo::call::vcall;
+use crate::pyo::fastcall::{VectorArgs, WrapperMethod};
+
+/// asyncio's `_SSLProtocolTransport.write(data)` checks: `data` must be bytes-like
+/// (`TypeError`); false when it is empty (nothing to write).
+pub(super) fn has_app_data(data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if !(data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "data: expecting a bytes-like instance, got {}",
+            data.get_type().name()?
+        )));
+    }
+    data.is_truthy()
+}
+
+/// `ferroloop._SSLTransport.write`: `self._ssl_protocol`'s write, through a method
+/// descriptor on the class (no Python frame per write, and a subclass's or a patched
+/// `write` is still what `transport.write` finds).
+pub(super) struct WrapperAppWrite;
+impl WrapperMethod for WrapperAppWrite {
+    fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
+        let py = args.py();
+        let protocol = slf.getattr(intern!(py, "_ssl_protocol"))?;
+        if args.nargs() != 1 || args.nkw() != 0 {
+            // Keywords or a wrong number of arguments: the protocol's method, with its
+            // argument errors.
+            return args.call(&protocol.getattr(intern!(py, "_app_write"))?);
+        }
+        let data = args.arg(0);
+        if has_app_data(&data)? {
+            match protocol.cast::<SSLProtocolCore>() {
+                Ok(core) => SSLProtocolCore::write_one(core, &data)?,
+                // None after a second close(): asyncio's AttributeError.
+                Err(_) => {
+                    let tuple = PyTuple::new(py, [data])?;
+                    protocol.call_method1(intern!(py, "_write_appdata"), (tuple,))?;
+                }
+            }
+        }
+        Ok(py.None())
+    }
+}
 
 impl SSLProtocolCore {
     // Outgoing flow
