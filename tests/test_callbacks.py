@@ -107,6 +107,47 @@ def test_handle_private_attributes(loop):
     assert h._callback is None and h._args is None
 
 
+def test_handle_callback_and_args_can_be_set(loop):
+    """asyncio's ``_callback`` and ``_args`` are plain slots: code wraps a handle's callback
+    before it runs, and frees a cancelled handle's references with
+    ``handle._args = handle._callback = None``."""
+    out = []
+    h = loop.call_soon(out.append, "original")
+    h._callback = lambda *args: out.append(("wrapped", args))
+    h._args = ("new",)
+    assert h._args == ("new",)
+    t = loop.call_later(0, out.append, "timer")
+    t._args = ["from a list"]
+    assert list(t._args) == ["from a list"]
+    dropped = loop.call_soon(out.append, "dropped")
+    dropped.cancel()
+    dropped._args = dropped._callback = None
+    assert dropped._callback is None and dropped._args is None and dropped.cancelled()
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert out == [("wrapped", ("new",)), "from a list"]
+
+
+def test_handle_args_that_cannot_be_unpacked(loop, loop_name):
+    """A listed known difference: asyncio keeps any ``_args`` and fails when the handle runs
+    (the exception handler gets the ``TypeError``); ferroloop refuses what cannot be
+    unpacked when it is set, with unpacking's ``TypeError``."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["exception"]))
+    h = loop.call_soon(print)
+    if loop_name == "ferroloop":
+        with pytest.raises(TypeError):
+            h._args = None
+        with pytest.raises(TypeError):
+            h._args = 5
+        with pytest.raises(AttributeError):
+            del h._callback
+    else:
+        h._args = None
+    loop.run_until_complete(asyncio.sleep(0))
+    expected = [] if loop_name == "ferroloop" else [TypeError]
+    assert [type(e) for e in errors] == expected
+
+
 def test_call_soon_returns_asyncio_handle(loop):
     """call_soon / call_soon_threadsafe return an asyncio.Handle, call_later / call_at an
     asyncio.TimerHandle (documented; asyncio/events.py)."""

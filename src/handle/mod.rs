@@ -4,10 +4,13 @@
 //! `ferroloop.Handle` and `ferroloop.TimerHandle` are native subtypes of `asyncio.Handle` and
 //! `asyncio.TimerHandle` (so `isinstance` holds, as on asyncio), built by
 //! [`crate::pyo::native_type::slotted`] around one Rust state, [`Handle`]. They define
-//! `cancel()`, `cancelled()`, `get_context()` (3.12+), `when()`, `_run()` and, as read-only
-//! getters, every `__slots__` attribute of the asyncio classes (`_callback`, `_args`,
-//! `_cancelled`, `_loop`, `_context`, `_source_traceback`, `_repr`, `_when`, `_scheduled`);
-//! asyncio's own `_repr_info()` is inherited and works through those getters.
+//! `cancel()`, `cancelled()`, `get_context()` (3.12+), `when()`, `_run()` and, as getters,
+//! every `__slots__` attribute of the asyncio classes (`_callback`, `_args`, `_cancelled`,
+//! `_loop`, `_context`, `_source_traceback`, `_repr`, `_when`, `_scheduled`), of which
+//! `_callback` and `_args` can be set; asyncio's own `_repr_info()` is inherited and works
+//! through those getters.
+
+mod attrs;
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +29,7 @@ use crate::names::Names;
 use crate::pyo::attached::in_owner_drop;
 use crate::pyo::call::call_in_context;
 use crate::pyo::gil_cell::assert_no_access_open;
-use crate::pyo::native_type::methods::{
-    getset, hash_slot, noargs, noargs_def, richcmp_slot, unary_slot,
-};
+use crate::pyo::native_type::methods::{hash_slot, noargs, noargs_def, richcmp_slot, unary_slot};
 use crate::pyo::native_type::slotted::{self, Family, Slotted, SlottedSpec};
 use crate::pyo::native_type::Lookup;
 use crate::pyo::object::{gc_track, gc_untrack, is_unshared_without_weakrefs};
@@ -497,54 +498,6 @@ fn m_when<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
     Ok(PyFloat::new(slf.py(), h.when_value()).into_any())
 }
 
-fn g_callback<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    let py = slf.py();
-    Ok(opt(
-        py,
-        h.refs
-            .with(|refs| refs.callback.as_ref().map(|c| c.func.bind(py).clone())),
-    ))
-}
-
-fn g_args<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    let py = slf.py();
-    Ok(opt(
-        py,
-        h.refs.with(|refs| {
-            refs.callback
-                .as_ref()
-                .map(|c| c.args.bind(py).clone().into_any())
-        }),
-    ))
-}
-
-fn g_loop<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    Ok(opt(slf.py(), h.loop_obj(slf.py())))
-}
-
-fn g_context<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    Ok(opt(slf.py(), h.context(slf.py())))
-}
-
-fn g_source_traceback<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    let py = slf.py();
-    Ok(opt(
-        py,
-        h.source_traceback.as_ref().map(|t| t.bind(py).clone()),
-    ))
-}
-
-/// asyncio's `_repr`: the repr kept at cancel time in debug mode, else None.
-fn g_repr<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    let py = slf.py();
-    let r = h.repr_at_cancel.with(|r| r.clone());
-    Ok(opt(py, r.map(|r| PyString::new(py, &r).into_any())))
-}
-
-fn g_scheduled<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    Ok(py_bool(slf.py(), h.is_scheduled()))
-}
-
 fn t_repr<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
     let py = slf.py();
     if let Some(r) = h.repr_at_cancel.with(|r| r.clone()) {
@@ -626,10 +579,6 @@ unary_slot!(REPR, Handle, t_repr);
 hash_slot!(HASH, Handle, t_hash);
 richcmp_slot!(RICHCMP, Handle, t_richcmp);
 
-fn g_cancelled<'py>(slf: &Bound<'py, PyAny>, h: &Handle) -> PyRes<'py> {
-    m_cancelled(slf, h)
-}
-
 fn methods(timer: bool) -> Vec<ffi::PyMethodDef> {
     let mut v = vec![
         noargs_def(
@@ -656,25 +605,6 @@ fn methods(timer: bool) -> Vec<ffi::PyMethodDef> {
     v
 }
 
-/// Getters shadowing every `__slots__` member of `asyncio.Handle` (and `TimerHandle`),
-/// read-only (as the `#[pyclass]` these types replace): the base's slots stay empty.
-fn getsets(timer: bool) -> Vec<ffi::PyGetSetDef> {
-    let mut v = vec![
-        getset::<Handle>(c"_callback", g_callback, None),
-        getset::<Handle>(c"_args", g_args, None),
-        getset::<Handle>(c"_cancelled", g_cancelled, None),
-        getset::<Handle>(c"_loop", g_loop, None),
-        getset::<Handle>(c"_context", g_context, None),
-        getset::<Handle>(c"_source_traceback", g_source_traceback, None),
-        getset::<Handle>(c"_repr", g_repr, None),
-    ];
-    if timer {
-        v.push(getset::<Handle>(c"_when", m_when, None));
-        v.push(getset::<Handle>(c"_scheduled", g_scheduled, None));
-    }
-    v
-}
-
 /// Creates `ferroloop.Handle` and `ferroloop.TimerHandle` (subtypes of `asyncio.Handle`
 /// and `asyncio.TimerHandle`) and adds them to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -692,7 +622,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 doc:
                     c"A callback scheduled by `call_soon`, `call_soon_threadsafe`, `add_reader`, ….",
                 methods: methods(false),
-                getsets: getsets(false),
+                getsets: attrs::getsets(false),
                 slots: vec![slot(ffi::Py_tp_repr, REPR as *mut c_void)],
                 subclassable: true,
             },
@@ -703,7 +633,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 name: c"ferroloop._ferroloop.TimerHandle",
                 doc: c"A callback scheduled for a point in time by `call_later` / `call_at`.",
                 methods: methods(true),
-                getsets: getsets(true),
+                getsets: attrs::getsets(true),
                 slots: vec![
                     slot(ffi::Py_tp_repr, REPR as *mut c_void),
                     slot(ffi::Py_tp_hash, HASH as *mut c_void),
