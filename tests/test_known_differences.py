@@ -387,3 +387,32 @@ def test_log_records_of_native_code_name_the_calling_frame(loop, loop_name, capl
         assert (record.filename, record.funcName) == ("test_known_differences.py", "reporter")
     else:
         assert (record.filename, record.funcName) == ("base_events.py", "default_exception_handler")
+
+
+def test_loop_is_not_a_base_event_loop(loop, loop_name):
+    """``ferroloop.Loop`` is an ``asyncio.AbstractEventLoop`` but not an
+    ``asyncio.BaseEventLoop`` (nor is uvloop's): a patch of ``asyncio.BaseEventLoop``'s
+    methods (asyncssh's tests patch ``create_connection`` so) does not reach it; a patch of
+    the loop's own class does."""
+    from unittest import mock
+
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    assert isinstance(loop, asyncio.BaseEventLoop) is (loop_name == "asyncio")
+
+    async def refused(*args, **kwargs):
+        raise ConnectionRefusedError("patched")
+
+    async def connect():
+        return await loop.create_connection(asyncio.Protocol, "127.0.0.1", 9)
+
+    with mock.patch.object(asyncio.BaseEventLoop, "create_connection", refused):
+        try:
+            loop.run_until_complete(connect())
+        except ConnectionRefusedError as e:
+            patched_seen = str(e) == "patched"
+        else:
+            patched_seen = False
+    assert patched_seen is (loop_name == "asyncio")
+    with mock.patch.object(type(loop), "create_connection", refused):
+        with pytest.raises(ConnectionRefusedError, match="patched"):
+            loop.run_until_complete(connect())
