@@ -38,6 +38,25 @@ def test_get_set_exception_handler(loop):
     assert loop.get_exception_handler() is None
 
 
+def test_exception_handler_and_task_factory_attributes(loop):
+    """asyncio's ``_exception_handler`` and ``_task_factory``, which code written before
+    the getters existed reads to save and restore them."""
+    assert loop._exception_handler is None and loop._task_factory is None
+
+    def handler(lp, ctx):
+        pass
+
+    def factory(lp, coro, **kwargs):
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_exception_handler(handler)
+    loop.set_task_factory(factory)
+    assert loop._exception_handler is handler and loop._task_factory is factory
+    loop.set_exception_handler(None)
+    loop.set_task_factory(None)
+    assert loop._exception_handler is None and loop._task_factory is None
+
+
 def test_exception_in_callback_goes_to_handler(loop):
     reports = []
     loop.set_exception_handler(lambda lp, ctx: reports.append((lp, ctx)))

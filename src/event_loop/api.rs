@@ -159,6 +159,12 @@ impl LoopCore {
         self.get_task_factory(py)
     }
 
+    /// asyncio's attribute behind `get_task_factory()`.
+    #[getter]
+    fn _task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_task_factory(py)
+    }
+
     // ----- methods for running in threads ---------------------------------------------
 
     /// `call_soon` that may be called from any thread; wakes the loop.
@@ -572,6 +578,13 @@ impl LoopCore {
     }
 
     /// Logs `context` through asyncio's logger, in asyncio's format.
+    /// asyncio's attribute behind `get_exception_handler()`, which code written before that
+    /// method existed saves and restores (`old = loop._exception_handler`).
+    #[getter]
+    fn _exception_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_exception_handler(py)
+    }
+
     #[pyo3(name = "default_exception_handler")]
     fn py_default_exception_handler(
         slf: &Bound<'_, Self>,
