@@ -14,7 +14,8 @@ work (user) from the kernel's share (system), which no instruction count sees.
         old=/tmp/old/bin/python:ferroloop
 
 A loop is ``NAME`` (this Python) or ``LABEL=PYTHON:NAME``; ``mio`` is the pure-Rust echo
-server (the floor). Servers are ``ferroloop._bench.servers`` workloads: ``tcp_proto``,
+server (the floor); ``mio-py`` (``tcp_proto`` only) is the floor's loop calling the Python
+protocol's ``data_received`` per read: the floor plus Python's protocol call, no event loop. Servers are ``ferroloop._bench.servers`` workloads: ``tcp_proto``,
 ``unix_proto``, ``streams``, ``sock``.
 """
 
@@ -47,6 +48,11 @@ def one_round(python, loop, workload, size, conns, duration, pin=False):
     if loop == "mio":
         server_cmd = [python, "-m", "ferroloop._bench.echo", "server",
                       *(["--unix", path] if unix else ["--tcp", "127.0.0.1:0"])]
+    elif loop == "mio-py":
+        if unix or workload != "tcp_proto":
+            raise SystemExit("mio-py serves the tcp_proto workload only")
+        server_cmd = [python, "-m", "ferroloop._bench.echo", "server", "--protocol",
+                      "--tcp", "127.0.0.1:0"]
     else:
         server_cmd = [python, "-m", "ferroloop._bench.servers", loop, workload,
                       "--size", str(size), *(["--unix", path] if unix else [])]

@@ -333,6 +333,47 @@ def test_echo_floor_server_udp_and_ctrl_c():
             p.wait()
 
 
+def test_echo_floor_with_a_python_protocol():
+    """``echo server --protocol``: the floor's loop calls the Python protocol per read; every
+    echo comes back intact (the client checks each byte), the protocol sees each connection
+    made and lost, and SIGINT stops the server."""
+    code = textwrap.dedent("""
+        import signal
+        from ferroloop._ferroloop import _echo_server_protocol
+        from ferroloop._bench.echo import EchoProtocol
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        class Told(EchoProtocol):
+            __slots__ = ()
+            def connection_made(self, transport):
+                print("made", flush=True)
+                super().connection_made(transport)
+            def connection_lost(self, exc):
+                print("lost", exc, flush=True)
+                super().connection_lost(exc)
+        try:
+            _echo_server_protocol("127.0.0.1:0", Told,
+                                  lambda k, a: print("READY", k, a, flush=True))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+    p = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        kind_addr = p.stdout.readline().split()
+        assert kind_addr[:2] == ["READY", "tcp"]
+        res = _echo_client("tcp", kind_addr[2], 3, 10_000, 0.05, 0.3)
+        assert res["msgs"] > 3
+        # The client has closed its connections: the protocol hears each go.
+        lines = [p.stdout.readline().strip() for _ in range(6)]
+        assert sorted(lines) == ["lost None"] * 3 + ["made"] * 3
+        p.send_signal(2)
+        out, _ = p.communicate(timeout=10)
+        assert out.strip() == "interrupted"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def test_progress_plain_lines_and_bar(capsys):
     from ferroloop._bench.common import Progress
 

@@ -5,7 +5,7 @@ wrappers over it). Every measurement runs in a child process of its own:
   ``python -m ferroloop._bench.workloads LOOP WORKLOAD N`` prints one JSON line.
 * ``servers``: the servers of the network workloads, run on the loop under test.
 * ``echo``: the network load generator and the pure-Rust floor server (the pseudo-loop
-  ``mio``), both in the extension (``src/bench.rs``), run in a process of their own.
+  ``mio``), both in the extension (``src/bench/``), run in a process of their own.
 * ``common``: child processes, probing loops, interleaving, tables, machine description.
 * ``sched`` / ``net``: measuring and reporting each family (benchmarks/run.py, net.py).
 * ``cli``: ``ferroloop bench``: both families, progress, the ops/s table, ``--json``, ``--plot``.

@@ -1,10 +1,13 @@
 """The network benchmarks' echo load generator and floor server, over the extension's
-``_echo_client`` / ``_echo_server`` (``src/bench.rs``, GIL released while they run).
+``_echo_client`` / ``_echo_server`` (``src/bench/``, GIL released while they run).
 
     python -m ferroloop._bench.echo server (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT)
+    python -m ferroloop._bench.echo server --protocol --tcp HOST:PORT
     python -m ferroloop._bench.echo client (--tcp ADDR | --unix PATH | --udp ADDR)
                                            [--conns C] [--size S] [--warmup W] [--duration D]
 
+``server --protocol`` is the floor's loop calling a Python ``data_received`` per read
+(``_echo_server_protocol``): the floor plus the cost of Python's protocol call, no event loop.
 ``server`` prints ``READY KIND ADDRESS`` once listening and serves until killed (Ctrl-C
 works). ``client`` prints ``WINDOW`` when its measuring window opens (after the warm-up; the
 driver samples the server's CPU from there), then one JSON line: ``msgs``, ``secs``,
@@ -17,7 +20,23 @@ import argparse
 import json
 import sys
 
-from ferroloop._ferroloop import _echo_client, _echo_server
+from ferroloop._ferroloop import _echo_client, _echo_server, _echo_server_protocol
+
+
+class EchoProtocol:
+    """The protocol of ``server --protocol``: the benchmark servers' ``asyncio.Protocol``
+    echo (``ferroloop._bench.servers.EchoProtocol``), called by the floor's own loop."""
+
+    __slots__ = ("transport",)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        self.transport = None
 
 
 def main(argv=None):
@@ -31,6 +50,9 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--duration", type=float, default=2.0)
+    ap.add_argument("--protocol", action="store_true",
+                    help="server, TCP: call a Python protocol's data_received per read "
+                         "(the floor plus Python's protocol call, no event loop)")
     a = ap.parse_args(argv)
     kind = next(k for k in ("tcp", "unix", "udp") if getattr(a, k) is not None)
     addr = getattr(a, kind)
@@ -40,7 +62,11 @@ def main(argv=None):
         sys.stdout.flush()
 
     try:
-        if a.role == "server":
+        if a.role == "server" and a.protocol:
+            if kind != "tcp":
+                ap.error("--protocol serves TCP only")
+            _echo_server_protocol(addr, EchoProtocol, lambda k, where: say(f"READY {k} {where}"))
+        elif a.role == "server":
             _echo_server(kind, addr, lambda k, where: say(f"READY {k} {where}"))
         else:
             res = _echo_client(kind, addr, a.conns, a.size, a.warmup, a.duration,

@@ -9,7 +9,7 @@ process over loopback.
 
 Each measurement starts a fresh server process on the loop under test (``servers``) and a
 fixed client in another process: the echo client of ``echo`` (a single-threaded Rust load
-generator in the extension, ``src/bench.rs``) for the echo workloads, ``wrk`` for HTTP.
+generator in the extension, ``src/bench/``) for the echo workloads, ``wrk`` for HTTP.
 Runs are interleaved (``common.interleave``), so all loops share the machine's noise; the
 figure is the median over the runs, and ratios are taken within the one invocation.
 

@@ -19,8 +19,13 @@
 //!   `read` that would return `EAGAIN`. For `udp`, `recvfrom` + `sendto` until `EAGAIN`. It
 //!   calls `on_ready(kind, address)` once listening and serves until a signal handler raises.
 //!
+//! * `_echo_server_protocol(addr, protocol_factory, on_ready)`: the floor's loop calling a
+//!   Python protocol's `data_received` per read (`protocol_floor.rs`), for TCP.
+//!
 //! `kind` is `"tcp"` or `"udp"` (`addr` = `"HOST:PORT"`, port 0 for any) or `"unix"` (`addr` =
 //! a path).
+
+mod protocol_floor;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
@@ -292,6 +297,24 @@ fn _echo_server(py: Python<'_>, kind: &str, addr: &str, on_ready: Py<PyAny>) -> 
             py.detach(|| serve_udp(s)).map_err(PyErr::from)
         }
     }
+}
+
+/// The floor with a Python protocol (see [`protocol_floor`]): listens on `addr` (TCP,
+/// `HOST:PORT`), calls `on_ready("tcp", address)`, then serves each connection with a
+/// protocol from `protocol_factory()` until a Python signal handler raises.
+#[pyfunction]
+fn _echo_server_protocol(
+    py: Python<'_>,
+    addr: &str,
+    protocol_factory: Bound<'_, PyAny>,
+    on_ready: Py<PyAny>,
+) -> PyResult<()> {
+    let Addr::Tcp(sa) = parse_addr("tcp", addr)? else {
+        unreachable!("parse_addr(\"tcp\", ...) gives a TCP address")
+    };
+    let l = TcpListener::bind(sa)?;
+    on_ready.call1(py, ("tcp", l.local_addr()?.to_string()))?;
+    protocol_floor::serve(py, l, &protocol_factory)
 }
 
 // ---------------------------------------------------------------------------
@@ -620,5 +643,7 @@ fn _echo_client<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_echo_client, m)?)?;
     m.add_function(wrap_pyfunction!(_echo_server, m)?)?;
+    m.add_function(wrap_pyfunction!(_echo_server_protocol, m)?)?;
+    m.add_class::<protocol_floor::FloorTransport>()?;
     Ok(())
 }
