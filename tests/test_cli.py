@@ -340,7 +340,7 @@ def test_echo_floor_with_a_python_protocol():
     code = textwrap.dedent("""
         import signal
         from ferroloop._ferroloop import _echo_server_protocol
-        from ferroloop._bench.echo import EchoProtocol
+        from ferroloop._bench.servers import EchoProtocol
         signal.signal(signal.SIGINT, signal.default_int_handler)
         class Told(EchoProtocol):
             __slots__ = ()

@@ -23,22 +23,6 @@ import sys
 from ferroloop._ferroloop import _echo_client, _echo_server, _echo_server_protocol
 
 
-class EchoProtocol:
-    """The protocol of ``server --protocol``: the benchmark servers' ``asyncio.Protocol``
-    echo (``ferroloop._bench.servers.EchoProtocol``), called by the floor's own loop."""
-
-    __slots__ = ("transport",)
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(data)
-
-    def connection_lost(self, exc):
-        self.transport = None
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m ferroloop._bench.echo",
                                  description=__doc__.split("\n")[0])
@@ -65,6 +49,8 @@ def main(argv=None):
         if a.role == "server" and a.protocol:
             if kind != "tcp":
                 ap.error("--protocol serves TCP only")
+            # The benchmark servers' asyncio.Protocol echo, called by the floor's own loop.
+            from ferroloop._bench.servers import EchoProtocol
             _echo_server_protocol(addr, EchoProtocol, lambda k, where: say(f"READY {k} {where}"))
         elif a.role == "server":
             _echo_server(kind, addr, lambda k, where: say(f"READY {k} {where}"))
