@@ -1,5 +1,6 @@
 """add_reader / add_writer / remove_reader / remove_writer on a socket pair."""
 
+import errno
 import os
 import socket
 
@@ -320,6 +321,35 @@ def test_fd_closed_then_removed_then_reused(loop):
     finally:
         c.close()
         d.close()
+
+
+def test_remove_one_direction_of_a_closed_fd(loop, loop_name):
+    """Known difference (met under psycopg's wait_async, which watches an fd both ways and
+    takes any OSError for a closed connection). An fd watched for reading and writing is
+    closed, then its reader removed: asyncio's selector fails to change the closed fd's
+    epoll interest, drops the whole key (the writer too, its handle not cancelled) and
+    raises EBADF; ferroloop removes the reader and keeps the writer until it is removed,
+    since epoll already dropped the closed file. Neither runs a callback for it."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    fired = []
+    loop.add_reader(fd, fired.append, "r")
+    loop.add_writer(fd, fired.append, "w")
+    a.close()
+    try:
+        if loop_name == "asyncio":
+            with pytest.raises(OSError) as ei:
+                loop.remove_reader(fd)
+            assert ei.value.errno == errno.EBADF
+            assert loop.remove_writer(fd) is False
+        else:
+            assert loop.remove_reader(fd) is True
+            assert loop.remove_writer(fd) is True
+            assert loop.remove_writer(fd) is False
+        run_briefly(loop, 2)
+        assert fired == []
+    finally:
+        b.close()
 
 
 @pytest.mark.parametrize("spin_with", ["call_soon", "call_later0"])
