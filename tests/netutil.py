@@ -183,3 +183,22 @@ async def close_all(server, *transports):
     # Give the peers' connection_lost a chance to run before the loop closes.
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+def write_goes_through_the_class(tr, data: bytes) -> list:
+    """Writes ``data`` with ``type(tr).write`` patched by a spy, and returns what the spy
+    saw: ``[data]`` when ``write`` is the class's (not an instance attribute hiding a
+    subclass's or a patched ``write``), as on asyncio's transports."""
+    from unittest import mock
+
+    assert "write" not in getattr(tr, "__dict__", {})
+    original = type(tr).write
+    seen = []
+
+    def spy(self, data):
+        seen.append(bytes(data))
+        return original(self, data)
+
+    with mock.patch.object(type(tr), "write", spy):
+        tr.write(data)
+    return seen

@@ -39,6 +39,7 @@ use super::write::queue_from;
 use super::{build, Kind, StreamCore, StreamEvent};
 use crate::event_loop::LoopCore;
 use crate::names::logger;
+use crate::net::transport::wrapper::{core_in, forward_to_core};
 use crate::net::transport::{
     self, maybe_pause_protocol, maybe_resume_protocol, polling, MakeArgs, TransportCore,
 };
@@ -82,21 +83,12 @@ impl WrapperMethod for WrapperPipeWrite {
     #[inline]
     fn call<'py>(slf: &Bound<'py, PyAny>, args: VectorArgs<'_, 'py>) -> PyResult<Py<PyAny>> {
         let py = args.py();
-        let core = match WRITE_PIPE_CORE.get(py).and_then(|slot| slot.get(slf)) {
-            Some(core) => core,
-            // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
-            None => slf.getattr(pyo3::intern!(py, "_core"))?,
-        };
-        let core = core.cast_into::<StreamCore>()?;
+        let core = core_in::<StreamCore>(&WRITE_PIPE_CORE, slf)?;
         if args.nargs() == 1 && args.nkw() == 0 {
             write(&core, &args.arg(0))?;
             return Ok(py.None());
         }
-        // Keywords or a wrong number of arguments: the core's method, with its errors.
-        let method = py
-            .get_type::<StreamCore>()
-            .getattr(pyo3::intern!(py, "_pipe_write"))?;
-        args.forward(&method, core.as_any())
+        forward_to_core(&core, intern!(py, "_pipe_write"), args)
     }
 }
 

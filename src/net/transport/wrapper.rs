@@ -27,8 +27,18 @@ pub(crate) fn remember_core_slot<C: WrappedCore>(cls: &Bound<'_, PyType>) -> PyR
 /// The core of `wrapper`, an instance of `C`'s wrapper class.
 #[inline]
 pub(crate) fn core_of<'py, C: WrappedCore>(wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, C>> {
+    core_in(C::core_slot(), wrapper)
+}
+
+/// The core of `wrapper`, kept in the `_core` slot recorded in `slot` (a wrapper class
+/// other than `C`'s own, such as the write pipe's over a stream core).
+#[inline]
+pub(crate) fn core_in<'py, C: WrappedCore>(
+    slot: &PyOnceLock<SlotMember>,
+    wrapper: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, C>> {
     let py = wrapper.py();
-    match C::core_slot().get(py).and_then(|slot| slot.get(wrapper)) {
+    match slot.get(py).and_then(|slot| slot.get(wrapper)) {
         Some(core) => Ok(core.cast_into::<C>()?),
         // Not set (a subclass that skipped `__init__`): the AttributeError of `self._core`.
         None => Ok(wrapper
